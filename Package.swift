@@ -1,0 +1,80 @@
+// swift-tools-version: 6.2
+//
+// meshnode: a gossip peer-to-peer mesh node.
+//
+// Module graph (arrows point at dependencies):
+//
+//   meshnode (CLI) ──► Mesh (libuv runtime) ──► Store (SQLite, chunks, identity) ──► Gossip (pure)
+//   meshsim ──► MeshSim (simulator) ──────────────────────────────┘                   ▲
+//                                                                                       │
+//   Gossip has no dependency at all: no sockets, no clock, no global randomness, no C.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .treatWarning("ActorIsolatedCall", as: .error),
+]
+
+let package = Package(
+    name: "meshnode",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "meshnode", targets: ["meshnode"]),
+        .executable(name: "meshsim", targets: ["meshsim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C libraries from Debian's -dev packages, found through pkg-config.
+        .systemLibrary(
+            name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"]), .brew(["libuv"])]),
+        .systemLibrary(
+            name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"]), .brew(["libsodium"])]),
+        .systemLibrary(
+            name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
+
+        .target(name: "Gossip", path: "Sources/Gossip", swiftSettings: strict),
+        .target(
+            name: "Store", dependencies: ["Gossip", "CSodium", "CSQLite"],
+            path: "Sources/Store", swiftSettings: strict),
+        .target(
+            name: "Mesh",
+            dependencies: [
+                "Gossip", "Store", "CLibUV", "CSodium",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Sources/Mesh", swiftSettings: strict),
+        .executableTarget(
+            name: "meshnode",
+            dependencies: [
+                "Mesh", "Store", "Gossip",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/meshnode", swiftSettings: strict),
+
+        // The deterministic simulator: a library (so tests can drive it) and its CLI.
+        .target(
+            name: "MeshSim", dependencies: ["Gossip"],
+            path: "simulations/Sources/MeshSim", swiftSettings: strict),
+        .executableTarget(
+            name: "meshsim",
+            dependencies: [
+                "MeshSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "simulations/Sources/meshsim", swiftSettings: strict),
+
+        .testTarget(name: "GossipTests", dependencies: ["Gossip"], path: "Tests/GossipTests"),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Gossip"], path: "Tests/StoreTests"),
+        .testTarget(name: "MeshTests", dependencies: ["Mesh", "Store", "Gossip"], path: "Tests/MeshTests"),
+        .testTarget(name: "SimulationTests", dependencies: ["MeshSim", "Gossip"], path: "Tests/SimulationTests"),
+        // Starts real `meshnode` processes; depends on the executable so it is built first.
+        .testTarget(name: "CLITests", dependencies: ["meshnode", "Store", "Gossip"], path: "Tests/CLITests"),
+    ]
+)

@@ -1,0 +1,2 @@
+// Mesh: the libuv runtime that interprets Gossip directives.
+import Gossip

@@ -1,0 +1,2 @@
+// Store: persistence (SQLite manifest, chunk files, node identity).
+@_exported import Gossip

@@ -1,0 +1,1 @@
+print("meshnode: not built yet")

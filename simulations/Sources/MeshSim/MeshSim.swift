@@ -1,0 +1,2 @@
+// The deterministic simulator (issue 3) lives here.
+public enum MeshSim {}

@@ -1,0 +1,1 @@
+print("meshsim: not built yet")
