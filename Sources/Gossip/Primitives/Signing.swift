@@ -16,4 +16,6 @@ public protocol SignatureVerifier: Sendable {
 public enum SigningDomain {
     /// Manifest entries (`ManifestEntry.signedBytes`).
     public static let manifestEntry = Array("meshnode/entry/v1\0".utf8)
+    /// Admission certificates (`Certificate.signedBytes`).
+    public static let certificate = Array("meshnode/cert/v1\0".utf8)
 }
