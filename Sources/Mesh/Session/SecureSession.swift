@@ -1,0 +1,250 @@
+import CSodium
+import Gossip
+
+/// An authenticated, encrypted session between two meshnode identities over any
+/// reliable byte stream (direct TCP, an `ssh -W` tunnel, a SOCKS5-proxied connection).
+///
+/// Three framed messages (docs/PROTOCOL.md §8.2), SIGMA-style: each side proves
+/// possession of its long-term Ed25519 key by signing a hash of the transcript, which
+/// binds its identity to both fresh X25519 keys. The session keys come from
+/// libsodium's `crypto_kx` over the ephemeral keys, so compromise of a long-term key
+/// later does not reveal past sessions (forward secrecy).
+///
+/// ```
+/// initiator                                    responder
+///   hello(id_i, eph_i, ciphers, credential_i, expected_r) ─►
+///                 ◄─ accept(id_r, eph_r, cipher, credential_r, sig_r)
+///   confirm(sig_i) ─►
+/// ```
+///
+/// This type is sans-IO: feed it the frames that arrive, send the frames it returns.
+public struct SessionHandshake: ~Copyable {
+    public enum Role: Sendable { case initiator, responder }
+
+    /// What the handshake wants the caller to do next.
+    public enum Step {
+        /// Send this frame and wait for the next one.
+        case send([UInt8])
+        /// The session is up (after sending `finalFrame`, if any).
+        case established(SecureChannel, peer: NodeID, peerCredential: [UInt8], finalFrame: [UInt8]?)
+    }
+
+    public static let magic: [UInt8] = Array("MNS1".utf8)
+    public static let version: UInt8 = 1
+    public static let maxCredentialBytes = 256
+    /// No handshake frame is larger than this.
+    public static let maxHandshakeFrameBytes = 4 + 1 + 32 + 32 + 1 + 2 + maxCredentialBytes + 32 + 64
+
+    static let responderDomain = Array("meshnode/session/v1/responder\0".utf8)
+    static let initiatorDomain = Array("meshnode/session/v1/initiator\0".utf8)
+
+    private let role: Role
+    private let signer: any Signer
+    private let verifier: any SignatureVerifier
+    private let credential: [UInt8]
+    private let expectedPeer: NodeID?
+    private let admit: @Sendable (NodeID, [UInt8]) -> Bool
+    private let ephemeral: EphemeralKeyPair
+    private var transcript: [UInt8] = []
+    private var state: State = .idle
+    private var peerID: NodeID?
+    private var peerCredential: [UInt8] = []
+    private var peerEphemeral: Bytes32?
+    private var cipher: CipherSuite = .chacha20poly1305
+
+    private enum State { case idle, sentHello, sentAccept, done, failed }
+
+    /// - Parameters:
+    ///   - expectedPeer: the identity the initiator means to reach (nil when unknown,
+    ///     e.g. dialling a seed address); a responder with another identity is refused.
+    ///   - admit: the admission decision for the peer's identity and credential.
+    public init(role: Role, signer: any Signer, verifier: any SignatureVerifier, credential: [UInt8] = [],
+                expectedPeer: NodeID? = nil, admit: @escaping @Sendable (NodeID, [UInt8]) -> Bool) {
+        precondition(credential.count <= Self.maxCredentialBytes)
+        Sodium.initialize()
+        self.role = role
+        self.signer = signer
+        self.verifier = verifier
+        self.credential = credential
+        self.expectedPeer = expectedPeer
+        self.admit = admit
+        self.ephemeral = EphemeralKeyPair()
+    }
+
+    /// The initiator's first frame.
+    public mutating func start() -> [UInt8] {
+        precondition(role == .initiator && state == .idle)
+        var w = ByteWriter(capacity: Self.maxHandshakeFrameBytes)
+        w.raw(Self.magic)
+        w.u8(Self.version)
+        w.bytes32(signer.nodeID.key)
+        w.bytes32(ephemeral.publicKey)
+        w.u8(CipherSuite.locallySupportedMask)
+        w.blob16(credential)
+        w.bytes32(expectedPeer?.key ?? .zero)
+        transcript = w.bytes
+        state = .sentHello
+        return w.bytes
+    }
+
+    /// Feeds one received handshake frame.
+    public mutating func receive(_ frame: [UInt8]) throws(SessionError) -> Step {
+        guard frame.count <= Self.maxHandshakeFrameBytes else { state = .failed; throw .malformed("handshake frame of \(frame.count) bytes") }
+        do {
+            switch (role, state) {
+            case (.responder, .idle): return try onHello(frame)
+            case (.initiator, .sentHello): return try onAccept(frame)
+            case (.responder, .sentAccept): return try onConfirm(frame)
+            default:
+                state = .failed
+                throw SessionError.protocolViolation("unexpected handshake frame")
+            }
+        } catch let e as SessionError {
+            state = .failed
+            throw e
+        } catch {
+            state = .failed
+            throw .malformed("\(error)")
+        }
+    }
+
+    private mutating func onHello(_ frame: [UInt8]) throws -> Step {
+        var r = ByteReader(frame)
+        guard try r.raw(4) == Self.magic else { throw SessionError.malformed("bad magic") }
+        let v = try r.u8()
+        guard v == Self.version else { throw SessionError.unsupportedVersion(v) }
+        let peer = NodeID(key: try r.bytes32())
+        let peerEph = try r.bytes32()
+        let theirCiphers = try r.u8()
+        let cred = try r.blob16(field: "credential", limit: Self.maxCredentialBytes)
+        let expected = try r.bytes32()
+        try r.expectEnd()
+        guard expected == .zero || expected == signer.nodeID.key else {
+            throw SessionError.wrongPeer(expected: NodeID(key: expected), actual: signer.nodeID)
+        }
+        guard admit(peer, cred) else { throw SessionError.notAdmitted(peer) }
+        guard let suite = CipherSuite.choose(theirMask: theirCiphers) else { throw SessionError.noCommonCipher }
+        cipher = suite
+        peerID = peer
+        peerCredential = cred
+        peerEphemeral = peerEph
+        transcript = frame
+
+        var w = ByteWriter(capacity: Self.maxHandshakeFrameBytes)
+        w.raw(Self.magic)
+        w.u8(Self.version)
+        w.bytes32(signer.nodeID.key)
+        w.bytes32(ephemeral.publicKey)
+        w.u8(suite.rawValue)
+        w.blob16(credential)
+        transcript += w.bytes
+        let sig = signer.sign(Self.responderDomain + Sodium.blake2b256(transcript).bytes)
+        w.raw(sig.bytes)
+        transcript = frame + w.bytes
+        state = .sentAccept
+        return .send(w.bytes)
+    }
+
+    private mutating func onAccept(_ frame: [UInt8]) throws -> Step {
+        var r = ByteReader(frame)
+        guard try r.raw(4) == Self.magic else { throw SessionError.malformed("bad magic") }
+        let v = try r.u8()
+        guard v == Self.version else { throw SessionError.unsupportedVersion(v) }
+        let peer = NodeID(key: try r.bytes32())
+        let peerEph = try r.bytes32()
+        guard let suite = CipherSuite(rawValue: try r.u8()), CipherSuite.locallySupportedMask & suite.rawValue != 0 else {
+            throw SessionError.noCommonCipher
+        }
+        let cred = try r.blob16(field: "credential", limit: Self.maxCredentialBytes)
+        let signedPart = Array(frame[0..<r.offset])
+        guard let sig = Signature(bytes: try r.raw(64)) else { throw SessionError.malformed("signature") }
+        try r.expectEnd()
+        if let expectedPeer, expectedPeer != peer { throw SessionError.wrongPeer(expected: expectedPeer, actual: peer) }
+        guard verifier.verify(sig, of: Self.responderDomain + Sodium.blake2b256(transcript + signedPart).bytes, by: peer) else {
+            throw SessionError.badSignature(peer)
+        }
+        guard admit(peer, cred) else { throw SessionError.notAdmitted(peer) }
+        transcript += frame
+        let confirm = signer.sign(Self.initiatorDomain + Sodium.blake2b256(transcript).bytes).bytes
+        let channel = try SecureChannel(suite: suite, role: .initiator, ephemeral: ephemeral, peerEphemeral: peerEph)
+        state = .done
+        return .established(channel, peer: peer, peerCredential: cred, finalFrame: confirm)
+    }
+
+    private mutating func onConfirm(_ frame: [UInt8]) throws -> Step {
+        guard let sig = Signature(bytes: frame), let peer = peerID, let peerEph = peerEphemeral else {
+            throw SessionError.malformed("confirm frame")
+        }
+        guard verifier.verify(sig, of: Self.initiatorDomain + Sodium.blake2b256(transcript).bytes, by: peer) else {
+            throw SessionError.badSignature(peer)
+        }
+        let channel = try SecureChannel(suite: cipher, role: .responder, ephemeral: ephemeral, peerEphemeral: peerEph)
+        state = .done
+        return .established(channel, peer: peer, peerCredential: peerCredential, finalFrame: nil)
+    }
+}
+
+/// Why a session could not be set up or a frame was refused; each case is a counted reason.
+public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
+    case malformed(String)
+    case unsupportedVersion(UInt8)
+    case protocolViolation(String)
+    case wrongPeer(expected: NodeID, actual: NodeID)
+    case notAdmitted(NodeID)
+    case badSignature(NodeID)
+    case noCommonCipher
+    case keyExchangeFailed
+    case authenticationFailed
+    case counterExhausted
+
+    /// A stable, metric-friendly name.
+    public var reason: String {
+        switch self {
+        case .malformed: "malformed"
+        case .unsupportedVersion: "unsupported_version"
+        case .protocolViolation: "protocol_violation"
+        case .wrongPeer: "wrong_peer"
+        case .notAdmitted: "untrusted_key"
+        case .badSignature: "bad_signature"
+        case .noCommonCipher: "no_common_cipher"
+        case .keyExchangeFailed: "key_exchange_failed"
+        case .authenticationFailed: "frame_authentication_failed"
+        case .counterExhausted: "counter_exhausted"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .malformed(let what): "malformed session frame (\(what))"
+        case .unsupportedVersion(let v): "peer speaks session version \(v); this node speaks \(SessionHandshake.version)"
+        case .protocolViolation(let what): "session protocol violation: \(what)"
+        case .wrongPeer(let e, let a): "expected peer \(e.short) but reached \(a.short)"
+        case .notAdmitted(let n): "peer \(n.short) is not trusted by this cluster"
+        case .badSignature(let n): "peer \(n.short) failed to prove its identity"
+        case .noCommonCipher: "no cipher suite in common"
+        case .keyExchangeFailed: "key exchange failed (weak ephemeral key)"
+        case .authenticationFailed: "a frame failed authentication"
+        case .counterExhausted: "session frame counter exhausted; reconnect"
+        }
+    }
+}
+
+/// Symmetric ciphers a session may use. AES-256-GCM is preferred where both ends
+/// have AES-NI (it runs several times faster there); ChaCha20-Poly1305 (IETF) is the
+/// universal fallback.
+public enum CipherSuite: UInt8, Sendable {
+    case chacha20poly1305 = 0x01
+    case aes256gcm = 0x02
+
+    static var locallySupportedMask: UInt8 {
+        Sodium.initialize()
+        return crypto_aead_aes256gcm_is_available() == 1 ? 0x03 : 0x01
+    }
+
+    static func choose(theirMask: UInt8) -> CipherSuite? {
+        let common = theirMask & locallySupportedMask
+        if common & CipherSuite.aes256gcm.rawValue != 0 { return .aes256gcm }
+        if common & CipherSuite.chacha20poly1305.rawValue != 0 { return .chacha20poly1305 }
+        return nil
+    }
+}

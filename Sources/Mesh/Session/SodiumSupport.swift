@@ -1,0 +1,62 @@
+import CSodium
+import Gossip
+
+/// libsodium entry points used by the session layer.
+enum Sodium {
+    private static let initialized: Bool = sodium_init() >= 0
+
+    static func initialize() {
+        precondition(initialized, "libsodium failed to initialise")
+    }
+
+    static func blake2b256(_ message: [UInt8]) -> Bytes32 {
+        var out = [UInt8](repeating: 0, count: 32)
+        _ = crypto_generichash(&out, 32, message, UInt64(message.count), nil, 0)
+        return Bytes32(bytes: out)!
+    }
+}
+
+/// Secret bytes in libsodium's guarded heap (guard pages, canary, no swap), wiped
+/// and freed when the owner goes away.
+final class GuardedBytes: @unchecked Sendable {
+    // @unchecked: immutable after init except through withMutableBytes during init.
+    let count: Int
+    private let pointer: UnsafeMutableRawPointer
+
+    init(count: Int) {
+        Sodium.initialize()
+        guard let p = sodium_malloc(count) else { fatalError("sodium_malloc(\(count)) failed: out of memory") }
+        self.count = count
+        pointer = p
+    }
+
+    deinit { sodium_free(pointer) }
+
+    func withBytes<R>(_ body: (UnsafePointer<UInt8>) -> R) -> R {
+        body(UnsafePointer(pointer.assumingMemoryBound(to: UInt8.self)))
+    }
+
+    func withMutableBytes<R>(_ body: (UnsafeMutablePointer<UInt8>) -> R) -> R {
+        body(pointer.assumingMemoryBound(to: UInt8.self))
+    }
+}
+
+/// A fresh X25519 keypair for one session; the secret half never leaves guarded memory.
+struct EphemeralKeyPair: ~Copyable {
+    let publicKey: Bytes32
+    private let secret: GuardedBytes
+
+    init() {
+        Sodium.initialize()
+        let sk = GuardedBytes(count: Int(crypto_kx_SECRETKEYBYTES))
+        var pk = [UInt8](repeating: 0, count: Int(crypto_kx_PUBLICKEYBYTES))
+        _ = sk.withMutableBytes { crypto_kx_keypair(&pk, $0) }
+        publicKey = Bytes32(bytes: pk)!
+        secret = sk
+    }
+
+    func withKeys<R>(_ body: (UnsafePointer<UInt8>, UnsafePointer<UInt8>) -> R) -> R {
+        let pk = publicKey.bytes
+        return pk.withUnsafeBufferPointer { p in secret.withBytes { s in body(p.baseAddress!, s) } }
+    }
+}

@@ -1,0 +1,103 @@
+import CSodium
+import Testing
+@testable import Gossip
+@testable import Mesh
+
+/// A real Ed25519 signer straight from libsodium, for tests of the session layer.
+private final class TestEd25519: Signer, SignatureVerifier, @unchecked Sendable {
+    let nodeID: NodeID
+    private var sk = [UInt8](repeating: 0, count: 64)
+    init() {
+        _ = sodium_init()
+        var pk = [UInt8](repeating: 0, count: 32)
+        crypto_sign_keypair(&pk, &sk)
+        nodeID = NodeID(key: Bytes32(bytes: pk)!)
+    }
+    func sign(_ m: [UInt8]) -> Signature {
+        var s = [UInt8](repeating: 0, count: 64)
+        crypto_sign_detached(&s, nil, m, UInt64(m.count), sk)
+        return Signature(bytes: s)!
+    }
+    func verify(_ s: Signature, of m: [UInt8], by k: NodeID) -> Bool {
+        crypto_sign_verify_detached(s.bytes, m, UInt64(m.count), k.key.bytes) == 0
+    }
+}
+
+private func establish(_ a: TestEd25519, _ b: TestEd25519, expected: NodeID? = nil,
+                       admitByB: @escaping @Sendable (NodeID, [UInt8]) -> Bool = { _, _ in true })
+    throws -> (SecureChannel, SecureChannel, NodeID, NodeID) {
+    var i = SessionHandshake(role: .initiator, signer: a, verifier: a, credential: [1, 2, 3], expectedPeer: expected) { _, _ in true }
+    var r = SessionHandshake(role: .responder, signer: b, verifier: b, admit: admitByB)
+    let hello = i.start()
+    guard case .send(let accept) = try r.receive(hello) else { Issue.record("responder did not answer"); throw SessionError.malformed("x") }
+    guard case .established(let ic, let rPeer, _, let confirm?) = try i.receive(accept) else { throw SessionError.malformed("x") }
+    guard case .established(let rc, let iPeer, let cred, nil) = try r.receive(confirm) else { throw SessionError.malformed("x") }
+    #expect(cred == [1, 2, 3])
+    return (ic, rc, rPeer, iPeer)
+}
+
+@Suite struct SecureSessionTests {
+    @Test func bothSidesLearnEachOthersIdentityAndExchangeFramesBothWays() throws {
+        let a = TestEd25519(), b = TestEd25519()
+        let (ia, rb, seenByA, seenByB) = try establish(a, b, expected: b.nodeID)
+        #expect(seenByA == b.nodeID)
+        #expect(seenByB == a.nodeID)
+        for n in [0, 1, 100, 70_000] {
+            let m = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            #expect(try rb.open(ia.seal(m)) == m)
+            #expect(try ia.open(rb.seal(m)) == m)
+        }
+    }
+
+    @Test func aTamperedReplayedOrReorderedFrameFailsAuthentication() throws {
+        let (ia, rb, _, _) = try establish(TestEd25519(), TestEd25519())
+        var f = try ia.seal([1, 2, 3, 4])
+        f[1] ^= 0x40
+        #expect(throws: SessionError.authenticationFailed) { try rb.open(f) }
+        let (ia2, rb2, _, _) = try establish(TestEd25519(), TestEd25519())
+        let f0 = try ia2.seal([0]), f1 = try ia2.seal([1])
+        #expect(throws: SessionError.authenticationFailed) { try rb2.open(f1) }
+        #expect(try rb2.open(f0) == [0])
+        #expect(throws: SessionError.authenticationFailed) { try rb2.open(f0) }
+        #expect(try rb2.open(f1) == [1])
+    }
+
+    @Test func theInitiatorRefusesAResponderWithAnotherIdentity() throws {
+        let a = TestEd25519(), b = TestEd25519(), c = TestEd25519()
+        #expect(throws: SessionError.self) { _ = try establish(a, b, expected: c.nodeID) }
+    }
+
+    @Test func theResponderRefusesAnUntrustedInitiator() throws {
+        let a = TestEd25519(), b = TestEd25519()
+        #expect(throws: SessionError.notAdmitted(a.nodeID)) { _ = try establish(a, b) { _, _ in false } }
+    }
+
+    @Test func aConfirmationSignedByAnotherKeyIsRefused() throws {
+        let a = TestEd25519(), b = TestEd25519(), mallory = TestEd25519()
+        var i = SessionHandshake(role: .initiator, signer: a, verifier: a) { _, _ in true }
+        var r = SessionHandshake(role: .responder, signer: b, verifier: b) { _, _ in true }
+        guard case .send(let accept) = try r.receive(i.start()) else { Issue.record("no accept"); return }
+        guard case .established(_, _, _, _?) = try i.receive(accept) else { Issue.record("no confirm"); return }
+        let forged = mallory.sign([0]).bytes
+        #expect(throws: SessionError.badSignature(a.nodeID)) { _ = try r.receive(forged) }
+    }
+
+    @Test func garbageHandshakeFramesAreRejectedWithoutCrashing() {
+        var seed: UInt64 = 7
+        let b = TestEd25519()
+        for n in 0..<400 {
+            var r = SessionHandshake(role: .responder, signer: b, verifier: b) { _, _ in true }
+            var junk = [UInt8]()
+            for _ in 0..<(n % 180) { seed = seed &* 6364136223846793005 &+ 1; junk.append(UInt8(seed >> 56)) }
+            if n % 3 == 0 { junk = SessionHandshake.magic + [1] + junk }
+            _ = try? r.receive(junk)
+        }
+        let a = TestEd25519()
+        var i = SessionHandshake(role: .initiator, signer: a, verifier: a) { _, _ in true }
+        let hello = i.start()
+        for cut in 0..<hello.count {
+            var r = SessionHandshake(role: .responder, signer: b, verifier: b) { _, _ in true }
+            #expect(throws: SessionError.self) { _ = try r.receive(Array(hello[..<cut])) }
+        }
+    }
+}
