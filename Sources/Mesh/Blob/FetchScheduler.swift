@@ -1,0 +1,230 @@
+import Gossip
+
+/// Decides which chunk of one item to ask which peer for, and when. Pure: the caller
+/// owns connections and time (passed in as the time elapsed since any fixed origin),
+/// and reports what happened.
+///
+/// Policy (docs/PROTOCOL.md §9.3):
+/// - **Many sources at once.** Every source with spare window gets work; a source is
+///   ranked by its expected time to deliver one more chunk,
+///   `(inFlight + 1) × chunkBytes / throughput`, so fast, idle peers get more.
+/// - **Windowed.** At most `windowChunks` chunks in flight per source.
+/// - **Verified.** A chunk whose hash does not match earns the source a strike and an
+///   immediate back-off; the chunk goes straight back into the pool for another
+///   source. `maxStrikes` strikes drop the source for this item.
+/// - **Endgame.** When every missing chunk is already in flight, idle sources may
+///   duplicate a request (at most `maxCopiesInEndgame` copies per chunk); the first
+///   verified copy wins and the caller cancels the rest.
+/// - **Back-off.** A failed request backs its source off exponentially, from
+///   `baseBackoff` up to `maxBackoff`.
+public struct FetchScheduler: Sendable {
+    public struct Config: Sendable {
+        public var windowChunks = 8
+        public var maxIndicesPerRequest = 4
+        public var maxStrikes = 3
+        public var maxCopiesInEndgame = 2
+        public var baseBackoff: Duration = .milliseconds(250)
+        public var maxBackoff: Duration = .seconds(30)
+        /// Throughput assumed for a source nothing is known about yet.
+        public var initialThroughputBytesPerSecond: Double = 50_000_000
+        public init() {}
+    }
+
+    /// What a source holds.
+    public enum Holdings: Sendable, Equatable {
+        case all
+        case bitmap([UInt8])
+
+        func contains(_ i: Int) -> Bool {
+            switch self {
+            case .all: true
+            case .bitmap(let b): ChunkBitmap.contains(b, i)
+            }
+        }
+    }
+
+    /// One request to send: these chunk indices, to this source.
+    public struct Assignment: Equatable, Sendable {
+        public var source: NodeID
+        public var indices: [Int]
+    }
+
+    public struct SourceStats: Sendable, Equatable {
+        public var inFlight: Int
+        public var strikes: Int
+        public var throughputBytesPerSecond: Double
+        public var bytesReceived: UInt64
+        public var banned: Bool
+    }
+
+    struct Source: Sendable {
+        var holdings: Holdings
+        var inFlight: Set<Int> = []
+        var strikes = 0
+        var consecutiveFailures = 0
+        var backoffUntil: Duration = .zero
+        var throughput: Double
+        var bytesReceived: UInt64 = 0
+        var banned = false
+    }
+
+    public let config: Config
+    public let chunkCount: Int
+    public let chunkSizeBytes: Int
+    private var missing: Set<Int>
+    private var copies: [Int: Set<NodeID>] = [:]
+    private var sources: [NodeID: Source] = [:]
+
+    /// - Parameter present: chunk indices already verified locally (the resume state).
+    public init(chunkCount: Int, chunkSizeBytes: Int, present: (Int) -> Bool, config: Config = Config()) {
+        self.config = config
+        self.chunkCount = chunkCount
+        self.chunkSizeBytes = chunkSizeBytes
+        missing = Set((0..<chunkCount).filter { !present($0) })
+    }
+
+    public var isComplete: Bool { missing.isEmpty }
+    public var missingCount: Int { missing.count }
+    public var inFlightCount: Int { copies.count }
+    public var sourceIDs: [NodeID] { sources.keys.sorted() }
+
+    public func stats(_ id: NodeID) -> SourceStats? {
+        sources[id].map {
+            SourceStats(inFlight: $0.inFlight.count, strikes: $0.strikes, throughputBytesPerSecond: $0.throughput,
+                        bytesReceived: $0.bytesReceived, banned: $0.banned)
+        }
+    }
+
+    /// Adds a source, or updates what it holds (a peer still receiving the item
+    /// serves what it has so far).
+    public mutating func addSource(_ id: NodeID, holds: Holdings) {
+        if sources[id] != nil {
+            sources[id]!.holdings = holds
+        } else {
+            sources[id] = Source(holdings: holds, throughput: config.initialThroughputBytesPerSecond)
+        }
+    }
+
+    /// The source is gone (connection lost for good, node dead): its chunks go back in the pool.
+    public mutating func removeSource(_ id: NodeID) {
+        guard let s = sources.removeValue(forKey: id) else { return }
+        for i in s.inFlight { release(i, from: id) }
+    }
+
+    /// Hands out work to every source with spare window, best source first.
+    public mutating func assign(now: Duration) -> [Assignment] {
+        var batches: [NodeID: [Int]] = [:]
+        // Chunks nobody is fetching yet, lowest index first (sequential reads on the server).
+        var pool = missing.filter { copies[$0] == nil }.sorted()
+        var endgame = pool.isEmpty
+        while true {
+            guard let best = bestSource(now: now, canServe: { id, s in
+                endgame ? self.endgameCandidate(for: id, s) != nil : pool.contains(where: { s.holdings.contains($0) })
+            }) else {
+                if !endgame && pool.isEmpty { endgame = true; continue }
+                break
+            }
+            let pick: Int
+            if endgame {
+                guard let i = endgameCandidate(for: best, sources[best]!) else { break }
+                pick = i
+            } else {
+                guard let k = pool.firstIndex(where: { sources[best]!.holdings.contains($0) }) else { break }
+                pick = pool.remove(at: k)
+            }
+            sources[best]!.inFlight.insert(pick)
+            copies[pick, default: []].insert(best)
+            batches[best, default: []].append(pick)
+            if !endgame && pool.isEmpty { endgame = true }
+        }
+        var out = [Assignment]()
+        for (id, idx) in batches.sorted(by: { $0.key < $1.key }) {
+            var rest = idx[...]
+            while !rest.isEmpty {
+                let part = rest.prefix(config.maxIndicesPerRequest)
+                out.append(Assignment(source: id, indices: Array(part)))
+                rest = rest.dropFirst(part.count)
+            }
+        }
+        return out
+    }
+
+    private func endgameCandidate(for id: NodeID, _ s: Source) -> Int? {
+        copies.keys.sorted().first { i in
+            let c = copies[i]!
+            return missing.contains(i) && !c.contains(id) && c.count < config.maxCopiesInEndgame && s.holdings.contains(i)
+        }
+    }
+
+    private func bestSource(now: Duration, canServe: (NodeID, Source) -> Bool) -> NodeID? {
+        var best: (NodeID, Double)?
+        for (id, s) in sources where !s.banned && s.backoffUntil <= now && s.inFlight.count < config.windowChunks {
+            guard canServe(id, s) else { continue }
+            let eta = Double(s.inFlight.count + 1) * Double(chunkSizeBytes) / max(s.throughput, 1)
+            if best == nil || eta < best!.1 || (eta == best!.1 && id < best!.0) { best = (id, eta) }
+        }
+        return best?.0
+    }
+
+    /// A chunk arrived from `source` and matched its hash. Returns the other sources
+    /// that were asked for the same chunk (endgame duplicates): cancel those.
+    public mutating func onChunkVerified(_ index: Int, from source: NodeID, bytes: Int, elapsed: Duration) -> [NodeID] {
+        let others = (copies[index] ?? []).subtracting([source]).sorted()
+        for o in others { sources[o]?.inFlight.remove(index) }
+        copies[index] = nil
+        missing.remove(index)
+        if var s = sources[source] {
+            s.inFlight.remove(index)
+            s.consecutiveFailures = 0
+            s.bytesReceived += UInt64(bytes)
+            let seconds = max(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, 1e-6)
+            let sample = Double(bytes) / seconds
+            s.throughput = s.throughput * 0.7 + sample * 0.3
+            sources[source] = s
+        }
+        return others
+    }
+
+    /// A chunk arrived from `source` but its bytes did not match the hash: a strike,
+    /// an immediate back-off, and the chunk goes back in the pool. Returns true when
+    /// the source has now been dropped for this item.
+    @discardableResult
+    public mutating func onChunkCorrupt(_ index: Int, from source: NodeID, now: Duration) -> Bool {
+        release(index, from: source)
+        guard var s = sources[source] else { return true }
+        s.strikes += 1
+        s.banned = s.strikes >= config.maxStrikes
+        s.consecutiveFailures += 1
+        s.backoffUntil = now + backoff(s.consecutiveFailures)
+        sources[source] = s
+        if s.banned { for i in s.inFlight { release(i, from: source) } }
+        return s.banned
+    }
+
+    /// A request failed without data (error reply, timeout, connection reset): its
+    /// chunks go back in the pool and the source backs off.
+    public mutating func onRequestFailed(_ indices: [Int], from source: NodeID, now: Duration) {
+        for i in indices { release(i, from: source) }
+        guard var s = sources[source] else { return }
+        s.consecutiveFailures += 1
+        s.backoffUntil = now + backoff(s.consecutiveFailures)
+        sources[source] = s
+    }
+
+    /// The earliest time a backed-off source becomes usable again (for a timer).
+    public func nextWakeup(after now: Duration) -> Duration? {
+        sources.values.filter { !$0.banned && $0.backoffUntil > now }.map(\.backoffUntil).min()
+    }
+
+    private mutating func release(_ i: Int, from source: NodeID) {
+        sources[source]?.inFlight.remove(i)
+        copies[i]?.remove(source)
+        if copies[i]?.isEmpty == true { copies[i] = nil }
+    }
+
+    private func backoff(_ failures: Int) -> Duration {
+        let factor = 1 << min(max(failures - 1, 0), 16)
+        let d = config.baseBackoff * factor
+        return d < config.maxBackoff ? d : config.maxBackoff
+    }
+}

@@ -1,0 +1,172 @@
+import Testing
+@testable import Gossip
+@testable import Mesh
+
+private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2: 0, w3: 0)) }
+
+@Suite struct BlobMessageTests {
+    @Test func everyMessageRoundTrips() throws {
+        let c = ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4))
+        let msgs: [BlobMessage] = [
+            .wantRecipe(requestID: 1, contentID: c),
+            .recipe(requestID: 2, contentID: c, sizeBytes: 5, chunkSizeBytes: 4, chunks: [ChunkHash(digest: .zero), ChunkHash(digest: Bytes32(w0: 9, w1: 9, w2: 9, w3: 9))]),
+            .wantHave(requestID: 3, contentID: c),
+            .have(requestID: 4, contentID: c, chunkCount: 10, bitmap: ChunkBitmap.make(count: 10) { $0 % 3 == 0 }),
+            .get(requestID: 5, contentID: c, indices: [0, 7, 9]),
+            .chunk(requestID: 6, index: 7, data: [1, 2, 3]),
+            .chunk(requestID: 6, index: 8, data: []),
+            .error(requestID: 7, code: .busy, message: "at transfer limit"),
+            .cancel(requestID: 8),
+        ]
+        for m in msgs { #expect(try BlobMessage.decode(m.encoded) == m) }
+    }
+
+    @Test func truncatedMutatedAndRandomMessagesNeverCrashTheDecoder() {
+        let c = ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4))
+        let base = BlobMessage.recipe(requestID: 2, contentID: c, sizeBytes: 9, chunkSizeBytes: 4,
+                                      chunks: (0..<3).map { ChunkHash(digest: Bytes32(w0: UInt64($0), w1: 0, w2: 0, w3: 0)) }).encoded
+        for cut in 0..<base.count { #expect(throws: DecodeError.self) { try BlobMessage.decode(Array(base[..<cut])) } }
+        var seed: UInt64 = 99
+        func next() -> UInt64 { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return seed >> 33 }
+        for _ in 0..<3000 {
+            var m = base
+            m[Int(next() % UInt64(m.count))] = UInt8(truncatingIfNeeded: next())
+            _ = try? BlobMessage.decode(m)
+            let junk = (0..<Int(next() % 64)).map { _ in UInt8(truncatingIfNeeded: next()) }
+            _ = try? BlobMessage.decode(junk)
+        }
+    }
+
+    @Test func bitmapsAreLeastSignificantBitFirst() {
+        let b = ChunkBitmap.make(count: 10) { $0 == 0 || $0 == 9 }
+        #expect(b == [0x01, 0x02])
+        #expect(ChunkBitmap.contains(b, 9))
+        #expect(!ChunkBitmap.contains(b, 8))
+        #expect(!ChunkBitmap.contains(b, 100))
+    }
+}
+
+@Suite struct FetchSchedulerTests {
+    let a = node(1), b = node(2), c = node(3)
+
+    @Test func chunksAlreadyPresentAreNeverRequested() {
+        var s = FetchScheduler(chunkCount: 10, chunkSizeBytes: 100, present: { $0 < 7 })
+        s.addSource(a, holds: .all)
+        let asg = s.assign(now: .zero)
+        #expect(Set(asg.flatMap(\.indices)) == [7, 8, 9])
+    }
+
+    @Test func workIsSpreadOverEverySourceAndTheFasterOneGetsMore() {
+        var cfg = FetchScheduler.Config()
+        cfg.windowChunks = 4
+        var s = FetchScheduler(chunkCount: 100, chunkSizeBytes: 1000, present: { _ in false }, config: cfg)
+        for n in [a, b, c] { s.addSource(n, holds: .all) }
+        var got: [NodeID: Int] = [:]
+        var t = Duration.zero
+        // Source a is 4x faster than b and c: it answers 4 chunks per tick, the others 1.
+        while !s.isComplete {
+            let asg = s.assign(now: t)
+            var pending = asg.flatMap { x in x.indices.map { (x.source, $0) } }
+            var served: [NodeID: Int] = [:]
+            while let (src, i) = pending.first {
+                pending.removeFirst()
+                let quota = src == a ? 4 : 1
+                if served[src, default: 0] < quota {
+                    served[src, default: 0] += 1
+                    let cancel = s.onChunkVerified(i, from: src, bytes: 1000, elapsed: src == a ? .milliseconds(5) : .milliseconds(20))
+                    pending.removeAll { cancel.contains($0.0) && $0.1 == i }
+                    got[src, default: 0] += 1
+                } else {
+                    s.onRequestFailed([i], from: src, now: t) // not served this tick: hand back
+                }
+            }
+            t += .seconds(60)
+        }
+        #expect(got.values.reduce(0, +) == 100)
+        #expect(got[a, default: 0] > got[b, default: 0])
+        #expect(got[b, default: 0] > 0 && got[c, default: 0] > 0)
+    }
+
+    @Test func aSourceServingCorruptChunksIsStruckThenDroppedAndOthersFinishTheItem() {
+        var s = FetchScheduler(chunkCount: 20, chunkSizeBytes: 10, present: { _ in false })
+        s.addSource(a, holds: .all)
+        s.addSource(b, holds: .all)
+        var t = Duration.zero
+        var rounds = 0
+        while !s.isComplete && rounds < 1000 {
+            rounds += 1
+            for x in s.assign(now: t) {
+                for i in x.indices {
+                    if x.source == b { s.onChunkCorrupt(i, from: b, now: t) } else { _ = s.onChunkVerified(i, from: a, bytes: 10, elapsed: .milliseconds(1)) }
+                }
+            }
+            t += .seconds(1)
+        }
+        #expect(s.isComplete)
+        #expect(s.stats(b)?.banned == true)
+        #expect(s.stats(b)!.strikes >= FetchScheduler.Config().maxStrikes)
+    }
+
+    @Test func inTheEndgameIdleSourcesDuplicateTheLastChunksAndTheLoserIsCancelled() {
+        var s = FetchScheduler(chunkCount: 1, chunkSizeBytes: 10, present: { _ in false })
+        s.addSource(a, holds: .all)
+        let first = s.assign(now: .zero)
+        #expect(first == [.init(source: a, indices: [0])])
+        s.addSource(b, holds: .all)
+        let dup = s.assign(now: .zero)
+        #expect(dup == [.init(source: b, indices: [0])])
+        #expect(s.assign(now: .zero).isEmpty) // at most two copies
+        let cancel = s.onChunkVerified(0, from: b, bytes: 10, elapsed: .milliseconds(1))
+        #expect(cancel == [a])
+        #expect(s.isComplete)
+    }
+
+    @Test func aPeerStillReceivingServesOnlyWhatItHas() {
+        var s = FetchScheduler(chunkCount: 8, chunkSizeBytes: 10, present: { _ in false })
+        s.addSource(a, holds: .bitmap(ChunkBitmap.make(count: 8) { $0 < 3 }))
+        #expect(Set(s.assign(now: .zero).flatMap(\.indices)) == [0, 1, 2])
+        s.addSource(a, holds: .all)
+        #expect(Set(s.assign(now: .zero).flatMap(\.indices)) == [3, 4, 5, 6, 7])
+    }
+
+    @Test func failedRequestsBackOffExponentiallyAndReturnTheirChunks() {
+        var s = FetchScheduler(chunkCount: 2, chunkSizeBytes: 10, present: { _ in false })
+        s.addSource(a, holds: .all)
+        let x = s.assign(now: .zero)
+        s.onRequestFailed(x.flatMap(\.indices), from: a, now: .zero)
+        #expect(s.assign(now: .milliseconds(100)).isEmpty)
+        #expect(s.nextWakeup(after: .milliseconds(100)) == .milliseconds(250))
+        let y = s.assign(now: .milliseconds(250))
+        s.onRequestFailed(y.flatMap(\.indices), from: a, now: .milliseconds(250))
+        #expect(s.nextWakeup(after: .milliseconds(250)) == .milliseconds(750))
+    }
+
+    @Test func removingASourceReturnsItsChunksToThePool() {
+        var s = FetchScheduler(chunkCount: 4, chunkSizeBytes: 10, present: { _ in false })
+        s.addSource(a, holds: .all)
+        _ = s.assign(now: .zero)
+        s.removeSource(a)
+        s.addSource(b, holds: .all)
+        #expect(Set(s.assign(now: .zero).flatMap(\.indices)) == [0, 1, 2, 3])
+    }
+}
+
+@Suite struct PathModelTests {
+    @Test func aPathWithNoResetsHasNoBudgetLimit() {
+        let p = PathModel()
+        #expect(p.workBudgetBytes(ageSeconds: 100) == nil)
+        #expect(!p.shouldOpenSuccessor(ageSeconds: 100))
+    }
+
+    @Test func resetsAfterFourToEightSecondsTeachAShortBudgetAndAnEarlySuccessor() {
+        var p = PathModel(initialThroughputBytesPerSecond: 10_000_000)
+        for life in [4.2, 7.9, 5.5, 4.0, 6.1, 7.2, 4.8, 5.0] { p.onConnectionEnded(afterSeconds: life, byReset: true) }
+        p.onConnectionEnded(afterSeconds: 100, byReset: false) // closed on purpose: not a lifetime sample
+        let life = p.typicalLifetimeSeconds!
+        #expect(life >= 4.0 && life <= 5.0)
+        #expect(p.workBudgetBytes(ageSeconds: 0)! <= Int(life * 0.6 * 10_000_000) + 1)
+        #expect(p.workBudgetBytes(ageSeconds: life) == 0)
+        #expect(p.shouldOpenSuccessor(ageSeconds: life * 0.5))
+        #expect(!p.shouldOpenSuccessor(ageSeconds: 0.5))
+    }
+}
