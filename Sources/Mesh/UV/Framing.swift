@@ -199,7 +199,8 @@ public final class FramedConnection: @unchecked Sendable {
             }
         } catch {
             counters.oversizedFrames += 1
-            loop.logger.notice("closing \(peerDescription): \(error.message)")
+            // Counted; the owner decides how loudly to log (rate-limited per peer).
+            loop.logger.debug("closing \(peerDescription): \(error.message)")
             stream.close(error: error)
         }
     }
