@@ -1,0 +1,130 @@
+/// How the shell should carry a message.
+public enum Transport: UInt8, Sendable {
+    /// One UDP datagram (≤ `maxDatagramBytes`, signature included).
+    case datagram
+    /// One frame on a TCP stream to the peer (≤ `maxFrameBytes`).
+    case stream
+}
+
+/// The timers a node asks for. Each id has at most one pending deadline: a new
+/// `setTimer` for the same id replaces the old one. A timer firing early, late, or
+/// spuriously is harmless: handlers re-check their own deadlines against `now`.
+public enum TimerID: UInt8, CaseIterable, Sendable {
+    case probe = 0
+    case probeTimeout
+    case indirect
+    case suspicion
+    case antiEntropy
+    case retry
+    case join
+}
+
+/// Why an input was dropped. The shell counts these and rate-limits its logs per reason.
+public enum RejectReason: String, CaseIterable, Sendable {
+    case oversized
+    case malformed
+    case unsupportedVersion
+    case badSignature
+    case replayed
+    case fromSelf
+    case unknownSender
+    case untrustedSender
+    case untrustedMember
+    case tooManyMembers
+    case wrongTarget
+    case untrustedOrigin
+    case badEntrySignature
+    case notSenderOrigin
+    case overloaded
+}
+
+/// One member's state change, as reported to the shell.
+public struct MemberTransition: Hashable, Sendable {
+    public var node: NodeID
+    public var from: MemberState?
+    public var to: MemberState
+    public var incarnation: UInt64
+    public var address: PeerAddress
+}
+
+/// What the shell must do. Directives are returned in order; the shell performs them
+/// in that order.
+public enum Directive: Sendable {
+    case send(to: PeerAddress, bytes: [UInt8], via: Transport)
+    case setTimer(TimerID, at: Instant)
+    case cancelTimer(TimerID)
+    /// A verified entry from someone else: store it durably (the Store's own entries
+    /// are never echoed back).
+    case persistEntry(ManifestEntry)
+    /// The incarnation must be durable before the node's next message leaves: after a
+    /// restart the node continues above it.
+    case persistIncarnation(UInt64)
+    /// The blob layer should fetch this content from one of these holders.
+    case fetch(ContentID, holders: [NodeID])
+    /// A member was added or changed state. The shell also persists the member list from these.
+    case membershipChanged(MemberTransition)
+    /// Two validly signed, different entries with the same (origin, sequence). Both are kept.
+    case forkDetected(ManifestEntry, ManifestEntry)
+    case rejected(RejectReason, from: PeerAddress)
+}
+
+/// What a node can tell about one member.
+public struct MemberSnapshot: Hashable, Sendable {
+    public var node: NodeID
+    public var address: PeerAddress
+    public var state: MemberState
+    public var incarnation: UInt64
+    public var name: String
+    public var role: String
+    public var credential: [UInt8]
+    public var streamOnly: Bool
+    /// When this node last received a valid message from the member.
+    public var lastHeard: Instant?
+    /// Smoothed round-trip time of direct probes, in nanoseconds.
+    public var rttNanoseconds: Int64?
+    public var stateSince: Instant
+    public var isSelf: Bool
+}
+
+/// What a node restores after a restart.
+public struct GossipDurableState: Sendable {
+    /// The highest incarnation ever persisted (the node continues at this + 1).
+    public var lastIncarnation: UInt64
+    /// Members known before the restart (from `membershipChanged`); they start out
+    /// alive at their recorded incarnation and are probed at once.
+    public var knownPeers: [MemberSnapshot]
+    /// Every entry accepted before (own and others'); they are re-verified.
+    public var entries: [ManifestEntry]
+
+    public init(lastIncarnation: UInt64 = 0, knownPeers: [MemberSnapshot] = [], entries: [ManifestEntry] = []) {
+        self.lastIncarnation = lastIncarnation
+        self.knownPeers = knownPeers
+        self.entries = entries
+    }
+}
+
+/// Counters the shell shows in `status`.
+public struct GossipCounters: Sendable, Equatable {
+    public var messagesSent: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var datagramsSent: UInt64 = 0
+    public var framesSent: UInt64 = 0
+    public var messagesReceived: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+    public var rejected: [RejectReason: UInt64] = [:]
+    public var probes: UInt64 = 0
+    public var indirectProbes: UInt64 = 0
+    public var failedProbes: UInt64 = 0
+    public var suspicionsRaised: UInt64 = 0
+    public var refutations: UInt64 = 0
+    public var entriesAccepted: UInt64 = 0
+    public var entriesDuplicate: UInt64 = 0
+    public var forks: UInt64 = 0
+    public var pullsSent: UInt64 = 0
+    public var antiEntropyRounds: UInt64 = 0
+    public var memberSyncs: UInt64 = 0
+    public var repairEntriesSent: UInt64 = 0
+    public var treePushesSent: UInt64 = 0
+
+    public var rejectedTotal: UInt64 { rejected.values.reduce(0, +) }
+}

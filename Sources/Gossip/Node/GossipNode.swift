@@ -1,0 +1,255 @@
+/// One meshnode's gossip protocol: SWIM membership with Lifeguard, the replicated
+/// manifest with anti-entropy, and the HYBRID push layer, as a sans-IO state machine.
+///
+/// A value type: every input is a `mutating` call that takes `now` and returns the
+/// directives the shell must carry out (send bytes, arm timers, persist, fetch, report).
+/// It never reads a clock, never draws global randomness, never touches a socket.
+/// The same code runs in the libuv node (`Mesh`) and in the simulator (`MeshSim`).
+public struct GossipNode: Sendable {
+    public let config: GossipConfig
+    public let id: NodeID
+    public let address: PeerAddress
+    let signer: any Signer
+    let verifier: any SignatureVerifier
+    let trust: TrustPolicy
+    var rng: SplitMix64
+
+    // Self
+    public internal(set) var incarnation: UInt64
+    public internal(set) var hasLeft = false
+    var counter: UInt64 = 0
+    public internal(set) var localHealth = 0
+    var started = false
+
+    // Membership
+    var members: [NodeID: Member] = [:]
+    var addressIndex: [PeerAddress: NodeID] = [:]
+    var suspects: Set<NodeID> = []
+    var downMembers: Set<NodeID> = []
+    var seeds: [PeerAddress] = []
+    var updates: UpdateQueue
+    var probeOrder: [NodeID] = []
+    var probeIndex = 0
+    var probeSoon: [NodeID] = []
+    var probe: ProbeState?
+    var probeSeq: UInt32 = 0
+    var pendingIndirect: [UInt32: PendingIndirect] = [:]
+    var aliveCount = 0
+    var aliveSortedCache: [NodeID]? = nil
+    var lastMemberSync = Instant(nanoseconds: .min / 2)
+
+    // Replication
+    public internal(set) var manifest = Manifest()
+    var adverts: AdvertQueue
+    var pendingPulls: [EntryRef: Instant] = [:]
+
+    public internal(set) var counters = GossipCounters()
+
+    struct Member: Sendable {
+        var id: NodeID
+        var address: PeerAddress
+        var state: MemberState
+        var incarnation: UInt64
+        var name: String
+        var role: String
+        var credential: [UInt8]
+        var streamOnly: Bool
+        var stateSince: Instant
+        var lastHeard: Instant?
+        var rttNs: Int64?
+        var knowsUs = false
+        var lastExchange = Instant(nanoseconds: .min / 2)
+        // replay window
+        var replayIncarnation: UInt64 = 0
+        var replayTop: UInt64 = 0
+        var replayBits: UInt64 = 0
+        var suspicion: Suspicion?
+    }
+
+    struct Suspicion: Sendable {
+        var start: Instant
+        var confirmers: [NodeID]
+        var deadline: Instant
+    }
+
+    struct ProbeState: Sendable {
+        var target: NodeID
+        var seq: UInt32
+        var sentAt: Instant
+        var acked = false
+        var indirectSent = 0
+        var nacks = 0
+    }
+
+    struct PendingIndirect: Sendable {
+        var requester: NodeID
+        var requesterSeq: UInt32
+        var target: NodeID
+        var deadline: Instant
+        var nackSent = false
+    }
+
+    /// Creates a node. `restore` brings back what a previous run persisted: the node
+    /// continues at incarnation `lastIncarnation + 1` (the caller must persist it; the
+    /// first directives of `start` include `persistIncarnation`).
+    public init(config: GossipConfig, signer: any Signer, verifier: any SignatureVerifier, trust: TrustPolicy,
+                address: PeerAddress, seed: UInt64, restore: GossipDurableState = GossipDurableState(), now: Instant = .zero) {
+        self.config = config
+        self.id = signer.nodeID
+        self.address = address
+        self.signer = signer
+        self.verifier = verifier
+        self.trust = trust
+        self.rng = SplitMix64(seed: seed ^ SplitMix64.mix(signer.nodeID.key.w0))
+        self.incarnation = restore.lastIncarnation + 1
+        self.updates = UpdateQueue(capacity: config.maxMembers + 1)
+        self.adverts = AdvertQueue(capacity: Wire.maxAdvertsPerMessage)
+        for e in restore.entries where e.verify(with: verifier) {
+            _ = manifest.insert(e, maxForks: config.maxForkEvidence)
+        }
+        for p in restore.knownPeers where p.node != id && members.count < config.maxMembers {
+            guard p.state == .alive || p.state == .suspect else { continue }
+            let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation, name: p.name,
+                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now)
+            members[p.node] = m
+            addressIndex[p.address] = p.node
+            aliveCount += 1
+        }
+    }
+
+    // MARK: - Inputs
+
+    /// Starts the node: joins through `seeds` (addresses; the node's own is ignored) and
+    /// arms every timer.
+    public mutating func start(seeds: [PeerAddress], now: Instant) -> [Directive] {
+        var out: [Directive] = [.persistIncarnation(incarnation)]
+        started = true
+        self.seeds = Array(Set(seeds.filter { $0 != address })).sorted()
+        updates.enqueue(selfUpdate())
+        for id in members.keys.sorted() { insertIntoProbeOrder(id) }
+        sendJoins(now: now, out: &out)
+        out.append(.setTimer(.join, at: now.advanced(byMs: config.joinRetryIntervalMs)))
+        out.append(.setTimer(.probe, at: now.advanced(byMs: Int64(rng.below(Int(config.probeIntervalMs)) + 1))))
+        out.append(.setTimer(.antiEntropy, at: now.advanced(byMs: Int64(rng.below(Int(config.antiEntropyIntervalMs)) + 1))))
+        out.append(.setTimer(.retry, at: now.advanced(byMs: config.retryIntervalMs)))
+        return out
+    }
+
+    /// A datagram arrived (UDP). `from` is its source address.
+    public mutating func onDatagram(_ bytes: [UInt8], from: PeerAddress, now: Instant) -> [Directive] {
+        var out = [Directive]()
+        guard bytes.count <= config.maxDatagramBytes else {
+            reject(.oversized, from: from, out: &out)
+            return out
+        }
+        receive(bytes, from: from, now: now, out: &out)
+        return out
+    }
+
+    /// A frame arrived over a stream (TCP, possibly through a tunnel). `from` is the
+    /// peer's address as the shell knows it.
+    public mutating func onFrame(_ bytes: [UInt8], from: PeerAddress, now: Instant) -> [Directive] {
+        var out = [Directive]()
+        guard bytes.count <= config.maxFrameBytes else {
+            reject(.oversized, from: from, out: &out)
+            return out
+        }
+        receive(bytes, from: from, now: now, out: &out)
+        return out
+    }
+
+    /// A timer set by an earlier `setTimer` fired.
+    public mutating func onTimer(_ timer: TimerID, now: Instant) -> [Directive] {
+        var out = [Directive]()
+        guard started, !hasLeft else { return out }
+        switch timer {
+        case .probe: probeTick(now: now, out: &out)
+        case .probeTimeout: probeTimeout(now: now, out: &out)
+        case .indirect: indirectTick(now: now, out: &out)
+        case .suspicion: suspicionTick(now: now, out: &out)
+        case .antiEntropy: antiEntropyTick(now: now, out: &out)
+        case .retry: retryTick(now: now, out: &out)
+        case .join: joinTick(now: now, out: &out)
+        }
+        return out
+    }
+
+    /// A new entry created by the local Store (already signed, with its sequence).
+    /// It is pushed at once to `pushFanout` neighbours along this origin's broadcast tree.
+    public mutating func onLocalEntry(_ entry: ManifestEntry, now: Instant) -> [Directive] {
+        var out = [Directive]()
+        guard entry.origin == id else {
+            reject(.notSenderOrigin, from: address, out: &out)
+            return out
+        }
+        let (r, old) = manifest.insert(entry, maxForks: config.maxForkEvidence)
+        switch r {
+        case .duplicate: return out
+        case .fork:
+            counters.forks += 1
+            out.append(.forkDetected(old!, entry))
+            return out
+        case .added:
+            counters.entriesAccepted += 1
+            adverts.add(EntryRef(origin: id, sequence: entry.sequence))
+            treeForward(entry, now: now, out: &out)
+        }
+        return out
+    }
+
+    /// Leaves gracefully: announces `left` to several members directly and stops probing.
+    public mutating func leave(now: Instant) -> [Directive] {
+        var out = [Directive]()
+        guard !hasLeft else { return out }
+        let u = MemberUpdate(state: .left, node: id, incarnation: incarnation)
+        updates.enqueue(u)
+        let targets = randomAlive(count: max(4, config.indirectChecks + config.pushFanout), excluding: [])
+        for t in targets {
+            let m = members[t]!
+            send(.memberSync(wantReply: false, updates: [u]), to: m.address, streamOnly: isStreamOnly(m), now: now, out: &out)
+        }
+        hasLeft = true
+        for t in TimerID.allCases { out.append(.cancelTimer(t)) }
+        return out
+    }
+
+    /// Re-checks every member against a changed trust policy (e.g. a revoked
+    /// certificate): members no longer admitted are dropped.
+    public mutating func revalidate(trust newTrust: TrustPolicy, now: Instant) -> [Directive] {
+        var out = [Directive]()
+        for (nid, m) in members where !newTrust.admits(nid, m.credential) {
+            removeMember(nid)
+            out.append(.membershipChanged(MemberTransition(node: nid, from: m.state, to: .left, incarnation: m.incarnation, address: m.address)))
+        }
+        return out
+    }
+
+    // MARK: - Queries
+
+    /// Every member (this node included), sorted by node id.
+    public func memberSnapshots() -> [MemberSnapshot] {
+        var out = members.values.map { m in
+            MemberSnapshot(node: m.id, address: m.address, state: m.state, incarnation: m.incarnation, name: m.name,
+                           role: m.role, credential: m.credential, streamOnly: m.streamOnly, lastHeard: m.lastHeard,
+                           rttNanoseconds: m.rttNs, stateSince: m.stateSince, isSelf: false)
+        }
+        out.append(MemberSnapshot(node: id, address: address, state: hasLeft ? .left : .alive, incarnation: incarnation,
+                                  name: config.name, role: config.role, credential: config.credential,
+                                  streamOnly: config.advertiseStreamOnly, lastHeard: nil, rttNanoseconds: nil,
+                                  stateSince: .zero, isSelf: true))
+        return out.sorted { $0.node < $1.node }
+    }
+
+    /// The state of one member (nil if unknown).
+    public func memberState(_ node: NodeID) -> MemberState? {
+        node == id ? (hasLeft ? .left : .alive) : members[node]?.state
+    }
+
+    /// Ids of members this node considers alive (itself excluded).
+    public var aliveMembers: [NodeID] { members.values.filter { $0.state == .alive }.map(\.id) }
+
+    public var memberCount: Int { members.count }
+
+    /// Every verified entry, by origin then sequence.
+    public var entries: [ManifestEntry] { manifest.allEntries }
+}

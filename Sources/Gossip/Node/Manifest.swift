@@ -1,0 +1,136 @@
+/// The replicated manifest as one node holds it: verified entries by origin and
+/// sequence, the per-origin maximum contiguous sequence, incrementally maintained
+/// bucket hashes of that vector (for the anti-entropy digest), and fork evidence.
+public struct Manifest: Sendable {
+    /// The digest resolution kept incrementally: 2^7 = 128 buckets; coarser digests fold these.
+    public static let maxBucketsLog2 = 7
+
+    struct OriginLog: Sendable {
+        var entries: [UInt64: ManifestEntry] = [:]
+        var maxContiguous: UInt64 = 0
+        var maxSeen: UInt64 = 0
+    }
+
+    private(set) var logs: [NodeID: OriginLog] = [:]
+    private(set) var bucketHashes = [UInt64](repeating: 0, count: 1 << maxBucketsLog2)
+    public private(set) var forks: [(ManifestEntry, ManifestEntry)] = []
+    private var forkKeys: Set<EntryRef> = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    public enum Insert: Equatable { case added, duplicate, fork }
+
+    public var originCount: Int { logs.count }
+
+    /// The 7-bit bucket of an origin: the top bits of its key.
+    @inline(__always) static func bucket(_ origin: NodeID, log2: Int) -> Int {
+        log2 == 0 ? 0 : Int(origin.key.w0 >> UInt64(64 - log2))
+    }
+
+    @inline(__always) static func pairHash(_ origin: NodeID, _ seq: UInt64) -> UInt64 {
+        SplitMix64.mix(origin.key.w0 ^ SplitMix64.mix(origin.key.w1 ^ SplitMix64.mix(origin.key.w2 ^ SplitMix64.mix(origin.key.w3 ^ seq))))
+    }
+
+    public func contains(_ ref: EntryRef) -> Bool { logs[ref.origin]?.entries[ref.sequence] != nil }
+    public func entry(_ ref: EntryRef) -> ManifestEntry? { logs[ref.origin]?.entries[ref.sequence] }
+    public func maxContiguous(_ origin: NodeID) -> UInt64 { logs[origin]?.maxContiguous ?? 0 }
+
+    /// Inserts an already verified entry.
+    public mutating func insert(_ e: ManifestEntry, maxForks: Int) -> (Insert, ManifestEntry?) {
+        var log = logs[e.origin] ?? OriginLog()
+        if let old = log.entries[e.sequence] {
+            if old == e { return (.duplicate, nil) }
+            let key = EntryRef(origin: e.origin, sequence: e.sequence)
+            if forkKeys.contains(key) || forks.count >= maxForks { return (.duplicate, nil) }
+            forkKeys.insert(key)
+            forks.append((old, e))
+            return (.fork, old)
+        }
+        log.entries[e.sequence] = e
+        log.maxSeen = max(log.maxSeen, e.sequence)
+        let before = log.maxContiguous
+        while log.entries[log.maxContiguous + 1] != nil { log.maxContiguous += 1 }
+        if log.maxContiguous != before {
+            let b = Self.bucket(e.origin, log2: Self.maxBucketsLog2)
+            if before > 0 || logs[e.origin] != nil { bucketHashes[b] ^= Self.pairHash(e.origin, before) }
+            bucketHashes[b] ^= Self.pairHash(e.origin, log.maxContiguous)
+        } else if logs[e.origin] == nil {
+            // A new origin whose first entry is not 1: it counts as (origin, 0).
+            bucketHashes[Self.bucket(e.origin, log2: Self.maxBucketsLog2)] ^= Self.pairHash(e.origin, 0)
+        }
+        logs[e.origin] = log
+        count += 1
+        return (.added, nil)
+    }
+
+    /// Bucket hashes folded to 2^log2 buckets.
+    public func digestHashes(log2: Int) -> [UInt64] {
+        var out = [UInt64](repeating: 0, count: 1 << log2)
+        let shift = Self.maxBucketsLog2 - log2
+        for (i, h) in bucketHashes.enumerated() { out[i >> shift] ^= h }
+        return out
+    }
+
+    /// The digest resolution for this manifest: about four origins per bucket.
+    public var preferredBucketsLog2: Int {
+        var b = 0
+        while b < Self.maxBucketsLog2 && (1 << b) * 4 < logs.count { b += 1 }
+        return b
+    }
+
+    /// Exact (origin, maxContiguous) pairs of the origins in these buckets.
+    public func vector(log2: Int, buckets: Set<Int>) -> [EntryRef] {
+        var out = [EntryRef]()
+        for (o, l) in logs where buckets.contains(Self.bucket(o, log2: log2)) {
+            out.append(EntryRef(origin: o, sequence: l.maxContiguous))
+        }
+        out.sort { $0.origin < $1.origin }
+        return out
+    }
+
+    /// Entries a peer lacks, given its vector for these buckets: every held entry
+    /// above its max contiguous sequence, in origin then sequence order, at most `limit`.
+    public func entriesMissing(from theirs: [EntryRef], log2: Int, buckets: Set<Int>, limit: Int) -> [ManifestEntry] {
+        var their = [NodeID: UInt64]()
+        for p in theirs { their[p.origin] = p.sequence }
+        var out = [ManifestEntry]()
+        for o in logs.keys.sorted() where buckets.contains(Self.bucket(o, log2: log2)) {
+            let l = logs[o]!
+            let have = their[o] ?? 0
+            if l.maxSeen <= have { continue }
+            for s in (have + 1)...l.maxSeen {
+                if let e = l.entries[s] {
+                    out.append(e)
+                    if out.count >= limit { return out }
+                }
+            }
+        }
+        return out
+    }
+
+    public func entries(origin: NodeID, from: UInt64, to: UInt64, limit: Int) -> [ManifestEntry] {
+        guard let l = logs[origin], from <= to else { return [] }
+        var out = [ManifestEntry]()
+        var s = from
+        while s <= min(to, l.maxSeen) && out.count < limit {
+            if let e = l.entries[s] { out.append(e) }
+            s += 1
+        }
+        return out
+    }
+
+    /// Every entry, in origin then sequence order.
+    public var allEntries: [ManifestEntry] {
+        var out = [ManifestEntry]()
+        out.reserveCapacity(count)
+        for o in logs.keys.sorted() {
+            let l = logs[o]!
+            for s in l.entries.keys.sorted() { out.append(l.entries[s]!) }
+        }
+        return out
+    }
+
+    /// The per-origin max contiguous sequences.
+    public var versionVector: [NodeID: UInt64] { logs.mapValues(\.maxContiguous) }
+}

@@ -1,2 +1,0 @@
-// Mesh: the libuv runtime that interprets Gossip directives.
-import Gossip

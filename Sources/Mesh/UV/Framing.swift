@@ -1,0 +1,238 @@
+// Length-prefixed frames over any ByteStream, with limits, backpressure and dead-peer detection.
+
+/// Limits for a framed connection. Units are in the names.
+public struct FrameLimits: Sendable, Equatable {
+    /// Largest payload accepted or sent. A larger announced length closes the connection.
+    public var maxFrameBytes: Int = 16 << 20
+    /// Cap on bytes queued for sending; beyond it `send` throws `stream.write_buffer_full`.
+    public var maxWriteQueueBytes: Int = 32 << 20
+    /// Close the connection when nothing at all was received for this long.
+    public var idleTimeout: Duration = .seconds(15)
+    /// Send an empty keepalive frame when nothing was sent for this long (keeps a healthy but
+    /// quiet peer from hitting its idle timeout). Must be well under the peer's `idleTimeout`.
+    public var keepaliveInterval: Duration = .seconds(5)
+
+    public init() {}
+    public init(maxFrameBytes: Int = 16 << 20, maxWriteQueueBytes: Int = 32 << 20,
+                idleTimeout: Duration = .seconds(15), keepaliveInterval: Duration = .seconds(5)) {
+        self.maxFrameBytes = maxFrameBytes
+        self.maxWriteQueueBytes = maxWriteQueueBytes
+        self.idleTimeout = idleTimeout
+        self.keepaliveInterval = keepaliveInterval
+    }
+}
+
+/// Counters shared by the framed connections of one listener or one node (loop thread only).
+public final class FrameCounters: @unchecked Sendable {
+    public var connectionsOpened = 0
+    public var connectionsClosed = 0
+    public var framesReceived = 0
+    public var framesSent = 0
+    public var bytesReceived = 0
+    public var bytesSent = 0
+    public var keepalivesSent = 0
+    /// Connections closed because the peer announced a frame over `maxFrameBytes`.
+    public var oversizedFrames = 0
+    /// Connections closed because nothing arrived within `idleTimeout`.
+    public var idleTimeouts = 0
+    /// Sends refused because the write queue was full.
+    public var writeQueueFull = 0
+    /// Connections closed by a read/write error (reset, broken pipe, process exit...).
+    public var streamErrors = 0
+    public init() {}
+}
+
+/// Incremental decoder of `u32 big-endian length || payload` frames. Pure and total: any byte
+/// sequence either yields frames, waits for more, or fails with `frameTooLarge`.
+public struct FrameDecoder: Sendable {
+    public let maxFrameBytes: Int
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    public init(maxFrameBytes: Int) {
+        precondition(maxFrameBytes >= 0 && maxFrameBytes <= Int(UInt32.max))
+        self.maxFrameBytes = maxFrameBytes
+    }
+
+    /// Bytes received but not yet returned as frames.
+    public var bufferedBytes: Int { buffer.count - start }
+
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+        if start > 0 && start >= buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    public mutating func feed(_ bytes: [UInt8]) { bytes.withUnsafeBytes { feed($0) } }
+
+    /// The next complete frame's payload (possibly empty), nil if more bytes are needed.
+    public mutating func next() throws(MeshError) -> [UInt8]? {
+        guard buffer.count - start >= 4 else { return nil }
+        let len = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
+        guard len <= maxFrameBytes else {
+            throw MeshError(.frameTooLarge, "peer announced a \(len)-byte frame, over the \(maxFrameBytes)-byte limit")
+        }
+        guard buffer.count - start - 4 >= len else { return nil }
+        let payload = Array(buffer[(start + 4)..<(start + 4 + len)])
+        start += 4 + len
+        if start == buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
+            start = 0
+        }
+        return payload
+    }
+
+    /// The 4-byte header for a payload of `length` bytes.
+    public static func header(length: Int) -> [UInt8] {
+        [UInt8(truncatingIfNeeded: length >> 24), UInt8(truncatingIfNeeded: length >> 16),
+         UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)]
+    }
+}
+
+/// A connection carrying length-prefixed frames over any `ByteStream` (TCP, SSH pipe, SOCKS5).
+///
+/// Wire format: each frame is a 4-byte big-endian unsigned payload length followed by the payload.
+/// A zero-length frame is a keepalive: sent automatically when idle, consumed silently.
+/// A peer announcing more than `maxFrameBytes` is cut off (counted in `oversizedFrames`); a peer
+/// silent for `idleTimeout` is cut off (`idleTimeouts`). Loop thread only.
+public final class FramedConnection: @unchecked Sendable {
+    public let stream: any ByteStream
+    public let limits: FrameLimits
+    public let counters: FrameCounters
+    /// Called with each non-empty frame's payload.
+    public var onFrame: (([UInt8]) -> Void)?
+    /// Called when the write queue drained after being non-empty (retry refused sends here).
+    public var onDrain: (() -> Void)?
+    /// Called once when the connection closed: nil if closed locally, else the reason.
+    public var onClose: ((MeshError?) -> Void)?
+
+    private var decoder: FrameDecoder
+    private var timer: Timer?
+    private var lastReadMs: UInt64
+    private var lastWriteMs: UInt64
+    private var closed = false
+
+    public var loop: EventLoop { stream.loop }
+    public var isOpen: Bool { !closed && stream.isOpen }
+    public var peerDescription: String { stream.peerDescription }
+    public var writeQueueBytes: Int { stream.writeQueueBytes }
+
+    /// Wraps `stream` (which must be open and not yet reading). Call `start()` after setting the
+    /// callbacks.
+    public init(stream: any ByteStream, limits: FrameLimits = FrameLimits(), counters: FrameCounters = FrameCounters()) {
+        self.stream = stream
+        self.limits = limits
+        self.counters = counters
+        decoder = FrameDecoder(maxFrameBytes: limits.maxFrameBytes)
+        stream.maxWriteQueueBytes = limits.maxWriteQueueBytes
+        lastReadMs = stream.loop.nowMilliseconds
+        lastWriteMs = lastReadMs
+    }
+
+    /// Starts reading frames and the idle/keepalive timer.
+    public func start() {
+        loop.assertInLoop("FramedConnection.start")
+        guard !closed else { return }
+        counters.connectionsOpened += 1
+        stream.onRead = { [unowned self] bytes in self.received(bytes) }
+        stream.onDrain = { [unowned self] in self.onDrain?() }
+        stream.onClose = { [self] err in self.streamClosed(err) }  // strong: keeps self until closed
+        let now = loop.nowMilliseconds
+        lastReadMs = now
+        lastWriteMs = now
+        if let t = try? Timer(loop: loop) {
+            timer = t
+            let tick = min(limits.keepaliveInterval, limits.idleTimeout / 4)
+            t.onFire = { [unowned self] in self.tick() }
+            t.start(after: tick, repeating: tick)
+        }
+        stream.startReading()
+    }
+
+    /// Queues one frame. Throws `stream.frame_too_large` for a payload over `maxFrameBytes`,
+    /// `stream.write_buffer_full` when the queue is full (retry after `onDrain`), or the close
+    /// reason once closed.
+    public func send(_ payload: [UInt8]) throws(MeshError) {
+        let err: MeshError? = payload.withUnsafeBytes { p in
+            do throws(MeshError) { try send(p) } catch { return error }
+            return nil
+        }
+        if let err { throw err }
+    }
+
+    /// Queues one frame from raw bytes (copied).
+    public func send(_ payload: UnsafeRawBufferPointer) throws(MeshError) {
+        guard payload.count <= limits.maxFrameBytes else {
+            throw MeshError(.frameTooLarge, "frame of \(payload.count) bytes exceeds the \(limits.maxFrameBytes)-byte limit")
+        }
+        let header = FrameDecoder.header(length: payload.count)
+        let failure: MeshError? = header.withUnsafeBytes { h in
+            do throws(MeshError) { try stream.write([h, payload]) } catch { return error }
+            return nil
+        }
+        if let failure {
+            if failure.code == .writeBufferFull { counters.writeQueueFull += 1 }
+            throw failure
+        }
+        counters.framesSent += 1
+        counters.bytesSent += 4 + payload.count
+        lastWriteMs = loop.nowMilliseconds
+    }
+
+    /// Closes the connection; `onClose(nil)` follows.
+    public func close() { stream.close() }
+
+    /// Closes the connection because of `error`; `onClose(error)` follows.
+    public func close(error: MeshError) { stream.close(error: error) }
+
+    private func received(_ bytes: UnsafeRawBufferPointer) {
+        lastReadMs = loop.nowMilliseconds
+        counters.bytesReceived += bytes.count
+        decoder.feed(bytes)
+        do {
+            while !closed, let frame = try decoder.next() {
+                if frame.isEmpty { continue }  // keepalive
+                counters.framesReceived += 1
+                onFrame?(frame)
+            }
+        } catch {
+            counters.oversizedFrames += 1
+            // Counted; the owner decides how loudly to log (rate-limited per peer).
+            loop.logger.debug("closing \(peerDescription): \(error.message)")
+            stream.close(error: error)
+        }
+    }
+
+    private func tick() {
+        guard !closed, stream.isOpen else { return }
+        let now = loop.nowMilliseconds
+        if now &- lastReadMs >= limits.idleTimeout.milliseconds {
+            counters.idleTimeouts += 1
+            stream.close(error: MeshError(.idleTimeout, "\(peerDescription) sent nothing for \(limits.idleTimeout)", hint: "the peer or the path to it is dead"))
+            return
+        }
+        if now &- lastWriteMs >= limits.keepaliveInterval.milliseconds && stream.writeQueueBytes == 0 {
+            do {
+                try stream.write(FrameDecoder.header(length: 0))
+                counters.keepalivesSent += 1
+                lastWriteMs = now
+            } catch {}
+        }
+    }
+
+    private func streamClosed(_ err: MeshError?) {
+        guard !closed else { return }
+        closed = true
+        counters.connectionsClosed += 1
+        if let err, err.code != .eof, err.code != .frameTooLarge, err.code != .idleTimeout { counters.streamErrors += 1 }
+        timer?.close()
+        timer = nil
+        let cb = onClose
+        onFrame = nil
+        onDrain = nil
+        onClose = nil
+        cb?(err)
+    }
+}
