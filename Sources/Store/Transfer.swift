@@ -60,6 +60,17 @@ struct ScratchBuffer: ~Copyable {
     deinit { base.deallocate() }
 }
 
+/// What `Store.ingest` did.
+public struct IngestResult: Sendable {
+    /// The signed entry (an existing one if the same content, name and type was already put).
+    public var entry: ManifestEntry
+    public var chunkCount: Int
+    /// Chunks written now; the rest were already stored (dedup).
+    public var newChunks: Int
+    /// False when an identical entry already existed and was returned.
+    public var isNewEntry: Bool
+}
+
 extension Store {
     /// Worker threads for hashing: one per core, at most 4 (the I/O is the other bound).
     public static var workerCount: Int { max(1, min(4, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) }
@@ -77,7 +88,7 @@ extension Store {
     ///
     /// Re-ingesting the same content under the same name and type returns the existing entry.
     public func ingest(path: String, name: String? = nil, type: ItemType? = nil, signer: any Signer,
-                       nowMs: Int64 = WallClock.nowMs(), progress: ProgressHandler? = nil) throws(MeshError) -> ManifestEntry {
+                       nowMs: Int64 = WallClock.nowMs(), progress: ProgressHandler? = nil) throws(MeshError) -> IngestResult {
         let itemName = name ?? FS.basename(of: path)
         try Self.validateName(itemName, what: "item name")
         let itemType = type ?? ItemType.guess(fromName: itemName)
@@ -136,7 +147,8 @@ extension Store {
         for i in 0..<n where work.wrote[i] { dirs.insert(FS.dirname(of: chunkPath(chunks[i]))) }
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
 
-        return try db.transaction { () throws(MeshError) -> ManifestEntry in
+        let newChunks = (0..<n).filter { work.wrote[$0] }.count
+        return try db.transaction { () throws(MeshError) -> IngestResult in
             let me = signer.nodeID
             // Idempotent re-put: same origin, content, name and type.
             var existing: ManifestEntry?
@@ -153,14 +165,14 @@ extension Store {
                                  [.blob(chunks[i].digest.bytes), .int(Int64(recipe.length(ofChunk: i))), .int(nowMs)])
                 }
             }
-            if let existing { return existing }
+            if let existing { return IngestResult(entry: existing, chunkCount: n, newChunks: newChunks, isNewEntry: false) }
             let seq = try highestSequence(origin: me) + 1
             let entry = ManifestEntry(origin: me, sequence: seq, contentID: recipe.contentID, sizeBytes: size,
                                       chunkSizeBytes: chunkSize, type: itemType, createdAtMs: nowMs,
                                       name: itemName).signed(by: signer)
             try insertItemRow(entry, receivedAtMs: nowMs)
             try bumpOrigin(me, to: seq)
-            return entry
+            return IngestResult(entry: entry, chunkCount: n, newChunks: newChunks, isNewEntry: true)
         }
     }
 
