@@ -211,3 +211,10 @@ func withBytes<T>(_ a: [UInt8], _ body: (UnsafeRawBufferPointer) throws(MeshErro
     let r: Result<T, MeshError> = a.withUnsafeBytes { raw in Result { () throws(MeshError) in try body(raw) } }
     return try r.get()
 }
+
+/// Linux `O_DIRECT` (not exported to Swift by Glibc without _GNU_SOURCE); its value is per architecture.
+#if arch(arm64) || arch(arm)
+let O_DIRECT: Int32 = 0o200000
+#else
+let O_DIRECT: Int32 = 0o40000
+#endif
