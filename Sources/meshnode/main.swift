@@ -1,1 +1,2 @@
-print("meshnode: not built yet")
+// The `meshnode` command line. Kept thin: the logic lives in Store (and Mesh).
+MeshnodeCommand.main()

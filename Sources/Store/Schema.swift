@@ -1,0 +1,115 @@
+/// The manifest database schema and its ordered migrations.
+///
+/// `PRAGMA user_version` holds the version. Migration `n` (1-based) takes the schema
+/// from version `n-1` to `n`; each runs in its own transaction. A database whose
+/// version is higher than `currentVersion` is refused (written by a newer meshnode).
+public enum Schema {
+    /// The schema version this code writes and understands.
+    public static var currentVersion: Int { migrations.count }
+
+    /// Migrations in order; never edit a released one, only append.
+    static let migrations: [String] = [
+        // 1: the initial schema.
+        """
+        CREATE TABLE items(
+            origin          BLOB    NOT NULL CHECK(length(origin) = 32),
+            sequence        INTEGER NOT NULL CHECK(sequence >= 1),
+            kind            INTEGER NOT NULL,
+            content_id      BLOB    NOT NULL CHECK(length(content_id) = 32),
+            name            TEXT    NOT NULL,
+            type            INTEGER NOT NULL,
+            size_bytes      INTEGER NOT NULL,
+            chunk_size      INTEGER NOT NULL,
+            created_ms      INTEGER NOT NULL,
+            signature       BLOB    NOT NULL CHECK(length(signature) = 64),
+            encoded         BLOB    NOT NULL,
+            received_at_ms  INTEGER NOT NULL,
+            PRIMARY KEY(origin, sequence)
+        ) WITHOUT ROWID;
+        CREATE INDEX items_by_content ON items(content_id);
+        CREATE INDEX items_by_name ON items(name);
+
+        CREATE TABLE recipes(
+            content_id   BLOB    PRIMARY KEY CHECK(length(content_id) = 32),
+            size_bytes   INTEGER NOT NULL,
+            chunk_size   INTEGER NOT NULL,
+            chunk_count  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE recipe_chunks(
+            content_id  BLOB    NOT NULL,
+            idx         INTEGER NOT NULL,
+            hash        BLOB    NOT NULL CHECK(length(hash) = 32),
+            PRIMARY KEY(content_id, idx)
+        ) WITHOUT ROWID;
+        CREATE INDEX recipe_chunks_by_hash ON recipe_chunks(hash);
+
+        CREATE TABLE chunks(
+            hash          BLOB    PRIMARY KEY CHECK(length(hash) = 32),
+            size_bytes    INTEGER NOT NULL,
+            stored_at_ms  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE origins(
+            origin       BLOB    PRIMARY KEY CHECK(length(origin) = 32),
+            highest_seq  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE peers(
+            node_id       BLOB    PRIMARY KEY CHECK(length(node_id) = 32),
+            name          TEXT    NOT NULL,
+            address       TEXT    NOT NULL,
+            state         TEXT    NOT NULL,
+            incarnation   INTEGER NOT NULL,
+            last_seen_ms  INTEGER NOT NULL,
+            role          TEXT    NOT NULL,
+            updated_ms    INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE outbox(
+            id               INTEGER PRIMARY KEY,
+            origin           BLOB    NOT NULL,
+            sequence         INTEGER NOT NULL,
+            target           BLOB    NOT NULL,
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms  INTEGER NOT NULL,
+            enqueued_ms      INTEGER NOT NULL,
+            UNIQUE(origin, sequence, target)
+        );
+        CREATE INDEX outbox_by_due ON outbox(next_attempt_ms);
+
+        CREATE TABLE forks(
+            id           INTEGER PRIMARY KEY,
+            origin       BLOB    NOT NULL,
+            sequence     INTEGER NOT NULL,
+            entry_a      BLOB    NOT NULL,
+            entry_b      BLOB    NOT NULL,
+            detected_ms  INTEGER NOT NULL,
+            UNIQUE(origin, sequence, entry_b)
+        );
+        """,
+    ]
+
+    /// Brings `db` to `currentVersion`, or throws `.schemaTooNew`.
+    static func migrate(_ db: Database, path: String) throws(MeshError) {
+        let version: Int
+        do { version = Int(try db.scalarInt("PRAGMA user_version") ?? 0) } catch { throw error.meshError }
+        if version > currentVersion {
+            throw MeshError(.schemaTooNew,
+                            "store \(path) has schema version \(version), newer than this meshnode understands (\(currentVersion))",
+                            hint: "upgrade meshnode to the version that wrote this store")
+        }
+        guard version < currentVersion else { return }
+        for v in version..<currentVersion {
+            try db.transaction { () throws(MeshError) in
+                do {
+                    try db.exec(migrations[v])
+                    try db.exec("PRAGMA user_version = \(v + 1)")
+                } catch let e as SQLiteError {
+                    throw e.meshError
+                } catch {
+                    throw MeshError(.internalError, "\(error)", hint: "")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,433 @@
+import CSQLite
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Progress callback for long operations: bytes done so far. Called from worker threads.
+public typealias ProgressHandler = @Sendable (UInt64) -> Void
+
+/// State shared by the hashing workers of one ingest/export/verify: the next chunk to
+/// take, the first error, and per-chunk results written to disjoint slots.
+final class WorkQueue: @unchecked Sendable {
+    // @unchecked: `results` slots are written by exactly one worker each (the one that
+    // took that index from `next`), and read only after all workers have joined.
+    let next = Atomic<Int>(0)
+    let bytesDone = Atomic<UInt64>(0)
+    let failure = Mutex<MeshError?>(nil)
+    let results: UnsafeMutableBufferPointer<Bytes32>
+    let wrote: UnsafeMutableBufferPointer<Bool>
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        results = .allocate(capacity: max(count, 1))
+        results.initialize(repeating: .zero)
+        wrote = .allocate(capacity: max(count, 1))
+        wrote.initialize(repeating: false)
+    }
+
+    deinit {
+        results.deallocate()
+        wrote.deallocate()
+    }
+
+    /// The next index to work on, or nil when done or after a failure.
+    func take() -> Int? {
+        if failure.withLock({ $0 != nil }) { return nil }
+        let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        return i < count ? i : nil
+    }
+
+    func fail(_ e: MeshError) {
+        failure.withLock { if $0 == nil { $0 = e } }
+    }
+
+    func throwIfFailed() throws(MeshError) {
+        if let e = failure.withLock({ $0 }) { throw e }
+    }
+}
+
+/// A page-aligned scratch buffer owned by one worker.
+struct ScratchBuffer: ~Copyable {
+    let base: UnsafeMutableRawPointer
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        base = .allocate(byteCount: max(count, 1), alignment: 4096)
+    }
+    deinit { base.deallocate() }
+}
+
+/// What `Store.ingest` did.
+public struct IngestResult: Sendable {
+    /// The signed entry (an existing one if the same content, name and type was already put).
+    public var entry: ManifestEntry
+    public var chunkCount: Int
+    /// Chunks written now; the rest were already stored (dedup).
+    public var newChunks: Int
+    /// False when an identical entry already existed and was returned.
+    public var isNewEntry: Bool
+}
+
+extension Store {
+    /// Worker threads for ingest, export and verify: one per core, at least 2 (so that one
+    /// can wait on the disk while the other hashes) and at most 8. Each owns one chunk
+    /// buffer, which bounds memory at `workerCount × chunk size`.
+    public static var workerCount: Int { max(2, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) }
+
+    // MARK: - Ingest
+
+    /// Ingests the file at `path` as a new item originated and signed by `signer`.
+    ///
+    /// Streams the file in constant memory (one chunk buffer per worker), hashes chunks on
+    /// every core, writes each chunk not already stored as temp + fdatasync + rename, fsyncs
+    /// the touched chunk directories, and only then commits recipe, chunk presence and the
+    /// signed entry (with the next local sequence number) in one SQLite transaction. A crash
+    /// at any point leaves no visible item; chunk files already renamed are complete and
+    /// correct (harmless orphans until reused).
+    ///
+    /// Re-ingesting the same content under the same name and type returns the existing entry.
+    public func ingest(path: String, name: String? = nil, type: ItemType? = nil, signer: any Signer,
+                       nowMs: Int64 = WallClock.nowMs(), progress: ProgressHandler? = nil) throws(MeshError) -> IngestResult {
+        let itemName = name ?? FS.basename(of: path)
+        try Self.validateName(itemName, what: "item name")
+        let itemType = type ?? ItemType.guess(fromName: itemName)
+        if FS.isDirectory(path) {
+            throw MeshError(.fileUnreadable, "\(path) is a directory", hint: "put one file at a time")
+        }
+        let file: FileHandle
+        do { file = try FileHandle(path: path, flags: O_RDONLY, what: "opening") } catch {
+            if error.code == .fileNotFound {
+                throw MeshError(.fileNotFound, "\(path) does not exist", hint: "check the path and try again")
+            }
+            if error.code == .fileUnreadable || error.code == .ioError {
+                throw MeshError(.fileUnreadable, "cannot read \(path): \(error.message)", hint: "check the file's permissions")
+            }
+            throw error
+        }
+        let size = try file.sizeBytes()
+        let chunkSize = config.chunkSizeBytes
+        let n = Chunking.chunkCount(sizeBytes: size, chunkSizeBytes: chunkSize)
+        let work = WorkQueue(count: n)
+        let fd = file.fd
+        let files = chunkFiles
+        let workers = min(Self.workerCount, max(n, 1))
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        let capacity = (Int(chunkSize) + 4095) & ~4095
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let buf = ScratchBuffer(count: capacity)
+            while let i = work.take() {
+                do throws(MeshError) {
+                    let len = Chunking.chunkLength(index: i, sizeBytes: size, chunkSizeBytes: chunkSize)
+                    let offset = UInt64(i) * UInt64(chunkSize)
+                    let got = try readAt(fd: fd, path: path, into: buf.base, count: len, offset: offset)
+                    guard got == len else {
+                        throw MeshError(.fileUnreadable, "\(path) shrank while it was being read",
+                                        hint: "wait until the file is fully written, then put it again")
+                    }
+                    let raw = UnsafeRawBufferPointer(start: buf.base, count: len)
+                    let h = ChunkHash(digest: Blake2b256.hash(raw))
+                    work.results[i] = h.digest
+                    work.wrote[i] = try files.store(h, raw, paddedCapacity: capacity)
+                    let done = work.bytesDone.wrappingAdd(UInt64(len), ordering: .relaxed).newValue
+                    progress?(done)
+                } catch {
+                    work.fail(error)
+                }
+            }
+        }
+        try work.throwIfFailed()
+        guard try file.sizeBytes() == size else {
+            throw MeshError(.fileUnreadable, "\(path) changed size while it was being read",
+                            hint: "wait until the file is fully written, then put it again")
+        }
+        let chunks = (0..<n).map { ChunkHash(digest: work.results[$0]) }
+        let recipe = Recipe(sizeBytes: size, chunkSizeBytes: chunkSize, chunks: chunks)
+        // Make the renames durable before the manifest can point at them.
+        var dirs = Set<String>()
+        for i in 0..<n where work.wrote[i] { dirs.insert(FS.dirname(of: chunkPath(chunks[i]))) }
+        for d in dirs.sorted() { try FS.fsyncDirectory(d) }
+
+        let newChunks = (0..<n).filter { work.wrote[$0] }.count
+        return try db.transaction { () throws(MeshError) -> IngestResult in
+            let me = signer.nodeID
+            // Idempotent re-put: same origin, content, name and type.
+            var existing: ManifestEntry?
+            try db.forEach("SELECT encoded FROM items WHERE origin = ? AND content_id = ? AND name = ? AND type = ? LIMIT 1",
+                           [.blob(me.key.bytes), .blob(recipe.contentID.digest.bytes), .text(itemName),
+                            .int(Int64(itemType.rawValue))]) { (s) throws(MeshError) in
+                existing = try decodeItem(s.blob(0), receivedAtMs: 0)
+            }
+            try insertRecipeRows(recipe)
+            try sql { () throws(SQLiteError) in
+                var seen = Set<ChunkHash>()
+                for i in 0..<n where seen.insert(chunks[i]).inserted {
+                    try db.query("INSERT OR IGNORE INTO chunks(hash, size_bytes, stored_at_ms) VALUES(?, ?, ?)",
+                                 [.blob(chunks[i].digest.bytes), .int(Int64(recipe.length(ofChunk: i))), .int(nowMs)])
+                }
+            }
+            if let existing { return IngestResult(entry: existing, chunkCount: n, newChunks: newChunks, isNewEntry: false) }
+            let seq = try highestSequence(origin: me) + 1
+            let entry = ManifestEntry(origin: me, sequence: seq, contentID: recipe.contentID, sizeBytes: size,
+                                      chunkSizeBytes: chunkSize, type: itemType, createdAtMs: nowMs,
+                                      name: itemName).signed(by: signer)
+            try insertItemRow(entry, receivedAtMs: nowMs)
+            try bumpOrigin(me, to: seq)
+            return IngestResult(entry: entry, chunkCount: n, newChunks: newChunks, isNewEntry: true)
+        }
+    }
+
+    // MARK: - Export
+
+    /// Writes the item's content to `path` (or into `path/<name>` if `path` is a directory).
+    ///
+    /// Every chunk is re-hashed while the file is reassembled (in parallel, with `pwrite`)
+    /// into a temp file next to the target; the temp file is fsynced, `.db`/game items must
+    /// pass `PRAGMA integrity_check`, and only then is it renamed into place. On any failure
+    /// the temp file is removed and the target is untouched. Returns the path written.
+    @discardableResult
+    public func export(_ item: ItemInfo, to path: String, progress: ProgressHandler? = nil) throws(MeshError) -> String {
+        let e = item.entry
+        guard let recipe = try recipe(e.contentID) else {
+            throw MeshError(.unknownItem, "item \(e.name) (\(e.contentID.short)) has no chunk list here yet",
+                            hint: "its content has not been received; wait for replication or fetch it from a peer")
+        }
+        guard recipe.contentID == e.contentID else {
+            throw MeshError(.corrupt, "the stored chunk list of \(e.contentID.short) does not match its id",
+                            hint: "the database is damaged; run `meshnode verify`")
+        }
+        let missing = try missingChunks(e.contentID) ?? []
+        guard missing.isEmpty else {
+            throw MeshError(.corrupt, "item \(e.name) (\(e.contentID.short)) is incomplete: \(missing.count) of \(recipe.chunkCount) chunks are missing (first: \(missing[0]))",
+                            hint: "run `meshnode verify`; the node refetches missing chunks from peers")
+        }
+        var target = path
+        if FS.isDirectory(path) {
+            let base = FS.basename(of: e.name)
+            target = path.hasSuffix("/") ? path + base : path + "/" + base
+        }
+        let dir = FS.dirname(of: target)
+        guard FS.isDirectory(dir) else {
+            throw MeshError(.fileNotFound, "directory \(dir) does not exist", hint: "create it first or choose another -o path")
+        }
+        let tmp = "\(dir)/.\(FS.basename(of: target)).meshnode-\(getpid())-\(FS.randomToken()).tmp"
+        do throws(MeshError) {
+            try writeAssembled(recipe, name: e.name, to: tmp, progress: progress)
+            if e.type == .game || e.name.lowercased().hasSuffix(".db") {
+                try checkSQLiteIntegrity(tmp, name: e.name)
+            }
+            try FS.rename(tmp, target)
+            try FS.fsyncDirectory(dir)
+        } catch {
+            FS.unlink(tmp)
+            throw error
+        }
+        return target
+    }
+
+    func writeAssembled(_ recipe: Recipe, name: String, to tmp: String, progress: ProgressHandler?) throws(MeshError) {
+        // O_DIRECT when every chunk starts on a 4096-byte boundary: the page cache is the
+        // bottleneck on this class of machine. The last chunk is written padded and the file
+        // truncated to its size at the end. tmpfs and odd chunk sizes use buffered writes.
+        let aligned = recipe.chunkSizeBytes % 4096 == 0 && recipe.sizeBytes > 0
+        var outFD: Int32 = -1
+        var direct = false
+        if aligned {
+            outFD = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0o644)
+            if outFD >= 0 { direct = true } else if errno != EINVAL { throw MeshError.posix(errno, "creating", path: tmp) }
+        }
+        if !direct {
+            outFD = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            guard outFD >= 0 else { throw MeshError.posix(errno, "creating", path: tmp) }
+        }
+        defer { _ = Glibc.close(outFD) }
+        if recipe.sizeBytes > 0 {
+            let rc = posix_fallocate(outFD, 0, off_t(recipe.sizeBytes))
+            if rc != 0 && rc != EOPNOTSUPP && rc != EINVAL { throw MeshError.posix(rc, "allocating space for", path: tmp) }
+        }
+        let n = recipe.chunkCount
+        let work = WorkQueue(count: n)
+        let files = chunkFiles
+        let fd = outFD
+        let useDirect = direct
+        let capacity = (Int(recipe.chunkSizeBytes) + 4095) & ~4095
+        let workers = min(Self.workerCount, max(n, 1))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let buf = ScratchBuffer(count: capacity)
+            while let i = work.take() {
+                do throws(MeshError) {
+                    let hash = recipe.chunks[i]
+                    let len = recipe.length(ofChunk: i)
+                    let got = try files.read(hash, into: buf.base, capacity: capacity, expected: len, itemName: name)
+                    let raw = UnsafeRawBufferPointer(start: buf.base, count: got)
+                    guard got == len, Blake2b256.hash(raw) == hash.digest else {
+                        throw MeshError(.corrupt, "chunk \(hash) of \(name) is corrupt on disk",
+                                        hint: "run `meshnode verify` to find every damaged item")
+                    }
+                    let writeLen = useDirect ? (len + 4095) & ~4095 : len
+                    try writeAt(fd: fd, path: tmp, from: buf.base, count: writeLen, offset: recipe.offset(ofChunk: i))
+                    let done = work.bytesDone.wrappingAdd(UInt64(len), ordering: .relaxed).newValue
+                    progress?(done)
+                } catch {
+                    work.fail(error)
+                }
+            }
+        }
+        try work.throwIfFailed()
+        if direct, ftruncate(outFD, off_t(recipe.sizeBytes)) != 0 { throw MeshError.posix(errno, "truncating", path: tmp) }
+        guard fsync(outFD) == 0 else { throw MeshError.posix(errno, "syncing", path: tmp) }
+    }
+
+    /// Runs `PRAGMA integrity_check` on a finished, not yet visible SQLite file.
+    func checkSQLiteIntegrity(_ path: String, name: String) throws(MeshError) {
+        var uriPath = ""
+        for c in path.unicodeScalars {
+            switch c {
+            case "%": uriPath += "%25"
+            case "?": uriPath += "%3f"
+            case "#": uriPath += "%23"
+            default: uriPath.unicodeScalars.append(c)
+            }
+        }
+        let result: String
+        do {
+            let check = try Database(path: "file:\(uriPath)?immutable=1", readOnly: true, create: false, uri: true)
+            let rows = try check.query("PRAGMA integrity_check")
+            result = rows.compactMap { if case .text(let t) = $0.first { t } else { nil } }.prefix(3).joined(separator: "; ")
+        } catch {
+            throw MeshError(.corrupt, "\(name) is not a valid SQLite database (\(error.message))",
+                            hint: "the item's content is damaged at its origin; nothing was written")
+        }
+        guard result == "ok" else {
+            throw MeshError(.corrupt, "\(name) fails PRAGMA integrity_check: \(result.prefix(200))",
+                            hint: "the item's content is damaged at its origin; nothing was written")
+        }
+    }
+
+    // MARK: - Verify
+
+    /// A chunk `verify` found wrong, with the items it breaks.
+    public struct BadChunk: Sendable, Hashable {
+        public enum Problem: String, Sendable { case hashMismatch = "hash mismatch", missing = "missing", unreadable = "unreadable" }
+        public var hash: ChunkHash
+        public var problem: Problem
+        public var path: String
+        public var items: [ItemInfo]
+    }
+
+    /// The result of `verify`.
+    public struct VerifyReport: Sendable {
+        public var chunksChecked: Int
+        public var bytesChecked: UInt64
+        public var badChunks: [BadChunk]
+        /// Content ids whose stored chunk list does not recompute the id.
+        public var badRecipes: [ContentID]
+        public var ok: Bool { badChunks.isEmpty && badRecipes.isEmpty }
+    }
+
+    /// Re-hashes every chunk file, checks every chunk the manifest records is present and
+    /// every recipe recomputes its content id. Reports problems; changes nothing.
+    public func verify(progress: ProgressHandler? = nil) throws(MeshError) -> VerifyReport {
+        var bad = [(ChunkHash, BadChunk.Problem, String)]()
+        var checked = 0
+        var bytes: UInt64 = 0
+        let total = Atomic<UInt64>(0)
+        let maxChunk = Int(Chunking.maxChunkSizeBytes)
+        let defaultChunk = Int(config.chunkSizeBytes)
+        for d in FS.list(chunksDir).sorted() where d.utf8.count == 2 {
+            let dir = "\(chunksDir)/\(d)"
+            let names = FS.list(dir).filter { $0.utf8.count == 64 }.sorted()
+            let work = WorkQueue(count: names.count)
+            let workers = min(Self.workerCount, max(names.count, 1))
+            let problems = Mutex<[(Int, BadChunk.Problem)]>([])
+            let dirBytes = Atomic<UInt64>(0)
+            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                var cap = defaultChunk
+                var base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 4096)
+                defer { base.deallocate() }
+                while let i = work.take() {
+                    let p = "\(dir)/\(names[i])"
+                    guard let size = FS.regularFileSize(p), size <= UInt64(maxChunk),
+                          let f = try? FileHandle(path: p, flags: O_RDONLY, what: "opening chunk") else {
+                        problems.withLock { $0.append((i, .unreadable)) }
+                        continue
+                    }
+                    if cap < Int(size) {
+                        base.deallocate()
+                        cap = Int(size)
+                        base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 4096)
+                    }
+                    guard let got = try? f.pread(into: base, count: Int(size), offset: 0), got == Int(size) else {
+                        problems.withLock { $0.append((i, .unreadable)) }
+                        continue
+                    }
+                    let h = Blake2b256.hash(UnsafeRawBufferPointer(start: base, count: got))
+                    if h.hex != names[i] { problems.withLock { $0.append((i, .hashMismatch)) } }
+                    dirBytes.wrappingAdd(size, ordering: .relaxed)
+                    let t = total.wrappingAdd(size, ordering: .relaxed).newValue
+                    progress?(t)
+                }
+            }
+            checked += names.count
+            bytes += dirBytes.load(ordering: .relaxed)
+            for (i, problem) in problems.withLock({ $0 }).sorted(by: { $0.0 < $1.0 }) {
+                let hash = ChunkHash(hex: names[i]) ?? ChunkHash(digest: .zero)
+                bad.append((hash, problem, "\(dir)/\(names[i])"))
+            }
+        }
+        // Chunks the manifest says are present but whose file is gone.
+        try db.forEach("SELECT hash FROM chunks") { (s) throws(MeshError) in
+            guard let d = Bytes32(bytes: s.blob(0)) else { return }
+            let h = ChunkHash(digest: d)
+            if !hasChunk(h) { bad.append((h, .missing, chunkPath(h))) }
+        }
+        // Recipes must recompute their ids.
+        var ids = [ContentID]()
+        try db.forEach("SELECT content_id FROM recipes") { (s) throws(MeshError) in
+            if let d = Bytes32(bytes: s.blob(0)) { ids.append(ContentID(digest: d)) }
+        }
+        var badRecipes = [ContentID]()
+        for id in ids {
+            if let r = try recipe(id), r.contentID != id { badRecipes.append(id) }
+        }
+        let all = try items()
+        let badChunks = try bad.map { (hash, problem, path) throws(MeshError) -> BadChunk in
+            var contents = Set<ContentID>()
+            try db.forEach("SELECT DISTINCT content_id FROM recipe_chunks WHERE hash = ?", [.blob(hash.digest.bytes)]) { (s) throws(MeshError) in
+                if let d = Bytes32(bytes: s.blob(0)) { contents.insert(ContentID(digest: d)) }
+            }
+            return BadChunk(hash: hash, problem: problem, path: path, items: all.filter { contents.contains($0.contentID) })
+        }
+        return VerifyReport(chunksChecked: checked, bytesChecked: bytes, badChunks: badChunks, badRecipes: badRecipes)
+    }
+}
+
+/// `pread` of exactly `count` bytes (fewer only at end of file), for worker threads.
+func readAt(fd: Int32, path: String, into buf: UnsafeMutableRawPointer, count: Int, offset: UInt64) throws(MeshError) -> Int {
+    var done = 0
+    while done < count {
+        let n = pread(fd, buf + done, count - done, off_t(offset) + off_t(done))
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw MeshError.posix(errno, "reading", path: path)
+        }
+        if n == 0 { break }
+        done += n
+    }
+    return done
+}
+
+/// `pwrite` of all `count` bytes, for worker threads.
+func writeAt(fd: Int32, path: String, from buf: UnsafeRawPointer, count: Int, offset: UInt64) throws(MeshError) {
+    var done = 0
+    while done < count {
+        let n = pwrite(fd, buf + done, count - done, off_t(offset) + off_t(done))
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw MeshError.posix(errno, "writing", path: path)
+        }
+        done += n
+    }
+}

@@ -1,0 +1,136 @@
+import CSQLite
+import Foundation
+import Store
+import Testing
+
+@Suite("Store integrity")
+struct IntegrityTests {
+    @Test("A flipped byte in a chunk is found by verify, which names the chunk and the items it breaks")
+    func flippedByte() throws {
+        let f = try Fixture()
+        let a = f.dir.sub("a.bin"), b = f.dir.sub("b.bin")
+        try writeRandomFile(a, size: 200_000, seed: 11)
+        try Data(try readBytes(a)).write(to: URL(fileURLWithPath: b))
+        let ra = try f.store.ingest(path: a, signer: f.identity)
+        _ = try f.store.ingest(path: b, signer: f.identity)
+        #expect(try f.store.verify().ok)
+        let victim = try #require(try f.store.recipe(ra.entry.contentID)).chunks[1]
+        flipByte(f.store.chunkPath(victim), at: 1234)
+        let report = try f.store.verify()
+        #expect(!report.ok)
+        #expect(report.badChunks.count == 1)
+        let bad = try #require(report.badChunks.first)
+        #expect(bad.hash == victim)
+        #expect(bad.problem == .hashMismatch)
+        #expect(Set(bad.items.map(\.name)) == ["a.bin", "b.bin"])
+        // Export re-verifies and refuses, leaving nothing at the target.
+        let out = f.dir.sub("out.bin")
+        #expect(throws: MeshError.self) { try f.store.export(try f.store.resolve("a.bin"), to: out) }
+        let e = try #require(meshError { try f.store.export(try f.store.resolve("a.bin"), to: out) })
+        #expect(e.code == .corrupt)
+        #expect(e.message.contains(victim.description))
+        #expect(!FS.exists(out))
+        #expect(FS.list(f.dir.path).filter { $0.contains("meshnode") }.isEmpty)
+        // readChunk refuses too; a deleted chunk is reported as missing.
+        #expect(throws: MeshError.self) { try f.store.readChunk(victim) }
+        FS.unlink(f.store.chunkPath(victim))
+        let r2 = try f.store.verify()
+        #expect(r2.badChunks.map(\.problem) == [.missing])
+        #expect(try f.store.missingChunks(ra.entry.contentID) == [victim])
+        #expect(try !f.store.isComplete(ra.entry.contentID))
+        #expect(try f.store.items().allSatisfy { !$0.isComplete })
+    }
+
+    @Test("A .db item is exported only if it passes PRAGMA integrity_check")
+    func sqliteIntegrity() throws {
+        let f = try Fixture(chunkSizeBytes: 4096)
+        let dbPath = f.dir.sub("games.db")
+        do {
+            let db = try Database(path: dbPath)
+            try db.exec("CREATE TABLE g(id INTEGER PRIMARY KEY, moves TEXT); ")
+            for i in 0..<500 { try db.query("INSERT INTO g(moves) VALUES(?)", [.text(String(repeating: "e4 e5 ", count: i % 50))]) }
+        }
+        let r = try f.store.ingest(path: dbPath, signer: f.identity)
+        #expect(r.entry.type == .game)
+        let out = f.dir.sub("copy.db")
+        try f.store.export(try f.store.resolve("games.db"), to: out)
+        #expect(try hashOfFile(out) == hashOfFile(dbPath))
+        // Garbage named .db is refused after reassembly, and nothing is left behind.
+        let junk = f.dir.sub("junk.db")
+        try writeRandomFile(junk, size: 20_000, seed: 5)
+        _ = try f.store.ingest(path: junk, signer: f.identity)
+        let out2 = f.dir.sub("junk-out.db")
+        let e = try #require(meshError { try f.store.export(try f.store.resolve("junk.db"), to: out2) })
+        #expect(e.code == .corrupt)
+        #expect(!FS.exists(out2))
+        // A database with a damaged page (b-tree page 2 overwritten) also fails the check.
+        var bytes = try readBytes(dbPath)
+        for k in 4096..<4200 { bytes[k] = 0xff }
+        let broken = f.dir.sub("broken.db")
+        try Data(bytes).write(to: URL(fileURLWithPath: broken))
+        _ = try f.store.ingest(path: broken, signer: f.identity)
+        let out3 = f.dir.sub("broken-out.db")
+        #expect(throws: MeshError.self) { try f.store.export(try f.store.resolve("broken.db"), to: out3) }
+        #expect(!FS.exists(out3))
+        #expect(FS.list(f.dir.path).filter { $0.contains("meshnode") }.isEmpty)
+    }
+
+    @Test("A store whose schema is newer than the code is refused with a one-line error")
+    func newerSchema() throws {
+        let f = try Fixture()
+        let dir = f.dataDir
+        do {
+            let db = try Database(path: "\(dir)/manifest.sqlite")
+            try db.exec("PRAGMA user_version = 99")
+        }
+        let e = try #require(meshError { _ = try Store.open(dataDir: dir) })
+        #expect(e.code == .schemaTooNew)
+        #expect(e.description.contains("99"))
+        #expect(!e.description.contains("\n"))
+    }
+
+    @Test("Opening a store sweeps temp files of processes that are gone, keeping live ones")
+    func sweepsTemp() throws {
+        let f = try Fixture()
+        let dead = "\(f.dataDir)/tmp/2147483000.abcd.chunk"
+        let mine = "\(f.dataDir)/tmp/\(getpid()).abcd.chunk"
+        let junk = "\(f.dataDir)/tmp/whatever"
+        for p in [dead, mine, junk] { _ = FileManager.default.createFile(atPath: p, contents: Data([1, 2, 3])) }
+        _ = try Store.open(dataDir: f.dataDir)
+        #expect(!FS.exists(dead))
+        #expect(!FS.exists(junk))
+        #expect(FS.exists(mine))
+    }
+
+    @Test("Opening a directory that was never initialised says to run init")
+    func notInitialised() throws {
+        let d = TempDir()
+        let e = try #require(meshError { _ = try Store.open(dataDir: d.sub("nothing")) })
+        #expect(e.code == .notInitialized)
+        #expect(e.hint.contains("meshnode init"))
+    }
+
+    @Test("Missing and unreadable inputs are reported with their own codes")
+    func badInputs() throws {
+        let f = try Fixture()
+        #expect(throws: MeshError(.fileNotFound, "\(f.dir.sub("nope")) does not exist", hint: "check the path and try again")) {
+            try f.store.ingest(path: f.dir.sub("nope"), signer: f.identity)
+        }
+        #expect(meshError { _ = try f.store.ingest(path: f.dir.path, signer: f.identity) }?.code == .fileUnreadable)
+        #expect(meshError { _ = try f.store.resolve("no-such-item") }?.code == .unknownItem)
+    }
+
+    @Test("A name shared by different contents is ambiguous; the same content under two origins is not")
+    func ambiguity() throws {
+        let f = try Fixture()
+        let a = f.dir.sub("a"), b = f.dir.sub("b")
+        try writeRandomFile(a, size: 100, seed: 1)
+        try writeRandomFile(b, size: 100, seed: 2)
+        let ra = try f.store.ingest(path: a, name: "same", signer: f.identity)
+        #expect(try f.store.resolve("same").contentID == ra.entry.contentID)
+        #expect(try f.store.resolve(String(ra.entry.contentID.description.prefix(8))).contentID == ra.entry.contentID)
+        _ = try f.store.ingest(path: b, name: "same", signer: f.identity)
+        #expect(meshError { _ = try f.store.resolve("same") }?.code == .ambiguousName)
+        #expect(try f.store.resolve(ra.entry.contentID.description).contentID == ra.entry.contentID)
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Store
+import Testing
+
+@Suite("Manifest tables")
+struct ManifestTests {
+    func remoteEntry(_ signer: NodeIdentity, seq: UInt64, name: String = "remote.npz",
+                     content: ContentID = ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4))) -> ManifestEntry {
+        ManifestEntry(origin: signer.nodeID, sequence: seq, contentID: content, sizeBytes: 10,
+                      chunkSizeBytes: 65536, type: .npz, createdAtMs: 1_700_000_000_000, name: name).signed(by: signer)
+    }
+
+    @Test("Remote entries are inserted once, duplicates are no-ops, and bad signatures are refused")
+    func remoteEntries() throws {
+        let f = try Fixture()
+        let peer = NodeIdentity.generate()
+        let e = remoteEntry(peer, seq: 1)
+        let v = Ed25519Verifier()
+        #expect(try f.store.insertRemoteEntry(e, verifier: v) == .inserted)
+        #expect(try f.store.insertRemoteEntry(e, verifier: v) == .duplicate)
+        var forged = e
+        forged.name = "evil"
+        #expect(try f.store.insertRemoteEntry(forged, verifier: v) == .badSignature)
+        #expect(try f.store.entry(origin: peer.nodeID, sequence: 1) == e)
+        #expect(try f.store.highestSequence(origin: peer.nodeID) == 1)
+        #expect(try f.store.originSummary()[peer.nodeID] == 1)
+        let items = try f.store.items()
+        #expect(items.count == 1)
+        #expect(items[0].isComplete == false)  // no recipe, no chunks yet
+        #expect(try f.store.entries(origin: peer.nodeID, after: 0, limit: 10) == [e])
+    }
+
+    @Test("A different entry with the same origin and sequence is kept as fork evidence")
+    func fork() throws {
+        let f = try Fixture()
+        let peer = NodeIdentity.generate()
+        let a = remoteEntry(peer, seq: 3, name: "one")
+        let b = remoteEntry(peer, seq: 3, name: "two")
+        #expect(try f.store.insertRemoteEntry(a, verifier: Ed25519Verifier()) == .inserted)
+        #expect(try f.store.insertRemoteEntry(b, verifier: Ed25519Verifier()) == .fork(existing: a))
+        #expect(try f.store.insertRemoteEntry(b, verifier: Ed25519Verifier()) == .fork(existing: a))
+        let forks = try f.store.forks()
+        #expect(forks.count == 1)
+        #expect(forks[0].first == a.encoded && forks[0].second == b.encoded)
+        #expect(try f.store.entry(origin: peer.nodeID, sequence: 3) == a)
+        #expect(try f.store.status().forks == 1)
+    }
+
+    @Test("Own entries learned back from peers move the local sequence past them")
+    func ownSequenceRecovers() throws {
+        let f = try Fixture()
+        let mine = remoteEntry(f.identity, seq: 7)
+        #expect(try f.store.insertRemoteEntry(mine, verifier: Ed25519Verifier()) == .inserted)
+        let file = f.dir.sub("x")
+        try writeRandomFile(file, size: 10, seed: 1)
+        #expect(try f.store.ingest(path: file, signer: f.identity).entry.sequence == 8)
+    }
+
+    @Test("A recipe is accepted only if it recomputes its content id; chunks then arrive verified")
+    func recipesAndChunks() throws {
+        let src = try Fixture(label: "src")
+        let dst = try Fixture(label: "dst")
+        let file = src.dir.sub("data.npz")
+        try writeRandomFile(file, size: 3 * 65536 + 100, seed: 4)
+        let r = try src.store.ingest(path: file, signer: src.identity)
+        let recipe = try #require(try src.store.recipe(r.entry.contentID))
+        // A tampered chunk list is refused.
+        var bad = recipe.chunks
+        bad.swapAt(0, 1)
+        #expect(throws: MeshError.self) {
+            try dst.store.insertRecipe(contentID: r.entry.contentID, sizeBytes: recipe.sizeBytes,
+                                       chunkSizeBytes: recipe.chunkSizeBytes, chunks: bad)
+        }
+        #expect(throws: MeshError.self) {
+            try dst.store.insertRecipe(contentID: r.entry.contentID, sizeBytes: recipe.sizeBytes + 1,
+                                       chunkSizeBytes: recipe.chunkSizeBytes, chunks: recipe.chunks)
+        }
+        #expect(try dst.store.recipe(r.entry.contentID) == nil)
+        // The real one is accepted; the entry arrives; chunks are then missing until written.
+        try dst.store.insertRecipe(contentID: r.entry.contentID, sizeBytes: recipe.sizeBytes,
+                                   chunkSizeBytes: recipe.chunkSizeBytes, chunks: recipe.chunks)
+        #expect(try dst.store.insertRemoteEntry(r.entry, verifier: Ed25519Verifier()) == .inserted)
+        #expect(try dst.store.missingChunks(r.entry.contentID) == recipe.chunks)
+        #expect(try dst.store.items().first?.isComplete == false)
+        // A chunk with the wrong bytes is refused and not stored.
+        var wrong = try src.store.readChunk(recipe.chunks[0])
+        wrong[0] ^= 0xff
+        #expect(throws: MeshError.self) { try dst.store.writeChunk(recipe.chunks[0], bytes: wrong) }
+        #expect(!dst.store.hasChunk(recipe.chunks[0]))
+        for c in recipe.chunks { try dst.store.writeChunk(c, bytes: try src.store.readChunk(c)) }
+        #expect(try dst.store.missingChunks(r.entry.contentID) == [])
+        #expect(try dst.store.isComplete(r.entry.contentID))
+        let out = dst.dir.sub("out.npz")
+        try dst.store.export(try dst.store.resolve("data.npz"), to: out)
+        #expect(try hashOfFile(out) == hashOfFile(file))
+        #expect(try dst.store.verify().ok)
+    }
+
+    @Test("The outbox survives a reopen and supports due, retry and ack")
+    func outbox() throws {
+        let f = try Fixture()
+        let a = NodeIdentity.generate().nodeID, b = NodeIdentity.generate().nodeID
+        let me = f.identity.nodeID
+        try f.store.enqueueOutbox(origin: me, sequence: 1, target: a, nowMs: 1000)
+        try f.store.enqueueOutbox(origin: me, sequence: 1, target: a, nowMs: 1000)  // idempotent
+        try f.store.enqueueOutbox(origin: me, sequence: 1, target: b, nowMs: 2000)
+        let reopened = try Store.open(dataDir: f.dataDir)
+        #expect(try reopened.outboxCount() == 2)
+        let due = try reopened.dueOutbox(nowMs: 1500, limit: 10)
+        #expect(due.map(\.target) == [a])
+        try reopened.retryOutbox(id: due[0].id, nextAttemptMs: 5000)
+        #expect(try reopened.dueOutbox(nowMs: 2500, limit: 10).map(\.target) == [b])
+        let later = try reopened.dueOutbox(nowMs: 6000, limit: 10)
+        #expect(later.count == 2)
+        #expect(later.first(where: { $0.target == a })?.attempts == 1)
+        for i in later { try reopened.ackOutbox(id: i.id) }
+        #expect(try reopened.outboxCount() == 0)
+    }
+
+    @Test("Peers are upserted, listed and removed, and survive a reopen")
+    func peers() throws {
+        let f = try Fixture()
+        let id = NodeIdentity.generate().nodeID
+        try f.store.upsertPeer(PeerRecord(nodeID: id, name: "gpu1", address: "10.0.0.1:7946", state: "alive",
+                                          incarnation: 1, lastSeenMs: 10, role: "worker"))
+        try f.store.upsertPeer(PeerRecord(nodeID: id, name: "gpu1", address: "10.0.0.1:7946", state: "suspect",
+                                          incarnation: 2, lastSeenMs: 20, role: "worker"))
+        let again = try Store.open(dataDir: f.dataDir)
+        let peers = try again.peers()
+        #expect(peers.count == 1)
+        #expect(peers[0].state == "suspect" && peers[0].incarnation == 2)
+        try again.removePeer(id)
+        #expect(try again.peers().isEmpty)
+    }
+}
