@@ -87,6 +87,13 @@ public enum Schema {
             UNIQUE(origin, sequence, entry_b)
         );
         """,
+        // 2: small durable facts of the running node (its gossip incarnation, ...).
+        """
+        CREATE TABLE node_state(
+            key    TEXT PRIMARY KEY,
+            value  BLOB NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// Brings `db` to `currentVersion`, or throws `.schemaTooNew`.

@@ -1,0 +1,524 @@
+import Gossip
+import Logging
+import Store
+
+/// What a running node needs to know beyond its store.
+public struct MeshNodeOptions: Sendable {
+    /// Where to bind UDP and TCP (the same port number for both). Port 0 picks a free one.
+    public var listen: PeerAddress
+    /// The address peers should use to reach this node; defaults to `listen`.
+    public var advertise: PeerAddress?
+    /// Seeds to join through.
+    public var join: [PeerAddress]
+    public var gossip: GossipConfig
+    public var admission: AdmissionPolicy
+    /// This node's certificate (empty when it is admitted by key).
+    public var credential: [UInt8]
+    /// A rejected input is logged at most once per (reason, peer) per this interval.
+    public var rejectLogInterval: Duration = .seconds(10)
+    /// Sessions that carried no message for this long are closed.
+    public var sessionIdleTimeout: Duration = .seconds(60)
+    /// A peer that has not sent us a datagram for this long, but has a session with
+    /// us, is reached over that session (it is probably behind a TCP-only tunnel).
+    public var udpSilenceBeforeStream: Duration = .seconds(20)
+    /// Cap on simultaneously open sessions (inbound and outbound).
+    public var maxSessions: Int = 512
+    /// Seed for this run's random choices (taken from the OS when nil).
+    public var randomSeed: UInt64?
+
+    public init(listen: PeerAddress, advertise: PeerAddress? = nil, join: [PeerAddress] = [], gossip: GossipConfig = GossipConfig(),
+                admission: AdmissionPolicy = AdmissionPolicy(), credential: [UInt8] = []) {
+        self.listen = listen
+        self.advertise = advertise
+        self.join = join
+        self.gossip = gossip
+        self.admission = admission
+        self.credential = credential
+    }
+}
+
+/// Counters of a running node that are not the gossip core's own.
+public struct RuntimeCounters: Sendable, Equatable {
+    /// Inputs dropped, by reason (gossip rejections, session failures, stream errors).
+    public var rejected: [String: UInt64] = [:]
+    public var sessionsOpened: UInt64 = 0
+    public var sessionsClosed: UInt64 = 0
+    public var datagramsSent: UInt64 = 0
+    public var datagramsReceived: UInt64 = 0
+    public var datagramSendErrors: UInt64 = 0
+    public var gossipOverSession: UInt64 = 0
+    public var persistErrors: UInt64 = 0
+    public var forks: UInt64 = 0
+}
+
+/// The libuv shell around `GossipNode`: sockets, sessions, timers and persistence.
+///
+/// Everything here runs on `loop`'s thread. Other threads talk to a node only through
+/// `loop.post`/`loop.execute` (the control server, signal handling and the CLI's `run`
+/// do exactly that), so the node needs no locks.
+public final class MeshNode: @unchecked Sendable {
+    // @unchecked: loop-confined; see the type's documentation.
+    public let loop: EventLoop
+    public let store: Store
+    public let identity: NodeIdentity
+    public let options: MeshNodeOptions
+    public let logger: Logger
+    let verifier = Ed25519Verifier()
+
+    public private(set) var gossip: GossipNode!
+    public private(set) var runtime = RuntimeCounters()
+    public private(set) var boundAddress: PeerAddress!
+    public let startedAt: Instant
+
+    private var udp: UDPSocket?
+    private var listener: TCPListener?
+    private var timers: [TimerID: Timer] = [:]
+    private var housekeeping: Timer?
+    private var frameCounters = FrameCounters()
+
+    /// Established sessions by peer identity.
+    private var sessions: [NodeID: PeerSession] = [:]
+    /// Every open session, established or not.
+    private var allSessions: [ObjectIdentifier: PeerSession] = [:]
+    /// Outbound sessions still in their handshake, by the address dialled.
+    private var dialing: [PeerAddress: PeerSession] = [:]
+    private var lastMessage: [ObjectIdentifier: Instant] = [:]
+
+    private var addressOfNode: [NodeID: PeerAddress] = [:]
+    private var nodeAtAddress: [PeerAddress: NodeID] = [:]
+    private var udpHeard: [PeerAddress: Instant] = [:]
+    private var resolved: [String: SocketAddress] = [:]
+    private var resolving: Set<String> = []
+    private var lastRejectLog: [String: Instant] = [:]
+    private var stopping = false
+
+    /// Called on the loop when a fetch is wanted (the blob layer, issue 5, hooks in here).
+    public var onFetch: ((ContentID, [NodeID]) -> Void)?
+
+    /// Opens sockets and starts gossip. Call on the loop thread (e.g. inside `loop.execute`).
+    public init(loop: EventLoop, store: Store, identity: NodeIdentity, options: MeshNodeOptions, logger: Logger) throws(MeshError) {
+        loop.assertInLoop("MeshNode.init")
+        self.loop = loop
+        self.store = store
+        self.identity = identity
+        self.options = options
+        self.logger = logger
+        startedAt = Self.now()
+
+        guard let bindAddr = SocketAddress(ip: options.listen.host, port: options.listen.port) else {
+            throw MeshError(.invalidAddress, "listen address \(options.listen) is not an IP address",
+                            hint: "use an IP literal such as 0.0.0.0:7946 or 127.0.0.1:7946")
+        }
+        let udp = try UDPSocket(loop: loop, bind: bindAddr, maxDatagramBytes: options.gossip.maxDatagramBytes)
+        let port = udp.localAddress.port
+        var tcpAddr = bindAddr
+        tcpAddr.port = port
+        let listener: TCPListener
+        do { listener = try TCPListener(loop: loop, bind: tcpAddr) } catch {
+            udp.close()
+            throw error
+        }
+        self.udp = udp
+        self.listener = listener
+        boundAddress = PeerAddress(host: options.listen.host, port: port)
+        var advertise = options.advertise ?? boundAddress!
+        if options.advertise == nil && (advertise.host == "0.0.0.0" || advertise.host == "::") {
+            advertise.host = "127.0.0.1"
+            logger.warning("listening on a wildcard address without `advertise`; peers will be told 127.0.0.1:\(port)")
+        }
+        if advertise.port == 0 { advertise.port = port }
+
+        var restore = GossipDurableState()
+        restore.lastIncarnation = (try? store.incarnation()) ?? 0
+        restore.entries = ((try? store.items()) ?? []).map(\.entry)
+        restore.knownPeers = ((try? store.peers()) ?? []).compactMap { p in
+            guard let addr = PeerAddress(p.address), p.nodeID != identity.nodeID, p.state != "left" else { return nil }
+            return MemberSnapshot(restoring: p.nodeID, address: addr, incarnation: p.incarnation, name: p.name, role: p.role)
+        }
+        var gcfg = options.gossip
+        gcfg.credential = options.credential
+        let admission = options.admission
+        let verifier = self.verifier
+        let trust = TrustPolicy { id, credential in
+            switch admission.decide(node: id, credential: credential, nowWallMs: WallClock.nowMs(), verifier: verifier) {
+            case .admittedByKey, .admittedByCertificate: true
+            case .rejected: false
+            }
+        }
+        let seed = options.randomSeed ?? Self.osRandomSeed()
+        gossip = GossipNode(config: gcfg, signer: identity, verifier: verifier, trust: trust, address: advertise,
+                            seed: seed, restore: restore, now: startedAt)
+
+        try udp.startReceiving { [unowned self] bytes, from in self.datagramArrived(bytes, from: from) }
+        listener.onAccept = { [unowned self] stream in self.accepted(stream) }
+        let hk = try Timer(loop: loop) { [unowned self] in self.sweep() }
+        hk.start(after: .seconds(5), repeating: .seconds(5))
+        housekeeping = hk
+
+        apply(gossip.start(seeds: options.join, now: Self.now()))
+        logger.info("node started", metadata: ["id": "\(identity.nodeID.short)", "listen": "\(boundAddress!)", "advertise": "\(advertise)"])
+    }
+
+    deinit {
+        precondition(udp == nil && listener == nil, "MeshNode deallocated without stop()")
+    }
+
+    static func now() -> Instant { Instant(nanoseconds: Int64(EventLoop.monotonicNanoseconds)) }
+
+    static func osRandomSeed() -> UInt64 {
+        var g = SystemRandomNumberGenerator()
+        return g.next()
+    }
+
+    // MARK: - Inputs
+
+    /// A local `put` finished: announce the entry (HYBRID push).
+    public func announce(_ entry: ManifestEntry) {
+        loop.assertInLoop("MeshNode.announce")
+        guard !stopping else { return }
+        apply(gossip.onLocalEntry(entry, now: Self.now()))
+    }
+
+    /// Leaves gracefully: tells peers, gives the messages `flushDelay` to go out, then
+    /// closes every handle and calls `completion` (on the loop).
+    public func stop(flushDelay: Duration = .milliseconds(300), completion: @escaping () -> Void) {
+        loop.assertInLoop("MeshNode.stop")
+        guard !stopping else { return }
+        stopping = true
+        apply(gossip.leave(now: Self.now()))
+        do {
+            let t = try Timer(loop: loop)
+            t.onFire = { [unowned self, t] in
+                t.close()
+                self.closeEverything()
+                completion()
+            }
+            t.start(after: flushDelay)
+        } catch {
+            closeEverything()
+            completion()
+        }
+    }
+
+    /// Closes every handle at once, without telling peers (used after `stop`'s flush, and on fatal errors).
+    public func closeEverything() {
+        for t in timers.values { t.close() }
+        timers = [:]
+        housekeeping?.close()
+        housekeeping = nil
+        for s in Array(allSessions.values) { s.close() }
+        allSessions = [:]
+        sessions = [:]
+        dialing = [:]
+        udp?.close()
+        udp = nil
+        listener?.close()
+        listener = nil
+    }
+
+    private func datagramArrived(_ bytes: UnsafeRawBufferPointer, from: SocketAddress) {
+        guard !stopping else { return }
+        runtime.datagramsReceived += 1
+        let addr = PeerAddress(host: from.host, port: from.port)
+        let now = Self.now()
+        udpHeard[addr] = now
+        apply(gossip.onDatagram(Array(bytes), from: addr, now: now))
+    }
+
+    // MARK: - Sessions
+
+    private func accepted(_ stream: TCPStream) {
+        guard !stopping, allSessions.count < options.maxSessions else {
+            count("too_many_sessions", peer: stream.peerDescription)
+            stream.close()
+            return
+        }
+        let remote = stream.remoteAddress.map { PeerAddress(host: $0.host, port: $0.port) } ?? PeerAddress(host: "?", port: 0)
+        let hs = SessionHandshake(role: .responder, signer: identity, verifier: verifier, credential: options.credential,
+                                  admit: admitFunction())
+        let s = PeerSession(connection: FramedConnection(stream: stream, limits: frameLimits(), counters: frameCounters),
+                            direction: .inbound, remote: remote, via: "inbound", handshake: hs, now: Self.now())
+        register(s)
+    }
+
+    /// Gossip messages waiting for a TCP connect to finish, by the address dialled.
+    private var connecting: [PeerAddress: [[UInt8]]] = [:]
+    static let maxQueuedWhileConnecting = 64
+
+    private func sendOverStream(_ bytes: [UInt8], to address: PeerAddress) {
+        runtime.gossipOverSession += 1
+        if let node = nodeAtAddress[address], let s = sessions[node] {
+            s.send(PeerSession.MessageType.gossip.rawValue, bytes)
+        } else if let s = dialing[address] {
+            s.send(PeerSession.MessageType.gossip.rawValue, bytes)
+        } else if connecting[address] != nil {
+            connecting[address]!.append(bytes)
+            if connecting[address]!.count > Self.maxQueuedWhileConnecting { connecting[address]!.removeFirst() }
+        } else {
+            guard allSessions.count < options.maxSessions else {
+                count("too_many_sessions", peer: "\(address)")
+                return
+            }
+            connecting[address] = [bytes]
+            dial(address)
+        }
+    }
+
+    private func dial(_ address: PeerAddress) {
+        TCPStream.connect(loop: loop, to: Endpoint(host: address.host, port: address.port), timeout: .seconds(5)) { [weak self] result in
+            guard let self else { return }
+            let queued = self.connecting.removeValue(forKey: address) ?? []
+            switch result {
+            case .failure(let e):
+                self.count("connect_failed", peer: "\(address)", detail: e.description)
+            case .success(let stream):
+                guard !self.stopping else { return stream.close() }
+                let hs = SessionHandshake(role: .initiator, signer: self.identity, verifier: self.verifier,
+                                          credential: self.options.credential, expectedPeer: self.nodeAtAddress[address],
+                                          admit: self.admitFunction())
+                let s = PeerSession(connection: FramedConnection(stream: stream, limits: self.frameLimits(), counters: self.frameCounters),
+                                    direction: .outbound, remote: address, via: "direct", handshake: hs, now: Self.now())
+                self.dialing[address] = s
+                self.register(s)
+                for q in queued { s.send(PeerSession.MessageType.gossip.rawValue, q) }
+            }
+        }
+    }
+
+    private func register(_ s: PeerSession) {
+        let key = ObjectIdentifier(s)
+        allSessions[key] = s
+        lastMessage[key] = Self.now()
+        runtime.sessionsOpened += 1
+        s.onEstablished = { [unowned self] s in self.established(s) }
+        s.onMessage = { [unowned self] s, type, body in self.message(s, type: type, body: body) }
+        s.onClose = { [unowned self] s, reason in self.sessionClosed(s, reason: reason) }
+        s.start()
+    }
+
+    private func established(_ s: PeerSession) {
+        guard let peer = s.peer else { return }
+        if s.direction == .outbound { dialing[s.remote] = nil }
+        if let old = sessions[peer], old !== s, old.isOpen {
+            // Both ends dialled at once: keep the session the smaller node id initiated,
+            // so that both ends keep the same one.
+            let oldInitiator = old.direction == .outbound ? identity.nodeID : peer
+            let newInitiator = s.direction == .outbound ? identity.nodeID : peer
+            if oldInitiator < newInitiator {
+                s.close(reason: .replaced)
+                return
+            }
+            old.close(reason: .replaced)
+        }
+        sessions[peer] = s
+        logger.debug("session up", metadata: ["peer": "\(peer.short)", "via": "\(s.via)", "dir": "\(s.direction.rawValue)"])
+    }
+
+    private func message(_ s: PeerSession, type: UInt8, body: ArraySlice<UInt8>) {
+        guard !stopping, let peer = s.peer else { return }
+        lastMessage[ObjectIdentifier(s)] = Self.now()
+        switch PeerSession.MessageType(rawValue: type) {
+        case .gossip:
+            let from = addressOfNode[peer] ?? s.remote
+            apply(gossip.onFrame(Array(body), from: from, now: Self.now()))
+        case nil:
+            count("unknown_message_type", peer: peer.short)
+            s.close(reason: .unknownMessageType(type))
+        }
+    }
+
+    private func sessionClosed(_ s: PeerSession, reason: SessionCloseReason?) {
+        let key = ObjectIdentifier(s)
+        allSessions[key] = nil
+        lastMessage[key] = nil
+        runtime.sessionsClosed += 1
+        if let p = s.peer, sessions[p] === s { sessions[p] = nil }
+        if s.direction == .outbound, dialing[s.remote] === s { dialing[s.remote] = nil }
+        if let reason {
+            switch reason {
+            case .replaced: break
+            case .stream(let e) where e.code == .eof || e.code == .closed: break
+            default: count(reason.reason, peer: s.peer?.short ?? "\(s.remote)", detail: reason.description)
+            }
+        }
+    }
+
+    private func admitFunction() -> @Sendable (NodeID, [UInt8]) -> Bool {
+        let admission = options.admission
+        let verifier = self.verifier
+        return { id, credential in
+            switch admission.decide(node: id, credential: credential, nowWallMs: WallClock.nowMs(), verifier: verifier) {
+            case .admittedByKey, .admittedByCertificate: return true
+            case .rejected: return false
+            }
+        }
+    }
+
+    private func frameLimits() -> FrameLimits {
+        FrameLimits(maxFrameBytes: 16 << 20, maxWriteQueueBytes: 64 << 20, idleTimeout: .seconds(20), keepaliveInterval: .seconds(5))
+    }
+
+    // MARK: - Directives
+
+    func apply(_ directives: [Directive]) {
+        for d in directives {
+            switch d {
+            case .send(let to, let bytes, let via):
+                send(bytes, to: to, via: via)
+            case .setTimer(let id, let at):
+                setTimer(id, at: at)
+            case .cancelTimer(let id):
+                timers[id]?.stop()
+            case .persistEntry(let e):
+                do {
+                    switch try store.insertRemoteEntry(e, verifier: verifier) {
+                    case .inserted, .duplicate: break
+                    case .fork(let existing):
+                        runtime.forks += 1
+                        logger.warning("fork: two entries with one origin and sequence", metadata: [
+                            "origin": "\(existing.origin.short)", "sequence": "\(existing.sequence)"])
+                    case .badSignature:
+                        count("bad_entry_signature", peer: e.origin.short)
+                    }
+                } catch {
+                    runtime.persistErrors += 1
+                    logger.error("could not persist an entry: \(error)")
+                }
+            case .persistIncarnation(let n):
+                do { try store.setIncarnation(n) } catch {
+                    runtime.persistErrors += 1
+                    logger.error("could not persist the incarnation: \(error)")
+                }
+            case .fetch(let id, let holders):
+                onFetch?(id, holders)
+            case .membershipChanged(let t):
+                memberChanged(t)
+            case .forkDetected(let a, _):
+                runtime.forks += 1
+                logger.warning("fork detected", metadata: ["origin": "\(a.origin.short)", "sequence": "\(a.sequence)"])
+            case .rejected(let reason, let from):
+                count(reason.rawValue, peer: "\(from)")
+            }
+        }
+    }
+
+    private func memberChanged(_ t: MemberTransition) {
+        if let old = addressOfNode[t.node], old != t.address, nodeAtAddress[old] == t.node { nodeAtAddress[old] = nil }
+        addressOfNode[t.node] = t.address
+        nodeAtAddress[t.address] = t.node
+        let snap = gossip.memberSnapshots().first { $0.node == t.node }
+        let record = PeerRecord(nodeID: t.node, name: snap?.name ?? "", address: "\(t.address)", state: "\(t.to)",
+                                incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "")
+        do { try store.upsertPeer(record) } catch {
+            runtime.persistErrors += 1
+            logger.error("could not persist a member: \(error)")
+        }
+        if t.from != t.to {
+            logger.info("member \(t.to)", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")",
+                                                     "address": "\(t.address)", "incarnation": "\(t.incarnation)"])
+        }
+        if t.to == .dead || t.to == .left, let s = sessions[t.node] {
+            s.close()
+        }
+    }
+
+    private func send(_ bytes: [UInt8], to address: PeerAddress, via: Transport) {
+        let now = Self.now()
+        let node = nodeAtAddress[address]
+        let session = node.flatMap { sessions[$0] }
+        let useSession: Bool
+        switch via {
+        case .stream:
+            useSession = true
+        case .datagram:
+            if let session, session.established {
+                let heard = udpHeard[address]
+                let silent = heard.map { now - $0 > Self.nanos(options.udpSilenceBeforeStream) } ?? true
+                useSession = silent && now - session.openedAt > 2_000_000_000
+            } else {
+                useSession = false
+            }
+        }
+        if useSession {
+            sendOverStream(bytes, to: address)
+        } else {
+            sendDatagram(bytes, to: address)
+        }
+    }
+
+    private func sendDatagram(_ bytes: [UInt8], to address: PeerAddress) {
+        guard let udp else { return }
+        let target: SocketAddress
+        if let lit = SocketAddress(ip: address.host, port: address.port) {
+            target = lit
+        } else if let r = resolved[address.host] {
+            target = SocketAddress(ip: r.host, port: address.port) ?? r
+        } else {
+            resolve(address.host)
+            runtime.datagramSendErrors += 1
+            return
+        }
+        do {
+            try udp.send(bytes, to: target)
+            runtime.datagramsSent += 1
+        } catch {
+            runtime.datagramSendErrors += 1
+        }
+    }
+
+    private func resolve(_ host: String) {
+        guard !resolving.contains(host) else { return }
+        resolving.insert(host)
+        Resolver.resolve(loop: loop, host: host, port: 0) { [weak self] r in
+            guard let self else { return }
+            self.resolving.remove(host)
+            if case .success(let addrs) = r, let a = addrs.first { self.resolved[host] = a }
+        }
+    }
+
+    private func setTimer(_ id: TimerID, at: Instant) {
+        let timer: Timer
+        if let t = timers[id] {
+            timer = t
+        } else {
+            guard let t = try? Timer(loop: loop) else { return }
+            t.onFire = { [unowned self] in
+                guard !self.stopping else { return }
+                self.apply(self.gossip.onTimer(id, now: Self.now()))
+            }
+            timers[id] = t
+            timer = t
+        }
+        let delayNs = max(0, at - Self.now())
+        timer.start(after: .nanoseconds(delayNs))
+    }
+
+    private func sweep() {
+        let now = Self.now()
+        let idle = Self.nanos(options.sessionIdleTimeout)
+        for (key, s) in allSessions where now - (lastMessage[key] ?? s.openedAt) > idle {
+            if let p = s.peer, let a = addressOfNode[p], options.gossip.streamOnlyPeers.contains(a) { continue }
+            s.close()
+        }
+        let udpCutoff = Self.nanos(options.udpSilenceBeforeStream) * 4
+        udpHeard = udpHeard.filter { now - $0.value < udpCutoff }
+        lastRejectLog = lastRejectLog.filter { now - $0.value < Self.nanos(options.rejectLogInterval) }
+    }
+
+    static func nanos(_ d: Duration) -> Int64 {
+        let (s, a) = d.components
+        return s * 1_000_000_000 + a / 1_000_000_000
+    }
+
+    // MARK: - Counting and logging
+
+    /// Counts a dropped input by reason and logs it at most once per (reason, peer) per interval.
+    func count(_ reason: String, peer: String, detail: String? = nil) {
+        runtime.rejected[reason, default: 0] += 1
+        let key = reason + "|" + peer
+        let now = Self.now()
+        if let last = lastRejectLog[key], now - last < Self.nanos(options.rejectLogInterval) { return }
+        lastRejectLog[key] = now
+        logger.warning("dropped input", metadata: ["reason": "\(reason)", "peer": "\(peer)", "detail": "\(detail ?? "")"])
+    }
+}
