@@ -32,6 +32,9 @@ final class ChildFixture: @unchecked Sendable {
 
     private var stopped = false
 
+    /// Records that the caller reaped the child itself (so `stop` must not signal a reused PID).
+    func markReaped() { stopped = true }
+
     /// SIGTERM, then SIGKILL after `grace`; reaps the child. Idempotent.
     func stop(grace: Double = 2) {
         guard !stopped else { return }
