@@ -1,0 +1,228 @@
+// Strict YAML → NodeConfig: every key known, every value checked, errors name the key path.
+import Gossip
+import Yams
+
+extension NodeConfig {
+    /// The top-level keys the file may contain.
+    public static let knownKeys = [
+        "name", "role", "listen", "join", "trusted_keys", "authority_keys", "revoked_keys", "revoked_serials",
+        "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
+    ]
+
+    /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
+    /// an unparsable value is an error naming the key path, e.g.
+    /// `hosts.gpu-3.ssh.port: expected an integer 1-65535, got "abc"`.
+    public static func parse(yaml: String, source: String = "config") throws(MeshError) -> NodeConfig {
+        let root: Node?
+        do { root = try Yams.compose(yaml: yaml) } catch {
+            throw MeshError(.configInvalid, "\(source) is not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+        }
+        var c = NodeConfig()
+        guard let root else { return c }  // an empty file: all defaults
+        let w = Walker(source: source)
+        if w.isNull(root) { return c }
+        for (key, value) in try w.mapping(root, path: "") {
+            let path = key
+            switch key {
+            case "name": c.name = try Validate.name(w.string(value, path), path: path)
+            case "role": c.role = try Validate.role(w.string(value, path), path: path)
+            case "listen": c.listen = try w.located(value) { () throws(MeshError) in try Validate.endpoint(w.string(value, path), path: path) }
+            case "join":
+                c.join = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
+                    try w.located(n) { () throws(MeshError) in try Validate.endpoint(w.string(n, "\(path)[\(i)]"), path: "\(path)[\(i)]", allowPortZero: false) }
+                }
+            case "trusted_keys", "authority_keys", "revoked_keys":
+                let ids = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
+                    try w.located(n) { () throws(MeshError) in try Validate.nodeID(w.string(n, "\(path)[\(i)]"), path: "\(path)[\(i)]") }
+                }
+                if key == "trusted_keys" { c.trustedKeys = ids } else if key == "authority_keys" { c.authorityKeys = ids } else { c.revokedKeys = ids }
+            case "revoked_serials":
+                c.revokedSerials = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
+                    let p = "\(path)[\(i)]"
+                    var authority: NodeID?
+                    var serial: UInt64?
+                    for (k, v) in try w.mapping(n, path: p) {
+                        switch k {
+                        case "authority": authority = try w.located(v) { () throws(MeshError) in try Validate.nodeID(w.string(v, "\(p).authority"), path: "\(p).authority") }
+                        case "serial":
+                            let s = try w.string(v, "\(p).serial")
+                            guard let u = UInt64(s) else { throw w.at(v, Validate.fail("\(p).serial", "an unsigned integer", got: s)) }
+                            serial = u
+                        default: throw w.unknownKey(v, "\(p).\(k)", known: ["authority", "serial"])
+                        }
+                    }
+                    guard let authority, let serial else { throw w.at(n, MeshError(.configInvalid, "\(p): needs both authority and serial")) }
+                    return RevokedSerial(authority: authority, serial: serial)
+                }
+            case "certificate": c.certificate = try w.string(value, path)
+            case "anti_entropy_interval":
+                c.antiEntropyInterval = try w.located(value) { () throws(MeshError) in try Validate.interval(w.string(value, path), path: path) }
+            case "probe_interval":
+                c.probeInterval = try w.located(value) { () throws(MeshError) in try Validate.interval(w.string(value, path), path: path) }
+            case "log_level":
+                c.logLevel = try w.located(value) { () throws(MeshError) in try Validate.logLevel(w.string(value, path), path: path) }
+            case "bandwidth": c.bandwidth = try parseBandwidth(value, w)
+            case "hosts":
+                for (hostKey, hostNode) in try w.mapping(value, path: "hosts", allowNull: true) {
+                    c.hosts[hostKey] = try parseHost(hostNode, path: "hosts.\(hostKey)", w)
+                }
+            default:
+                throw w.unknownKey(value, path, known: knownKeys)
+            }
+        }
+        return c
+    }
+
+    private static func parseBandwidth(_ node: Node, _ w: Walker) throws(MeshError) -> BandwidthConfig {
+        var b = BandwidthConfig()
+        for (k, v) in try w.mapping(node, path: "bandwidth", allowNull: true) {
+            let p = "bandwidth.\(k)"
+            switch k {
+            case "global": b.globalBytesPerSecond = try w.located(v) { () throws(MeshError) in try Validate.rate(w.string(v, p), path: p) }
+            case "per_peer": b.perPeerBytesPerSecond = try w.located(v) { () throws(MeshError) in try Validate.rate(w.string(v, p), path: p) }
+            case "max_concurrent_transfers":
+                let s = try w.string(v, p)
+                guard let n = Int(s), (1...1024).contains(n) else { throw w.at(v, Validate.fail(p, "an integer 1-1024", got: s)) }
+                b.maxConcurrentTransfers = n
+            default: throw w.unknownKey(v, p, known: ["global", "per_peer", "max_concurrent_transfers"])
+            }
+        }
+        return b
+    }
+
+    private static func parseHost(_ node: Node, path: String, _ w: Walker) throws(MeshError) -> HostConfig {
+        var h = HostConfig()
+        for (k, v) in try w.mapping(node, path: path) {
+            let p = "\(path).\(k)"
+            switch k {
+            case "address": h.address = try w.located(v) { () throws(MeshError) in try Validate.endpoint(w.string(v, p), path: p, allowPortZero: false) }
+            case "ssh": h.ssh = try parseSSH(v, path: p, w)
+            case "socks5": h.socks5 = try parseSocks5(v, path: p, w)
+            default: throw w.unknownKey(v, p, known: ["address", "ssh", "socks5"])
+            }
+        }
+        if h.ssh != nil && h.socks5 != nil {
+            throw w.at(node, MeshError(.configInvalid, "\(path): has both ssh and socks5", hint: "choose one way to reach this peer"))
+        }
+        return h
+    }
+
+    private static func parseSSH(_ node: Node, path: String, _ w: Walker) throws(MeshError) -> SSHOptions {
+        var host: String?
+        var o = SSHOptions(host: "")
+        for (k, v) in try w.mapping(node, path: path) {
+            let p = "\(path).\(k)"
+            switch k {
+            case "host":
+                let s = try w.string(v, p)
+                guard !s.isEmpty, !s.hasPrefix("-"), !s.contains(where: { $0 == " " || $0 == "\t" }) else {
+                    throw w.at(v, Validate.fail(p, "a host name or address", got: s))
+                }
+                host = s
+            case "port": o.port = try w.located(v) { () throws(MeshError) in try Validate.port(w.string(v, p), path: p) }
+            case "user":
+                let s = try w.string(v, p)
+                guard !s.isEmpty, !s.hasPrefix("-"), !s.contains(where: { $0 == " " || $0 == "@" }) else {
+                    throw w.at(v, Validate.fail(p, "a user name", got: s))
+                }
+                o.user = s
+            case "key": o.keyPath = try w.string(v, p)
+            case "options":
+                o.extraArguments = try w.list(v, p).enumerated().map { (i, n) throws(MeshError) in try w.string(n, "\(p)[\(i)]") }
+            default: throw w.unknownKey(v, p, known: ["host", "port", "user", "key", "options"])
+            }
+        }
+        guard let host else { throw w.at(node, MeshError(.configInvalid, "\(path).host: missing", hint: "ssh needs at least host")) }
+        o.host = host
+        return o
+    }
+
+    private static func parseSocks5(_ node: Node, path: String, _ w: Walker) throws(MeshError) -> Socks5Settings {
+        var proxy: Endpoint?
+        var user: String?
+        var pass: String?
+        for (k, v) in try w.mapping(node, path: path) {
+            let p = "\(path).\(k)"
+            switch k {
+            case "proxy": proxy = try w.located(v) { () throws(MeshError) in try Validate.endpoint(w.string(v, p), path: p, allowPortZero: false) }
+            case "username", "password":
+                let s = try w.string(v, p)
+                guard (1...255).contains(s.utf8.count) else { throw w.at(v, MeshError(.configInvalid, "\(p): must be 1-255 bytes (RFC 1929)")) }
+                if k == "username" { user = s } else { pass = s }
+            default: throw w.unknownKey(v, p, known: ["proxy", "username", "password"])
+            }
+        }
+        guard let proxy else { throw w.at(node, MeshError(.configInvalid, "\(path).proxy: missing", hint: "socks5 needs proxy: HOST:PORT")) }
+        if (user == nil) != (pass == nil) {
+            throw w.at(node, MeshError(.configInvalid, "\(path): username and password go together", hint: "set both or neither"))
+        }
+        return Socks5Settings(proxy: proxy, credentials: user.map { Socks5Credentials(username: $0, password: pass!) })
+    }
+}
+
+/// Typed access to a composed YAML tree with key-path errors.
+private struct Walker {
+    let source: String
+
+    func isNull(_ n: Node) -> Bool {
+        guard case .scalar(let s) = n, s.style == .plain || s.style == .any else { return false }
+        return ["", "~", "null", "Null", "NULL"].contains(s.string)
+    }
+
+    /// Adds "line N of SOURCE" to an error about `node`.
+    func at(_ node: Node, _ e: MeshError) -> MeshError {
+        var e = e
+        if e.hint == nil, let m = node.mark { e.hint = "line \(m.line) of \(source)" }
+        return e
+    }
+
+    func located<T>(_ node: Node, _ body: () throws(MeshError) -> T) throws(MeshError) -> T {
+        do { return try body() } catch { throw at(node, error) }
+    }
+
+    func kind(_ n: Node) -> String {
+        switch n {
+        case .scalar: return isNull(n) ? "nothing" : "a value"
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .alias: return "an alias"
+        }
+    }
+
+    func string(_ n: Node, _ path: String) throws(MeshError) -> String {
+        guard case .scalar(let s) = n, !isNull(n) else {
+            throw at(n, MeshError(.configInvalid, "\(path): expected a value, got \(kind(n))"))
+        }
+        return s.string
+    }
+
+    func list(_ n: Node, _ path: String) throws(MeshError) -> [Node] {
+        if isNull(n) { return [] }
+        guard case .sequence(let seq) = n else {
+            throw at(n, MeshError(.configInvalid, "\(path): expected a list, got \(kind(n))", hint: "write [a, b] or one '- item' per line"))
+        }
+        return Array(seq)
+    }
+
+    func mapping(_ n: Node, path: String, allowNull: Bool = false) throws(MeshError) -> [(String, Node)] {
+        if allowNull && isNull(n) { return [] }
+        guard case .mapping(let m) = n else {
+            throw at(n, MeshError(.configInvalid, "\(path.isEmpty ? source : path): expected a mapping of keys, got \(kind(n))"))
+        }
+        var seen = Set<String>()
+        var out: [(String, Node)] = []
+        for (k, v) in m {
+            guard case .scalar(let ks) = k else { throw at(k, MeshError(.configInvalid, "\(path): keys must be plain strings")) }
+            let full = path.isEmpty ? ks.string : "\(path).\(ks.string)"
+            guard seen.insert(ks.string).inserted else { throw at(k, MeshError(.configInvalid, "\(full): duplicate key")) }
+            out.append((ks.string, v))
+        }
+        return out
+    }
+
+    func unknownKey(_ node: Node, _ path: String, known: [String]) -> MeshError {
+        var e = MeshError(.configInvalid, "\(path): unknown key", hint: "known keys here: \(known.joined(separator: ", "))")
+        if let m = node.mark { e.hint! += "; line \(m.line) of \(source)" }
+        return e
+    }
+}

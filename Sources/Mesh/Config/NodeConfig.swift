@@ -1,0 +1,286 @@
+// The node's configuration: YAML file, MESHNODE_* environment variables and flags, merged.
+import Foundation
+import Gossip
+import Logging
+import Yams
+
+/// How to reach one peer (`hosts.NAME_OR_NODE_ID`). Direct TCP is the default.
+public struct HostConfig: Equatable, Sendable {
+    /// Where that peer's meshnode listens, as seen from the tunnel's far end (or from here when
+    /// direct).
+    public var address: Endpoint?
+    public var ssh: SSHOptions?
+    public var socks5: Socks5Settings?
+
+    public init(address: Endpoint? = nil, ssh: SSHOptions? = nil, socks5: Socks5Settings? = nil) {
+        self.address = address
+        self.ssh = ssh
+        self.socks5 = socks5
+    }
+
+    /// How connections to this peer are made.
+    public enum Route: Equatable, Sendable { case direct, ssh(SSHOptions), socks5(Socks5Settings) }
+    public var route: Route {
+        if let ssh { return .ssh(ssh) }
+        if let socks5 { return .socks5(socks5) }
+        return .direct
+    }
+}
+
+/// The `hosts.*.socks5` block.
+public struct Socks5Settings: Equatable, Sendable {
+    public var proxy: Endpoint
+    public var credentials: Socks5Credentials?
+    public init(proxy: Endpoint, credentials: Socks5Credentials? = nil) {
+        self.proxy = proxy
+        self.credentials = credentials
+    }
+}
+
+/// The `bandwidth` block. Nil limits mean unlimited.
+public struct BandwidthConfig: Equatable, Sendable {
+    public var globalBytesPerSecond: Int64?
+    public var perPeerBytesPerSecond: Int64?
+    public var maxConcurrentTransfers: Int = 8
+    public init(globalBytesPerSecond: Int64? = nil, perPeerBytesPerSecond: Int64? = nil, maxConcurrentTransfers: Int = 8) {
+        self.globalBytesPerSecond = globalBytesPerSecond
+        self.perPeerBytesPerSecond = perPeerBytesPerSecond
+        self.maxConcurrentTransfers = maxConcurrentTransfers
+    }
+}
+
+/// A revoked certificate: its authority and serial.
+public struct RevokedSerial: Hashable, Sendable {
+    public var authority: NodeID
+    public var serial: UInt64
+    public init(authority: NodeID, serial: UInt64) {
+        self.authority = authority
+        self.serial = serial
+    }
+}
+
+/// Everything `meshnode run` is configured with. See docs/RUNTIME.md "Configuration".
+public struct NodeConfig: Equatable, Sendable {
+    public static let defaultPort: UInt16 = 7946
+
+    /// Human name of this node (≤ 48 bytes of `A-Z a-z 0-9 . _ -`); nil: the daemon picks the host name.
+    public var name: String?
+    /// Free-form role shown in `peers` (≤ 16 bytes, same alphabet).
+    public var role: String = "node"
+    /// UDP and TCP listen address (the same port number for both).
+    public var listen = Endpoint(host: "0.0.0.0", port: NodeConfig.defaultPort)
+    /// Seeds to join.
+    public var join: [Endpoint] = []
+    public var trustedKeys: [NodeID] = []
+    public var authorityKeys: [NodeID] = []
+    public var revokedKeys: [NodeID] = []
+    public var revokedSerials: [RevokedSerial] = []
+    /// This node's admission certificate file (from `meshnode admit`), if it joins by authority.
+    public var certificate: String?
+    public var antiEntropyInterval: Duration = .seconds(30)
+    public var probeInterval: Duration = .seconds(1)
+    /// Per-peer connection settings, keyed by peer name or node id.
+    public var hosts: [String: HostConfig] = [:]
+    public var bandwidth = BandwidthConfig()
+    public var logLevel: Logger.Level = .info
+
+    public init() {}
+
+    /// The settings for a peer: by node id first, then by name.
+    public func host(named name: String?, id: NodeID?) -> HostConfig? {
+        if let id, let h = hosts[id.description] { return h }
+        if let name, let h = hosts[name] { return h }
+        return nil
+    }
+}
+
+extension MeshError.Code {
+    /// A config file, environment variable or flag is invalid.
+    public static let configInvalid = Self("config.invalid")
+}
+
+// MARK: - Overrides from flags and the environment
+
+/// Values from flags or `MESHNODE_*` environment variables; nil means "not given".
+/// A given list replaces the file's list (it is not appended).
+public struct ConfigOverrides: Equatable, Sendable {
+    public var configPath: String?
+    public var dataDirectory: String?
+    public var name: String?
+    public var role: String?
+    public var listen: Endpoint?
+    public var join: [Endpoint]?
+    public var logLevel: Logger.Level?
+    public var antiEntropyInterval: Duration?
+    public var probeInterval: Duration?
+
+    public init(configPath: String? = nil, dataDirectory: String? = nil, name: String? = nil, role: String? = nil,
+                listen: Endpoint? = nil, join: [Endpoint]? = nil, logLevel: Logger.Level? = nil,
+                antiEntropyInterval: Duration? = nil, probeInterval: Duration? = nil) {
+        self.configPath = configPath
+        self.dataDirectory = dataDirectory
+        self.name = name
+        self.role = role
+        self.listen = listen
+        self.join = join
+        self.logLevel = logLevel
+        self.antiEntropyInterval = antiEntropyInterval
+        self.probeInterval = probeInterval
+    }
+
+    /// The documented environment variables, name → meaning.
+    public static let environmentVariables: [(name: String, meaning: String)] = [
+        ("MESHNODE_CONFIG", "config file path (like --config)"),
+        ("MESHNODE_DATA", "data directory (like --data)"),
+        ("MESHNODE_NAME", "node name (config key name)"),
+        ("MESHNODE_ROLE", "node role (config key role)"),
+        ("MESHNODE_LISTEN", "HOST:PORT to listen on (config key listen)"),
+        ("MESHNODE_JOIN", "comma-separated HOST:PORT seeds, replacing the file's join list"),
+        ("MESHNODE_LOG_LEVEL", "trace|debug|info|notice|warning|error|critical"),
+        ("MESHNODE_ANTI_ENTROPY_INTERVAL", "duration, e.g. 30s"),
+        ("MESHNODE_PROBE_INTERVAL", "duration, e.g. 1s"),
+    ]
+
+    /// Reads `MESHNODE_*` variables from `environment` (pass `ProcessInfo.processInfo.environment`).
+    /// Pure. An unknown `MESHNODE_*` variable or an unparsable value is an error naming it.
+    public static func fromEnvironment(_ environment: [String: String]) throws(MeshError) -> ConfigOverrides {
+        var o = ConfigOverrides()
+        let known = Set(environmentVariables.map(\.name))
+        for key in environment.keys.sorted() where key.hasPrefix("MESHNODE_") {
+            guard known.contains(key) else {
+                throw MeshError(.configInvalid, "\(key): unknown environment variable",
+                                hint: "known: \(environmentVariables.map(\.name).joined(separator: ", "))")
+            }
+        }
+        func value(_ k: String) -> String? { environment[k] }
+        o.configPath = value("MESHNODE_CONFIG")
+        o.dataDirectory = value("MESHNODE_DATA")
+        if let v = value("MESHNODE_NAME") { o.name = try Validate.name(v, path: "MESHNODE_NAME") }
+        if let v = value("MESHNODE_ROLE") { o.role = try Validate.role(v, path: "MESHNODE_ROLE") }
+        if let v = value("MESHNODE_LISTEN") { o.listen = try Validate.endpoint(v, path: "MESHNODE_LISTEN") }
+        if let v = value("MESHNODE_JOIN") {
+            o.join = try v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                .map { (s) throws(MeshError) in try Validate.endpoint(s, path: "MESHNODE_JOIN") }
+        }
+        if let v = value("MESHNODE_LOG_LEVEL") { o.logLevel = try Validate.logLevel(v, path: "MESHNODE_LOG_LEVEL") }
+        if let v = value("MESHNODE_ANTI_ENTROPY_INTERVAL") { o.antiEntropyInterval = try Validate.interval(v, path: "MESHNODE_ANTI_ENTROPY_INTERVAL") }
+        if let v = value("MESHNODE_PROBE_INTERVAL") { o.probeInterval = try Validate.interval(v, path: "MESHNODE_PROBE_INTERVAL") }
+        return o
+    }
+
+    /// Applies these overrides on top of `config`.
+    public func apply(to config: NodeConfig) -> NodeConfig {
+        var c = config
+        if let name { c.name = name }
+        if let role { c.role = role }
+        if let listen { c.listen = listen }
+        if let join { c.join = join }
+        if let logLevel { c.logLevel = logLevel }
+        if let antiEntropyInterval { c.antiEntropyInterval = antiEntropyInterval }
+        if let probeInterval { c.probeInterval = probeInterval }
+        return c
+    }
+
+    /// `self` with any value `higher` sets replacing ours.
+    public func overridden(by higher: ConfigOverrides) -> ConfigOverrides {
+        var o = self
+        if let v = higher.configPath { o.configPath = v }
+        if let v = higher.dataDirectory { o.dataDirectory = v }
+        if let v = higher.name { o.name = v }
+        if let v = higher.role { o.role = v }
+        if let v = higher.listen { o.listen = v }
+        if let v = higher.join { o.join = v }
+        if let v = higher.logLevel { o.logLevel = v }
+        if let v = higher.antiEntropyInterval { o.antiEntropyInterval = v }
+        if let v = higher.probeInterval { o.probeInterval = v }
+        return o
+    }
+}
+
+extension NodeConfig {
+    /// The effective configuration: flags > environment > file > defaults. Pure: the caller
+    /// reads the file (`NodeConfig.parse`) and the environment.
+    public static func resolve(file: NodeConfig?, environment: ConfigOverrides, flags: ConfigOverrides) -> NodeConfig {
+        environment.overridden(by: flags).apply(to: file ?? NodeConfig())
+    }
+
+    /// The config file path to use: `--config` flag, else `MESHNODE_CONFIG`, else nil.
+    public static func configPath(environment: ConfigOverrides, flags: ConfigOverrides) -> String? {
+        flags.configPath ?? environment.configPath
+    }
+
+    /// Reads and parses a config file.
+    public static func load(path: String) throws(MeshError) -> NodeConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw MeshError(.configInvalid, "cannot read config file \(path): \((error as NSError).localizedDescription)",
+                            hint: "check the --config path")
+        }
+        return try parse(yaml: text, source: path)
+    }
+}
+
+// MARK: - Validation of single values
+
+enum Validate {
+    static func fail(_ path: String, _ expected: String, got: String) -> MeshError {
+        MeshError(.configInvalid, "\(path): expected \(expected), got \"\(got)\"")
+    }
+
+    static let nameAlphabet = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+    static func name(_ s: String, path: String) throws(MeshError) -> String {
+        guard !s.isEmpty, s.utf8.count <= 48, s.allSatisfy({ nameAlphabet.contains($0) }) else {
+            throw fail(path, "a name of 1-48 characters from A-Z a-z 0-9 . _ -", got: s)
+        }
+        return s
+    }
+
+    static func role(_ s: String, path: String) throws(MeshError) -> String {
+        guard !s.isEmpty, s.utf8.count <= 16, s.allSatisfy({ nameAlphabet.contains($0) }) else {
+            throw fail(path, "a role of 1-16 characters from A-Z a-z 0-9 . _ -", got: s)
+        }
+        return s
+    }
+
+    static func endpoint(_ s: String, path: String, allowPortZero: Bool = true) throws(MeshError) -> Endpoint {
+        guard let e = Endpoint(s), allowPortZero || e.port != 0 else {
+            throw fail(path, "HOST:PORT (e.g. 10.0.0.5:7946 or [::1]:7946)", got: s)
+        }
+        return e
+    }
+
+    static func nodeID(_ s: String, path: String) throws(MeshError) -> NodeID {
+        guard let id = NodeID(s) else { throw fail(path, "a 52-character node id", got: s) }
+        return id
+    }
+
+    static func interval(_ s: String, path: String) throws(MeshError) -> Duration {
+        guard let d = DurationText.parse(s), d > .zero else {
+            throw fail(path, "a positive duration like 500ms, 30s, 2m or 1h", got: s)
+        }
+        return d
+    }
+
+    static func rate(_ s: String, path: String) throws(MeshError) -> Int64? {
+        if s == "unlimited" { return nil }
+        guard let r = ByteRateText.parse(s) else {
+            throw fail(path, "a rate like 50MB/s, 800KiB/s or unlimited", got: s)
+        }
+        return r
+    }
+
+    static func logLevel(_ s: String, path: String) throws(MeshError) -> Logger.Level {
+        guard let l = Logger.Level(rawValue: s.lowercased()) else {
+            throw fail(path, "one of trace, debug, info, notice, warning, error, critical", got: s)
+        }
+        return l
+    }
+
+    static func port(_ s: String, path: String) throws(MeshError) -> UInt16 {
+        guard let p = Int(s), (1...65535).contains(p), s.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw fail(path, "an integer 1-65535", got: s)
+        }
+        return UInt16(p)
+    }
+}
