@@ -97,6 +97,14 @@ public final class NodeIdentity: Signer, @unchecked Sendable {
             throw MeshError(.notInitialized, "no node identity at \(path)",
                             hint: "run `meshnode init --data \(dataDir)` first")
         }
+        return try load(keyFile: path)
+    }
+
+    /// Loads a key file in the `identity.key` format from any path (authority keys use this too).
+    public static func load(keyFile path: String) throws(MeshError) -> NodeIdentity {
+        guard FS.exists(path) else {
+            throw MeshError(.fileNotFound, "no key file at \(path)", hint: "check the path")
+        }
         let h = try FileHandle(path: path, flags: O_RDONLY, what: "opening identity")
         let size = try h.sizeBytes()
         guard size == UInt64(Ed25519.secretKeyBytes) else {
@@ -134,6 +142,15 @@ public final class NodeIdentity: Signer, @unchecked Sendable {
         if FS.exists(path) {
             throw MeshError(.alreadyInitialized, "\(path) already holds a node identity",
                             hint: "refusing to overwrite it; use another --data dir for a new node")
+        }
+        try save(keyFile: path)
+    }
+
+    /// Writes the key to `path` atomically with mode 0600; never overwrites an existing file.
+    public func save(keyFile path: String) throws(MeshError) {
+        if FS.exists(path) {
+            throw MeshError(.alreadyInitialized, "\(path) already exists",
+                            hint: "refusing to overwrite a key; choose another path")
         }
         try FS.writeAtomically(path, bytes: UnsafeRawBufferPointer(start: secretKey, count: Ed25519.secretKeyBytes),
                                mode: 0o600, noReplace: true)

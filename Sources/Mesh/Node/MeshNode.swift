@@ -78,6 +78,7 @@ public final class MeshNode: @unchecked Sendable {
 
     /// Established sessions by peer identity.
     private var sessions: [NodeID: PeerSession] = [:]
+    public var sessionCount: Int { allSessions.count }
     /// Every open session, established or not.
     private var allSessions: [ObjectIdentifier: PeerSession] = [:]
     /// Outbound sessions still in their handshake, by the address dialled.

@@ -1,0 +1,151 @@
+import Foundation
+import Gossip
+import Logging
+import Store
+
+/// Everything `meshnode run` needs, resolved from flags, environment and the config file.
+public struct NodeSettings: Sendable {
+    public var dataDir: String
+    public var config: NodeConfig
+    public var advertise: PeerAddress?
+    public var credential: [UInt8]
+
+    /// Resolves settings: flags > `MESHNODE_*` environment > config file > defaults.
+    public static func resolve(dataDir: String, configFlag: String?, listen: String?, advertise: String?, join: [String],
+                               name: String?, role: String?, logLevel: String?,
+                               environment: [String: String] = ProcessInfo.processInfo.environment) throws(MeshError) -> NodeSettings {
+        var flags = ConfigOverrides(configPath: configFlag, dataDirectory: dataDir)
+        if let listen { flags.listen = try Validate.endpoint(listen, path: "--listen") }
+        if !join.isEmpty {
+            flags.join = try join.map { (s) throws(MeshError) in try Validate.endpoint(s, path: "--join", allowPortZero: false) }
+        }
+        if let name { flags.name = try Validate.name(name, path: "--name") }
+        if let role { flags.role = try Validate.role(role, path: "--role") }
+        if let logLevel { flags.logLevel = try Validate.logLevel(logLevel, path: "--log-level") }
+        let env = try ConfigOverrides.fromEnvironment(environment)
+        let file = try NodeConfig.configPath(environment: env, flags: flags).map { (p) throws(MeshError) in try NodeConfig.load(path: p) }
+        let config = NodeConfig.resolve(file: file, environment: env, flags: flags)
+        var adv: PeerAddress?
+        if let advertise {
+            let e = try Validate.endpoint(advertise, path: "--advertise", allowPortZero: false)
+            adv = PeerAddress(host: e.host, port: e.port)
+        }
+        var credential: [UInt8] = []
+        if let certPath = config.certificate {
+            credential = try CertificateFile.read(path: certPath)
+        }
+        return NodeSettings(dataDir: dataDir, config: config, advertise: adv, credential: credential)
+    }
+
+    /// The runtime options these settings describe.
+    public func nodeOptions(nodeName: String) -> MeshNodeOptions {
+        let c = config
+        var o = MeshNodeOptions(listen: PeerAddress(host: c.listen.host, port: c.listen.port), advertise: advertise,
+                                join: c.join.map { PeerAddress(host: $0.host, port: $0.port) })
+        o.gossip.name = c.name ?? nodeName
+        o.gossip.role = c.role
+        o.gossip.probeIntervalMs = max(50, Int64(MeshNode.nanos(c.probeInterval) / 1_000_000))
+        o.gossip.probeTimeoutMs = max(20, o.gossip.probeIntervalMs * 2 / 5)
+        o.gossip.antiEntropyIntervalMs = max(100, Int64(MeshNode.nanos(c.antiEntropyInterval) / 1_000_000))
+        o.admission = AdmissionPolicy(
+            trustedNodes: Set(c.trustedKeys), authorities: Set(c.authorityKeys),
+            revokedSerials: Set(c.revokedSerials.map { AdmissionPolicy.RevokedSerial(authority: $0.authority, serial: $0.serial) }),
+            revokedNodes: Set(c.revokedKeys))
+        o.credential = credential
+        return o
+    }
+}
+
+/// Certificate files, as written by `meshnode admit`: one line of lowercase hex.
+public enum CertificateFile {
+    public static func read(path: String) throws(MeshError) -> [UInt8] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw MeshError(.configInvalid, "cannot read certificate file \(path)", hint: "check the `certificate` path in the config")
+        }
+        let hex = text.split(whereSeparator: { $0.isWhitespace }).first.map(String.init) ?? ""
+        guard let bytes = Hex.decode(hex), (try? Certificate.decode(bytes)) != nil else {
+            throw MeshError(.configInvalid, "\(path) is not a meshnode certificate",
+                            hint: "create one with `meshnode admit NODE_ID --authority FILE -o \(path)`")
+        }
+        return bytes
+    }
+
+    public static func render(_ c: Certificate) -> String { Hex.encode(c.encoded) + "\n" }
+}
+
+/// `meshnode run`: opens (or creates) the store, starts the node and its control socket,
+/// and blocks until SIGINT or SIGTERM has been handled.
+public enum Daemon {
+    public static func run(_ settings: NodeSettings) throws(MeshError) {
+        let level = settings.config.logLevel
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var logger = Logger(label: "meshnode")
+        logger.logLevel = level
+
+        let dir = settings.dataDir
+        let identity: NodeIdentity
+        let storeName: String
+        do {
+            if !FileManager.default.fileExists(atPath: dir + "/" + NodeIdentity.fileName) {
+                let (s, id) = try Store.initialize(dataDir: dir, name: settings.config.name ?? ProcessInfo.processInfo.hostName)
+                logger.notice("initialised a new node", metadata: ["data": "\(dir)", "id": "\(id.nodeID)"])
+                _ = s
+            }
+            let s = try Store.open(dataDir: dir)
+            identity = try s.loadIdentity()
+            storeName = s.config.name
+        } catch {
+            throw MeshError(MeshError.Code(error.code.rawValue), error.message, hint: error.hint)
+        }
+        let options = settings.nodeOptions(nodeName: storeName)
+        if options.admission.trustedNodes.isEmpty && options.admission.authorities.isEmpty {
+            logger.warning("no trusted_keys and no authority_keys: this node will admit no peers")
+        }
+
+        let loop = try EventLoop(name: "meshnode", logger: logger)
+        let stopped = DispatchSemaphore(value: 0)
+        let box = NodeBox()
+        do {
+            try loop.execute { () throws -> Void in
+                let store = try Store.open(dataDir: dir)
+                let node = try MeshNode(loop: loop, store: store, identity: identity, options: options, logger: logger)
+                box.node = node
+                let control = try ControlServer(loop: loop, path: ControlProtocol.socketPath(dataDirectory: dir)) { req, respond in
+                    node.handleControl(req, respond: respond)
+                }
+                box.control = control
+                box.signals = try SignalWatcher.watch(loop: loop) { sig in
+                    guard !box.stopping else { return }
+                    box.stopping = true
+                    logger.notice("signal \(sig): leaving the mesh")
+                    control.close()
+                    node.stop {
+                        for w in box.signals { w.close() }
+                        stopped.signal()
+                    }
+                }
+            }
+        } catch {
+            loop.post { box.node?.closeEverything(); box.control?.close(); for w in box.signals { w.close() } }
+            _ = loop.shutdown(timeout: .seconds(5))
+            if let e = error as? MeshError { throw e }
+            if let e = error as? StoreError { throw MeshError(MeshError.Code(e.code.rawValue), e.message, hint: e.hint) }
+            throw MeshError(.init("node.start_failed"), "\(error)")
+        }
+        stopped.wait()
+        _ = loop.shutdown(timeout: .seconds(10))
+        logger.notice("stopped")
+    }
+}
+
+private final class NodeBox: @unchecked Sendable {
+    // @unchecked: only touched on the loop thread.
+    var node: MeshNode?
+    var control: ControlServer?
+    var signals: [SignalWatcher] = []
+    var stopping = false
+}

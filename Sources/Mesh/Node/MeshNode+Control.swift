@@ -1,0 +1,111 @@
+import Foundation
+import Gossip
+import Store
+
+/// One row of `meshnode peers` (and its `--json`).
+public struct PeerRow: Codable, Sendable, Equatable {
+    public var name: String
+    public var id: String
+    public var idShort: String
+    public var address: String
+    public var state: String
+    public var incarnation: UInt64
+    /// Milliseconds since this node last heard from the member (nil: never, or itself).
+    public var lastHeardMsAgo: Int64?
+    public var rttMs: Double?
+    public var role: String
+    public var isSelf: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case name, id, address, state, incarnation, role
+        case idShort = "id_short", lastHeardMsAgo = "last_heard_ms_ago", rttMs = "rtt_ms", isSelf = "self"
+    }
+}
+
+/// What `meshnode status` shows about a running node (its `--json` under `node`).
+public struct NodeStatus: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var role: String
+    public var listen: String
+    public var advertise: String
+    public var incarnation: UInt64
+    public var uptimeSeconds: Double
+    public var members: [String: Int]
+    public var entries: Int
+    public var messagesSent: UInt64
+    public var messagesReceived: UInt64
+    public var bytesSent: UInt64
+    public var bytesReceived: UInt64
+    public var sessions: Int
+    /// Dropped inputs by reason (gossip rejections, session and stream failures).
+    public var rejected: [String: UInt64]
+    public var forks: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks
+        case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
+        case bytesSent = "bytes_sent", bytesReceived = "bytes_received"
+    }
+}
+
+extension MemberState {
+    var label: String { "\(self)" }
+}
+
+extension MeshNode {
+    /// Members as `meshnode peers` shows them, this node first.
+    public func peerRows() -> [PeerRow] {
+        let now = Self.now()
+        return gossip.memberSnapshots().map { m in
+            PeerRow(name: m.name, id: "\(m.node)", idShort: m.node.short, address: "\(m.address)", state: m.state.label,
+                    incarnation: m.incarnation, lastHeardMsAgo: m.lastHeard.map { (now - $0) / 1_000_000 },
+                    rttMs: m.rttNanoseconds.map { Double($0) / 1e6 }, role: m.role, isSelf: m.isSelf)
+        }.sorted { ($0.isSelf ? 0 : 1, $0.name, $0.id) < ($1.isSelf ? 0 : 1, $1.name, $1.id) }
+    }
+
+    public func nodeStatus() -> NodeStatus {
+        var byState: [String: Int] = ["alive": 0, "suspect": 0, "dead": 0, "left": 0]
+        for m in gossip.memberSnapshots() where !m.isSelf { byState[m.state.label, default: 0] += 1 }
+        var rejected = runtime.rejected
+        for (r, n) in gossip.counters.rejected { rejected[r.rawValue, default: 0] += n }
+        let c = gossip.counters
+        return NodeStatus(id: "\(identity.nodeID)", name: gossip.config.name, role: gossip.config.role,
+                          listen: "\(boundAddress!)", advertise: "\(gossip.address)", incarnation: gossip.incarnation,
+                          uptimeSeconds: Double(Self.now() - startedAt) / 1e9, members: byState, entries: gossip.entries.count,
+                          messagesSent: c.messagesSent, messagesReceived: c.messagesReceived, bytesSent: c.bytesSent,
+                          bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
+                          forks: runtime.forks + c.forks)
+    }
+
+    /// Serves one control request (loop thread). Verbs: `peers`, `status`, `announce`.
+    public func handleControl(_ req: ControlRequest, respond: @escaping (ControlResponse) -> Void) {
+        do {
+            switch req.verb {
+            case "peers":
+                respond(.success(try JSONValue(encoding: peerRows())))
+            case "status":
+                respond(.success(try JSONValue(encoding: nodeStatus())))
+            case "announce":
+                // `meshnode put` ingested an item through its own store handle; announce it now.
+                guard let seq = req.args["sequence"]?.intValue, seq > 0 else {
+                    return respond(.failure(MeshError(.controlBadRequest, "announce needs a positive \"sequence\"")))
+                }
+                guard let entry = try store.entry(origin: identity.nodeID, sequence: UInt64(seq)) else {
+                    return respond(.failure(MeshError(.init("store.unknown_item"), "this node has no entry #\(seq)")))
+                }
+                announce(entry)
+                respond(.success(.object(["announced": .string("\(entry.contentID)")])))
+            default:
+                respond(.failure(MeshError(.controlUnknownVerb, "unknown control verb \"\(req.verb)\"",
+                                           hint: "known: peers, status, announce")))
+            }
+        } catch let e as MeshError {
+            respond(.failure(e))
+        } catch let e as StoreError {
+            respond(.failure(MeshError(MeshError.Code(e.code.rawValue), e.message, hint: e.hint)))
+        } catch {
+            respond(.failure(MeshError(.init("internal"), "\(error)")))
+        }
+    }
+}
