@@ -79,6 +79,9 @@ extension MeshnodeCommand {
                 bar.finish()
                 let secs = WallClock.monotonicSeconds() - start
                 let e = r.entry
+                if r.isNewEntry, case .failure(let err) = announceToRunningNode(dataDir: options.dataDir, sequence: e.sequence) {
+                    FileHandleOut.stderr("meshnode: warning: stored, but the running node did not announce it: \(err.message)\n")
+                }
                 let what = r.isNewEntry ? "stored" : "already stored"
                 FileHandleOut.stdout("""
                     \(what) '\(e.name)' (\(e.type), \(formatBytes(e.sizeBytes)), \(r.chunkCount) chunks, \(r.newChunks) new) \

@@ -3,7 +3,6 @@ import Foundation
 import Gossip
 import Logging
 import Mesh
-import Store
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,11 +32,14 @@ extension MeshnodeCommand {
         var logLevel: String?
 
         func run() throws {
-            try runReportingErrors { () throws(MeshError) in
+            do throws(MeshError) {
                 let settings = try NodeSettings.resolve(
                     dataDir: options.dataDir, configFlag: config, listen: listen, advertise: advertise, join: join,
                     name: name, role: role, logLevel: logLevel)
                 try Daemon.run(settings)
+            } catch {
+                FileHandleOut.stderr(RuntimeErrorLine.render(error) + "\n")
+                throw ExitCode(RuntimeErrorLine.exitStatus(error))
             }
         }
     }

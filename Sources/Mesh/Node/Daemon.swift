@@ -83,8 +83,11 @@ public enum Daemon {
             h.logLevel = level
             return h
         }
-        var logger = Logger(label: "meshnode")
-        logger.logLevel = level
+        let logger: Logger = {
+            var l = Logger(label: "meshnode")
+            l.logLevel = level
+            return l
+        }()
 
         let dir = settings.dataDir
         let identity: NodeIdentity

@@ -1,0 +1,96 @@
+// Verbs that talk to a running node through its control socket. This file imports Mesh
+// (not Store) so that `MeshError` here is the runtime's.
+import ArgumentParser
+import Foundation
+import Gossip
+import Mesh
+
+extension MeshnodeCommand {
+    struct Peers: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the mesh members the running node knows, with their state.",
+            discussion: "Needs a running node (`meshnode run`); exits non-zero when none is running.")
+
+        @OptionGroup var options: DataOptions
+        @Flag(help: "Print JSON: an array of members with name, id, address, state, ...") var json = false
+
+        func run() throws {
+            do {
+                let client = ControlClient(dataDirectory: options.dataDir)
+                let result = try client.call("peers")
+                let rows: [PeerRow]
+                do { rows = try result.decode(as: [PeerRow].self) } catch {
+                    throw MeshError(.controlBadResponse, "the node sent an unexpected peers list", hint: "are the CLI and node the same version?")
+                }
+                if json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    FileHandleOut.stdout(String(decoding: (try? enc.encode(rows)) ?? Data(), as: UTF8.self) + "\n")
+                } else {
+                    FileHandleOut.stdout(Self.table(rows))
+                }
+            } catch let e as MeshError {
+                FileHandleOut.stderr(RuntimeErrorLine.render(e) + "\n")
+                throw ExitCode(RuntimeErrorLine.exitStatus(e))
+            }
+        }
+
+        static func table(_ rows: [PeerRow]) -> String {
+            let header = ["NAME", "ID", "ADDRESS", "STATE", "INC", "LAST HEARD", "RTT", "ROLE"]
+            var lines = [header]
+            for r in rows {
+                let heard = r.isSelf ? "-" : r.lastHeardMsAgo.map { Self.ago($0) } ?? "never"
+                let rtt = r.rttMs.map { String(format: "%.1fms", $0) } ?? "-"
+                lines.append([r.name + (r.isSelf ? " (self)" : ""), r.idShort, r.address, r.state, "\(r.incarnation)", heard, rtt, r.role])
+            }
+            let widths = header.indices.map { i in lines.map { $0[i].count }.max() ?? 0 }
+            return lines.map { l in
+                l.indices.map { i in l[i].padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                    .trimmingCharacters(in: .whitespaces)
+            }.joined(separator: "\n") + "\n"
+        }
+
+        static func ago(_ ms: Int64) -> String {
+            if ms < 1000 { return "\(ms)ms ago" }
+            if ms < 120_000 { return "\(ms / 1000)s ago" }
+            return "\(ms / 60_000)m ago"
+        }
+    }
+}
+
+/// One-line rendering and exit statuses of runtime errors, matching the Store's errors.
+enum RuntimeErrorLine {
+    static func render(_ e: MeshError) -> String {
+        let line = e.hint.map { "meshnode: error: \(e.message) — \($0)" } ?? "meshnode: error: \(e.message)"
+        return String(line.map { $0 == "\n" ? " " : $0 })
+    }
+
+    /// 15 config, 16 no node running, 17 other control failures, 18 network; 1 otherwise.
+    static func exitStatus(_ e: MeshError) -> Int32 {
+        let c = e.code.rawValue
+        if c.hasPrefix("config.") { return 15 }
+        if e.code == .controlNoNode { return 16 }
+        if c.hasPrefix("control.") { return 17 }
+        if c.hasPrefix("stream.") || c.hasPrefix("uv.") || c.hasPrefix("address.") { return 18 }
+        return 1
+    }
+}
+
+/// Asks a running node, if any, to announce the entry `meshnode put` just stored (HYBRID push).
+/// Returns false when no node is running; the entry then spreads when one starts.
+func announceToRunningNode(dataDir: String, sequence: UInt64) -> Result<Bool, MeshError> {
+    let client = ControlClient(dataDirectory: dataDir)
+    do {
+        _ = try client.call("announce", args: ["sequence": .int(Int64(sequence))])
+        return .success(true)
+    } catch {
+        if error.code == .controlNoNode { return .success(false) }
+        return .failure(error)
+    }
+}
+
+/// Asks a running node for its status; nil when none is running.
+func runningNodeStatus(dataDir: String) -> NodeStatus? {
+    guard let v = try? ControlClient(dataDirectory: dataDir).call("status") else { return nil }
+    return try? v.decode(as: NodeStatus.self)
+}
