@@ -211,6 +211,9 @@ extension MeshnodeCommand {
         var peers: Int
         var outbox: Int
         var forks: Int
+        /// Whether a node is running on this data dir, and what it reports.
+        var running: Bool
+        var node: RunningNode?
     }
 
     struct Status: ParsableCommand {
@@ -227,9 +230,13 @@ extension MeshnodeCommand {
                 let j = StatusJSON(node_id: nodeID?.description, name: s.name, data_dir: s.dataDir,
                                    schema_version: s.schemaVersion, chunk_size: s.chunkSizeBytes, items: s.items,
                                    incomplete_items: s.incompleteItems, bytes: s.itemBytes, chunks: s.chunks,
-                                   chunk_bytes: s.chunkBytes, peers: s.peers, outbox: s.outbox, forks: s.forks)
+                                   chunk_bytes: s.chunkBytes, peers: s.peers, outbox: s.outbox, forks: s.forks,
+                                   running: false, node: nil)
+                var report = j
+                report.node = runningNode(dataDir: options.dataDir)
+                report.running = report.node != nil
                 if json {
-                    FileHandleOut.stdout(jsonText(j))
+                    FileHandleOut.stdout(jsonText(report))
                     return
                 }
                 FileHandleOut.stdout(table([
@@ -242,7 +249,7 @@ extension MeshnodeCommand {
                     ["peers", "\(s.peers) known"],
                     ["outbox", "\(s.outbox) pending pushes"],
                     ["forks", "\(s.forks)"],
-                ]))
+                ] + (report.node?.rows ?? [["running", "no (start the node with `meshnode run`)"]])))
             }
         }
     }

@@ -89,8 +89,28 @@ func announceToRunningNode(dataDir: String, sequence: UInt64) -> Result<Bool, Me
     }
 }
 
+/// What a running node says about itself, for `meshnode status`.
+struct RunningNode: Encodable {
+    let status: NodeStatus
+
+    func encode(to encoder: any Encoder) throws { try status.encode(to: encoder) }
+
+    var rows: [[String]] {
+        let s = status
+        let members = ["alive", "suspect", "dead", "left"].map { "\(s.members[$0] ?? 0) \($0)" }.joined(separator: ", ")
+        let rejected = s.rejected.isEmpty ? "none" : s.rejected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        return [
+            ["running", "yes, up \(Int(s.uptimeSeconds))s, listening on \(s.listen) (advertised \(s.advertise)), incarnation \(s.incarnation)"],
+            ["members", members],
+            ["gossip", "\(s.messagesSent) messages sent, \(s.messagesReceived) received, \(s.sessions) sessions"],
+            ["rejected", rejected],
+        ]
+    }
+}
+
 /// Asks a running node for its status; nil when none is running.
-func runningNodeStatus(dataDir: String) -> NodeStatus? {
-    guard let v = try? ControlClient(dataDirectory: dataDir).call("status") else { return nil }
-    return try? v.decode(as: NodeStatus.self)
+func runningNode(dataDir: String) -> RunningNode? {
+    guard let v = try? ControlClient(dataDirectory: dataDir).call("status"),
+          let s = try? v.decode(as: NodeStatus.self) else { return nil }
+    return RunningNode(status: s)
 }

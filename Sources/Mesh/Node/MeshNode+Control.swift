@@ -69,6 +69,9 @@ extension MeshNode {
         for m in gossip.memberSnapshots() where !m.isSelf { byState[m.state.label, default: 0] += 1 }
         var rejected = runtime.rejected
         for (r, n) in gossip.counters.rejected { rejected[r.rawValue, default: 0] += n }
+        if let u = udpStats, u.droppedTruncated > 0 { rejected["oversized_datagram", default: 0] += UInt64(u.droppedTruncated) }
+        if streamCounters.truncatedFrames > 0 { rejected["truncated_frame", default: 0] += UInt64(streamCounters.truncatedFrames) }
+        if streamCounters.oversizedFrames > 0 { rejected["oversized_frame", default: 0] += UInt64(streamCounters.oversizedFrames) }
         let c = gossip.counters
         return NodeStatus(id: "\(identity.nodeID)", name: gossip.config.name, role: gossip.config.role,
                           listen: "\(boundAddress!)", advertise: "\(gossip.address)", incarnation: gossip.incarnation,

@@ -79,6 +79,10 @@ public final class MeshNode: @unchecked Sendable {
     /// Established sessions by peer identity.
     private var sessions: [NodeID: PeerSession] = [:]
     public var sessionCount: Int { allSessions.count }
+    /// Kernel-level UDP counters (oversized datagrams are dropped here, before gossip sees them).
+    public var udpStats: UDPSocket.Stats? { udp?.stats }
+    /// Stream-level counters of every session (oversized frames, idle timeouts, ...).
+    public var streamCounters: FrameCounters { frameCounters }
     /// Every open session, established or not.
     private var allSessions: [ObjectIdentifier: PeerSession] = [:]
     /// Outbound sessions still in their handshake, by the address dialled.
@@ -266,7 +270,9 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     private func dial(_ address: PeerAddress) {
-        TCPStream.connect(loop: loop, to: Endpoint(host: address.host, port: address.port), timeout: .seconds(5)) { [weak self] result in
+        // Leave from our own listen IP when bound to one (not a wildcard).
+        let local = SocketAddress(ip: boundAddress.host, port: 0).flatMap { a in a.ip.allSatisfy { $0 == 0 } ? nil : a }
+        TCPStream.connect(loop: loop, to: Endpoint(host: address.host, port: address.port), from: local, timeout: .seconds(5)) { [weak self] result in
             guard let self else { return }
             let queued = self.connecting.removeValue(forKey: address) ?? []
             switch result {
@@ -338,7 +344,7 @@ public final class MeshNode: @unchecked Sendable {
         if let reason {
             switch reason {
             case .replaced: break
-            case .stream(let e) where e.code == .eof || e.code == .closed: break
+            case .stream(let e) where e.code == .eof || e.code == .closed || e.code == .frameTooLarge: break
             default: count(reason.reason, peer: s.peer?.short ?? "\(s.remote)", detail: reason.description)
             }
         }

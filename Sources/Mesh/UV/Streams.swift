@@ -175,11 +175,22 @@ public final class TCPStream: UVStream, @unchecked Sendable {
     }
 
     /// Connects to `address`, giving up after `timeout`. `completion` runs once on the loop.
-    public static func connect(loop: EventLoop, to address: SocketAddress, timeout: Duration = .seconds(10),
+    /// With `from`, the socket is bound to that local IP (port 0) first, so that the
+    /// connection leaves from the node's own listen address on a multi-homed host.
+    public static func connect(loop: EventLoop, to address: SocketAddress, from local: SocketAddress? = nil,
+                               timeout: Duration = .seconds(10),
                                completion: @escaping (Result<TCPStream, MeshError>) -> Void) {
         loop.assertInLoop("TCPStream.connect")
         let conn: TCPStream
         do { conn = try TCPStream(loop: loop) } catch { return completion(.failure(error)) }
+        if var local, local.family == address.family {
+            local.port = 0
+            let rc = local.withSockaddr { uv_tcp_bind(conn.tcp, $0, 0) }
+            if rc != 0 {
+                conn.close()
+                return completion(.failure(.uv(rc, "bind outgoing connection to \(local)")))
+            }
+        }
         conn.peerDescription = address.description
         conn.setNoDelay(true)
         let op = ConnectOperation(stream: conn, completion: completion)
@@ -216,10 +227,11 @@ public final class TCPStream: UVStream, @unchecked Sendable {
     }
 
     /// Connects to `endpoint`, resolving a host name first (trying each address in turn).
-    public static func connect(loop: EventLoop, to endpoint: Endpoint, timeout: Duration = .seconds(10),
+    public static func connect(loop: EventLoop, to endpoint: Endpoint, from local: SocketAddress? = nil,
+                               timeout: Duration = .seconds(10),
                                completion: @escaping (Result<TCPStream, MeshError>) -> Void) {
         if let literal = SocketAddress(endpoint) {
-            return connect(loop: loop, to: literal, timeout: timeout, completion: completion)
+            return connect(loop: loop, to: literal, from: local, timeout: timeout, completion: completion)
         }
         Resolver.resolve(loop: loop, host: endpoint.host, port: endpoint.port) { result in
             switch result {
@@ -229,7 +241,7 @@ public final class TCPStream: UVStream, @unchecked Sendable {
                     guard i < addrs.count else {
                         return completion(.failure(lastError ?? MeshError(.resolveFailed, "\(endpoint.host) has no address")))
                     }
-                    connect(loop: loop, to: addrs[i], timeout: timeout) { r in
+                    connect(loop: loop, to: addrs[i], from: local, timeout: timeout) { r in
                         switch r {
                         case .success(let s):
                             s.peerDescription = endpoint.description
