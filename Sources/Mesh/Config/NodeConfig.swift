@@ -139,6 +139,7 @@ public struct ConfigOverrides: Equatable, Sendable {
         ("MESHNODE_LOG_LEVEL", "trace|debug|info|notice|warning|error|critical"),
         ("MESHNODE_ANTI_ENTROPY_INTERVAL", "duration, e.g. 30s"),
         ("MESHNODE_PROBE_INTERVAL", "duration, e.g. 1s"),
+        ("MESHNODE_NO_PROGRESS", "any value: never draw progress bars (put, get)"),
     ]
 
     /// Reads `MESHNODE_*` variables from `environment` (pass `ProcessInfo.processInfo.environment`).

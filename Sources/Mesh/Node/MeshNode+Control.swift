@@ -68,7 +68,7 @@ extension MeshNode {
         var byState: [String: Int] = ["alive": 0, "suspect": 0, "dead": 0, "left": 0]
         for m in gossip.memberSnapshots() where !m.isSelf { byState[m.state.label, default: 0] += 1 }
         var rejected = runtime.rejected
-        for (r, n) in gossip.counters.rejected { rejected[r.rawValue, default: 0] += n }
+        for (r, n) in gossip.counters.rejected { rejected[Self.snakeCase(r.rawValue), default: 0] += n }
         if let u = udpStats, u.droppedTruncated > 0 { rejected["oversized_datagram", default: 0] += UInt64(u.droppedTruncated) }
         if streamCounters.truncatedFrames > 0 { rejected["truncated_frame", default: 0] += UInt64(streamCounters.truncatedFrames) }
         if streamCounters.oversizedFrames > 0 { rejected["oversized_frame", default: 0] += UInt64(streamCounters.oversizedFrames) }
@@ -79,6 +79,15 @@ extension MeshNode {
                           messagesSent: c.messagesSent, messagesReceived: c.messagesReceived, bytesSent: c.bytesSent,
                           bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
                           forks: runtime.forks + c.forks)
+    }
+
+    /// `badSignature` → `bad_signature`: every counter name in `status` is snake case.
+    static func snakeCase(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            if c.isUppercase { out += "_" + c.lowercased() } else { out.append(c) }
+        }
+        return out
     }
 
     /// Serves one control request (loop thread). Verbs: `peers`, `status`, `announce`.

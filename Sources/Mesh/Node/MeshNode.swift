@@ -404,7 +404,8 @@ public final class MeshNode: @unchecked Sendable {
                 runtime.forks += 1
                 logger.warning("fork detected", metadata: ["origin": "\(a.origin.short)", "sequence": "\(a.sequence)"])
             case .rejected(let reason, let from):
-                count(reason.rawValue, peer: "\(from)")
+                // Counted by the gossip core itself; here only the rate-limited log line.
+                logRejection(Self.snakeCase(reason.rawValue), peer: "\(from)")
             }
         }
     }
@@ -522,6 +523,10 @@ public final class MeshNode: @unchecked Sendable {
     /// Counts a dropped input by reason and logs it at most once per (reason, peer) per interval.
     func count(_ reason: String, peer: String, detail: String? = nil) {
         runtime.rejected[reason, default: 0] += 1
+        logRejection(reason, peer: peer, detail: detail)
+    }
+
+    func logRejection(_ reason: String, peer: String, detail: String? = nil) {
         let key = reason + "|" + peer
         let now = Self.now()
         if let last = lastRejectLog[key], now - last < Self.nanos(options.rejectLogInterval) { return }
