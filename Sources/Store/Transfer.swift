@@ -107,7 +107,12 @@ extension Store {
             }
             throw error
         }
-        let size = try file.sizeBytes()
+        var st = stat()
+        guard fstat(file.fd, &st) == 0 else { throw MeshError.posix(errno, "inspecting", path: path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw MeshError(.fileUnreadable, "\(path) is not a regular file", hint: "put a regular file (not a pipe, device or socket)")
+        }
+        let size = UInt64(st.st_size)
         let chunkSize = config.chunkSizeBytes
         let n = Chunking.chunkCount(sizeBytes: size, chunkSizeBytes: chunkSize)
         let work = WorkQueue(count: n)
@@ -191,17 +196,29 @@ extension Store {
     public func export(_ item: ItemInfo, to path: String, progress: ProgressHandler? = nil) throws(MeshError) -> String {
         let e = item.entry
         guard let recipe = try recipe(e.contentID) else {
-            throw MeshError(.unknownItem, "item \(e.name) (\(e.contentID.short)) has no chunk list here yet",
-                            hint: "its content has not been received; wait for replication or fetch it from a peer")
+            throw MeshError(.incomplete, "item \(e.name) (\(e.contentID.short)) is known but its content has not arrived yet",
+                            hint: "wait for replication (a running node fetches it from peers), then try again")
         }
         guard recipe.contentID == e.contentID else {
             throw MeshError(.corrupt, "the stored chunk list of \(e.contentID.short) does not match its id",
                             hint: "the database is damaged; run `meshnode verify`")
         }
         let missing = try missingChunks(e.contentID) ?? []
-        guard missing.isEmpty else {
-            throw MeshError(.corrupt, "item \(e.name) (\(e.contentID.short)) is incomplete: \(missing.count) of \(recipe.chunkCount) chunks are missing (first: \(missing[0]))",
-                            hint: "run `meshnode verify`; the node refetches missing chunks from peers")
+        if !missing.isEmpty {
+            // Missing chunks the store believed it had are damage; others have not arrived yet.
+            var lost = [ChunkHash]()
+            for c in missing {
+                let known = try sql { () throws(SQLiteError) in
+                    try db.scalarInt("SELECT 1 FROM chunks WHERE hash = ?", [.blob(c.digest.bytes)]) != nil
+                }
+                if known { lost.append(c) }
+            }
+            if let first = lost.first {
+                throw MeshError(.corrupt, "chunk \(first) of \(e.name) is missing from the store (\(lost.count) chunks lost)",
+                                hint: "run `meshnode verify` to find every damaged item")
+            }
+            throw MeshError(.incomplete, "item \(e.name) (\(e.contentID.short)) is incomplete: \(missing.count) of \(recipe.chunkCount) chunks have not arrived yet",
+                            hint: "wait for replication (a running node fetches them from peers), then try again")
         }
         var target = path
         if FS.isDirectory(path) {
