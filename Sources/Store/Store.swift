@@ -612,11 +612,12 @@ public final class Store {
     /// Queues a push of entry `(origin, sequence)` to `target`; idempotent per triple.
     public func enqueueOutbox(origin: NodeID, sequence: UInt64, target: NodeID,
                               nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {
+        let n = try outboxCount()
+        guard n < Self.maxOutboxRows else {
+            throw MeshError(.invalidInput, "the outbox is full (\(Self.maxOutboxRows) pending pushes)",
+                            hint: "peers are unreachable; pushes resume as they are acknowledged or expire")
+        }
         try sql { () throws(SQLiteError) in
-            let n = try db.scalarInt("SELECT count(*) FROM outbox") ?? 0
-            guard n < Int64(Self.maxOutboxRows) else {
-                throw SQLiteError(code: 13, message: "outbox is full (\(Self.maxOutboxRows) rows)", sql: nil)
-            }
             try db.query("""
                 INSERT OR IGNORE INTO outbox(origin, sequence, target, attempts, next_attempt_ms, enqueued_ms)
                 VALUES(?, ?, ?, 0, ?, ?)

@@ -150,9 +150,11 @@ extension Store {
         }
         let chunks = (0..<n).map { ChunkHash(digest: work.results[$0]) }
         let recipe = Recipe(sizeBytes: size, chunkSizeBytes: chunkSize, chunks: chunks)
-        // Make the renames durable before the manifest can point at them.
+        // Make the renames durable before the manifest can point at them. Deduplicated chunks
+        // count too: their file may be an orphan of an aborted ingest whose rename was never
+        // synced. Syncing a clean directory is cheap.
         var dirs = Set<String>()
-        for i in 0..<n where work.wrote[i] { dirs.insert(FS.dirname(of: chunkPath(chunks[i]))) }
+        for c in chunks { dirs.insert(FS.dirname(of: chunkPath(c))) }
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
 
         let newChunks = (0..<n).filter { work.wrote[$0] }.count
