@@ -59,6 +59,7 @@ public struct GossipNode: Sendable {
         var rttNs: Int64?
         var knowsUs = false
         var lastExchange = Instant(nanoseconds: .min / 2)
+        var introducedAt = Instant(nanoseconds: .min / 2)
         // replay window
         var replayIncarnation: UInt64 = 0
         var replayTop: UInt64 = 0
