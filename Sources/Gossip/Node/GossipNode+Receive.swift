@@ -52,10 +52,13 @@ extension GossipNode {
         case let .join(ups):
             apply(ups, fromSync: false, from: from, now: now, out: &out)
             sendMemberList(to: s, wantReply: false, now: now, out: &out)
-            sendDigest(to: s, now: now, out: &out)
         case let .memberSync(wantReply, ups):
             apply(ups, fromSync: true, from: from, now: now, out: &out)
             if wantReply { sendMemberList(to: s, wantReply: false, now: now, out: &out) }
+            if ups.count > 1, members[s].map({ now - $0.lastExchange >= config.probeIntervalMs * 1_000_000 }) == true {
+                // A full list (join answer or push-pull): reconcile the manifests too.
+                sendDigest(to: s, now: now, out: &out)
+            }
         case let .entries(treePush, es):
             for e in es { onEntry(e, from: s, fromAddress: from, treePush: treePush, now: now, out: &out) }
         case let .digest(d):
@@ -113,7 +116,7 @@ extension GossipNode {
             setState(s, .alive, incarnation: inc, now: now, out: &out)
             if wasDown { updates.enqueue(aliveUpdate(of: members[s]!)) }
         }
-        if wasDown || isJoin, now - members[s]!.lastExchange >= Int64(config.probeIntervalMs) * 1_000_000 {
+        if wasDown, now - members[s]!.lastExchange >= Int64(config.probeIntervalMs) * 1_000_000 {
             // Heal at once instead of waiting for the next anti-entropy round.
             sendDigest(to: s, now: now, out: &out)
         }

@@ -27,6 +27,11 @@ extension GossipNode {
             out.append(.fetch(e.contentID, holders: s == e.origin ? [s] : [e.origin, s]))
             adverts.add(ref)
             if treePush { treeForward(e, now: now, out: &out) }
+            if e.sequence > manifest.maxContiguous(e.origin) + 1 && s != id {
+                // A gap below a fresh entry: the sender most likely has the rest. Cheap,
+                // and it closes a tree miss at the origin's next entry.
+                requestMissing([EntryRef(origin: e.origin, sequence: e.sequence - 1)], from: s, now: now, out: &out)
+            }
         }
     }
 
@@ -66,8 +71,16 @@ extension GossipNode {
     /// pulls the gap from the advertiser.
     mutating func onAdverts(_ ads: [EntryRef], from s: NodeID, now: Instant, out: inout [Directive]) {
         guard !ads.isEmpty else { return }
+        requestMissing(ads, from: s, now: now, out: &out)
+    }
+
+    /// Pulls from `s` everything up to each advertised sequence that is not held
+    /// (an origin's sequences have no gaps, so any id above our contiguous prefix
+    /// reveals what we lack).
+    mutating func requestMissing(_ ads: [EntryRef], from s: NodeID, now: Instant, out: inout [Directive]) {
         var ranges = [NodeID: (UInt64, UInt64)]()
-        for a in ads where !manifest.contains(a) && originTrusted(a.origin) {
+        for a in ads where manifest.maxContiguous(a.origin) < a.sequence && originTrusted(a.origin) {
+            if manifest.contains(a) && manifest.maxContiguous(a.origin) + 1 >= a.sequence { continue }
             if let t = pendingPulls[a], now - t < config.pullRetryMs * 1_000_000 { continue }
             if pendingPulls.count >= config.maxPendingPulls {
                 pendingPulls = pendingPulls.filter { now - $0.value < config.pullRetryMs * 1_000_000 }

@@ -111,7 +111,7 @@ public struct GossipNode: Sendable {
         for p in restore.knownPeers where p.node != id && members.count < config.maxMembers {
             guard p.state == .alive || p.state == .suspect else { continue }
             let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation, name: p.name,
-                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now)
+                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: true)
             members[p.node] = m
             addressIndex[p.address] = p.node
             aliveCount += 1
