@@ -37,23 +37,23 @@ extension GossipNode {
         switch env.message {
         case let .ping(seq, target, ups, ads):
             guard target == id else { reject(.wrongTarget, from: from, out: &out); return }
-            apply(ups, fromSync: false, from: from, now: now, out: &out)
+            apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             onAdverts(ads, from: s, now: now, out: &out)
             replyAck(seq: seq, to: s, now: now, out: &out)
         case let .ack(seq, ups, ads):
-            apply(ups, fromSync: false, from: from, now: now, out: &out)
+            apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             onAdverts(ads, from: s, now: now, out: &out)
             onAck(seq: seq, from: s, now: now, out: &out)
         case let .pingReq(seq, target, addr, ups):
-            apply(ups, fromSync: false, from: from, now: now, out: &out)
+            apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             onPingReq(seq: seq, target: target, address: addr, requester: s, now: now, out: &out)
         case let .nack(seq):
             if probe?.seq == seq { probe!.nacks += 1 }
         case let .join(ups):
-            apply(ups, fromSync: false, from: from, now: now, out: &out)
+            apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             sendMemberList(to: s, wantReply: false, now: now, out: &out)
         case let .memberSync(wantReply, ups):
-            apply(ups, fromSync: true, from: from, now: now, out: &out)
+            apply(ups, fromSync: true, from: from, now: now, out: &out, sender: s)
             if wantReply { sendMemberList(to: s, wantReply: false, now: now, out: &out) }
             if ups.count > 1, members[s].map({ now - $0.lastExchange >= config.probeIntervalMs * 1_000_000 }) == true {
                 // A full list (join answer or push-pull): reconcile the manifests too.
@@ -146,8 +146,23 @@ extension GossipNode {
         return true
     }
 
-    mutating func apply(_ ups: [MemberUpdate], fromSync: Bool, from: PeerAddress, now: Instant, out: inout [Directive]) {
-        for u in ups { apply(u, fromSync: fromSync, from: from, now: now, out: &out) }
+    mutating func apply(_ ups: [MemberUpdate], fromSync: Bool, from: PeerAddress, now: Instant, out: inout [Directive],
+                        sender: NodeID? = nil) {
+        var corrections = [MemberUpdate]()
+        var size = 0
+        for u in ups {
+            apply(u, fromSync: fromSync, from: from, now: now, out: &out)
+            // The sender accuses a member we know alive at a newer incarnation: it missed the
+            // refutation. Correct it directly instead of letting its suspicion run out.
+            if sender != nil, u.state == .suspect || u.state == .dead, u.node != id, let m = members[u.node],
+               m.state == .alive, m.incarnation > u.incarnation {
+                let c = aliveUpdate(of: m)
+                if size + c.encodedSize <= datagramPayloadBudget - 8 { corrections.append(c); size += c.encodedSize }
+            }
+        }
+        if let s = sender, !corrections.isEmpty, members[s] != nil {
+            send(.memberSync(wantReply: false, updates: corrections), toMember: s, now: now, out: &out)
+        }
     }
 
     /// SWIM's update rules, with memberlist's merge rule for full lists (a remote
@@ -158,7 +173,12 @@ extension GossipNode {
             case .alive:
                 if u.incarnation > incarnation { refute(above: u.incarnation, out: &out) }
             case .suspect, .dead, .left:
-                if u.incarnation >= incarnation && !hasLeft { refute(above: u.incarnation, out: &out) }
+                if u.incarnation >= incarnation && !hasLeft {
+                    refute(above: u.incarnation, out: &out)
+                } else if !hasLeft && updates.pending(for: id) == nil {
+                    // A stale accusation: whoever holds it missed our last refutation. Re-announce.
+                    updates.enqueue(selfUpdate())
+                }
             }
             return
         }
@@ -260,6 +280,11 @@ extension GossipNode {
             members[nid] = m
             out.append(.membershipChanged(MemberTransition(node: nid, from: old, to: st, incarnation: m.incarnation, address: m.address)))
             if st == .suspect { armSuspicionTimer(out: &out) }
+            if st == .alive, old == .suspect || old == .dead, now - m.lastExchange >= config.probeIntervalMs * 1_000_000 {
+                // Back from suspect or dead (a healed partition, a restart): reconcile at once
+                // rather than at the next anti-entropy round.
+                sendDigest(to: nid, now: now, out: &out)
+            }
         } else {
             members[nid] = m
         }

@@ -40,6 +40,7 @@ public final class Simulator {
     var partition: PartitionKind? = nil
     var lastHealAt: Int64 = .min / 2
     var forkDelivered = false
+    public var debugNode: Int? = nil
     var lastStreamDelivery: [Int: Int64] = [:]
 
     // Actions
@@ -274,6 +275,7 @@ public final class Simulator {
                                                         name: "", role: "", credential: [], streamOnly: false, lastHeard: nil,
                                                         rttNanoseconds: nil, stateSince: .zero, isSelf: false)
         guard let j = idIndex[t.node] else { return }
+        if options.verbose && now >= phaseEnd - 10_000_000_000 { log("n\(i): n\(j) \(t.from.map(\.description) ?? "new") -> \(t.to) inc \(t.incarnation)") }
         // Transitions within a grace window after a heal or after the member restarted are
         // consequences of that fault, not false positives.
         let grace = Int64(config.suspicionTimeoutsMs(members: nodes.count).max) * 1_000_000
@@ -342,6 +344,9 @@ public final class Simulator {
         guard nodes[j].up else { return }
         let from = e.from >= 0 ? nodes[Int(e.from)].address : nemesisAddress
         if e.aux == 1 { forkDelivered = true }
+        if options.verbose, let w = debugNode, (j == w || Int(e.from) == w), now >= phaseEnd, e.bytes.count > 3, e.bytes[3] >= 5 {
+            log("deliver type \(e.bytes[3]) n\(e.from) -> n\(j) \(e.bytes.count)B")
+        }
         let n = Instant(nanoseconds: now)
         let d = e.stream ? nodes[j].gossip!.onFrame(e.bytes, from: from, now: n) : nodes[j].gossip!.onDatagram(e.bytes, from: from, now: n)
         process(j, d)

@@ -25,6 +25,7 @@ struct MeshSimCommand: ParsableCommand {
     @Option(name: .customLong("anti-entropy-ms")) var antiEntropyMs: Int64?
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print the event log of notable events.") var verbose = false
+    @Option(name: .customLong("debug-node"), help: "With --verbose: log replication messages of this node index.") var debugNode: Int?
     @Option(help: "Run this many consecutive seeds (swarm testing); prints one line per failure.") var runs: Int = 1
 
     func run() throws {
@@ -44,7 +45,9 @@ struct MeshSimCommand: ParsableCommand {
             o.verbose = verbose
             if !json && runs == 1 { FileHandle.standardError.write(Data("meshsim: \(o.summary)\n".utf8)) }
             let t0 = Date()
-            var r = Simulator(options: o).run()
+            let sim = Simulator(options: o)
+            sim.debugNode = debugNode
+            var r = sim.run()
             r.wallS = Date().timeIntervalSince(t0)
             if !r.ok { failures += 1 }
             if runs > 1 {
