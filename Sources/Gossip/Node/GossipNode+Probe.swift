@@ -115,8 +115,11 @@ extension GossipNode {
     }
 
     mutating func nextProbeTarget() -> NodeID? {
-        while let c = probeSoon.popLast() {
-            if let st = members[c]?.state, st == .alive || st == .suspect { return c }
+        while !probeSoon.isEmpty {
+            // Suspects learned from others, oldest first: our own probe either confirms the
+            // suspicion independently or delivers the accusation so the member can refute.
+            let c = probeSoon.removeFirst()
+            if members[c]?.state == .suspect { return c }
         }
         for _ in 0..<2 {
             while probeIndex < probeOrder.count {

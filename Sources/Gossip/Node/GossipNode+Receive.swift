@@ -229,7 +229,7 @@ extension GossipNode {
         if m.state == .alive && u.incarnation >= m.incarnation {
             setState(u.node, .suspect, incarnation: u.incarnation, now: now, out: &out, accuser: accuser)
             updates.enqueue(u)
-            if probeSoon.count < 8 && !probeSoon.contains(u.node) { probeSoon.append(u.node) }
+            if probeSoon.count < 16 && !probeSoon.contains(u.node) { probeSoon.append(u.node) }
         } else if m.state == .suspect && u.incarnation >= m.incarnation {
             if u.incarnation > m.incarnation { members[u.node]!.incarnation = u.incarnation }
             if confirmSuspicion(u.node, by: accuser, now: now, out: &out) { updates.enqueue(u) }

@@ -26,7 +26,10 @@ public struct SimResult: Sendable {
     public var metrics = SimMetrics()
     public var safetyViolations: [String] = []
     public var livenessViolations: [String] = []
+    /// Time from the final heal until every live node holds every item and sees exactly the live nodes alive.
     public var convergenceAfterHealMs: Double? = nil
+    /// Time from the final heal until every live node holds every item (the partition-heal target).
+    public var itemsConvergenceAfterHealMs: Double? = nil
     public var latencyP50Ms = 0.0, latencyP99Ms = 0.0, latencyMaxMs = 0.0
     public var deliveries = 0
     public var idleBytesPerNodePerS: Double? = nil
@@ -70,6 +73,7 @@ public struct SimResult: Sendable {
             ("messages_per_item", num(messagesPerItem)),
             ("latency_ms", "{\"p50\":\(num(latencyP50Ms)),\"p99\":\(num(latencyP99Ms)),\"max\":\(num(latencyMaxMs))}"),
             ("convergence_after_heal_ms", convergenceAfterHealMs.map(num) ?? "null"),
+            ("items_convergence_after_heal_ms", itemsConvergenceAfterHealMs.map(num) ?? "null"),
             ("false_suspicions", String(m.falseSuspicions)),
             ("false_deaths", String(m.falseDeaths)),
             ("safety_ok", String(safetyOK)),
@@ -104,7 +108,7 @@ public struct SimResult: Sendable {
         s += "items=\(metrics.items) deliveries=\(deliveries) messages=\(metrics.messages) bytes=\(metrics.bytes) "
         s += "messages_per_item=\(fmt(messagesPerItem))\n"
         s += "latency_ms p50=\(fmt(latencyP50Ms)) p99=\(fmt(latencyP99Ms)) max=\(fmt(latencyMaxMs))\n"
-        s += "convergence_after_heal_ms=\(convergenceAfterHealMs.map(fmt) ?? "none") false_suspicions=\(metrics.falseSuspicions) false_deaths=\(metrics.falseDeaths)\n"
+        s += "convergence_after_heal_ms=\(convergenceAfterHealMs.map(fmt) ?? "none") items_convergence_after_heal_ms=\(itemsConvergenceAfterHealMs.map(fmt) ?? "none") false_suspicions=\(metrics.falseSuspicions) false_deaths=\(metrics.falseDeaths)\n"
         if let i = idleBytesPerNodePerS { s += "idle_bytes_per_node_per_s=\(fmt(i))\n" }
         if !detectionMs.isEmpty { s += "dead_detection_ms=\(detectionMs.map(fmt))\n" }
         s += "rejected=\(metrics.rejected.keys.sorted().map { "\($0):\(metrics.rejected[$0]!)" }.joined(separator: " "))\n"

@@ -170,9 +170,11 @@ public final class Simulator {
         let checkEveryNs: Int64 = o.nodes > o.fullCheckMaxNodes ? 5_000_000_000 : 250_000_000
         let settleEnd = phaseEnd + Int64(o.settleS * 1e9)
         var converged: Int64? = nil
+        var itemsConverged: Int64? = nil
         var tt = phaseEnd
         while tt <= settleEnd {
             runUntil(tt)
+            if itemsConverged == nil && livenessViolations(limit: 1, itemsOnly: true).isEmpty { itemsConverged = tt - phaseEnd }
             let lv = livenessViolations(limit: 1)
             if lv.isEmpty { converged = tt - phaseEnd; break }
             if o.verbose && (tt - phaseEnd) % 1_000_000_000 == 0 { log("not converged: \(lv[0])") }
@@ -182,6 +184,7 @@ public final class Simulator {
         r.safetyViolations = safetyViolations()
         r.livenessViolations = converged == nil ? livenessViolations(limit: 10) : []
         r.convergenceAfterHealMs = converged.map { Double($0) / 1e6 }
+        r.itemsConvergenceAfterHealMs = itemsConverged.map { Double($0) / 1e6 }
         r.metrics = metrics
         r.metrics.items = genuine.count
         latencies.sort()
@@ -344,7 +347,7 @@ public final class Simulator {
         guard nodes[j].up else { return }
         let from = e.from >= 0 ? nodes[Int(e.from)].address : nemesisAddress
         if e.aux == 1 { forkDelivered = true }
-        if options.verbose, let w = debugNode, (j == w || Int(e.from) == w), now >= phaseEnd, e.bytes.count > 3, e.bytes[3] >= 5 {
+        if options.verbose, let w = debugNode, (j == w || Int(e.from) == w), now >= phaseEnd, e.bytes.count > 3, e.bytes[3] >= 1 {
             log("deliver type \(e.bytes[3]) n\(e.from) -> n\(j) \(e.bytes.count)B")
         }
         let n = Instant(nanoseconds: now)
@@ -580,7 +583,7 @@ public final class Simulator {
 
     /// Liveness: every live node holds every item some live node holds (or whose origin
     /// is live), and every live node sees exactly the live nodes as alive.
-    public func livenessViolations(limit: Int) -> [String] {
+    public func livenessViolations(limit: Int, itemsOnly: Bool = false) -> [String] {
         var v = [String]()
         let live = nodes.indices.filter { nodes[$0].up }
         var required = Set<EntryRef>()
@@ -602,6 +605,7 @@ public final class Simulator {
                 if v.count >= limit { return v }
             }
         }
+        if itemsOnly { return v }
         let liveSet = Set(live)
         for i in live {
             let g = nodes[i].gossip!
