@@ -132,15 +132,16 @@ extension GossipNode {
 
     // MARK: - Anti-entropy
 
-    /// XOR of a mix of (id, incarnation, coarse state) over every member and self:
-    /// equal views give equal hashes (suspect counts as alive; it is transient).
+    /// XOR of a mix of (id, coarse state) over every member and self: views that agree
+    /// on who is in the cluster and who is up give equal hashes. Incarnations and the
+    /// transient suspect state are left out on purpose: gossip settles those, and a full
+    /// list (tens of KB at 1000 members) should move only when views really disagree.
     var memberHash: UInt64 {
-        func h(_ n: NodeID, _ inc: UInt64, _ st: MemberState) -> UInt64 {
-            let cls: UInt64 = st == .suspect ? 1 : UInt64(st.rawValue)
-            return Manifest.pairHash(n, inc &* 4 &+ cls)
+        func h(_ n: NodeID, _ st: MemberState) -> UInt64 {
+            Manifest.pairHash(n, st == .suspect ? 1 : UInt64(st.rawValue))
         }
-        var x = h(id, incarnation, hasLeft ? .left : .alive)
-        for m in members.values { x ^= h(m.id, m.incarnation, m.state) }
+        var x = h(id, hasLeft ? .left : .alive)
+        for m in members.values { x ^= h(m.id, m.state) }
         return x
     }
 
