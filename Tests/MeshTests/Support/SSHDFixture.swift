@@ -52,6 +52,7 @@ final class SSHDFixture: @unchecked Sendable {
                 "AllowTcpForwarding yes",
                 "X11Forwarding no",
                 "PrintMotd no",
+                "Subsystem sftp internal-sftp",  // scp (SFTP mode) and sftp work against the fixture
                 "LogLevel VERBOSE",
             ] + extraConfig
             try (config.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
