@@ -172,7 +172,7 @@ final class FrameEchoServer: @unchecked Sendable {
                             s.onClose = { _ in closed.fulfill(()) }
                             s.close()
                         } else {
-                            let t = try! Timer(loop: loop)
+                            let t = try! LoopTimer(loop: loop)
                             t.onFire = { s.close(); t.close(); closed.fulfill(()) }
                             t.start(after: .milliseconds(50))
                         }
@@ -261,7 +261,7 @@ final class FrameEchoServer: @unchecked Sendable {
                     }
                     pump()
                     // Once writes stop draining for a while, the peer's buffers are full.
-                    let t = try! Timer(loop: loop)
+                    let t = try! LoopTimer(loop: loop)
                     var last = -1
                     t.onFire = {
                         if accepted == last { stalled.fulfill(()); t.close() }

@@ -52,7 +52,7 @@ import Testing
                 return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
             }
             let (timer, before) = try loop.execute {
-                let t = try Timer(loop: loop) {}
+                let t = try LoopTimer(loop: loop) {}
                 t.start(after: .seconds(1), repeating: .seconds(1))
                 return (t, threadCPU())
             }

@@ -3,7 +3,7 @@
 /// A token bucket: `rateBytesPerSecond` tokens accrue continuously up to `burstBytes`.
 ///
 /// Pure: the caller passes a monotonic `now` in nanoseconds (e.g. `EventLoop.monotonicNanoseconds`)
-/// and schedules the returned wait itself (a loop `Timer`). Two ways to use it:
+/// and schedules the returned wait itself (a loop `LoopTimer`). Two ways to use it:
 /// - `tryTake`: all-or-nothing, never goes into debt;
 /// - `reserve`: always takes (the balance may go negative) and returns how long to wait before
 ///   sending, so a sender can keep chunks of any size and still hold the average rate.
