@@ -35,6 +35,8 @@ public struct MeshError: Error, CustomStringConvertible, Sendable, Equatable {
         case databaseError
         /// A value supplied by the user or a peer is not acceptable (bad name, bad type, ...).
         case invalidInput
+        /// The item is known (its entry arrived) but its content is not all here yet.
+        case incomplete
 
         /// The process exit status for this code. 0 is success, 1 is reserved for
         /// unexpected failures and 64 is argument-parser usage errors.
@@ -53,6 +55,7 @@ public struct MeshError: Error, CustomStringConvertible, Sendable, Equatable {
             case .ioError: 12
             case .databaseError: 13
             case .invalidInput: 14
+            case .incomplete: 15
             }
         }
     }

@@ -173,14 +173,21 @@ public final class Store {
                             hint: "use \(Chunking.minChunkSizeBytes)...\(Chunking.maxChunkSizeBytes) bytes")
         }
         try validateName(name, what: "node name")
-        if FS.exists("\(dataDir)/\(NodeIdentity.fileName)") {
-            throw MeshError(.alreadyInitialized, "\(dataDir) already holds a node identity",
-                            hint: "refusing to overwrite it; use another --data dir for a new node")
-        }
-        try FS.mkdirs(dataDir, mode: 0o700)
-        let id = identity ?? NodeIdentity.generate()
-        try id.save(dataDir: dataDir)
         let configPath = "\(dataDir)/\(configFileName)"
+        let id: NodeIdentity
+        if FS.exists("\(dataDir)/\(NodeIdentity.fileName)") {
+            // An init interrupted after the key was saved is completed, keeping that key;
+            // a finished store is never re-initialised.
+            guard !FS.exists(configPath), !FS.exists("\(dataDir)/\(databaseFileName)") else {
+                throw MeshError(.alreadyInitialized, "\(dataDir) already holds a node identity",
+                                hint: "refusing to overwrite it; use another --data dir for a new node")
+            }
+            id = try NodeIdentity.load(dataDir: dataDir)
+        } else {
+            try FS.mkdirs(dataDir, mode: 0o700)
+            id = identity ?? NodeIdentity.generate()
+            try id.save(dataDir: dataDir)
+        }
         let config: StoreConfig
         if FS.exists(configPath) {
             // A store without identity (identity.key was lost): keep its settings and data.
@@ -605,11 +612,12 @@ public final class Store {
     /// Queues a push of entry `(origin, sequence)` to `target`; idempotent per triple.
     public func enqueueOutbox(origin: NodeID, sequence: UInt64, target: NodeID,
                               nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {
+        let n = try outboxCount()
+        guard n < Self.maxOutboxRows else {
+            throw MeshError(.invalidInput, "the outbox is full (\(Self.maxOutboxRows) pending pushes)",
+                            hint: "peers are unreachable; pushes resume as they are acknowledged or expire")
+        }
         try sql { () throws(SQLiteError) in
-            let n = try db.scalarInt("SELECT count(*) FROM outbox") ?? 0
-            guard n < Int64(Self.maxOutboxRows) else {
-                throw SQLiteError(code: 13, message: "outbox is full (\(Self.maxOutboxRows) rows)", sql: nil)
-            }
             try db.query("""
                 INSERT OR IGNORE INTO outbox(origin, sequence, target, attempts, next_attempt_ms, enqueued_ms)
                 VALUES(?, ?, ?, 0, ?, ?)

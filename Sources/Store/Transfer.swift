@@ -107,7 +107,12 @@ extension Store {
             }
             throw error
         }
-        let size = try file.sizeBytes()
+        var st = stat()
+        guard fstat(file.fd, &st) == 0 else { throw MeshError.posix(errno, "inspecting", path: path) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw MeshError(.fileUnreadable, "\(path) is not a regular file", hint: "put a regular file (not a pipe, device or socket)")
+        }
+        let size = UInt64(st.st_size)
         let chunkSize = config.chunkSizeBytes
         let n = Chunking.chunkCount(sizeBytes: size, chunkSizeBytes: chunkSize)
         let work = WorkQueue(count: n)
@@ -145,9 +150,11 @@ extension Store {
         }
         let chunks = (0..<n).map { ChunkHash(digest: work.results[$0]) }
         let recipe = Recipe(sizeBytes: size, chunkSizeBytes: chunkSize, chunks: chunks)
-        // Make the renames durable before the manifest can point at them.
+        // Make the renames durable before the manifest can point at them. Deduplicated chunks
+        // count too: their file may be an orphan of an aborted ingest whose rename was never
+        // synced. Syncing a clean directory is cheap.
         var dirs = Set<String>()
-        for i in 0..<n where work.wrote[i] { dirs.insert(FS.dirname(of: chunkPath(chunks[i]))) }
+        for c in chunks { dirs.insert(FS.dirname(of: chunkPath(c))) }
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
 
         let newChunks = (0..<n).filter { work.wrote[$0] }.count
@@ -191,17 +198,29 @@ extension Store {
     public func export(_ item: ItemInfo, to path: String, progress: ProgressHandler? = nil) throws(MeshError) -> String {
         let e = item.entry
         guard let recipe = try recipe(e.contentID) else {
-            throw MeshError(.unknownItem, "item \(e.name) (\(e.contentID.short)) has no chunk list here yet",
-                            hint: "its content has not been received; wait for replication or fetch it from a peer")
+            throw MeshError(.incomplete, "item \(e.name) (\(e.contentID.short)) is known but its content has not arrived yet",
+                            hint: "wait for replication (a running node fetches it from peers), then try again")
         }
         guard recipe.contentID == e.contentID else {
             throw MeshError(.corrupt, "the stored chunk list of \(e.contentID.short) does not match its id",
                             hint: "the database is damaged; run `meshnode verify`")
         }
         let missing = try missingChunks(e.contentID) ?? []
-        guard missing.isEmpty else {
-            throw MeshError(.corrupt, "item \(e.name) (\(e.contentID.short)) is incomplete: \(missing.count) of \(recipe.chunkCount) chunks are missing (first: \(missing[0]))",
-                            hint: "run `meshnode verify`; the node refetches missing chunks from peers")
+        if !missing.isEmpty {
+            // Missing chunks the store believed it had are damage; others have not arrived yet.
+            var lost = [ChunkHash]()
+            for c in missing {
+                let known = try sql { () throws(SQLiteError) in
+                    try db.scalarInt("SELECT 1 FROM chunks WHERE hash = ?", [.blob(c.digest.bytes)]) != nil
+                }
+                if known { lost.append(c) }
+            }
+            if let first = lost.first {
+                throw MeshError(.corrupt, "chunk \(first) of \(e.name) is missing from the store (\(lost.count) chunks lost)",
+                                hint: "run `meshnode verify` to find every damaged item")
+            }
+            throw MeshError(.incomplete, "item \(e.name) (\(e.contentID.short)) is incomplete: \(missing.count) of \(recipe.chunkCount) chunks have not arrived yet",
+                            hint: "wait for replication (a running node fetches them from peers), then try again")
         }
         var target = path
         if FS.isDirectory(path) {

@@ -10,7 +10,7 @@ import Testing
                 switch req.verb {
                 case "echo": respond(.success(.object(req.args)))
                 case "later":
-                    let t = try! Timer(loop: loop)
+                    let t = try! LoopTimer(loop: loop)
                     t.onFire = { t.close(); respond(.success(.string("done \(req.args["n"]?.intValue ?? -1)"))) }
                     t.start(after: .milliseconds(50))
                 case "never": break

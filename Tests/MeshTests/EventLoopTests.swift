@@ -50,7 +50,7 @@ import Testing
     @Test func stopClosesAndCountsHandlesTheOwnerForgot() throws {
         let loop = try EventLoop()
         try loop.execute {
-            let t = try Timer(loop: loop)
+            let t = try LoopTimer(loop: loop)
             t.start(after: .seconds(60))
         }
         #expect(loop.shutdown())
@@ -63,15 +63,15 @@ import Testing
             let rep = Locked(0)
             let done = Waiter<Void>()
             try loop.execute {
-                let a = try Timer(loop: loop) { once.mutate { $0 += 1 } }
+                let a = try LoopTimer(loop: loop) { once.mutate { $0 += 1 } }
                 a.start(after: .milliseconds(10))
-                let b = try Timer(loop: loop)
+                let b = try LoopTimer(loop: loop)
                 b.onFire = {
                     if rep.mutate({ $0 += 1; return $0 }) == 5 {
                         b.stop()
                         #expect(!b.isActive)
                         // Let the one-shot prove it does not fire again.
-                        let c = try! Timer(loop: loop)
+                        let c = try! LoopTimer(loop: loop)
                         c.onFire = { a.close(); b.close(); c.close(); done.fulfill(()) }
                         c.start(after: .milliseconds(50))
                     }
@@ -89,7 +89,7 @@ import Testing
             let fired = Waiter<UInt64>()
             let t0 = Locked<UInt64>(0)
             try loop.execute {
-                let t = try Timer(loop: loop)
+                let t = try LoopTimer(loop: loop)
                 t.onFire = { fired.fulfill(loop.nowMilliseconds); t.close() }
                 t.start(after: .milliseconds(20))
                 t.start(after: .milliseconds(200))  // re-armed before it fired

@@ -80,6 +80,27 @@ import Testing
         }
     }
 
+    @Test func writingToAChildThatExitedClosesTheStreamInsteadOfKillingUs() throws {
+        try withLoop { loop in
+            let closed = Waiter<MeshError?>()
+            try loop.execute {
+                let p = try ProcessStream(loop: loop, executable: "sh", arguments: ["-c", "exec 0<&-; echo bye >&2; exit 1"])
+                p.onClose = { closed.fulfill($0) }
+                p.onRead = { _ in }
+                p.startReading()
+                let chunk = [UInt8](repeating: 0, count: 1 << 16)
+                let t = try LoopTimer(loop: loop)
+                t.onFire = {
+                    do { try p.write(chunk) } catch { t.close() }
+                    if !p.isOpen { t.close() }
+                }
+                t.start(after: .milliseconds(1), repeating: .milliseconds(1))
+            }
+            let e = try closed.wait()
+            #expect(e?.code == .processExited)
+        }
+    }
+
     @Test func aMissingExecutableFailsToSpawnWithAHint() throws {
         try withLoop { loop in
             try loop.execute {

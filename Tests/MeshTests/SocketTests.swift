@@ -172,7 +172,7 @@ final class FrameEchoServer: @unchecked Sendable {
                             s.onClose = { _ in closed.fulfill(()) }
                             s.close()
                         } else {
-                            let t = try! Timer(loop: loop)
+                            let t = try! LoopTimer(loop: loop)
                             t.onFire = { s.close(); t.close(); closed.fulfill(()) }
                             t.start(after: .milliseconds(50))
                         }
@@ -261,7 +261,7 @@ final class FrameEchoServer: @unchecked Sendable {
                     }
                     pump()
                     // Once writes stop draining for a while, the peer's buffers are full.
-                    let t = try! Timer(loop: loop)
+                    let t = try! LoopTimer(loop: loop)
                     var last = -1
                     t.onFire = {
                         if accepted == last { stalled.fulfill(()); t.close() }
@@ -404,5 +404,49 @@ final class FrameEchoServer: @unchecked Sendable {
                 l.close()
             }
         }
+    }
+}
+
+@Suite struct NodeSocketsTests {
+    @Test func tcpAndUDPShareOnePortEvenWhenAskedForPortZero() throws {
+        try withLoop { loop in
+            try loop.execute {
+                var all: [NodeSockets] = []
+                for _ in 0..<5 {
+                    let s = try NodeSockets.bind(loop: loop, listen: Endpoint("127.0.0.1:0")!)
+                    #expect(s.tcp.localAddress.port == s.udp.localAddress.port)
+                    #expect(s.localAddress.port != 0)
+                    all.append(s)
+                }
+                #expect(Set(all.map(\.localAddress.port)).count == 5)
+                // A fixed port in use fails with the port named.
+                do throws(MeshError) {
+                    _ = try NodeSockets.bind(loop: loop, listen: all[0].localAddress.endpoint)
+                    Issue.record("bound a port in use")
+                } catch {
+                    #expect(error.code.rawValue == "uv.EADDRINUSE")
+                }
+                do throws(MeshError) {
+                    _ = try NodeSockets.bind(loop: loop, listen: Endpoint("localhost:0")!)
+                    Issue.record("bound a host name")
+                } catch {
+                    #expect(error.code == .invalidAddress)
+                }
+                all.forEach { $0.close() }
+            }
+        }
+    }
+}
+
+@Suite struct LogThrottleTests {
+    @Test func aFloodFromOnePeerLogsOncePerIntervalWithTheSuppressedCount() {
+        var t = LogThrottle<String>(interval: .seconds(60))
+        #expect(t.admit("peerA/bad_signature", nowMilliseconds: 0) == 0)
+        for ms in stride(from: UInt64(1), to: 60_000, by: 1000) { #expect(t.admit("peerA/bad_signature", nowMilliseconds: ms) == nil) }
+        #expect(t.admit("peerB/bad_signature", nowMilliseconds: 1) == 0)  // other keys are independent
+        #expect(t.admit("peerA/bad_signature", nowMilliseconds: 60_000) == 60)
+        var small = LogThrottle<Int>(interval: .seconds(1), maxKeys: 3)
+        for k in 0..<100 { _ = small.admit(k, nowMilliseconds: 0) }
+        #expect(small.trackedKeys <= 3)
     }
 }

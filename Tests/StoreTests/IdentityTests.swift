@@ -30,6 +30,18 @@ struct IdentityTests {
         #expect(try readBytes("\(f.dataDir)/identity.key") == before)
     }
 
+    @Test("An init interrupted after saving the key is completed with the same key")
+    func interruptedInit() throws {
+        let d = TempDir()
+        let data = d.sub("data")
+        try FS.mkdirs(data)
+        let id = NodeIdentity.generate()
+        try id.save(dataDir: data)
+        let (_, loaded) = try Store.initialize(dataDir: data, name: "resumed")
+        #expect(loaded.nodeID == id.nodeID)
+        #expect(meshError { _ = try Store.initialize(dataDir: data, name: "again") }?.code == .alreadyInitialized)
+    }
+
     @Test("Signatures verify, and fail for another message, key or a flipped bit")
     func signVerify() throws {
         let a = NodeIdentity.generate(), b = NodeIdentity.generate()

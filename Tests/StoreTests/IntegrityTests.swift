@@ -36,6 +36,8 @@ struct IntegrityTests {
         FS.unlink(f.store.chunkPath(victim))
         let r2 = try f.store.verify()
         #expect(r2.badChunks.map(\.problem) == [.missing])
+        // A chunk the store recorded but lost is damage, not "not arrived yet".
+        #expect(meshError { try f.store.export(try f.store.resolve("a.bin"), to: out) }?.code == .corrupt)
         #expect(try f.store.missingChunks(ra.entry.contentID) == [victim])
         #expect(try !f.store.isComplete(ra.entry.contentID))
         #expect(try f.store.items().allSatisfy { !$0.isComplete })
@@ -117,6 +119,7 @@ struct IntegrityTests {
             try f.store.ingest(path: f.dir.sub("nope"), signer: f.identity)
         }
         #expect(meshError { _ = try f.store.ingest(path: f.dir.path, signer: f.identity) }?.code == .fileUnreadable)
+        #expect(meshError { _ = try f.store.ingest(path: "/dev/null", name: "null", signer: f.identity) }?.code == .fileUnreadable)
         #expect(meshError { _ = try f.store.resolve("no-such-item") }?.code == .unknownItem)
     }
 

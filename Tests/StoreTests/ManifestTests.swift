@@ -30,6 +30,16 @@ struct ManifestTests {
         #expect(try f.store.entries(origin: peer.nodeID, after: 0, limit: 10) == [e])
     }
 
+    @Test("Exporting an item whose entry arrived before its chunk list says it is incomplete")
+    func entryWithoutRecipe() throws {
+        let f = try Fixture()
+        let peer = NodeIdentity.generate()
+        #expect(try f.store.insertRemoteEntry(remoteEntry(peer, seq: 1), verifier: Ed25519Verifier()) == .inserted)
+        let e = try #require(meshError { try f.store.export(try f.store.resolve("remote.npz"), to: f.dir.sub("x")) })
+        #expect(e.code == .incomplete)
+        #expect(!FS.exists(f.dir.sub("x")))
+    }
+
     @Test("A different entry with the same origin and sequence is kept as fork evidence")
     func fork() throws {
         let f = try Fixture()
@@ -82,6 +92,9 @@ struct ManifestTests {
         #expect(try dst.store.insertRemoteEntry(r.entry, verifier: Ed25519Verifier()) == .inserted)
         #expect(try dst.store.missingChunks(r.entry.contentID) == recipe.chunks)
         #expect(try dst.store.items().first?.isComplete == false)
+        let early = dst.dir.sub("early.npz")
+        #expect(meshError { try dst.store.export(try dst.store.resolve("data.npz"), to: early) }?.code == .incomplete)
+        #expect(!FS.exists(early))
         // A chunk with the wrong bytes is refused and not stored.
         var wrong = try src.store.readChunk(recipe.chunks[0])
         wrong[0] ^= 0xff

@@ -105,5 +105,8 @@ struct RoundTripTests {
         h0 += [UInt8](repeating: 0, count: 8)
         h0 += withUnsafeBytes(of: UInt32(Self.chunk).bigEndian, Array.init)
         #expect(try f.store.ingest(path: e, signer: f.identity).entry.contentID.digest == Blake2b256.hash(h0))
+        // The worked example in docs/PROTOCOL.md §3 (empty file, default chunk size).
+        #expect(Chunking.contentID(sizeBytes: 0, chunkSizeBytes: Chunking.defaultChunkSizeBytes, chunks: []).description
+                == "774659ac0c3da5d32a281074b18e3d53b9e29d61125ff9bfc6e182529f1081c5")
     }
 }

@@ -84,6 +84,23 @@ public struct MemberSnapshot: Hashable, Sendable {
     public var rttNanoseconds: Int64?
     public var stateSince: Instant
     public var isSelf: Bool
+
+    public init(node: NodeID, address: PeerAddress, state: MemberState, incarnation: UInt64, name: String = "", role: String = "",
+                credential: [UInt8] = [], streamOnly: Bool = false, lastHeard: Instant? = nil, rttNanoseconds: Int64? = nil,
+                stateSince: Instant = .zero, isSelf: Bool = false) {
+        self.node = node
+        self.address = address
+        self.state = state
+        self.incarnation = incarnation
+        self.name = name
+        self.role = role
+        self.credential = credential
+        self.streamOnly = streamOnly
+        self.lastHeard = lastHeard
+        self.rttNanoseconds = rttNanoseconds
+        self.stateSince = stateSince
+        self.isSelf = isSelf
+    }
 }
 
 /// What a node restores after a restart.

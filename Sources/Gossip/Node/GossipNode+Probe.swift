@@ -18,6 +18,12 @@ extension GossipNode {
 
     mutating func send(_ msg: Message, toMember nid: NodeID, now: Instant, out: inout [Directive]) {
         guard let m = members[nid] else { return }
+        if !m.knowsUs && Self.updates(in: msg).isEmpty && now - m.introducedAt >= config.probeIntervalMs * 1_000_000 {
+            // The peer may not know us yet (our alive record has not reached it): introduce
+            // ourselves first, or it drops what follows as from an unknown sender.
+            members[nid]!.introducedAt = now
+            send(.memberSync(wantReply: false, updates: [selfUpdate()]), to: m.address, streamOnly: isStreamOnly(m), now: now, out: &out)
+        }
         send(msg, to: m.address, streamOnly: isStreamOnly(m), now: now, out: &out)
     }
 
@@ -109,8 +115,11 @@ extension GossipNode {
     }
 
     mutating func nextProbeTarget() -> NodeID? {
-        while let c = probeSoon.popLast() {
-            if let st = members[c]?.state, st == .alive || st == .suspect { return c }
+        while !probeSoon.isEmpty {
+            // Suspects learned from others, oldest first: our own probe either confirms the
+            // suspicion independently or delivers the accusation so the member can refute.
+            let c = probeSoon.removeFirst()
+            if members[c]?.state == .suspect { return c }
         }
         for _ in 0..<2 {
             while probeIndex < probeOrder.count {

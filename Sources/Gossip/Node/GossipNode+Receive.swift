@@ -37,25 +37,28 @@ extension GossipNode {
         switch env.message {
         case let .ping(seq, target, ups, ads):
             guard target == id else { reject(.wrongTarget, from: from, out: &out); return }
-            apply(ups, fromSync: false, from: from, now: now, out: &out)
+            apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             onAdverts(ads, from: s, now: now, out: &out)
             replyAck(seq: seq, to: s, now: now, out: &out)
         case let .ack(seq, ups, ads):
-            apply(ups, fromSync: false, from: from, now: now, out: &out)
+            apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             onAdverts(ads, from: s, now: now, out: &out)
             onAck(seq: seq, from: s, now: now, out: &out)
         case let .pingReq(seq, target, addr, ups):
-            apply(ups, fromSync: false, from: from, now: now, out: &out)
+            apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             onPingReq(seq: seq, target: target, address: addr, requester: s, now: now, out: &out)
         case let .nack(seq):
             if probe?.seq == seq { probe!.nacks += 1 }
         case let .join(ups):
-            apply(ups, fromSync: false, from: from, now: now, out: &out)
+            apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             sendMemberList(to: s, wantReply: false, now: now, out: &out)
-            sendDigest(to: s, now: now, out: &out)
         case let .memberSync(wantReply, ups):
-            apply(ups, fromSync: true, from: from, now: now, out: &out)
+            apply(ups, fromSync: true, from: from, now: now, out: &out, sender: s)
             if wantReply { sendMemberList(to: s, wantReply: false, now: now, out: &out) }
+            if ups.count > 1, members[s].map({ now - $0.lastExchange >= config.probeIntervalMs * 1_000_000 }) == true {
+                // A full list (join answer or push-pull): reconcile the manifests too.
+                sendDigest(to: s, now: now, out: &out)
+            }
         case let .entries(treePush, es):
             for e in es { onEntry(e, from: s, fromAddress: from, treePush: treePush, now: now, out: &out) }
         case let .digest(d):
@@ -113,7 +116,7 @@ extension GossipNode {
             setState(s, .alive, incarnation: inc, now: now, out: &out)
             if wasDown { updates.enqueue(aliveUpdate(of: members[s]!)) }
         }
-        if wasDown || isJoin, now - members[s]!.lastExchange >= Int64(config.probeIntervalMs) * 1_000_000 {
+        if wasDown, now - members[s]!.lastExchange >= Int64(config.probeIntervalMs) * 1_000_000 {
             // Heal at once instead of waiting for the next anti-entropy round.
             sendDigest(to: s, now: now, out: &out)
         }
@@ -143,8 +146,23 @@ extension GossipNode {
         return true
     }
 
-    mutating func apply(_ ups: [MemberUpdate], fromSync: Bool, from: PeerAddress, now: Instant, out: inout [Directive]) {
-        for u in ups { apply(u, fromSync: fromSync, from: from, now: now, out: &out) }
+    mutating func apply(_ ups: [MemberUpdate], fromSync: Bool, from: PeerAddress, now: Instant, out: inout [Directive],
+                        sender: NodeID? = nil) {
+        var corrections = [MemberUpdate]()
+        var size = 0
+        for u in ups {
+            apply(u, fromSync: fromSync, from: from, now: now, out: &out)
+            // The sender accuses a member we know alive at a newer incarnation: it missed the
+            // refutation. Correct it directly instead of letting its suspicion run out.
+            if sender != nil, u.state == .suspect || u.state == .dead, u.node != id, let m = members[u.node],
+               m.state == .alive, m.incarnation > u.incarnation {
+                let c = aliveUpdate(of: m)
+                if size + c.encodedSize <= datagramPayloadBudget - 8 { corrections.append(c); size += c.encodedSize }
+            }
+        }
+        if let s = sender, !corrections.isEmpty, members[s] != nil {
+            send(.memberSync(wantReply: false, updates: corrections), toMember: s, now: now, out: &out)
+        }
     }
 
     /// SWIM's update rules, with memberlist's merge rule for full lists (a remote
@@ -155,7 +173,12 @@ extension GossipNode {
             case .alive:
                 if u.incarnation > incarnation { refute(above: u.incarnation, out: &out) }
             case .suspect, .dead, .left:
-                if u.incarnation >= incarnation && !hasLeft { refute(above: u.incarnation, out: &out) }
+                if u.incarnation >= incarnation && !hasLeft {
+                    refute(above: u.incarnation, out: &out)
+                } else if !hasLeft && updates.pending(for: id) == nil {
+                    // A stale accusation: whoever holds it missed our last refutation. Re-announce.
+                    updates.enqueue(selfUpdate())
+                }
             }
             return
         }
@@ -206,7 +229,7 @@ extension GossipNode {
         if m.state == .alive && u.incarnation >= m.incarnation {
             setState(u.node, .suspect, incarnation: u.incarnation, now: now, out: &out, accuser: accuser)
             updates.enqueue(u)
-            if probeSoon.count < 8 && !probeSoon.contains(u.node) { probeSoon.append(u.node) }
+            if probeSoon.count < 16 && !probeSoon.contains(u.node) { probeSoon.append(u.node) }
         } else if m.state == .suspect && u.incarnation >= m.incarnation {
             if u.incarnation > m.incarnation { members[u.node]!.incarnation = u.incarnation }
             if confirmSuspicion(u.node, by: accuser, now: now, out: &out) { updates.enqueue(u) }
@@ -257,6 +280,11 @@ extension GossipNode {
             members[nid] = m
             out.append(.membershipChanged(MemberTransition(node: nid, from: old, to: st, incarnation: m.incarnation, address: m.address)))
             if st == .suspect { armSuspicionTimer(out: &out) }
+            if st == .alive, old == .suspect || old == .dead, now - m.lastExchange >= config.probeIntervalMs * 1_000_000 {
+                // Back from suspect or dead (a healed partition, a restart): reconcile at once
+                // rather than at the next anti-entropy round.
+                sendDigest(to: nid, now: now, out: &out)
+            }
         } else {
             members[nid] = m
         }

@@ -27,6 +27,11 @@ extension GossipNode {
             out.append(.fetch(e.contentID, holders: s == e.origin ? [s] : [e.origin, s]))
             adverts.add(ref)
             if treePush { treeForward(e, now: now, out: &out) }
+            if e.sequence > manifest.maxContiguous(e.origin) + 1 && s != id {
+                // A gap below a fresh entry: the sender most likely has the rest. Cheap,
+                // and it closes a tree miss at the origin's next entry.
+                requestMissing([EntryRef(origin: e.origin, sequence: e.sequence - 1)], from: s, now: now, out: &out)
+            }
         }
     }
 
@@ -66,8 +71,16 @@ extension GossipNode {
     /// pulls the gap from the advertiser.
     mutating func onAdverts(_ ads: [EntryRef], from s: NodeID, now: Instant, out: inout [Directive]) {
         guard !ads.isEmpty else { return }
+        requestMissing(ads, from: s, now: now, out: &out)
+    }
+
+    /// Pulls from `s` everything up to each advertised sequence that is not held
+    /// (an origin's sequences have no gaps, so any id above our contiguous prefix
+    /// reveals what we lack).
+    mutating func requestMissing(_ ads: [EntryRef], from s: NodeID, now: Instant, out: inout [Directive]) {
         var ranges = [NodeID: (UInt64, UInt64)]()
-        for a in ads where !manifest.contains(a) && originTrusted(a.origin) {
+        for a in ads where manifest.maxContiguous(a.origin) < a.sequence && originTrusted(a.origin) {
+            if manifest.contains(a) && manifest.maxContiguous(a.origin) + 1 >= a.sequence { continue }
             if let t = pendingPulls[a], now - t < config.pullRetryMs * 1_000_000 { continue }
             if pendingPulls.count >= config.maxPendingPulls {
                 pendingPulls = pendingPulls.filter { now - $0.value < config.pullRetryMs * 1_000_000 }
@@ -119,15 +132,16 @@ extension GossipNode {
 
     // MARK: - Anti-entropy
 
-    /// XOR of a mix of (id, incarnation, coarse state) over every member and self:
-    /// equal views give equal hashes (suspect counts as alive; it is transient).
+    /// XOR of a mix of (id, coarse state) over every member and self: views that agree
+    /// on who is in the cluster and who is up give equal hashes. Incarnations and the
+    /// transient suspect state are left out on purpose: gossip settles those, and a full
+    /// list (tens of KB at 1000 members) should move only when views really disagree.
     var memberHash: UInt64 {
-        func h(_ n: NodeID, _ inc: UInt64, _ st: MemberState) -> UInt64 {
-            let cls: UInt64 = st == .suspect ? 1 : UInt64(st.rawValue)
-            return Manifest.pairHash(n, inc &* 4 &+ cls)
+        func h(_ n: NodeID, _ st: MemberState) -> UInt64 {
+            Manifest.pairHash(n, st == .suspect ? 1 : UInt64(st.rawValue))
         }
-        var x = h(id, incarnation, hasLeft ? .left : .alive)
-        for m in members.values { x ^= h(m.id, m.incarnation, m.state) }
+        var x = h(id, hasLeft ? .left : .alive)
+        for m in members.values { x ^= h(m.id, m.state) }
         return x
     }
 

@@ -59,6 +59,7 @@ public struct GossipNode: Sendable {
         var rttNs: Int64?
         var knowsUs = false
         var lastExchange = Instant(nanoseconds: .min / 2)
+        var introducedAt = Instant(nanoseconds: .min / 2)
         // replay window
         var replayIncarnation: UInt64 = 0
         var replayTop: UInt64 = 0
@@ -110,7 +111,7 @@ public struct GossipNode: Sendable {
         for p in restore.knownPeers where p.node != id && members.count < config.maxMembers {
             guard p.state == .alive || p.state == .suspect else { continue }
             let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation, name: p.name,
-                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now)
+                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: true)
             members[p.node] = m
             addressIndex[p.address] = p.node
             aliveCount += 1

@@ -79,7 +79,7 @@ struct UpdateQueue: Sendable {
     }
 }
 
-/// Recently accepted entry ids, advertised on probe traffic (the lazy half of HYBRID).
+/// The newest entry id of recently active origins, advertised on probe traffic (the lazy half of HYBRID).
 struct AdvertQueue: Sendable {
     private var items: [(ref: EntryRef, transmits: Int)] = []
     let capacity: Int
@@ -88,7 +88,13 @@ struct AdvertQueue: Sendable {
 
     var isEmpty: Bool { items.isEmpty }
 
+    /// Advertises the newest sequence of `r.origin` (replacing an older advert of the
+    /// same origin): one id per active origin reveals every gap below it.
     mutating func add(_ r: EntryRef) {
+        if let k = items.firstIndex(where: { $0.ref.origin == r.origin }) {
+            if items[k].ref.sequence > r.sequence { return }
+            items.remove(at: k)
+        }
         if items.count >= capacity { items.removeFirst() }
         items.append((r, 0))
     }

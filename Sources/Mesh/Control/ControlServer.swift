@@ -64,7 +64,7 @@ public final class ControlServer: @unchecked Sendable {
         var buffer: [UInt8] = []
         var pending: [ControlRequest?] = []  // nil: an undecodable line, answered with an error
         var busy = false
-        var idleTimer: Timer?
+        var idleTimer: LoopTimer?
 
         init(server: ControlServer, stream: PipeStream) {
             self.server = server
@@ -79,7 +79,7 @@ public final class ControlServer: @unchecked Sendable {
                 self.idleTimer = nil
                 self.server?.remove(self)
             }
-            if let t = try? Timer(loop: loop) {
+            if let t = try? LoopTimer(loop: loop) {
                 idleTimer = t
                 t.onFire = { [unowned self] in if !self.busy { self.stream.close() } }
                 t.start(after: ControlProtocol.idleTimeout)

@@ -244,7 +244,7 @@ public enum Socks5Connector {
         }
         let op = Op(completion: completion)
         do {
-            let t = try Timer(loop: loop)
+            let t = try LoopTimer(loop: loop)
             op.timer = t
             // Strong: the timer keeps the operation alive until it finishes (finish closes it).
             t.onFire = { [op] in
@@ -294,7 +294,7 @@ public enum Socks5Connector {
 
     private final class Op {
         var completion: ((Result<TCPStream, MeshError>) -> Void)?
-        var timer: Timer?
+        var timer: LoopTimer?
         var stream: TCPStream?
         init(completion: @escaping (Result<TCPStream, MeshError>) -> Void) { self.completion = completion }
 

@@ -13,6 +13,9 @@ import Logging
 ///   lock and wake the loop with `uv_async_send`, the one libuv call that is thread-safe.
 /// - `uv_run` never runs inside a Swift Task; an idle loop sleeps in epoll and uses no CPU.
 ///
+/// Process-wide effect: `init` sets SIGPIPE to ignored (writes to a dead child's pipe then fail
+/// with EPIPE on that stream instead of killing the process).
+///
 /// Lifecycle: `init` starts the thread. `requestStop()` (any thread, including the loop's own)
 /// closes every remaining handle (counting each as a leak: owners should close their handles
 /// first) and lets `uv_run` return; `shutdown()` additionally waits for the thread to finish.
@@ -40,6 +43,9 @@ public final class EventLoop: @unchecked Sendable {
     public init(name: String = "mesh-loop", logger: Logger? = nil) throws(MeshError) {
         self.name = name
         self.logger = logger ?? Logger(label: "mesh.\(name)")
+        // Writing to a pipe whose reader died (an exited ssh) must be an EPIPE error on that
+        // stream, not a process-killing signal. Sockets use MSG_NOSIGNAL already; pipes cannot.
+        signal(SIGPIPE, SIG_IGN)
         uv = .allocate(capacity: 1)
         let rc = uv_loop_init(uv)
         guard rc == 0 else {

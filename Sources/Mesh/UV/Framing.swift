@@ -111,7 +111,7 @@ public final class FramedConnection: @unchecked Sendable {
     public var onClose: ((MeshError?) -> Void)?
 
     private var decoder: FrameDecoder
-    private var timer: Timer?
+    private var timer: LoopTimer?
     private var lastReadMs: UInt64
     private var lastWriteMs: UInt64
     private var closed = false
@@ -144,7 +144,7 @@ public final class FramedConnection: @unchecked Sendable {
         let now = loop.nowMilliseconds
         lastReadMs = now
         lastWriteMs = now
-        if let t = try? Timer(loop: loop) {
+        if let t = try? LoopTimer(loop: loop) {
             timer = t
             let tick = min(limits.keepaliveInterval, limits.idleTimeout / 4)
             t.onFire = { [unowned self] in self.tick() }

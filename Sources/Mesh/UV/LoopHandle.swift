@@ -71,7 +71,7 @@ public class LoopHandle: @unchecked Sendable {
 }
 
 /// A timer on the loop: one-shot or repeating, re-armable, millisecond resolution.
-public final class Timer: LoopHandle, @unchecked Sendable {
+public final class LoopTimer: LoopHandle, @unchecked Sendable {
     /// Called on the loop thread each time the timer fires.
     public var onFire: (() -> Void)?
 
@@ -80,7 +80,7 @@ public final class Timer: LoopHandle, @unchecked Sendable {
     /// Creates a stopped timer. Loop thread only.
     public init(loop: EventLoop, onFire: (() -> Void)? = nil) throws(MeshError) {
         super.init(loop: loop, size: MemoryLayout<uv_timer_t>.size)
-        loop.assertInLoop("Timer.init")
+        loop.assertInLoop("LoopTimer.init")
         let rc = uv_timer_init(loop.uv, timer)
         guard rc == 0 else { throw MeshError.uv(rc, "uv_timer_init") }
         adopt()
@@ -90,17 +90,17 @@ public final class Timer: LoopHandle, @unchecked Sendable {
     /// (Re)arms the timer to fire after `delay`, then every `repeating` if given. Re-arming a
     /// running timer replaces its schedule.
     public func start(after delay: Duration, repeating: Duration? = nil) {
-        loop.assertInLoop("Timer.start")
+        loop.assertInLoop("LoopTimer.start")
         guard state == .open else { return }
         uv_timer_start(timer, { t in
-            guard let me: Timer = LoopHandle.owner(UnsafeMutableRawPointer(t)) else { return }
+            guard let me: LoopTimer = LoopHandle.owner(UnsafeMutableRawPointer(t)) else { return }
             me.onFire?()
         }, delay.milliseconds, repeating?.milliseconds ?? 0)
     }
 
     /// Stops the timer; it can be started again.
     public func stop() {
-        loop.assertInLoop("Timer.stop")
+        loop.assertInLoop("LoopTimer.stop")
         guard state == .open else { return }
         uv_timer_stop(timer)
     }

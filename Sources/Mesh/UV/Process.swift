@@ -137,7 +137,7 @@ public final class ProcessStream: ByteStream, @unchecked Sendable {
     private var finished = false
     private var localClose = false
     private var streamError: MeshError?
-    private var graceTimer: Timer?
+    private var graceTimer: LoopTimer?
 
     public var isOpen: Bool { !closing && !finished }
 
@@ -249,7 +249,7 @@ public final class ProcessStream: ByteStream, @unchecked Sendable {
     }
 
     private func startGraceTimer() {
-        guard graceTimer == nil, let t = try? Timer(loop: loop) else { return }
+        guard graceTimer == nil, let t = try? LoopTimer(loop: loop) else { return }
         graceTimer = t
         t.onFire = { [unowned self] in
             // The child did not exit or did not close its output in time.
@@ -289,12 +289,15 @@ public final class ProcessStream: ByteStream, @unchecked Sendable {
             exit = e
         }
         let reason: MeshError?
+        let mapped = exit.flatMap { mapExit($0) }
         if localClose {
             reason = nil
-        } else if let streamError, streamError.code != .eof || exit == nil {
+        } else if let mapped, mapped.code != .eof {
+            reason = mapped  // the child's own account (status, stderr) beats a secondary EPIPE
+        } else if let streamError {
             reason = streamError
-        } else if let exit {
-            reason = mapExit(exit)
+        } else if let mapped {
+            reason = mapped
         } else {
             reason = MeshError(.eof, "\(peerDescription) closed its output")
         }

@@ -195,7 +195,7 @@ public final class TCPStream: UVStream, @unchecked Sendable {
         conn.setNoDelay(true)
         let op = ConnectOperation(stream: conn, completion: completion)
         do {
-            let timer = try Timer(loop: loop)
+            let timer = try LoopTimer(loop: loop)
             op.timer = timer
             timer.onFire = { [weak op] in
                 op?.finish(.failure(MeshError(.connectTimeout, "connect to \(address) timed out after \(timeout)", hint: "is the peer up and reachable?")))
@@ -233,7 +233,7 @@ public final class TCPStream: UVStream, @unchecked Sendable {
         if let literal = SocketAddress(endpoint) {
             return connect(loop: loop, to: literal, from: local, timeout: timeout, completion: completion)
         }
-        Resolver.resolve(loop: loop, host: endpoint.host, port: endpoint.port) { result in
+        DNSResolver.resolve(loop: loop, host: endpoint.host, port: endpoint.port) { result in
             switch result {
             case .failure(let e): completion(.failure(e))
             case .success(let addrs):
@@ -258,7 +258,7 @@ public final class TCPStream: UVStream, @unchecked Sendable {
 
 private final class ConnectOperation {
     let stream: TCPStream
-    var timer: Timer?
+    var timer: LoopTimer?
     var completion: ((Result<TCPStream, MeshError>) -> Void)?
     init(stream: TCPStream, completion: @escaping (Result<TCPStream, MeshError>) -> Void) {
         self.stream = stream
@@ -485,11 +485,11 @@ public enum UnixSocketPath {
 }
 
 /// Asynchronous DNS resolution with `uv_getaddrinfo` (runs on libuv's thread pool).
-public enum Resolver {
+public enum DNSResolver {
     /// Resolves `host` to socket addresses with `port`, TCP, IPv4 and IPv6. Loop thread only.
     public static func resolve(loop: EventLoop, host: String, port: UInt16,
                                completion: @escaping (Result<[SocketAddress], MeshError>) -> Void) {
-        loop.assertInLoop("Resolver.resolve")
+        loop.assertInLoop("DNSResolver.resolve")
         final class Op { let c: (Result<[SocketAddress], MeshError>) -> Void; let host: String; init(_ c: @escaping (Result<[SocketAddress], MeshError>) -> Void, _ h: String) { self.c = c; host = h } }
         let req = UnsafeMutablePointer<uv_getaddrinfo_t>.allocate(capacity: 1)
         req.pointee.data = Unmanaged.passRetained(Op(completion, host)).toOpaque()

@@ -20,7 +20,12 @@ final class SSHDFixture: @unchecked Sendable {
     /// - Parameters:
     ///   - listenAddress: the loopback address to listen on (tests may use a netns address).
     ///   - extraConfig: more sshd_config lines (e.g. `AllowTcpForwarding no`).
-    init(listenAddress: String = "127.0.0.1", extraConfig: [String] = []) throws {
+    ///   - port: a fixed port (e.g. 22 inside a network namespace); nil picks a free loopback port.
+    ///   - commandPrefix: runs sshd under this prefix, e.g. `["/usr/sbin/ip", "netns", "exec", "h1"]`.
+    ///   - isReady: readiness probe for the port; defaults to a TCP connect to 127.0.0.1:port
+    ///     (pass your own when sshd runs in another namespace).
+    init(listenAddress: String = "127.0.0.1", extraConfig: [String] = [], port fixedPort: UInt16? = nil,
+         commandPrefix: [String] = [], isReady: ((UInt16) -> Bool)? = nil) throws {
         dir = TempDir()
         hostKeyPath = dir.file("host_ed25519")
         clientKeyPath = dir.file("client_ed25519")
@@ -36,7 +41,7 @@ final class SSHDFixture: @unchecked Sendable {
 
         var lastLog = ""
         for _ in 0..<5 {
-            let port = freeLoopbackPort()
+            let port = fixedPort ?? freeLoopbackPort()
             let config = [
                 "Port \(port)",
                 "ListenAddress \(listenAddress)",
@@ -52,13 +57,15 @@ final class SSHDFixture: @unchecked Sendable {
                 "AllowTcpForwarding yes",
                 "X11Forwarding no",
                 "PrintMotd no",
+                "Subsystem sftp internal-sftp",  // scp (SFTP mode) and sftp work against the fixture
                 "LogLevel VERBOSE",
             ] + extraConfig
             try (config.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
-            let known = listenAddress.contains(":") ? "[\(listenAddress)]:\(port)" : "[\(listenAddress)]:\(port)"
+            let known = "[\(listenAddress)]:\(port)"
             try "\(known) \(hostPub)\n".write(toFile: knownHostsPath, atomically: true, encoding: .utf8)
-            let c = try ChildFixture(["/usr/sbin/sshd", "-f", configPath, "-D", "-e", "-p", String(port)], logPath: dir.file("sshd.log"))
-            if waitForTCPPort(port, timeout: 5) && c.isRunning {
+            let c = try ChildFixture(commandPrefix + ["/usr/sbin/sshd", "-f", configPath, "-D", "-e", "-p", String(port)], logPath: dir.file("sshd.log"))
+            let ready = isReady.map { probe in eventually(5) { probe(port) } } ?? waitForTCPPort(port, timeout: 5)
+            if ready && c.isRunning {
                 self.port = port
                 self.child = c
                 return

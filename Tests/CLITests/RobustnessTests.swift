@@ -1,0 +1,96 @@
+import Foundation
+import Store
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("meshnode CLI under failure")
+struct RobustnessTests {
+    @Test("No space left on device is a one-line error and leaves nothing half-written",
+          .enabled(if: TmpfsMount.isSupported,
+                   "SKIPPED: cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN), so no-space handling is NOT tested"),
+          .timeLimit(.minutes(1)))
+    func noSpaceLeft() throws {
+        let work = TestDir("nospace")
+        let big = work.sub("big.bin")
+        try writePseudoRandomFile(big, size: 8 << 20, seed: 21)
+
+        // 1. The store itself is on a full disk: put fails, the store stays consistent.
+        let fs = try #require(TmpfsMount(sizeBytes: 4 << 20))
+        let data = fs.sub("data")
+        let i = try Meshnode.run(["init", "--data", data, "--chunk-size", "64KiB"])
+        #expect(i.status == 0, "\(i)")
+        let put = try Meshnode.run(["put", big, "--data", data])
+        expectOneLineError(put, status: .noSpace, mentioning: "no space left")
+        let ls = try Meshnode.run(["ls", "--json", "--data", data])
+        #expect(ls.status == 0, "\(ls)")
+        #expect((try parseJSON(ls.stdout) as? [Any])?.isEmpty == true)
+        #expect(try Meshnode.run(["verify", "--data", data]).status == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data + "/tmp").isEmpty)
+
+        // 2. The export target is full: get fails and leaves nothing there.
+        let node = try CLINode()
+        let id = try node.put(big)
+        let out = TmpfsMount(sizeBytes: 4 << 20)!
+        let get = try node.run(["get", id, "-o", out.sub("big.bin")])
+        expectOneLineError(get, status: .noSpace, mentioning: "no space left")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).isEmpty)
+    }
+
+    @Test("kill -9 at random moments during put leaves a store that verifies and lists no partial item",
+          .timeLimit(.minutes(2)))
+    func crashDuringIngest() throws {
+        let work = TestDir("crash")
+        let file = work.sub("checkpoint.pt")
+        let size = 256 << 20
+        let gen = try Subprocess.shell("head -c \(size) /dev/urandom > '\(file)'")
+        #expect(gen.status == 0)
+        let expectedID = try Subprocess.run([repoRoot + "/scripts/content-id.sh", file]).lastLine
+        let seed = UInt64(ProcessInfo.processInfo.environment["MESHNODE_CRASH_SEED"] ?? "") ?? 0x5EED_2026
+        var rng = SeededGenerator(seed: seed)
+        var killedMidway = 0
+        for round in 0..<8 {
+            let data = work.sub("data-\(round)")
+            #expect(try Meshnode.run(["init", "--data", data]).status == 0)
+            // Half the rounds start from a store that already holds part of the chunks (dedup path).
+            if round % 2 == 1 {
+                let part = work.sub("part")
+                _ = try Subprocess.shell("head -c \(size / 3) '\(file)' > '\(part)'")
+                #expect(try Meshnode.run(["put", part, "--data", data]).status == 0)
+            }
+            let delayMs = Int.random(in: 5...700, using: &rng)
+            let child = try Meshnode.spawn(["put", file, "--data", data])
+            usleep(UInt32(delayMs * 1000))
+            child.kill(SIGKILL)
+            let status = child.wait(timeoutSeconds: 30)
+            if status == 128 + SIGKILL { killedMidway += 1 }
+
+            let verify = try Meshnode.run(["verify", "--data", data], timeoutSeconds: 60)
+            #expect(verify.status == 0, "seed \(seed) round \(round) delay \(delayMs) ms: \(verify)")
+            let ls = try Meshnode.run(["ls", "--json", "--data", data])
+            let items = try #require(try parseJSON(ls.stdout) as? [[String: Any]])
+            for item in items {
+                #expect(item["complete"] as? Bool == true, "seed \(seed) round \(round): partial item \(item)")
+                if item["name"] as? String == "checkpoint.pt" {
+                    #expect(item["id"] as? String == expectedID)
+                    #expect(status == 0, "an item is listed although put was killed (round \(round))")
+                }
+            }
+            if status != 0 {
+                #expect(!items.contains { $0["name"] as? String == "checkpoint.pt" })
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: data + "/tmp").isEmpty)
+            // The interrupted put can simply be run again, and the result is exact.
+            let again = try Meshnode.run(["put", file, "--data", data], timeoutSeconds: 60)
+            #expect(again.lastLine == expectedID, "\(again)")
+            let out = work.sub("out-\(round)")
+            #expect(try Meshnode.run(["get", "checkpoint.pt", "-o", out, "--data", data]).status == 0)
+            #expect(try Subprocess.run([repoRoot + "/scripts/content-id.sh", out]).lastLine == expectedID)
+            unlink(out)
+            try FileManager.default.removeItem(atPath: data)
+        }
+        // The delays are meant to land inside the put; most rounds must really interrupt it.
+        #expect(killedMidway >= 4, "only \(killedMidway) of 8 puts were interrupted (seed \(seed))")
+    }
+}

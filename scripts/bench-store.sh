@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Store benchmark: ingest (`meshnode put`) and export (`meshnode get`, every chunk
+# re-verified) of one random file, against `b2sum -l 256` and `cp` of the same file in
+# the same run. Prints wall times (median of N runs), ratios to b2sum and peak RSS.
+#
+# usage: scripts/bench-store.sh [SIZE_MIB] [RUNS]      (defaults: 1024 MiB, 3 runs)
+# Builds the release binary first (MESHNODE_BIN=path skips that). Everything it writes
+# lives in one temp dir (under $TMPDIR or /var/tmp) that is removed on exit.
+set -euo pipefail
+
+size_mib=${1:-1024}
+runs=${2:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+if [[ ! -x /usr/bin/time ]]; then
+    echo "installing GNU time (for peak RSS)..." >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
+fi
+
+if [[ -n "${MESHNODE_BIN:-}" ]]; then
+    bin=$MESHNODE_BIN
+else
+    echo "building release meshnode..." >&2
+    (cd "$root" && swift build -c release --product meshnode >&2)
+    bin="$(cd "$root" && swift build -c release --show-bin-path)/meshnode"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/meshnode-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+file=$work/input.bin
+
+echo "creating a ${size_mib} MiB random file in $work..." >&2
+head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$file"
+sync
+b2sum -l 256 "$file" >/dev/null  # warm the page cache the same way for everyone
+
+# run LABEL CMD...: one timed run; appends "wall_s max_rss_kib" to $work/LABEL.
+run() {
+    local label=$1
+    shift
+    /usr/bin/time -f '%e %M' -o "$work/.t" "$@" >/dev/null
+    cat "$work/.t" >>"$work/$label"
+}
+
+for ((i = 0; i < runs; i++)); do
+    run b2sum b2sum -l 256 "$file"
+    run cp cp "$file" "$work/copy.bin"
+    rm -f "$work/copy.bin"
+    rm -rf "$work/data"
+    "$bin" init --data "$work/data" --name bench >/dev/null
+    run put env MESHNODE_NO_PROGRESS=1 "$bin" put "$file" --data "$work/data"
+    rm -f "$work/out.bin"
+    run get env MESHNODE_NO_PROGRESS=1 "$bin" get input.bin -o "$work/out.bin" --data "$work/data"
+done
+cmp "$file" "$work/out.bin" || { echo "get produced different bytes!" >&2; exit 1; }
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+wall() { awk '{print $1}' "$work/$1" | median; }
+rss_max() { awk '{print $2}' "$work/$1" | sort -n | tail -1; }
+
+base=$(wall b2sum)
+echo
+echo "file: ${size_mib} MiB, ${runs} runs each, median wall time; $(nproc) cores; $(uname -r)"
+printf '%-22s %9s %10s %12s %14s\n' operation "wall s" "MiB/s" "x b2sum" "peak RSS MiB"
+for op in b2sum cp put get; do
+    w=$(wall $op)
+    r=$(rss_max $op)
+    awk -v op="$op" -v w="$w" -v b="$base" -v s="$size_mib" -v r="$r" 'BEGIN {
+        names["b2sum"] = "b2sum -l 256"; names["cp"] = "cp"
+        names["put"] = "meshnode put (ingest)"; names["get"] = "meshnode get (export)"
+        printf "%-22s %9.3f %10.0f %12.2f %14.1f\n", names[op], w, (w > 0 ? s / w : 0), (b > 0 ? w / b : 0), r / 1024
+    }'
+done
+echo
+echo "targets: put <= 1.00x b2sum, get <= 1.20x b2sum, peak RSS <= 64 MiB"

@@ -1,2 +1,0 @@
-// The deterministic simulator (issue 3) lives here.
-public enum MeshSim {}

@@ -1,0 +1,136 @@
+import Gossip
+
+/// Which workload and fault schedule to run.
+public enum Scenario: String, CaseIterable, Sendable {
+    case spread, partitionHeal = "partition-heal", churn, scale, swarm, detect
+}
+
+/// How a partition splits the nodes.
+public enum PartitionKind: String, CaseIterable, Sendable {
+    /// Two random halves that cannot talk at all.
+    case symmetric
+    /// Group A cannot reach group B, but B still reaches A.
+    case asymmetric
+    /// One node cut off from everyone.
+    case isolateOne = "isolate-one"
+    /// A random minority (< n/2) cut off from the majority.
+    case majorityMinority = "majority-minority"
+}
+
+/// Every knob of one run. `derived(seed:)` fills a scenario's defaults; the run prints
+/// all of them so that a run can be reproduced from its printout alone.
+public struct SimOptions: Sendable {
+    public var scenario: Scenario = .spread
+    public var seed: UInt64 = 1
+    public var nodes = 25
+    /// Virtual seconds of the fault (safety) phase.
+    public var durationS: Double = 30
+    /// Virtual seconds allowed for the liveness phase after the final heal.
+    public var settleS: Double = 60
+    public var latencyMs: Double = 100
+    public var jitterMs: Double = 5
+    public var loss: Double = 0
+    public var duplicate: Double = 0
+    /// New items per virtual second (whole cluster), from random live nodes.
+    public var itemsPerS: Double = 10
+    /// Stop creating items this many seconds before the end of the fault phase.
+    public var itemsStopBeforeEndS: Double = 0
+    /// Items start after this many virtual seconds (the cluster forms first, as Maelstrom's does at init).
+    public var warmupS: Double = 1
+    public var partitions: [PartitionKind] = []
+    /// Seconds each partition lasts, and seconds between two.
+    public var partitionS: Double = 8
+    public var partitionGapS: Double = 4
+    /// Crash (then restart after `downS`) this many random nodes per virtual minute.
+    public var crashesPerMin: Double = 0
+    public var downS: Double = 6
+    /// Graceful leaves, new joins, and ephemeral nodes that vanish for good, per minute.
+    public var leavesPerMin: Double = 0
+    public var joinsPerMin: Double = 0
+    public var vanishPerMin: Double = 0
+    /// A Byzantine injector: garbage, corrupted copies, forged and untrusted entries, a fork.
+    public var nemesis = false
+    /// Nodes start with everyone's peer list restored (a formed cluster restarting) instead of joining via seeds.
+    public var preformed = false
+    public var antiEntropyIntervalMs: Int64 = 30_000
+    public var probeIntervalMs: Int64 = 1000
+    /// Crash this many nodes at once at the middle of the run (failure-detection measurement).
+    public var crashAtMid = 0
+    /// Only the final membership check is made for clusters larger than this (it is O(n²)).
+    public var fullCheckMaxNodes = 200
+    public var verbose = false
+
+    public init() {}
+
+    /// The scenario's defaults for this seed (swarm draws every fault setting from it).
+    public static func defaults(for s: Scenario, seed: UInt64) -> SimOptions {
+        var o = SimOptions()
+        o.scenario = s
+        o.seed = seed
+        switch s {
+        case .spread:
+            o.nodes = 25; o.durationS = 35; o.warmupS = 5; o.itemsPerS = 10; o.latencyMs = 100; o.jitterMs = 5
+        case .partitionHeal:
+            o.nodes = 25; o.durationS = 60; o.itemsPerS = 10; o.latencyMs = 100; o.jitterMs = 10
+            o.partitions = PartitionKind.allCases; o.partitionS = 8; o.partitionGapS = 4
+            o.nemesis = true
+        case .churn:
+            o.nodes = 25; o.durationS = 120; o.itemsPerS = 5; o.latencyMs = 20; o.jitterMs = 5; o.loss = 0.02
+            o.crashesPerMin = 4; o.downS = 10; o.leavesPerMin = 1; o.joinsPerMin = 2; o.vanishPerMin = 1
+            o.nemesis = true
+        case .scale:
+            o.nodes = 1000; o.durationS = 600; o.itemsPerS = 1; o.itemsStopBeforeEndS = 120; o.latencyMs = 20; o.jitterMs = 5
+            o.preformed = true; o.settleS = 30
+        case .detect:
+            o.nodes = 100; o.durationS = 600; o.itemsPerS = 0.2; o.latencyMs = 20; o.jitterMs = 5; o.loss = 0.10
+            o.crashAtMid = 1; o.settleS = 30
+        case .swarm:
+            var r = SplitMix64(seed: seed ^ 0x5157_4152_4D00)
+            o.nodes = 3 + r.below(10)
+            o.durationS = Double(20 + r.below(41))
+            o.itemsPerS = [0.5, 2, 5, 10][r.below(4)]
+            o.latencyMs = [1, 10, 50, 100][r.below(4)]
+            o.jitterMs = o.latencyMs * [0, 0.1, 0.5, 1][r.below(4)]
+            o.loss = [0, 0, 0.01, 0.05, 0.1, 0.2][r.below(6)]
+            o.duplicate = [0, 0.01, 0.05][r.below(3)]
+            let kinds = PartitionKind.allCases
+            o.partitions = (0..<r.below(4)).map { _ in kinds[r.below(kinds.count)] }
+            o.partitionS = Double(2 + r.below(10))
+            o.partitionGapS = Double(1 + r.below(6))
+            o.crashesPerMin = [0, 0, 2, 6][r.below(4)]
+            o.downS = Double(1 + r.below(15))
+            o.leavesPerMin = [0, 0, 1][r.below(3)]
+            o.joinsPerMin = [0, 1, 3][r.below(3)]
+            o.vanishPerMin = [0, 0, 1][r.below(3)]
+            o.nemesis = r.below(2) == 0
+            o.antiEntropyIntervalMs = [2000, 10_000, 30_000][r.below(3)]
+            o.settleS = 90
+        }
+        return o
+    }
+
+    /// The exact command that reproduces this run.
+    public var reproduceCommand: String {
+        var c = "swift run -c release meshsim \(scenario.rawValue) --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))"
+        c += " --latency-ms \(fmt(latencyMs)) --jitter-ms \(fmt(jitterMs)) --loss \(fmt(loss)) --duplicate \(fmt(duplicate))"
+        c += " --items-per-s \(fmt(itemsPerS))"
+        if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed)" }
+        return c
+    }
+
+    /// Every option, one line, for the run's printout.
+    public var summary: String {
+        "scenario=\(scenario.rawValue) seed=\(seed) nodes=\(nodes) duration_s=\(fmt(durationS)) settle_s=\(fmt(settleS)) "
+            + "latency_ms=\(fmt(latencyMs)) jitter_ms=\(fmt(jitterMs)) loss=\(fmt(loss)) duplicate=\(fmt(duplicate)) "
+            + "items_per_s=\(fmt(itemsPerS)) warmup_s=\(fmt(warmupS)) partitions=[\(partitions.map(\.rawValue).joined(separator: ","))] "
+            + "partition_s=\(fmt(partitionS)) partition_gap_s=\(fmt(partitionGapS)) crashes_per_min=\(fmt(crashesPerMin)) "
+            + "down_s=\(fmt(downS)) leaves_per_min=\(fmt(leavesPerMin)) joins_per_min=\(fmt(joinsPerMin)) "
+            + "vanish_per_min=\(fmt(vanishPerMin)) nemesis=\(nemesis) preformed=\(preformed) "
+            + "anti_entropy_ms=\(antiEntropyIntervalMs) probe_ms=\(probeIntervalMs) crash_at_mid=\(crashAtMid)"
+    }
+}
+
+func fmt(_ d: Double) -> String {
+    if d == d.rounded() && abs(d) < 1e15 { return String(Int64(d)) }
+    return String(d)
+}
