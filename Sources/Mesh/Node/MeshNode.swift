@@ -72,8 +72,8 @@ public final class MeshNode: @unchecked Sendable {
 
     private var udp: UDPSocket?
     private var listener: TCPListener?
-    private var timers: [TimerID: Timer] = [:]
-    private var housekeeping: Timer?
+    private var timers: [TimerID: LoopTimer] = [:]
+    private var housekeeping: LoopTimer?
     private var frameCounters = FrameCounters()
 
     /// Established sessions by peer identity.
@@ -156,7 +156,7 @@ public final class MeshNode: @unchecked Sendable {
 
         try udp.startReceiving { [unowned self] bytes, from in self.datagramArrived(bytes, from: from) }
         listener.onAccept = { [unowned self] stream in self.accepted(stream) }
-        let hk = try Timer(loop: loop) { [unowned self] in self.sweep() }
+        let hk = try LoopTimer(loop: loop) { [unowned self] in self.sweep() }
         hk.start(after: .seconds(5), repeating: .seconds(5))
         housekeeping = hk
 
@@ -192,7 +192,7 @@ public final class MeshNode: @unchecked Sendable {
         stopping = true
         apply(gossip.leave(now: Self.now()))
         do {
-            let t = try Timer(loop: loop)
+            let t = try LoopTimer(loop: loop)
             t.onFire = { [unowned self, t] in
                 t.close()
                 self.closeEverything()
@@ -477,7 +477,7 @@ public final class MeshNode: @unchecked Sendable {
     private func resolve(_ host: String) {
         guard !resolving.contains(host) else { return }
         resolving.insert(host)
-        Resolver.resolve(loop: loop, host: host, port: 0) { [weak self] r in
+        DNSResolver.resolve(loop: loop, host: host, port: 0) { [weak self] r in
             guard let self else { return }
             self.resolving.remove(host)
             if case .success(let addrs) = r, let a = addrs.first { self.resolved[host] = a }
@@ -485,11 +485,11 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     private func setTimer(_ id: TimerID, at: Instant) {
-        let timer: Timer
+        let timer: LoopTimer
         if let t = timers[id] {
             timer = t
         } else {
-            guard let t = try? Timer(loop: loop) else { return }
+            guard let t = try? LoopTimer(loop: loop) else { return }
             t.onFire = { [unowned self] in
                 guard !self.stopping else { return }
                 self.apply(self.gossip.onTimer(id, now: Self.now()))
