@@ -1,5 +1,4 @@
-// Verbs that talk to a running node through its control socket. This file imports Mesh
-// (not Store) so that `MeshError` here is the runtime's.
+// Verbs that talk to a running node through its control socket.
 import ArgumentParser
 import Foundation
 import Gossip
@@ -15,7 +14,7 @@ extension MeshnodeCommand {
         @Flag(help: "Print JSON: an array of members with name, id, address, state, ...") var json = false
 
         func run() throws {
-            do {
+            try runReportingErrors { () throws(MeshError) in
                 let client = ControlClient(dataDirectory: options.dataDir)
                 let result = try client.call("peers")
                 let rows: [PeerRow]
@@ -29,9 +28,6 @@ extension MeshnodeCommand {
                 } else {
                     FileHandleOut.stdout(Self.table(rows))
                 }
-            } catch let e as MeshError {
-                FileHandleOut.stderr(RuntimeErrorLine.render(e) + "\n")
-                throw ExitCode(RuntimeErrorLine.exitStatus(e))
             }
         }
 
@@ -55,24 +51,6 @@ extension MeshnodeCommand {
             if ms < 120_000 { return "\(ms / 1000)s ago" }
             return "\(ms / 60_000)m ago"
         }
-    }
-}
-
-/// One-line rendering and exit statuses of runtime errors, matching the Store's errors.
-enum RuntimeErrorLine {
-    static func render(_ e: MeshError) -> String {
-        let line = e.hint.map { "meshnode: error: \(e.message) — \($0)" } ?? "meshnode: error: \(e.message)"
-        return String(line.map { $0 == "\n" ? " " : $0 })
-    }
-
-    /// 15 config, 16 no node running, 17 other control failures, 18 network; 1 otherwise.
-    static func exitStatus(_ e: MeshError) -> Int32 {
-        let c = e.code.rawValue
-        if c.hasPrefix("config.") { return 15 }
-        if e.code == .controlNoNode { return 16 }
-        if c.hasPrefix("control.") { return 17 }
-        if c.hasPrefix("stream.") || c.hasPrefix("uv.") || c.hasPrefix("address.") { return 18 }
-        return 1
     }
 }
 

@@ -32,14 +32,11 @@ extension MeshnodeCommand {
         var logLevel: String?
 
         func run() throws {
-            do throws(MeshError) {
+            try runReportingErrors { () throws(MeshError) in
                 let settings = try NodeSettings.resolve(
                     dataDir: options.dataDir, configFlag: config, listen: listen, advertise: advertise, join: join,
                     name: name, role: role, logLevel: logLevel)
                 try Daemon.run(settings)
-            } catch {
-                FileHandleOut.stderr(RuntimeErrorLine.render(error) + "\n")
-                throw ExitCode(RuntimeErrorLine.exitStatus(error))
             }
         }
     }

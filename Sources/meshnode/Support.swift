@@ -27,7 +27,7 @@ func runReportingErrors(_ body: () throws(MeshError) -> Void) throws {
     do throws(MeshError) {
         try body()
     } catch {
-        FileHandleOut.stderr(error.description + "\n")
+        FileHandleOut.stderr(error.line + "\n")
         throw ExitCode(error.code.exitStatus)
     }
 }

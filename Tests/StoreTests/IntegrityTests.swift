@@ -109,7 +109,7 @@ struct IntegrityTests {
         let d = TempDir()
         let e = try #require(meshError { _ = try Store.open(dataDir: d.sub("nothing")) })
         #expect(e.code == .notInitialized)
-        #expect(e.hint.contains("meshnode init"))
+        #expect(e.hint?.contains("meshnode init") == true)
     }
 
     @Test("Missing and unreadable inputs are reported with their own codes")

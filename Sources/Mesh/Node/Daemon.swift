@@ -52,6 +52,7 @@ public struct NodeSettings: Sendable {
             revokedSerials: Set(c.revokedSerials.map { AdmissionPolicy.RevokedSerial(authority: $0.authority, serial: $0.serial) }),
             revokedNodes: Set(c.revokedKeys))
         o.credential = credential
+        o.hosts = c.hosts
         return o
     }
 }
@@ -90,20 +91,13 @@ public enum Daemon {
         }()
 
         let dir = settings.dataDir
-        let identity: NodeIdentity
-        let storeName: String
-        do {
-            if !FileManager.default.fileExists(atPath: dir + "/" + NodeIdentity.fileName) {
-                let (s, id) = try Store.initialize(dataDir: dir, name: settings.config.name ?? ProcessInfo.processInfo.hostName)
-                logger.notice("initialised a new node", metadata: ["data": "\(dir)", "id": "\(id.nodeID)"])
-                _ = s
-            }
-            let s = try Store.open(dataDir: dir)
-            identity = try s.loadIdentity()
-            storeName = s.config.name
-        } catch {
-            throw MeshError(MeshError.Code(error.code.rawValue), error.message, hint: error.hint)
+        if !FileManager.default.fileExists(atPath: dir + "/" + NodeIdentity.fileName) {
+            let (_, id) = try Store.initialize(dataDir: dir, name: settings.config.name ?? ProcessInfo.processInfo.hostName)
+            logger.notice("initialised a new node", metadata: ["data": "\(dir)", "id": "\(id.nodeID)"])
         }
+        let opened = try Store.open(dataDir: dir)
+        let identity = try opened.loadIdentity()
+        let storeName = opened.config.name
         let options = settings.nodeOptions(nodeName: storeName)
         if options.admission.trustedNodes.isEmpty && options.admission.authorities.isEmpty {
             logger.warning("no trusted_keys and no authority_keys: this node will admit no peers")
@@ -136,7 +130,6 @@ public enum Daemon {
             loop.post { box.node?.closeEverything(); box.control?.close(); for w in box.signals { w.close() } }
             _ = loop.shutdown(timeout: .seconds(5))
             if let e = error as? MeshError { throw e }
-            if let e = error as? StoreError { throw MeshError(MeshError.Code(e.code.rawValue), e.message, hint: e.hint) }
             throw MeshError(.init("node.start_failed"), "\(error)")
         }
         stopped.wait()

@@ -114,8 +114,6 @@ extension MeshNode {
             }
         } catch let e as MeshError {
             respond(.failure(e))
-        } catch let e as StoreError {
-            respond(.failure(MeshError(MeshError.Code(e.code.rawValue), e.message, hint: e.hint)))
         } catch {
             respond(.failure(MeshError(.init("internal"), "\(error)")))
         }

@@ -25,6 +25,8 @@ public struct MeshNodeOptions: Sendable {
     public var maxSessions: Int = 512
     /// Seed for this run's random choices (taken from the OS when nil).
     public var randomSeed: UInt64?
+    /// Per-peer settings by name or node id (the config's `hosts`): how to reach each peer.
+    public var hosts: [String: HostConfig] = [:]
 
     public init(listen: PeerAddress, advertise: PeerAddress? = nil, join: [PeerAddress] = [], gossip: GossipConfig = GossipConfig(),
                 admission: AdmissionPolicy = AdmissionPolicy(), credential: [UInt8] = []) {
@@ -70,8 +72,8 @@ public final class MeshNode: @unchecked Sendable {
     public private(set) var boundAddress: PeerAddress!
     public let startedAt: Instant
 
-    private var udp: UDPSocket?
-    private var listener: TCPListener?
+    private var sockets: NodeSockets?
+    private var udp: UDPSocket? { sockets?.udp }
     private var timers: [TimerID: LoopTimer] = [:]
     private var housekeeping: LoopTimer?
     private var frameCounters = FrameCounters()
@@ -90,11 +92,14 @@ public final class MeshNode: @unchecked Sendable {
     private var lastMessage: [ObjectIdentifier: Instant] = [:]
 
     private var addressOfNode: [NodeID: PeerAddress] = [:]
+    private var nameOfNode: [NodeID: String] = [:]
+    /// `hosts` entries that name the address they describe.
+    private var hostsByAddress: [PeerAddress: HostConfig] = [:]
     private var nodeAtAddress: [PeerAddress: NodeID] = [:]
     private var udpHeard: [PeerAddress: Instant] = [:]
     private var resolved: [String: SocketAddress] = [:]
     private var resolving: Set<String> = []
-    private var lastRejectLog: [String: Instant] = [:]
+    private var rejectLog: LogThrottle<String>
     private var stopping = false
 
     /// Called on the loop when a fetch is wanted (the blob layer, issue 5, hooks in here).
@@ -110,21 +115,14 @@ public final class MeshNode: @unchecked Sendable {
         self.logger = logger
         startedAt = Self.now()
 
-        guard let bindAddr = SocketAddress(ip: options.listen.host, port: options.listen.port) else {
-            throw MeshError(.invalidAddress, "listen address \(options.listen) is not an IP address",
-                            hint: "use an IP literal such as 0.0.0.0:7946 or 127.0.0.1:7946")
+        rejectLog = LogThrottle(interval: options.rejectLogInterval)
+        for h in options.hosts.values {
+            if let a = h.address { hostsByAddress[PeerAddress(host: a.host, port: a.port)] = h }
         }
-        let udp = try UDPSocket(loop: loop, bind: bindAddr, maxDatagramBytes: options.gossip.maxDatagramBytes)
-        let port = udp.localAddress.port
-        var tcpAddr = bindAddr
-        tcpAddr.port = port
-        let listener: TCPListener
-        do { listener = try TCPListener(loop: loop, bind: tcpAddr) } catch {
-            udp.close()
-            throw error
-        }
-        self.udp = udp
-        self.listener = listener
+        let sockets = try NodeSockets.bind(loop: loop, listen: Endpoint(host: options.listen.host, port: options.listen.port),
+                                           maxDatagramBytes: options.gossip.maxDatagramBytes)
+        self.sockets = sockets
+        let port = sockets.localAddress.port
         boundAddress = PeerAddress(host: options.listen.host, port: port)
         var advertise = options.advertise ?? boundAddress!
         if options.advertise == nil && (advertise.host == "0.0.0.0" || advertise.host == "::") {
@@ -142,6 +140,7 @@ public final class MeshNode: @unchecked Sendable {
         }
         var gcfg = options.gossip
         gcfg.credential = options.credential
+        for (a, h) in hostsByAddress where h.route != .direct { gcfg.streamOnlyPeers.insert(a) }
         let admission = options.admission
         let verifier = self.verifier
         let trust = TrustPolicy { id, credential in
@@ -154,8 +153,8 @@ public final class MeshNode: @unchecked Sendable {
         gossip = GossipNode(config: gcfg, signer: identity, verifier: verifier, trust: trust, address: advertise,
                             seed: seed, restore: restore, now: startedAt)
 
-        try udp.startReceiving { [unowned self] bytes, from in self.datagramArrived(bytes, from: from) }
-        listener.onAccept = { [unowned self] stream in self.accepted(stream) }
+        try sockets.udp.startReceiving { [unowned self] bytes, from in self.datagramArrived(bytes, from: from) }
+        sockets.tcp.onAccept = { [unowned self] stream in self.accepted(stream) }
         let hk = try LoopTimer(loop: loop) { [unowned self] in self.sweep() }
         hk.start(after: .seconds(5), repeating: .seconds(5))
         housekeeping = hk
@@ -165,7 +164,7 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     deinit {
-        precondition(udp == nil && listener == nil, "MeshNode deallocated without stop()")
+        precondition(sockets == nil, "MeshNode deallocated without stop()")
     }
 
     static func now() -> Instant { Instant(nanoseconds: Int64(EventLoop.monotonicNanoseconds)) }
@@ -215,10 +214,8 @@ public final class MeshNode: @unchecked Sendable {
         allSessions = [:]
         sessions = [:]
         dialing = [:]
-        udp?.close()
-        udp = nil
-        listener?.close()
-        listener = nil
+        sockets?.close()
+        sockets = nil
     }
 
     private func datagramArrived(_ bytes: UnsafeRawBufferPointer, from: SocketAddress) {
@@ -269,10 +266,27 @@ public final class MeshNode: @unchecked Sendable {
         }
     }
 
+    /// How to reach `address`: the configured route, and the endpoint to ask the route's far
+    /// end for (the `hosts` entry's `address`, else the peer's advertised address).
+    func route(to address: PeerAddress) -> (endpoint: Endpoint, route: HostConfig.Route) {
+        let advertised = Endpoint(host: address.host, port: address.port)
+        if let h = hostsByAddress[address] { return (h.address ?? advertised, h.route) }
+        if let node = nodeAtAddress[address],
+           let h = options.hosts["\(node)"] ?? nameOfNode[node].flatMap({ options.hosts[$0] }) {
+            return (h.address ?? advertised, h.route)
+        }
+        return (advertised, .direct)
+    }
+
     private func dial(_ address: PeerAddress) {
-        // Leave from our own listen IP when bound to one (not a wildcard).
-        let local = SocketAddress(ip: boundAddress.host, port: 0).flatMap { a in a.ip.allSatisfy { $0 == 0 } ? nil : a }
-        TCPStream.connect(loop: loop, to: Endpoint(host: address.host, port: address.port), from: local, timeout: .seconds(5)) { [weak self] result in
+        let (endpoint, route) = route(to: address)
+        let via: String
+        switch route {
+        case .direct: via = "direct"
+        case .ssh: via = "ssh"
+        case .socks5: via = "socks5"
+        }
+        let connected: (Result<any ByteStream, MeshError>) -> Void = { [weak self] result in
             guard let self else { return }
             let queued = self.connecting.removeValue(forKey: address) ?? []
             switch result {
@@ -284,11 +298,18 @@ public final class MeshNode: @unchecked Sendable {
                                           credential: self.options.credential, expectedPeer: self.nodeAtAddress[address],
                                           admit: self.admitFunction())
                 let s = PeerSession(connection: FramedConnection(stream: stream, limits: self.frameLimits(), counters: self.frameCounters),
-                                    direction: .outbound, remote: address, via: "direct", handshake: hs, now: Self.now())
+                                    direction: .outbound, remote: address, via: via, handshake: hs, now: Self.now())
                 self.dialing[address] = s
                 self.register(s)
                 for q in queued { s.send(PeerSession.MessageType.gossip.rawValue, q) }
             }
+        }
+        if case .direct = route {
+            // Leave from our own listen IP when bound to one (not a wildcard).
+            let local = SocketAddress(ip: boundAddress.host, port: 0).flatMap { a in a.ip.allSatisfy { $0 == 0 } ? nil : a }
+            TCPStream.connect(loop: loop, to: endpoint, from: local, timeout: .seconds(5)) { connected($0.map { $0 as any ByteStream }) }
+        } else {
+            StreamConnector.connect(loop: loop, to: endpoint, route: route, timeout: .seconds(10), completion: connected)
         }
     }
 
@@ -415,6 +436,7 @@ public final class MeshNode: @unchecked Sendable {
         addressOfNode[t.node] = t.address
         nodeAtAddress[t.address] = t.node
         let snap = gossip.memberSnapshots().first { $0.node == t.node }
+        if let n = snap?.name, !n.isEmpty { nameOfNode[t.node] = n }
         let record = PeerRecord(nodeID: t.node, name: snap?.name ?? "", address: "\(t.address)", state: "\(t.to)",
                                 incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "")
         do { try store.upsertPeer(record) } catch {
@@ -438,6 +460,8 @@ public final class MeshNode: @unchecked Sendable {
         switch via {
         case .stream:
             useSession = true
+        case .datagram where route(to: address).route != .direct:
+            useSession = true  // UDP does not pass SSH or SOCKS5 tunnels
         case .datagram:
             if let session, session.established {
                 let heard = udpHeard[address]
@@ -510,7 +534,6 @@ public final class MeshNode: @unchecked Sendable {
         }
         let udpCutoff = Self.nanos(options.udpSilenceBeforeStream) * 4
         udpHeard = udpHeard.filter { now - $0.value < udpCutoff }
-        lastRejectLog = lastRejectLog.filter { now - $0.value < Self.nanos(options.rejectLogInterval) }
     }
 
     static func nanos(_ d: Duration) -> Int64 {
@@ -527,10 +550,8 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     func logRejection(_ reason: String, peer: String, detail: String? = nil) {
-        let key = reason + "|" + peer
-        let now = Self.now()
-        if let last = lastRejectLog[key], now - last < Self.nanos(options.rejectLogInterval) { return }
-        lastRejectLog[key] = now
-        logger.warning("dropped input", metadata: ["reason": "\(reason)", "peer": "\(peer)", "detail": "\(detail ?? "")"])
+        guard let suppressed = rejectLog.admit(reason + "|" + peer, nowMilliseconds: loop.nowMilliseconds) else { return }
+        logger.warning("dropped input", metadata: ["reason": "\(reason)", "peer": "\(peer)", "detail": "\(detail ?? "")",
+                                                   "suppressed": "\(suppressed)"])
     }
 }

@@ -1,5 +1,6 @@
 import CSodium
 import Gossip
+import Store
 
 /// The two directions of an established session: `seal` for frames going out,
 /// `open` for frames coming in.

@@ -1,5 +1,6 @@
 import CSodium
 import Gossip
+import Store
 
 /// An authenticated, encrypted session between two meshnode identities over any
 /// reliable byte stream (direct TCP, an `ssh -W` tunnel, a SOCKS5-proxied connection).
@@ -61,7 +62,7 @@ public struct SessionHandshake: ~Copyable {
     public init(role: Role, signer: any Signer, verifier: any SignatureVerifier, credential: [UInt8] = [],
                 expectedPeer: NodeID? = nil, admit: @escaping @Sendable (NodeID, [UInt8]) -> Bool) {
         precondition(credential.count <= Self.maxCredentialBytes)
-        Sodium.initialize()
+        Sodium.ensureInitialized()
         self.role = role
         self.signer = signer
         self.verifier = verifier
@@ -138,7 +139,7 @@ public struct SessionHandshake: ~Copyable {
         w.u8(suite.rawValue)
         w.blob16(credential)
         transcript += w.bytes
-        let sig = signer.sign(Self.responderDomain + Sodium.blake2b256(transcript).bytes)
+        let sig = signer.sign(Self.responderDomain + Blake2b256.hash(transcript).bytes)
         w.raw(sig.bytes)
         transcript = frame + w.bytes
         state = .sentAccept
@@ -160,12 +161,12 @@ public struct SessionHandshake: ~Copyable {
         guard let sig = Signature(bytes: try r.raw(64)) else { throw SessionError.malformed("signature") }
         try r.expectEnd()
         if let expectedPeer, expectedPeer != peer { throw SessionError.wrongPeer(expected: expectedPeer, actual: peer) }
-        guard verifier.verify(sig, of: Self.responderDomain + Sodium.blake2b256(transcript + signedPart).bytes, by: peer) else {
+        guard verifier.verify(sig, of: Self.responderDomain + Blake2b256.hash(transcript + signedPart).bytes, by: peer) else {
             throw SessionError.badSignature(peer)
         }
         guard admit(peer, cred) else { throw SessionError.notAdmitted(peer) }
         transcript += frame
-        let confirm = signer.sign(Self.initiatorDomain + Sodium.blake2b256(transcript).bytes).bytes
+        let confirm = signer.sign(Self.initiatorDomain + Blake2b256.hash(transcript).bytes).bytes
         let channel = try SecureChannel(suite: suite, role: .initiator, ephemeral: ephemeral, peerEphemeral: peerEph)
         state = .done
         return .established(channel, peer: peer, peerCredential: cred, finalFrame: confirm)
@@ -175,7 +176,7 @@ public struct SessionHandshake: ~Copyable {
         guard let sig = Signature(bytes: frame), let peer = peerID, let peerEph = peerEphemeral else {
             throw SessionError.malformed("confirm frame")
         }
-        guard verifier.verify(sig, of: Self.initiatorDomain + Sodium.blake2b256(transcript).bytes, by: peer) else {
+        guard verifier.verify(sig, of: Self.initiatorDomain + Blake2b256.hash(transcript).bytes, by: peer) else {
             throw SessionError.badSignature(peer)
         }
         let channel = try SecureChannel(suite: cipher, role: .responder, ephemeral: ephemeral, peerEphemeral: peerEph)
@@ -237,7 +238,7 @@ public enum CipherSuite: UInt8, Sendable {
     case aes256gcm = 0x02
 
     static var locallySupportedMask: UInt8 {
-        Sodium.initialize()
+        Sodium.ensureInitialized()
         return crypto_aead_aes256gcm_is_available() == 1 ? 0x03 : 0x01
     }
 

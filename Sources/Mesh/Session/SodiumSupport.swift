@@ -1,20 +1,6 @@
 import CSodium
 import Gossip
-
-/// libsodium entry points used by the session layer.
-enum Sodium {
-    private static let initialized: Bool = sodium_init() >= 0
-
-    static func initialize() {
-        precondition(initialized, "libsodium failed to initialise")
-    }
-
-    static func blake2b256(_ message: [UInt8]) -> Bytes32 {
-        var out = [UInt8](repeating: 0, count: 32)
-        _ = crypto_generichash(&out, 32, message, UInt64(message.count), nil, 0)
-        return Bytes32(bytes: out)!
-    }
-}
+import Store
 
 /// Secret bytes in libsodium's guarded heap (guard pages, canary, no swap), wiped
 /// and freed when the owner goes away.
@@ -24,7 +10,7 @@ final class GuardedBytes: @unchecked Sendable {
     private let pointer: UnsafeMutableRawPointer
 
     init(count: Int) {
-        Sodium.initialize()
+        Sodium.ensureInitialized()
         guard let p = sodium_malloc(count) else { fatalError("sodium_malloc(\(count)) failed: out of memory") }
         self.count = count
         pointer = p
@@ -47,7 +33,7 @@ struct EphemeralKeyPair: ~Copyable {
     private let secret: GuardedBytes
 
     init() {
-        Sodium.initialize()
+        Sodium.ensureInitialized()
         let sk = GuardedBytes(count: Int(crypto_kx_SECRETKEYBYTES))
         var pk = [UInt8](repeating: 0, count: Int(crypto_kx_PUBLICKEYBYTES))
         _ = sk.withMutableBytes { crypto_kx_keypair(&pk, $0) }
