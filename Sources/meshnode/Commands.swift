@@ -106,8 +106,15 @@ extension MeshnodeCommand {
         func run() throws {
             try runReportingErrors { () throws(MeshError) in
                 let store = try Store.open(dataDir: options.dataDir)
-                let info = try store.resolve(item)
+                var info = try store.resolve(item)
                 let bar = ProgressBar(label: "get", total: info.entry.sizeBytes)
+                if !info.isComplete {
+                    // Not all here: the running node fetches it from its peers.
+                    try fetchThroughRunningNode(dataDir: options.dataDir, id: info.contentID, sizeBytes: info.entry.sizeBytes,
+                                                bar: bar, isComplete: { (try? store.isComplete(info.contentID)) == true })
+                    info = try store.resolve(info.contentID.description)
+                    bar.finish()
+                }
                 let written = try store.export(info, to: output, progress: bar.handler)
                 bar.finish()
                 FileHandleOut.stdout("wrote \(formatBytes(info.entry.sizeBytes)) to \(written)\n")
@@ -126,6 +133,9 @@ extension MeshnodeCommand {
         var created_ms: Int64
         var received_ms: Int64
         var complete: Bool
+        /// Node ids known to hold the item complete (the origin, this node when complete, and
+        /// what a running node has learned from its peers).
+        var holders: [String] = []
 
         init(_ i: ItemInfo) {
             id = i.contentID.description
@@ -152,7 +162,15 @@ extension MeshnodeCommand {
                 let store = try Store.open(dataDir: options.dataDir)
                 let items = try store.items()
                 if json {
-                    FileHandleOut.stdout(jsonText(items.map(ItemJSON.init)))
+                    let self_ = try? store.loadIdentity().nodeID
+                    let known = runningNodeHolders(dataDir: options.dataDir)
+                    FileHandleOut.stdout(jsonText(items.map { i in
+                        var j = ItemJSON(i)
+                        var h = Set(known?[i.contentID.description] ?? [i.entry.origin.description])
+                        if i.isComplete, let self_ { h.insert(self_.description) }
+                        j.holders = h.sorted()
+                        return j
+                    }))
                     return
                 }
                 var rows = [["ID", "NAME", "TYPE", "SIZE", "ORIGIN", "SEQ", "STATE"]]

@@ -92,3 +92,43 @@ func runningNode(dataDir: String) -> RunningNode? {
           let s = try? v.decode(as: NodeStatus.self) else { return nil }
     return RunningNode(status: s)
 }
+
+/// Holders per content id from a running node; nil when none is running.
+func runningNodeHolders(dataDir: String) -> [String: [String]]? {
+    guard let v = try? ControlClient(dataDirectory: dataDir).call("holders"), case .object(let o) = v else { return nil }
+    return o.mapValues { ($0.arrayValue ?? []).compactMap(\.stringValue) }
+}
+
+/// Asks the running node to fetch `id` and follows the transfer until the store holds it
+/// complete (checked by `isComplete`), drawing progress with `bar`. Fails with a clear error
+/// when no node runs, or when nothing arrives for `stallSeconds`.
+func fetchThroughRunningNode(dataDir: String, id: ContentID, sizeBytes: UInt64, bar: ProgressBar, stallSeconds: Double = 60,
+                             isComplete: () -> Bool) throws(MeshError) {
+    let client = ControlClient(dataDirectory: dataDir)
+    do {
+        _ = try client.call("fetch", args: ["id": .string("\(id)")])
+    } catch {
+        if error.code == .controlNoNode {
+            throw MeshError(.incomplete, "this node does not hold all of \(id.short) and no node is running to fetch it",
+                            hint: "start the node (`meshnode run`) so it can fetch the item from its peers")
+        }
+        throw error
+    }
+    var lastDone: UInt64 = 0
+    var lastProgress = WallClock.monotonicSeconds()
+    while !isComplete() {
+        usleep(200_000)
+        let rows = (try? client.call("transfers").decode(as: [TransferRow].self)) ?? []
+        if let row = rows.first(where: { $0.id == "\(id)" }) {
+            bar.handler?(row.doneBytes)
+            if row.doneBytes > lastDone {
+                lastDone = row.doneBytes
+                lastProgress = WallClock.monotonicSeconds()
+            }
+        }
+        if WallClock.monotonicSeconds() - lastProgress > stallSeconds {
+            throw MeshError(.incomplete, "no peer has sent any of \(id.short) for \(Int(stallSeconds)) s",
+                            hint: "check `meshnode peers` and `meshnode status`; the item's holders may be unreachable")
+        }
+    }
+}

@@ -140,6 +140,7 @@ public struct ConfigOverrides: Equatable, Sendable {
         ("MESHNODE_ANTI_ENTROPY_INTERVAL", "duration, e.g. 30s"),
         ("MESHNODE_PROBE_INTERVAL", "duration, e.g. 1s"),
         ("MESHNODE_NO_PROGRESS", "any value: never draw progress bars (put, get)"),
+        ("MESHNODE_TEST_CORRUPT_SERVING", "testing only: 1 makes the node serve every chunk with one byte flipped"),
     ]
 
     /// Reads `MESHNODE_*` variables from `environment` (pass `ProcessInfo.processInfo.environment`).

@@ -41,9 +41,12 @@ public struct NodeStatus: Codable, Sendable {
     /// Dropped inputs by reason (gossip rejections, session and stream failures).
     public var rejected: [String: UInt64]
     public var forks: UInt64
+    /// Items being fetched, with their progress and rate.
+    public var transfers: [TransferRow]
+    public var blobs: BlobCounters
 
     enum CodingKeys: String, CodingKey {
-        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks
+        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received"
     }
@@ -78,7 +81,8 @@ extension MeshNode {
                           uptimeSeconds: Double(Self.now() - startedAt) / 1e9, members: byState, entries: gossip.entries.count,
                           messagesSent: c.messagesSent, messagesReceived: c.messagesReceived, bytesSent: c.bytesSent,
                           bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
-                          forks: runtime.forks + c.forks)
+                          forks: runtime.forks + c.forks, transfers: blobs?.transfers() ?? [],
+                          blobs: blobs?.counters ?? BlobCounters())
     }
 
     /// `badSignature` → `bad_signature`: every counter name in `status` is snake case.
@@ -108,9 +112,29 @@ extension MeshNode {
                 }
                 announce(entry)
                 respond(.success(.object(["announced": .string("\(entry.contentID)")])))
+            case "holders":
+                // Content id → node ids known to hold the item complete.
+                var out: [String: JSONValue] = [:]
+                for item in try store.items() {
+                    var h = blobs?.knownHolders(item.contentID) ?? []
+                    h.insert(item.entry.origin)
+                    out["\(item.contentID)"] = .array(h.sorted().map { .string("\($0)") })
+                }
+                respond(.success(.object(out)))
+            case "fetch":
+                // Start fetching an item (idempotent); `meshnode get` then follows `transfers`.
+                guard let text = req.args["id"]?.stringValue, let id = ContentID(hex: text) else {
+                    return respond(.failure(MeshError(.controlBadRequest, "fetch needs an \"id\" (64 hex digits)")))
+                }
+                guard let blobs else { return respond(.failure(MeshError(.closed, "the node is shutting down"))) }
+                let origin = try store.items().first { $0.contentID == id }?.entry.origin
+                blobs.want(id, holders: origin.map { [$0] } ?? [], reason: .request)
+                respond(.success(.object(["fetching": .string("\(id)")])))
+            case "transfers":
+                respond(.success(try JSONValue(encoding: blobs?.transfers() ?? [])))
             default:
                 respond(.failure(MeshError(.controlUnknownVerb, "unknown control verb \"\(req.verb)\"",
-                                           hint: "known: peers, status, announce")))
+                                           hint: "known: peers, status, announce, holders, fetch, transfers")))
             }
         } catch let e as MeshError {
             respond(.failure(e))

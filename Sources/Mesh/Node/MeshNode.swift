@@ -27,6 +27,8 @@ public struct MeshNodeOptions: Sendable {
     public var randomSeed: UInt64?
     /// Per-peer settings by name or node id (the config's `hosts`): how to reach each peer.
     public var hosts: [String: HostConfig] = [:]
+    /// The chunk exchange's limits (bandwidth, concurrency, timeouts).
+    public var blob = BlobService.Config()
 
     public init(listen: PeerAddress, advertise: PeerAddress? = nil, join: [PeerAddress] = [], gossip: GossipConfig = GossipConfig(),
                 admission: AdmissionPolicy = AdmissionPolicy(), credential: [UInt8] = []) {
@@ -102,8 +104,8 @@ public final class MeshNode: @unchecked Sendable {
     private var rejectLog: LogThrottle<String>
     private var stopping = false
 
-    /// Called on the loop when a fetch is wanted (the blob layer, issue 5, hooks in here).
-    public var onFetch: ((ContentID, [NodeID]) -> Void)?
+    /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
+    public internal(set) var blobs: BlobService?
 
     /// Opens sockets and starts gossip. Call on the loop thread (e.g. inside `loop.execute`).
     public init(loop: EventLoop, store: Store, identity: NodeIdentity, options: MeshNodeOptions, logger: Logger) throws(MeshError) {
@@ -159,6 +161,12 @@ public final class MeshNode: @unchecked Sendable {
         hk.start(after: .seconds(5), repeating: .seconds(5))
         housekeeping = hk
 
+        do {
+            blobs = try BlobService(node: self, config: options.blob, dataDir: store.dataDir, logger: logger)
+        } catch {
+            closeEverything()
+            throw error
+        }
         apply(gossip.start(seeds: options.join, now: Self.now()))
         logger.info("node started", metadata: ["id": "\(identity.nodeID.short)", "listen": "\(boundAddress!)", "advertise": "\(advertise)"])
     }
@@ -206,6 +214,8 @@ public final class MeshNode: @unchecked Sendable {
 
     /// Closes every handle at once, without telling peers (used after `stop`'s flush, and on fatal errors).
     public func closeEverything() {
+        blobs?.close()
+        blobs = nil
         for t in timers.values { t.close() }
         timers = [:]
         housekeeping?.close()
@@ -243,28 +253,54 @@ public final class MeshNode: @unchecked Sendable {
         register(s)
     }
 
-    /// Gossip messages waiting for a TCP connect to finish, by the address dialled.
-    private var connecting: [PeerAddress: [[UInt8]]] = [:]
-    static let maxQueuedWhileConnecting = 64
+    /// Messages (type, body) waiting for a connect to finish, by the address dialled.
+    private var connecting: [PeerAddress: [(UInt8, [UInt8])]] = [:]
+    static let maxQueuedWhileConnecting = 256
 
     private func sendOverStream(_ bytes: [UInt8], to address: PeerAddress) {
         runtime.gossipOverSession += 1
+        send(PeerSession.MessageType.gossip.rawValue, bytes, toAddress: address)
+    }
+
+    /// Sends one typed message to whoever listens at `address`, over the established session
+    /// with that node, a session still in its handshake, or a new connection.
+    /// Returns false when the message had to be dropped (session limit).
+    @discardableResult
+    func send(_ type: UInt8, _ body: [UInt8], toAddress address: PeerAddress) -> Bool {
         if let node = nodeAtAddress[address], let s = sessions[node] {
-            s.send(PeerSession.MessageType.gossip.rawValue, bytes)
+            s.send(type, body)
         } else if let s = dialing[address] {
-            s.send(PeerSession.MessageType.gossip.rawValue, bytes)
+            s.send(type, body)
         } else if connecting[address] != nil {
-            connecting[address]!.append(bytes)
+            connecting[address]!.append((type, body))
             if connecting[address]!.count > Self.maxQueuedWhileConnecting { connecting[address]!.removeFirst() }
         } else {
             guard allSessions.count < options.maxSessions else {
                 count("too_many_sessions", peer: "\(address)")
-                return
+                return false
             }
-            connecting[address] = [bytes]
+            connecting[address] = [(type, body)]
             dial(address)
         }
+        return true
     }
+
+    /// Sends one typed message to `node`, dialling its gossiped address if no session is up.
+    @discardableResult
+    func send(_ type: UInt8, _ body: [UInt8], toNode node: NodeID) -> Bool {
+        if let s = sessions[node] {
+            s.send(type, body)
+            return true
+        }
+        guard let address = addressOfNode[node] else { return false }
+        return send(type, body, toAddress: address)
+    }
+
+    /// The established session with `node`, if any.
+    func session(with node: NodeID) -> PeerSession? { sessions[node] }
+
+    /// Nodes this node has an established session with.
+    var connectedNodes: [NodeID] { Array(sessions.keys) }
 
     /// How to reach `address`: the configured route, and the endpoint to ask the route's far
     /// end for (the `hosts` entry's `address`, else the peer's advertised address).
@@ -301,7 +337,7 @@ public final class MeshNode: @unchecked Sendable {
                                     direction: .outbound, remote: address, via: via, handshake: hs, now: Self.now())
                 self.dialing[address] = s
                 self.register(s)
-                for q in queued { s.send(PeerSession.MessageType.gossip.rawValue, q) }
+                for (t, b) in queued { s.send(t, b) }
             }
         }
         if case .direct = route {
@@ -349,6 +385,8 @@ public final class MeshNode: @unchecked Sendable {
         case .gossip:
             let from = addressOfNode[peer] ?? s.remote
             apply(gossip.onFrame(Array(body), from: from, now: Self.now()))
+        case nil where type >= 0x10 && type <= 0x1f:
+            blobs?.received(type: type, body: body, from: peer, session: s)
         case nil:
             count("unknown_message_type", peer: peer.short)
             s.close(reason: .unknownMessageType(type))
@@ -360,7 +398,10 @@ public final class MeshNode: @unchecked Sendable {
         allSessions[key] = nil
         lastMessage[key] = nil
         runtime.sessionsClosed += 1
-        if let p = s.peer, sessions[p] === s { sessions[p] = nil }
+        if let p = s.peer, sessions[p] === s {
+            sessions[p] = nil
+            blobs?.sessionClosed(s, peer: p, reason: reason)
+        }
         if s.direction == .outbound, dialing[s.remote] === s { dialing[s.remote] = nil }
         if let reason {
             switch reason {
@@ -418,7 +459,7 @@ public final class MeshNode: @unchecked Sendable {
                     logger.error("could not persist the incarnation: \(error)")
                 }
             case .fetch(let id, let holders):
-                onFetch?(id, holders)
+                blobs?.want(id, holders: holders, reason: .replication)
             case .membershipChanged(let t):
                 memberChanged(t)
             case .forkDetected(let a, _):

@@ -1,0 +1,541 @@
+import Gossip
+import Logging
+import Store
+
+/// One transfer in flight, as `meshnode status` shows it.
+public struct TransferRow: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var sizeBytes: UInt64
+    public var doneBytes: UInt64
+    public var rateBytesPerSecond: Double
+    public var sources: Int
+    public var state: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, sources, state
+        case sizeBytes = "size", doneBytes = "done", rateBytesPerSecond = "rate_bytes_per_s"
+    }
+}
+
+/// Counters of the chunk exchange.
+public struct BlobCounters: Codable, Sendable, Equatable {
+    public var chunksFetched: UInt64 = 0
+    public var bytesFetched: UInt64 = 0
+    public var chunksServed: UInt64 = 0
+    public var bytesServed: UInt64 = 0
+    public var corruptChunks: UInt64 = 0
+    public var requestsFailed: UInt64 = 0
+    public var itemsCompleted: UInt64 = 0
+    /// Strikes against peers that sent chunks not matching their hash, by short node id.
+    public var strikes: [String: UInt64] = [:]
+
+    enum CodingKeys: String, CodingKey {
+        case strikes
+        case chunksFetched = "chunks_fetched", bytesFetched = "bytes_fetched", chunksServed = "chunks_served"
+        case bytesServed = "bytes_served", corruptChunks = "corrupt_chunks", requestsFailed = "requests_failed"
+        case itemsCompleted = "items_completed"
+    }
+}
+
+/// The chunk exchange of one node (docs/PROTOCOL.md §9): serves chunks to peers and
+/// fetches the items this node wants from every peer that holds them.
+///
+/// Loop-confined. Chunk hashing, writes and reads run on `BlobWorkers`.
+public final class BlobService: @unchecked Sendable {
+    // @unchecked: loop-confined, like the node that owns it.
+    public enum Reason: Sendable { case replication, request }
+
+    public struct Config: Sendable {
+        /// Items fetched at once; more wait their turn.
+        public var maxConcurrentDownloads = 8
+        /// A request with no answer for this long fails (and its source backs off).
+        public var requestTimeout: Duration = .seconds(10)
+        /// Sources are looked for again this often while an item is incomplete.
+        public var discoveryInterval: Duration = .seconds(2)
+        /// Peers asked for their holdings per discovery round.
+        public var discoveryFanout = 8
+        /// Stop reading chunks for a session while it has this many bytes queued.
+        public var maxQueuedServeBytes = 8 << 20
+        public var bandwidth = BandwidthConfig()
+        public var scheduler = FetchScheduler.Config()
+        /// Testing aid only: serve every chunk with one byte flipped, so that receivers'
+        /// verification, strikes and source failover can be exercised end to end.
+        public var testCorruptServing = false
+        public init() {}
+    }
+
+    unowned let node: MeshNode
+    let config: Config
+    let workers: BlobWorkers
+    let logger: Logger
+    public private(set) var counters = BlobCounters()
+
+    private var downloads: [ContentID: Download] = [:]
+    private var waiting: [ContentID] = []
+    private var requests: [UInt32: Request] = [:]
+    private var nextRequestID: UInt32 = 1
+    /// Nodes known to hold an item complete (from `have` answers and announcements).
+    private var holders: [ContentID: Set<NodeID>] = [:]
+    private var recipes: [ContentID: Recipe] = [:]
+    private var serveQueues: [ObjectIdentifier: ServeQueue] = [:]
+    private var limiter: BandwidthLimiter<NodeID>
+    private var tick: LoopTimer?
+    private var completionWaiters: [ContentID: [(MeshError?) -> Void]] = [:]
+    /// Testing aid: serve chunks with one byte flipped (MESHNODE_TEST_CORRUPT_SERVING=1).
+    let corruptServing: Bool
+
+    // Loop-confined; @unchecked so worker completions (posted back to the loop) may hold them.
+    final class Download: @unchecked Sendable {
+        let contentID: ContentID
+        var entry: ManifestEntry?
+        var recipe: Recipe?
+        var scheduler: FetchScheduler?
+        var reason: Reason
+        var hints: Set<NodeID>
+        var recipeAsked: Set<NodeID> = []
+        var recipeRequest: UInt32?
+        var haveAsked: [NodeID: Instant] = [:]
+        var lastDiscovery = Instant(nanoseconds: .min / 2)
+        var writesInFlight = 0
+        var doneBytes: UInt64 = 0
+        var rate: Double = 0
+        var rateSample: (Instant, UInt64)
+        var started: Instant
+        init(_ id: ContentID, reason: Reason, hints: Set<NodeID>, now: Instant) {
+            contentID = id
+            self.reason = reason
+            self.hints = hints
+            started = now
+            rateSample = (now, 0)
+        }
+    }
+
+    struct Request {
+        enum Kind { case recipe, have, get(remaining: [Int]) }
+        var content: ContentID
+        var source: NodeID
+        var kind: Kind
+        var sentAt: Instant
+        var session: ObjectIdentifier?
+    }
+
+    final class ServeQueue: @unchecked Sendable {
+        var jobs: [(id: UInt32, content: ContentID, indices: [Int])] = []
+        var busy = false
+    }
+
+    init(node: MeshNode, config: Config, dataDir: String, logger: Logger) throws(MeshError) {
+        self.node = node
+        self.config = config
+        self.logger = logger
+        workers = try BlobWorkers(loop: node.loop, dataDir: dataDir)
+        limiter = BandwidthLimiter(config.bandwidth, nowNanoseconds: UInt64(max(0, MeshNode.now().nanoseconds)))
+        corruptServing = config.testCorruptServing
+        let t = try LoopTimer(loop: node.loop) { [unowned self] in self.onTick() }
+        t.start(after: .milliseconds(250), repeating: .milliseconds(250))
+        tick = t
+        // Resume what a previous run left incomplete.
+        for item in (try? node.store.items()) ?? [] where !item.isComplete {
+            want(item.contentID, holders: [item.entry.origin], reason: .replication)
+        }
+    }
+
+    func close() {
+        tick?.close()
+        tick = nil
+        for (_, ws) in completionWaiters { for w in ws { w(MeshError(.closed, "the node is shutting down")) } }
+        completionWaiters = [:]
+    }
+
+    // MARK: - Wanting items
+
+    /// Starts fetching `id` (idempotent). `holders` are hints of who has it.
+    public func want(_ id: ContentID, holders hints: [NodeID], reason: Reason) {
+        if let d = downloads[id] {
+            d.hints.formUnion(hints)
+            if reason == .request { d.reason = .request }
+            return
+        }
+        if (try? node.store.isComplete(id)) == true { return }
+        let d = Download(id, reason: reason, hints: Set(hints), now: MeshNode.now())
+        d.entry = ((try? node.store.items()) ?? []).first { $0.contentID == id }?.entry
+        downloads[id] = d
+        if activeCount > config.maxConcurrentDownloads { waiting.append(id) }
+        logger.debug("want", metadata: ["item": "\(id.short)"])
+        pump(d)
+    }
+
+    /// Calls `done` once `id` is complete here (nil) or can no longer be fetched.
+    public func whenComplete(_ id: ContentID, done: @escaping (MeshError?) -> Void) {
+        if (try? node.store.isComplete(id)) == true { return done(nil) }
+        completionWaiters[id, default: []].append(done)
+        want(id, holders: [], reason: .request)
+    }
+
+    private var activeCount: Int { downloads.count - waiting.count }
+
+    private func isActive(_ d: Download) -> Bool { !waiting.contains(d.contentID) }
+
+    // MARK: - Messages
+
+    func received(type: UInt8, body: ArraySlice<UInt8>, from peer: NodeID, session: PeerSession) {
+        let msg: BlobMessage
+        do { msg = try BlobMessage.decode([type] + body) } catch {
+            node.count("malformed_blob_message", peer: peer.short, detail: "\(error)")
+            return
+        }
+        switch msg {
+        case .wantRecipe(let id, let c): serveRecipe(id, c, to: peer, session: session)
+        case .wantHave(let id, let c): serveHave(id, c, to: peer, session: session)
+        case .get(let id, let c, let indices): enqueueServe(id, c, indices.map(Int.init), session: session, peer: peer)
+        case .cancel(let id): serveQueues[ObjectIdentifier(session)]?.jobs.removeAll { $0.id == id }
+        case .recipe(let id, let c, let size, let cs, let chunks): gotRecipe(id, c, size, cs, chunks, from: peer)
+        case .have(let id, let c, let n, let bitmap): gotHave(id, c, Int(n), bitmap, from: peer)
+        case .chunk(let id, let index, let data): gotChunk(id, Int(index), data, from: peer)
+        case .error(let id, let code, let message): gotError(id, code, message, from: peer)
+        }
+    }
+
+    func sessionClosed(_ s: PeerSession, peer: NodeID, reason: SessionCloseReason?) {
+        serveQueues[ObjectIdentifier(s)] = nil
+        let now = MeshNode.now()
+        for (rid, r) in requests where r.session == ObjectIdentifier(s) {
+            fail(rid, r, now: now)
+        }
+    }
+
+    // MARK: - Serving
+
+    private func recipe(_ c: ContentID) -> Recipe? {
+        if let r = recipes[c] { return r }
+        guard let r = try? node.store.recipe(c), r.contentID == c else { return nil }
+        if recipes.count > 64 { recipes.removeAll() }
+        recipes[c] = r
+        return r
+    }
+
+    private func reply(_ m: BlobMessage, on session: PeerSession) {
+        var w = ByteWriter(capacity: 64)
+        m.encode(into: &w)
+        let bytes = w.bytes
+        session.send(bytes[0], Array(bytes[1...]))
+    }
+
+    private func serveRecipe(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
+        guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
+        reply(.recipe(requestID: id, contentID: c, sizeBytes: r.sizeBytes, chunkSizeBytes: r.chunkSizeBytes, chunks: r.chunks), on: session)
+    }
+
+    private func bitmap(_ r: Recipe) -> (bitmap: [UInt8], complete: Bool) {
+        var complete = true
+        let b = ChunkBitmap.make(count: r.chunks.count) { i in
+            let has = node.store.hasChunk(r.chunks[i])
+            if !has { complete = false }
+            return has
+        }
+        return (b, complete)
+    }
+
+    private func serveHave(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
+        guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
+        reply(.have(requestID: id, contentID: c, chunkCount: UInt32(r.chunks.count), bitmap: bitmap(r).bitmap), on: session)
+    }
+
+    private func enqueueServe(_ id: UInt32, _ c: ContentID, _ indices: [Int], session: PeerSession, peer: NodeID) {
+        let key = ObjectIdentifier(session)
+        let q = serveQueues[key] ?? ServeQueue()
+        serveQueues[key] = q
+        guard q.jobs.count < 64 else { return reply(.error(requestID: id, code: .busy, message: "too many queued requests"), on: session) }
+        q.jobs.append((id, c, indices))
+        serveNext(session: session, peer: peer)
+    }
+
+    private func serveNext(session: PeerSession, peer: NodeID) {
+        let key = ObjectIdentifier(session)
+        guard let q = serveQueues[key], !q.busy, session.isOpen, !q.jobs.isEmpty else { return }
+        if session.writeQueueBytes > config.maxQueuedServeBytes {
+            q.busy = true
+            after(.milliseconds(2)) { [weak self, weak session] in
+                q.busy = false
+                if let self, let session { self.serveNext(session: session, peer: peer) }
+            }
+            return
+        }
+        var job = q.jobs[0]
+        let index = job.indices.removeFirst()
+        if job.indices.isEmpty { q.jobs.removeFirst() } else { q.jobs[0] = job }
+        guard let r = recipe(job.content), index >= 0, index < r.chunks.count else {
+            reply(.error(requestID: job.id, code: .badRequest, message: "no chunk \(index) of \(job.content.short)"), on: session)
+            return serveNext(session: session, peer: peer)
+        }
+        let hash = r.chunks[index]
+        guard node.store.hasChunk(hash) else {
+            reply(.error(requestID: job.id, code: .notHeld, message: "chunk \(index) not held"), on: session)
+            return serveNext(session: session, peer: peer)
+        }
+        q.busy = true
+        let rid = job.id
+        let corrupt = corruptServing
+        workers.read(hash) { [weak self, weak session] result in
+            guard let self, let session else { return }
+            q.busy = false
+            switch result {
+            case .failure(let e):
+                self.reply(.error(requestID: rid, code: .internalError, message: e.message), on: session)
+                self.serveNext(session: session, peer: peer)
+            case .success(var data):
+                if corrupt, !data.isEmpty { data[data.count / 2] ^= 0xff }
+                let wait = self.limiter.reserve(data.count, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
+                let send = { [weak self, weak session] in
+                    guard let self, let session, session.isOpen else { return }
+                    self.reply(.chunk(requestID: rid, index: UInt32(index), data: data), on: session)
+                    self.counters.chunksServed += 1
+                    self.counters.bytesServed += UInt64(data.count)
+                    q.busy = false
+                    self.serveNext(session: session, peer: peer)
+                }
+                if wait > 0 {
+                    q.busy = true
+                    self.after(.nanoseconds(Int64(wait)), send)
+                } else {
+                    send()
+                }
+            }
+        }
+    }
+
+    private func after(_ d: Duration, _ body: @escaping () -> Void) {
+        guard let t = try? LoopTimer(loop: node.loop) else { return body() }
+        t.onFire = { [t] in
+            t.close()
+            body()
+        }
+        t.start(after: d)
+    }
+
+    // MARK: - Fetching
+
+    private func newRequest(_ r: Request) -> UInt32 {
+        repeat { nextRequestID &+= 1 } while nextRequestID == 0 || requests[nextRequestID] != nil
+        requests[nextRequestID] = r
+        return nextRequestID
+    }
+
+    private func sendRequest(_ m: BlobMessage, to peer: NodeID) -> Bool {
+        var w = ByteWriter(capacity: 64)
+        m.encode(into: &w)
+        let bytes = w.bytes
+        return node.send(bytes[0], Array(bytes[1...]), toNode: peer)
+    }
+
+    /// Peers worth asking about `d`: hints, known holders, then other alive members.
+    private func candidates(_ d: Download) -> [NodeID] {
+        var out = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
+        let alive = node.gossip.aliveMembers.sorted()
+        for a in alive where !out.contains(a) { out.append(a) }
+        return out
+    }
+
+    private func pump(_ d: Download) {
+        guard isActive(d) else { return }
+        let now = MeshNode.now()
+        if d.recipe == nil, let r = recipe(d.contentID) { startScheduling(d, r) }
+        guard let scheduler = d.scheduler else {
+            // Ask one candidate at a time for the recipe.
+            guard d.recipeRequest == nil else { return }
+            for c in candidates(d) where !d.recipeAsked.contains(c) {
+                d.recipeAsked.insert(c)
+                let rid = newRequest(Request(content: d.contentID, source: c, kind: .recipe, sentAt: now, session: node.session(with: c).map(ObjectIdentifier.init)))
+                if sendRequest(.wantRecipe(requestID: rid, contentID: d.contentID), to: c) {
+                    d.recipeRequest = rid
+                    return
+                }
+                requests[rid] = nil
+            }
+            if d.recipeAsked.count >= candidates(d).count { d.recipeAsked = [] }  // go round again next tick
+            return
+        }
+        if now - d.lastDiscovery > MeshNode.nanos(config.discoveryInterval) {
+            d.lastDiscovery = now
+            var asked = 0
+            for c in candidates(d) where asked < config.discoveryFanout {
+                if let last = d.haveAsked[c], now - last < MeshNode.nanos(config.discoveryInterval) * 3 { continue }
+                d.haveAsked[c] = now
+                let rid = newRequest(Request(content: d.contentID, source: c, kind: .have, sentAt: now, session: node.session(with: c).map(ObjectIdentifier.init)))
+                if sendRequest(.wantHave(requestID: rid, contentID: d.contentID), to: c) { asked += 1 } else { requests[rid] = nil }
+            }
+        }
+        var s = scheduler
+        let assignments = s.assign(now: .nanoseconds(now.nanoseconds))
+        d.scheduler = s
+        for a in assignments {
+            let rid = newRequest(Request(content: d.contentID, source: a.source, kind: .get(remaining: a.indices), sentAt: now,
+                                         session: node.session(with: a.source).map(ObjectIdentifier.init)))
+            if !sendRequest(.get(requestID: rid, contentID: d.contentID, indices: a.indices.map(UInt32.init)), to: a.source) {
+                fail(rid, requests[rid]!, now: now)
+            }
+        }
+        finishIfComplete(d)
+    }
+
+    private func startScheduling(_ d: Download, _ r: Recipe) {
+        d.recipe = r
+        let store = node.store
+        d.scheduler = FetchScheduler(chunkCount: r.chunks.count, chunkSizeBytes: Int(r.chunkSizeBytes),
+                                     present: { store.hasChunk(r.chunks[$0]) }, config: config.scheduler)
+        d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (store.hasChunk(r.chunks[$1]) ? UInt64(r.length(ofChunk: $1)) : 0) }
+        for h in holders[d.contentID] ?? [] { d.scheduler!.addSource(h, holds: .all) }
+        d.lastDiscovery = Instant(nanoseconds: .min / 2)
+    }
+
+    private func gotRecipe(_ id: UInt32, _ c: ContentID, _ size: UInt64, _ cs: UInt32, _ chunks: [ChunkHash], from peer: NodeID) {
+        guard let req = requests.removeValue(forKey: id), case .recipe = req.kind, req.content == c, let d = downloads[c] else { return }
+        d.recipeRequest = nil
+        do {
+            try node.store.insertRecipe(contentID: c, sizeBytes: size, chunkSizeBytes: cs, chunks: chunks)
+        } catch {
+            node.count("bad_recipe", peer: peer.short, detail: error.description)
+            pump(d)
+            return
+        }
+        if let r = recipe(c) { startScheduling(d, r) }
+        pump(d)
+    }
+
+    private func gotHave(_ id: UInt32, _ c: ContentID, _ n: Int, _ bitmap: [UInt8], from peer: NodeID) {
+        if id != 0 { requests[id] = nil }
+        let complete = (0..<n).allSatisfy { ChunkBitmap.contains(bitmap, $0) }
+        if complete { holders[c, default: []].insert(peer) }
+        guard let d = downloads[c], var s = d.scheduler, n == s.chunkCount else { return }
+        let anything = (0..<n).contains { ChunkBitmap.contains(bitmap, $0) }
+        guard anything else { return }
+        s.addSource(peer, holds: complete ? .all : .bitmap(bitmap))
+        d.scheduler = s
+        pump(d)
+    }
+
+    private func gotChunk(_ id: UInt32, _ index: Int, _ data: [UInt8], from peer: NodeID) {
+        guard var req = requests[id], case .get(var remaining) = req.kind, let k = remaining.firstIndex(of: index),
+              let d = downloads[req.content], let r = d.recipe, index < r.chunks.count else { return }
+        remaining.remove(at: k)
+        if remaining.isEmpty {
+            requests[id] = nil
+        } else {
+            req.kind = .get(remaining: remaining)
+            requests[id] = req
+        }
+        let elapsed = Duration.nanoseconds(max(1, MeshNode.now() - req.sentAt))
+        let hash = r.chunks[index]
+        d.writesInFlight += 1
+        workers.write(hash, data) { [weak self] error in
+            guard let self else { return }
+            d.writesInFlight -= 1
+            guard var s = d.scheduler else { return }
+            if let error, error.code == .corrupt {
+                self.counters.corruptChunks += 1
+                self.counters.strikes[peer.short, default: 0] += 1
+                self.node.count("corrupt_chunk", peer: peer.short, detail: "chunk \(index) of \(d.contentID.short)")
+                s.onChunkCorrupt(index, from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
+            } else if let error {
+                self.logger.error("could not store a chunk: \(error)")
+                s.onRequestFailed([index], from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
+            } else {
+                self.counters.chunksFetched += 1
+                self.counters.bytesFetched += UInt64(data.count)
+                d.doneBytes += UInt64(data.count)
+                let losers = s.onChunkVerified(index, from: peer, bytes: data.count, elapsed: elapsed)
+                for l in losers { self.cancelDuplicate(d, index: index, at: l) }
+            }
+            d.scheduler = s
+            self.pump(d)
+        }
+    }
+
+    private func cancelDuplicate(_ d: Download, index: Int, at source: NodeID) {
+        for (rid, var r) in requests where r.source == source && r.content == d.contentID {
+            guard case .get(var remaining) = r.kind, let k = remaining.firstIndex(of: index) else { continue }
+            remaining.remove(at: k)
+            if remaining.isEmpty {
+                requests[rid] = nil
+                _ = sendRequest(.cancel(requestID: rid), to: source)
+            } else {
+                r.kind = .get(remaining: remaining)
+                requests[rid] = r
+            }
+        }
+    }
+
+    private func gotError(_ id: UInt32, _ code: BlobErrorCode, _ message: String, from peer: NodeID) {
+        guard let r = requests[id] else { return }
+        fail(id, r, now: MeshNode.now())
+    }
+
+    private func fail(_ rid: UInt32, _ r: Request, now: Instant) {
+        requests[rid] = nil
+        guard let d = downloads[r.content] else { return }
+        switch r.kind {
+        case .recipe:
+            if d.recipeRequest == rid { d.recipeRequest = nil }
+        case .have:
+            break
+        case .get(let remaining):
+            counters.requestsFailed += 1
+            d.scheduler?.onRequestFailed(remaining, from: r.source, now: .nanoseconds(now.nanoseconds))
+        }
+    }
+
+    private func finishIfComplete(_ d: Download) {
+        guard let s = d.scheduler, s.isComplete, d.writesInFlight == 0 else { return }
+        guard (try? node.store.isComplete(d.contentID)) == true else { return }
+        downloads[d.contentID] = nil
+        waiting.removeAll { $0 == d.contentID }
+        counters.itemsCompleted += 1
+        holders[d.contentID, default: []].insert(node.identity.nodeID)
+        let secs = Double(MeshNode.now() - d.started) / 1e9
+        logger.info("item complete", metadata: ["item": "\(d.contentID.short)", "bytes": "\(d.recipe?.sizeBytes ?? 0)",
+                                                "seconds": "\(String(format: "%.2f", secs))"])
+        if let r = d.recipe {
+            let all = ChunkBitmap.make(count: r.chunks.count) { _ in true }
+            for peer in node.connectedNodes {
+                _ = sendRequest(.have(requestID: 0, contentID: d.contentID, chunkCount: UInt32(r.chunks.count), bitmap: all), to: peer)
+            }
+        }
+        for w in completionWaiters.removeValue(forKey: d.contentID) ?? [] { w(nil) }
+        if let next = waiting.first {
+            waiting.removeFirst()
+            if let nd = downloads[next] { pump(nd) }
+        }
+    }
+
+    private func onTick() {
+        let now = MeshNode.now()
+        let timeout = MeshNode.nanos(config.requestTimeout)
+        for (rid, r) in requests where now - r.sentAt > timeout { fail(rid, r, now: now) }
+        for d in downloads.values {
+            if now - d.rateSample.0 >= 1_000_000_000 {
+                let inst = Double(d.doneBytes - min(d.doneBytes, d.rateSample.1)) / (Double(now - d.rateSample.0) / 1e9)
+                d.rate = d.rate == 0 ? inst : d.rate * 0.5 + inst * 0.5
+                d.rateSample = (now, d.doneBytes)
+            }
+            pump(d)
+        }
+    }
+
+    // MARK: - Queries
+
+    /// Nodes known to hold `id` complete (this node included when it does).
+    public func knownHolders(_ id: ContentID) -> Set<NodeID> {
+        var h = holders[id] ?? []
+        if (try? node.store.isComplete(id)) == true { h.insert(node.identity.nodeID) }
+        return h
+    }
+
+    public func transfers() -> [TransferRow] {
+        downloads.values.map { d in
+            TransferRow(id: "\(d.contentID)", name: d.entry?.name ?? "", sizeBytes: d.recipe?.sizeBytes ?? d.entry?.sizeBytes ?? 0,
+                        doneBytes: d.doneBytes, rateBytesPerSecond: d.rate, sources: d.scheduler?.sourceIDs.count ?? 0,
+                        state: !isActive(d) ? "queued" : d.recipe == nil ? "finding" : "fetching")
+        }.sorted { $0.id < $1.id }
+    }
+}
