@@ -13,18 +13,24 @@ final class InProcessNode: @unchecked Sendable {
     var node: MeshNode!
 
     init(name: String, identity: NodeIdentity = .generate(), join: [PeerAddress], admission: AdmissionPolicy,
-         tune: (inout GossipConfig) -> Void = { _ in }) throws {
-        dir = NSTemporaryDirectory() + "meshnode-test-\(name)-\(UUID().uuidString.prefix(8))"
+         dataDir: String? = nil, listen: PeerAddress = PeerAddress(host: "127.0.0.1", port: 0),
+         tune: (inout GossipConfig) -> Void = { _ in }, configure: (inout MeshNodeOptions) -> Void = { _ in }) throws {
         self.identity = identity
-        _ = try Store.initialize(dataDir: dir, name: name, chunkSizeBytes: 64 << 10, identity: identity)
+        if let dataDir {
+            dir = dataDir
+        } else {
+            dir = NSTemporaryDirectory() + "meshnode-test-\(name)-\(UUID().uuidString.prefix(8))"
+            _ = try Store.initialize(dataDir: dir, name: name, chunkSizeBytes: 64 << 10, identity: identity)
+        }
         loop = try EventLoop(name: "node-\(name)")
-        var opts = MeshNodeOptions(listen: PeerAddress(host: "127.0.0.1", port: 0), join: join)
+        var opts = MeshNodeOptions(listen: listen, join: join)
         opts.gossip.name = name
         opts.gossip.probeIntervalMs = 200
         opts.gossip.probeTimeoutMs = 100
         opts.gossip.antiEntropyIntervalMs = 2000
         tune(&opts.gossip)
         opts.admission = admission
+        configure(&opts)
         var logger = Logger(label: "test.\(name)")
         logger.logLevel = .warning
         let o = opts, d = dir, id = identity, l = loop, lg = logger
@@ -42,13 +48,45 @@ final class InProcessNode: @unchecked Sendable {
 
     func entryCount() -> Int { (try? loop.execute { [node] in node!.gossip.entries.count }) ?? 0 }
 
-    func stop() {
+    private var stopped = false
+    nonisolated(unsafe) static var leaked: [MeshNode?] = []
+
+    /// Leaves gracefully and deletes the data dir (unless `keepData`).
+    func stop(keepData: Bool = false) {
+        guard !stopped else { return }
+        stopped = true
         let done = Waiter<Void>()
+        let t0 = Date()
         loop.post { [node] in node!.stop { done.fulfill(()) } }
-        _ = try? done.wait(10, "node stop")
-        _ = loop.shutdown(timeout: .seconds(10))
-        try? FileManager.default.removeItem(atPath: dir)
+        if (try? done.wait(10, "node stop")) == nil { print("STOP-DIAG: \(identity.nodeID.short) stop did not complete in 10 s") }
+        if !loop.shutdown(timeout: .seconds(10)) {
+            print("STOP-DIAG: \(identity.nodeID.short) loop did not shut down; keeping the node alive")
+            Self.leaked.append(node)
+        }
+        if Date().timeIntervalSince(t0) > 2 { print("STOP-DIAG: \(identity.nodeID.short) stop took \(Date().timeIntervalSince(t0)) s") }
+        if !keepData { try? FileManager.default.removeItem(atPath: dir) }
     }
+
+    /// Stops without telling anyone, as a crash would (the data dir stays).
+    func crash() {
+        guard !stopped else { return }
+        stopped = true
+        let done = Waiter<Void>()
+        loop.post { [node] in
+            node!.closeEverything()
+            done.fulfill(())
+        }
+        _ = try? done.wait(10, "node crash")
+        _ = loop.shutdown(timeout: .seconds(10))
+    }
+
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable (MeshNode) throws -> T) throws -> T {
+        try loop.execute { [node] in try body(node!) }
+    }
+
+    func isComplete(_ id: ContentID) -> Bool { (try? Store.open(dataDir: dir).isComplete(id)) == true }
+
+    func blobCounters() -> BlobCounters { (try? onLoop { $0.blobs?.counters ?? BlobCounters() }) ?? BlobCounters() }
 }
 
 func eventually(_ seconds: Double = 20, _ what: String, _ condition: () -> Bool) throws {

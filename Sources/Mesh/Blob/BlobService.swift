@@ -144,6 +144,7 @@ public final class BlobService: @unchecked Sendable {
     func close() {
         tick?.close()
         tick = nil
+        workers.drain()  // no chunk write is left half done behind the node's back
         for (_, ws) in completionWaiters { for w in ws { w(MeshError(.closed, "the node is shutting down")) } }
         completionWaiters = [:]
     }

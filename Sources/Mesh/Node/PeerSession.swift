@@ -56,9 +56,11 @@ public final class PeerSession: @unchecked Sendable {
 
     /// Starts reading; the initiator sends its hello.
     public func start() {
-        connection.onFrame = { [unowned self] frame in self.received(frame) }
-        connection.onClose = { [unowned self] error in
-            self.finish(error.map { .stream($0) })
+        // Weak: a session may be dropped by its owner while its connection still holds
+        // frames from the same read; those are then ignored.
+        connection.onFrame = { [weak self] frame in self?.received(frame) }
+        connection.onClose = { [weak self] error in
+            self?.finish(error.map { .stream($0) })
         }
         connection.start()
         if direction == .outbound {
@@ -107,6 +109,7 @@ public final class PeerSession: @unchecked Sendable {
         let cb = onClose
         onClose = nil
         connection.onClose = nil
+        connection.onFrame = nil
         connection.close()
         cb?(self, reason)
     }
