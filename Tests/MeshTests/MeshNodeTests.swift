@@ -13,14 +13,14 @@ final class InProcessNode: @unchecked Sendable {
     var node: MeshNode!
 
     init(name: String, identity: NodeIdentity = .generate(), join: [PeerAddress], admission: AdmissionPolicy,
-         dataDir: String? = nil, listen: PeerAddress = PeerAddress(host: "127.0.0.1", port: 0),
+         dataDir: String? = nil, listen: PeerAddress = PeerAddress(host: "127.0.0.1", port: 0), chunkSizeBytes: UInt32 = 64 << 10,
          tune: (inout GossipConfig) -> Void = { _ in }, configure: (inout MeshNodeOptions) -> Void = { _ in }) throws {
         self.identity = identity
         if let dataDir {
             dir = dataDir
         } else {
             dir = NSTemporaryDirectory() + "meshnode-test-\(name)-\(UUID().uuidString.prefix(8))"
-            _ = try Store.initialize(dataDir: dir, name: name, chunkSizeBytes: 64 << 10, identity: identity)
+            _ = try Store.initialize(dataDir: dir, name: name, chunkSizeBytes: chunkSizeBytes, identity: identity)
         }
         loop = try EventLoop(name: "node-\(name)")
         var opts = MeshNodeOptions(listen: listen, join: join)

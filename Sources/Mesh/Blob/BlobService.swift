@@ -198,12 +198,15 @@ public final class BlobService: @unchecked Sendable {
         }
     }
 
-    func sessionClosed(_ s: PeerSession, peer: NodeID, reason: SessionCloseReason?) {
+    /// A session ended: what was asked on it will never be answered. When it was the peer's
+    /// current session, requests not yet bound to a session (sent while dialling) are lost too.
+    func sessionClosed(_ s: PeerSession, peer: NodeID?, wasCurrent: Bool) {
         serveQueues[ObjectIdentifier(s)] = nil
         let now = MeshNode.now()
-        for (rid, r) in requests where r.session == ObjectIdentifier(s) {
+        for (rid, r) in requests where r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil) {
             fail(rid, r, now: now)
         }
+        for d in downloads.values { pump(d) }
     }
 
     // MARK: - Serving

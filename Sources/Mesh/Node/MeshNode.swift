@@ -52,6 +52,8 @@ public struct RuntimeCounters: Sendable, Equatable {
     public var datagramSendErrors: UInt64 = 0
     public var gossipOverSession: UInt64 = 0
     public var persistErrors: UInt64 = 0
+    /// Sessions established, by how the stream was made (direct, ssh, socks5, inbound).
+    public var sessionsEstablished: [String: UInt64] = [:]
     public var forks: UInt64 = 0
 }
 
@@ -296,8 +298,10 @@ public final class MeshNode: @unchecked Sendable {
         return send(type, body, toAddress: address)
     }
 
-    /// The established session with `node`, if any.
-    func session(with node: NodeID) -> PeerSession? { sessions[node] }
+    /// The session messages to `node` currently go through (established or still in its handshake).
+    func session(with node: NodeID) -> PeerSession? {
+        sessions[node] ?? addressOfNode[node].flatMap { dialing[$0] }
+    }
 
     /// Nodes this node has an established session with.
     var connectedNodes: [NodeID] { Array(sessions.keys) }
@@ -363,6 +367,7 @@ public final class MeshNode: @unchecked Sendable {
     private func established(_ s: PeerSession) {
         guard let peer = s.peer else { return }
         if s.direction == .outbound { dialing[s.remote] = nil }
+        runtime.sessionsEstablished[s.via, default: 0] += 1
         if let old = sessions[peer], old !== s, old.isOpen {
             // Both ends dialled at once: keep the session the smaller node id initiated,
             // so that both ends keep the same one.
@@ -398,10 +403,9 @@ public final class MeshNode: @unchecked Sendable {
         allSessions[key] = nil
         lastMessage[key] = nil
         runtime.sessionsClosed += 1
-        if let p = s.peer, sessions[p] === s {
-            sessions[p] = nil
-            blobs?.sessionClosed(s, peer: p, reason: reason)
-        }
+        let wasCurrent = s.peer.map { sessions[$0] === s } ?? false
+        if wasCurrent, let p = s.peer { sessions[p] = nil }
+        blobs?.sessionClosed(s, peer: s.peer ?? nodeAtAddress[s.remote], wasCurrent: wasCurrent || s.peer == nil)
         if s.direction == .outbound, dialing[s.remote] === s { dialing[s.remote] = nil }
         if let reason {
             switch reason {

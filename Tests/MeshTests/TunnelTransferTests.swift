@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+@testable import Gossip
+@testable import Mesh
+@testable import Store
+
+/// Real OpenSSH and SOCKS5 servers between real nodes.
+@Suite(.serialized) struct TunnelTransferTests {
+    /// n0 is reached directly; n1 only through `ssh -W` via a real sshd; n2 only through a real
+    /// SOCKS5 proxy (microsocks). Every node's `hosts` says so, and a 200 MB item put on n0
+    /// reaches n1 and n2 intact.
+    @Test(.timeLimit(.minutes(4))) func aPeerBehindSSHAndOneBehindSOCKS5TakePartAndReplicateTwoHundredMegabytes() throws {
+        let sshd = try SSHDFixture()
+        defer { sshd.stop() }
+        let socks = try MicrosocksFixture()
+        defer { socks.stop() }
+        let ids = (0..<3).map { _ in NodeIdentity.generate() }
+        let policy = AdmissionPolicy(trustedNodes: Set(ids.map(\.nodeID)))
+        let ports = (0..<3).map { _ in freeLoopbackPort() }
+        let addr = ports.map { PeerAddress(host: "127.0.0.1", port: $0) }
+        let viaSSH = HostConfig(address: Endpoint(host: "127.0.0.1", port: ports[1]), ssh: sshd.sshOptions())
+        let viaSOCKS = HostConfig(address: Endpoint(host: "127.0.0.1", port: ports[2]), socks5: Socks5Settings(proxy: socks.endpoint))
+        func hosts(for i: Int) -> [String: HostConfig] {
+            var h: [String: HostConfig] = [:]
+            if i != 1 { h["\(ids[1].nodeID)"] = viaSSH }
+            if i != 2 { h["\(ids[2].nodeID)"] = viaSOCKS }
+            return h
+        }
+        var nodes: [InProcessNode] = []
+        defer { for n in nodes { n.stop() } }
+        for i in 0..<3 {
+            // Everyone joins through n0 directly; n0 learns n1 and n2 from them.
+            nodes.append(try InProcessNode(name: "n\(i)", identity: ids[i], join: i == 0 ? [] : [addr[0]], admission: policy,
+                                           listen: addr[i], chunkSizeBytes: 1 << 20, configure: { $0.hosts = hosts(for: i) }))
+        }
+        try eventually(60, "all three alive in every view") {
+            nodes.allSatisfy { n in n.states().count == 3 && n.states().values.allSatisfy { $0 == .alive } }
+        }
+        let path = makeFile(in: nodes[0].dir, name: "src.bin", size: 200_000_000, seed: 5)
+        let entry = try Store.open(dataDir: nodes[0].dir).ingest(path: path, name: "checkpoint.pt", signer: nodes[0].identity).entry
+        nodes[0].loop.post { [node = nodes[0].node!] in node.announce(entry) }
+        for n in nodes.dropFirst() {
+            try eventually(180, "\(n.identity.nodeID.short) holds the 200 MB item") { n.isComplete(entry.contentID) }
+            try expectSameContent(n, entry.contentID, as: path)
+        }
+        // Traffic to n1 and n2 really went through the tunnels.
+        let via = try nodes[0].onLoop { $0.runtime.sessionsEstablished }
+        #expect((via["ssh"] ?? 0) > 0, "sessions by route: \(via)")
+        #expect((via["socks5"] ?? 0) > 0, "sessions by route: \(via)")
+        let fromN2 = try nodes[2].onLoop { $0.runtime.sessionsEstablished }
+        #expect((fromN2["ssh"] ?? 0) > 0 || (fromN2["inbound"] ?? 0) > 0, "n2's sessions: \(fromN2)")
+    }
+}
+
+@Suite(.serialized) struct FlakyLinkTests {
+    /// Every TCP connection between the two nodes goes through a proxy that resets it after
+    /// a random 4–8 s. The source serves at 10 MB/s, so the 100 MB transfer spans several
+    /// resets; it must still arrive intact.
+    @Test(.timeLimit(.minutes(4))) func oneHundredMegabytesReplicateThroughAProxyThatResetsEveryConnection() throws {
+        let ids = (0..<2).map { _ in NodeIdentity.generate() }
+        let policy = AdmissionPolicy(trustedNodes: Set(ids.map(\.nodeID)))
+        let ports = (0..<2).map { _ in freeLoopbackPort() }
+        let toA = try ResetProxy(targetPort: ports[0], seed: 11)
+        defer { toA.stop() }
+        let toB = try ResetProxy(targetPort: ports[1], seed: 12)
+        defer { toB.stop() }
+        let a = try InProcessNode(name: "a", identity: ids[0], join: [], admission: policy,
+                                  listen: PeerAddress(host: "127.0.0.1", port: ports[0]), chunkSizeBytes: 1 << 20, configure: {
+            $0.hosts = ["\(ids[1].nodeID)": HostConfig(address: Endpoint(host: "127.0.0.1", port: toB.port))]
+            $0.blob.bandwidth = BandwidthConfig(globalBytesPerSecond: 10_000_000)
+        })
+        defer { a.stop() }
+        let b = try InProcessNode(name: "b", identity: ids[1], join: [a.address], admission: policy,
+                                  listen: PeerAddress(host: "127.0.0.1", port: ports[1]), chunkSizeBytes: 1 << 20, configure: {
+            $0.hosts = ["\(ids[0].nodeID)": HostConfig(address: Endpoint(host: "127.0.0.1", port: toA.port))]
+        })
+        defer { b.stop() }
+        try eventually(30, "a and b see each other") { a.states().count == 2 && b.states().count == 2 }
+        let path = makeFile(in: a.dir, name: "src.bin", size: 100_000_000, seed: 6)
+        let entry = try Store.open(dataDir: a.dir).ingest(path: path, name: "games.db.npz", signer: a.identity).entry
+        a.loop.post { [node = a.node!] in node.announce(entry) }
+        try eventually(180, "b holds the item despite the resets") { b.isComplete(entry.contentID) }
+        try expectSameContent(b, entry.contentID, as: path)
+        #expect(toA.resetCount + toB.resetCount >= 1, "the proxies reset \(toA.resetCount) + \(toB.resetCount) connections")
+        print("reset proxy: \(toA.connections + toB.connections) connections, \(toA.resetCount + toB.resetCount) resets; b fetched \(b.blobCounters().bytesFetched) bytes for \(entry.sizeBytes)")
+    }
+}
