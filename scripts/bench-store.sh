@@ -46,11 +46,13 @@ for ((i = 0; i < runs; i++)); do
     run b2sum b2sum -l 256 "$file"
     run cp cp "$file" "$work/copy.bin"
     rm -f "$work/copy.bin"
-    rm -rf "$work/data"
-    "$bin" init --data "$work/data" --name bench >/dev/null
-    run put env MESHNODE_NO_PROGRESS=1 "$bin" put "$file" --data "$work/data"
+    # A fresh store per run (so nothing is deduplicated). Old ones are kept until the end:
+    # deleting thousands of files right before a run makes ext4's inode allocator slow
+    # (recently_deleted), which is not what a real ingest meets.
+    "$bin" init --data "$work/data-$i" --name bench >/dev/null
+    run put env MESHNODE_NO_PROGRESS=1 "$bin" put "$file" --data "$work/data-$i"
     rm -f "$work/out.bin"
-    run get env MESHNODE_NO_PROGRESS=1 "$bin" get input.bin -o "$work/out.bin" --data "$work/data"
+    run get env MESHNODE_NO_PROGRESS=1 "$bin" get input.bin -o "$work/out.bin" --data "$work/data-$i"
 done
 cmp "$file" "$work/out.bin" || { echo "get produced different bytes!" >&2; exit 1; }
 
@@ -61,6 +63,7 @@ rss_max() { awk '{print $2}' "$work/$1" | sort -n | tail -1; }
 base=$(wall b2sum)
 echo
 echo "file: ${size_mib} MiB, ${runs} runs each, median wall time; $(nproc) cores; $(uname -r)"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every number)"
 printf '%-22s %9s %10s %12s %14s\n' operation "wall s" "MiB/s" "x b2sum" "peak RSS MiB"
 for op in b2sum cp put get; do
     w=$(wall $op)

@@ -218,3 +218,13 @@ let O_DIRECT: Int32 = 0o200000
 #else
 let O_DIRECT: Int32 = 0o40000
 #endif
+
+/// Linux `O_TMPFILE` (`__O_TMPFILE | O_DIRECTORY`), per architecture.
+#if arch(arm64) || arch(arm)
+let O_TMPFILE_: Int32 = 0o20000000 | 0o40000
+#else
+let O_TMPFILE_: Int32 = 0o20000000 | 0o200000
+#endif
+
+/// Linux `AT_EMPTY_PATH` (not exported to Swift without _GNU_SOURCE).
+let AT_EMPTY_PATH: Int32 = 0x1000

@@ -675,45 +675,115 @@ struct ChunkFiles: Sendable {
     /// Writes verified bytes under the chunk's final name unless a file of the right size
     /// is already there (dedup): temp file, fdatasync, rename. Returns true if it wrote.
     /// The caller fsyncs the fan-out directory before relying on the rename.
-    ///
-    /// With `paddedCapacity` (the bytes live in a 4096-aligned buffer at least that long),
-    /// the file is written with O_DIRECT: the length rounded up to 4096, then truncated to
-    /// the exact size. That skips the page cache, which on this class of machine is several
-    /// times slower than the disk. File systems without O_DIRECT (tmpfs) fall back to buffered.
     func store(_ hash: ChunkHash, _ bytes: UnsafeRawBufferPointer, paddedCapacity: Int? = nil) throws(MeshError) -> Bool {
+        guard let pending = try writeTemp(hash, bytes, paddedCapacity: paddedCapacity) else { return false }
+        var batch = [pending]
+        try commit(&batch)
+        return true
+    }
+
+    /// A chunk written to a temp file, not yet synced nor visible under its name.
+    struct PendingChunk {
+        let fd: Int32
+        /// The named temp file, or "" for an unnamed O_TMPFILE inode (linked at commit).
+        let tmp: String
+        let final: String
+    }
+
+    /// Writes a chunk to a temp file without syncing it, unless a file of the right size is
+    /// already under its final name (then nil: dedup). `commit` makes it durable and visible.
+    ///
+    /// The temp file is an unnamed `O_TMPFILE` inode in the chunk's own directory where the
+    /// file system supports it (nothing to clean up after a crash: the kernel frees it), else
+    /// a named file in `tmp/` (swept at open). With `paddedCapacity` (the bytes live in a
+    /// 4096-aligned buffer at least that long) it is written with O_DIRECT: the length
+    /// rounded up to 4096, then truncated to the exact size. That skips the page cache,
+    /// which on this class of machine is several times slower than the disk. File systems
+    /// without O_DIRECT (tmpfs) fall back to buffered writes.
+    func writeTemp(_ hash: ChunkHash, _ bytes: UnsafeRawBufferPointer, paddedCapacity: Int? = nil) throws(MeshError) -> PendingChunk? {
         let final = path(hash)
-        if let size = FS.regularFileSize(final), size == UInt64(bytes.count) { return false }
-        let tmp = tempPath("chunk")
-        do throws(MeshError) {
-            let padded = (bytes.count + 4095) & ~4095
-            var direct = false
-            if let cap = paddedCapacity, cap >= padded, let base = bytes.baseAddress,
-               Int(bitPattern: base) % 4096 == 0, bytes.count > 0 {
-                let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0o644)
+        if let size = FS.regularFileSize(final), size == UInt64(bytes.count) { return nil }
+        let dir = FS.dirname(of: final)
+        let padded = (bytes.count + 4095) & ~4095
+        var useDirect = false
+        if let cap = paddedCapacity, cap >= padded, let base = bytes.baseAddress,
+           Int(bitPattern: base) % 4096 == 0, bytes.count > 0 {
+            useDirect = true
+        }
+        var tmp = ""
+        var fd: Int32 = -1
+        var direct = false
+        // 1. Unnamed temp inode, 2. named temp file; each with O_DIRECT first if usable.
+        for named in [false, true] {
+            if named { tmp = tempPath("chunk") }
+            for tryDirect in useDirect ? [true, false] : [false] {
+                let flags = O_WRONLY | O_CLOEXEC | (tryDirect ? O_DIRECT : 0)
+                fd = named ? Glibc.open(tmp, flags | O_CREAT | O_EXCL, 0o644) : Glibc.open(dir, flags | O_TMPFILE_, 0o644)
                 if fd >= 0 {
-                    direct = true
-                    defer { _ = Glibc.close(fd) }
-                    try writeAt(fd: fd, path: tmp, from: base, count: padded, offset: 0)
-                    if padded != bytes.count {
-                        guard ftruncate(fd, off_t(bytes.count)) == 0 else { throw MeshError.posix(errno, "truncating", path: tmp) }
+                    direct = tryDirect
+                    break
+                }
+                if errno == ENOENT && !named {
+                    // The fan-out directory is missing (created lazily by older layouts).
+                    try FS.mkdir(dir)
+                    fd = Glibc.open(dir, flags | O_TMPFILE_, 0o644)
+                    if fd >= 0 {
+                        direct = tryDirect
+                        break
                     }
-                    guard fdatasync(fd) == 0 else { throw MeshError.posix(errno, "syncing", path: tmp) }
-                } else if errno != EINVAL {
-                    throw MeshError.posix(errno, "creating chunk", path: tmp)
+                }
+                let e = errno
+                if e != EINVAL && e != EOPNOTSUPP && e != EISDIR && e != ENOTDIR {
+                    throw MeshError.posix(e, "creating chunk in", path: named ? tmp : dir)
                 }
             }
-            if !direct {
-                let h = try FileHandle(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644, what: "creating chunk")
-                if let base = bytes.baseAddress { try h.write(from: base, count: bytes.count) }
-                try h.fdatasync()
+            if fd >= 0 { break }
+        }
+        guard fd >= 0 else { throw MeshError(.ioError, "cannot create a temp file in \(dir)", hint: "check the data dir's file system") }
+        do throws(MeshError) {
+            if let base = bytes.baseAddress {
+                try writeAt(fd: fd, path: final, from: base, count: direct ? padded : bytes.count, offset: 0)
             }
-            try FS.mkdir(FS.dirname(of: final))
-            try FS.rename(tmp, final)
+            if direct && padded != bytes.count {
+                guard ftruncate(fd, off_t(bytes.count)) == 0 else { throw MeshError.posix(errno, "truncating", path: final) }
+            }
         } catch {
-            FS.unlink(tmp)
+            _ = Glibc.close(fd)
+            if !tmp.isEmpty { FS.unlink(tmp) }
             throw error
         }
-        return true
+        return PendingChunk(fd: fd, tmp: tmp, final: final)
+    }
+
+    /// Makes pending chunks durable (fdatasync each; after the first, the journal commit
+    /// usually covers the rest, which is why chunks are committed in batches), then gives
+    /// each its final name (link of the unnamed inode, or rename of the named temp file).
+    /// A final name that appeared meanwhile holds the same verified bytes: that is fine.
+    /// Empties `batch`; on failure, removes what is left.
+    func commit(_ batch: inout [PendingChunk]) throws(MeshError) {
+        defer { discard(&batch) }
+        for p in batch {
+            guard fdatasync(p.fd) == 0 else { throw MeshError.posix(errno, "syncing", path: p.final) }
+        }
+        for p in batch {
+            if p.tmp.isEmpty {
+                if linkat(p.fd, "", AT_FDCWD, p.final, AT_EMPTY_PATH) == 0 || errno == EEXIST { continue }
+                // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd works for everyone.
+                if linkat(AT_FDCWD, "/proc/self/fd/\(p.fd)", AT_FDCWD, p.final, AT_SYMLINK_FOLLOW) == 0 || errno == EEXIST { continue }
+                throw MeshError.posix(errno, "naming chunk", path: p.final)
+            } else {
+                try FS.rename(p.tmp, p.final)  // the deferred unlink of tmp then finds nothing
+            }
+        }
+    }
+
+    /// Removes pending chunks without making them visible.
+    func discard(_ batch: inout [PendingChunk]) {
+        for p in batch {
+            _ = Glibc.close(p.fd)
+            if !p.tmp.isEmpty { FS.unlink(p.tmp) }
+        }
+        batch.removeAll()
     }
 
     /// Reads a chunk file whole into `buf` (4096-aligned, `capacity` bytes), with O_DIRECT

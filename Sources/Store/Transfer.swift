@@ -72,10 +72,25 @@ public struct IngestResult: Sendable {
 }
 
 extension Store {
+    /// New chunks are made durable in batches of about this many bytes per worker: one
+    /// journal commit then covers the whole batch instead of one per chunk. Bounds the open
+    /// temp files at `syncBatchBytes / chunk size + 1` per worker.
+    public static let syncBatchBytes = 32 << 20
+    /// ...and at most this many files (bounds open descriptors with small chunk sizes).
+    public static let syncBatchFiles = 64
+
     /// Worker threads for ingest, export and verify: one per core, at least 2 (so that one
     /// can wait on the disk while the other hashes) and at most 8. Each owns one chunk
     /// buffer, which bounds memory at `workerCount × chunk size`.
-    public static var workerCount: Int { max(2, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) }
+    /// `MESHNODE_WORKERS` (1...16) overrides it, for tuning.
+    ///
+    /// (See also `syncBatchBytes`.)
+    public static let workerCount: Int = {
+        if let text = getenv("MESHNODE_WORKERS").map({ String(cString: $0) }), let n = Int(text), (1...16).contains(n) {
+            return n
+        }
+        return max(2, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+    }()
 
     // MARK: - Ingest
 
@@ -121,8 +136,13 @@ extension Store {
         let workers = min(Self.workerCount, max(n, 1))
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let capacity = (Int(chunkSize) + 4095) & ~4095
+        let batchBytes = Self.syncBatchBytes
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
             let buf = ScratchBuffer(count: capacity)
+            // New chunks are synced and renamed in batches of about `syncBatchBytes` per worker.
+            var pending = [ChunkFiles.PendingChunk]()
+            var pendingBytes = 0
+            defer { files.discard(&pending) }
             while let i = work.take() {
                 do throws(MeshError) {
                     let len = Chunking.chunkLength(index: i, sizeBytes: size, chunkSizeBytes: chunkSize)
@@ -135,12 +155,25 @@ extension Store {
                     let raw = UnsafeRawBufferPointer(start: buf.base, count: len)
                     let h = ChunkHash(digest: Blake2b256.hash(raw))
                     work.results[i] = h.digest
-                    work.wrote[i] = try files.store(h, raw, paddedCapacity: capacity)
+                    if let p = try files.writeTemp(h, raw, paddedCapacity: capacity) {
+                        work.wrote[i] = true
+                        pending.append(p)
+                        pendingBytes += len
+                        if pendingBytes >= batchBytes || pending.count >= Self.syncBatchFiles {
+                            try files.commit(&pending)
+                            pendingBytes = 0
+                        }
+                    }
                     let done = work.bytesDone.wrappingAdd(UInt64(len), ordering: .relaxed).newValue
                     progress?(done)
                 } catch {
                     work.fail(error)
                 }
+            }
+            do throws(MeshError) {
+                if work.failure.withLock({ $0 == nil }) { try files.commit(&pending) }
+            } catch {
+                work.fail(error)
             }
         }
         try work.throwIfFailed()
