@@ -16,6 +16,8 @@ final class WorkQueue: @unchecked Sendable {
     let next = Atomic<Int>(0)
     let bytesDone = Atomic<UInt64>(0)
     let failure = Mutex<MeshError?>(nil)
+    /// Chunk hashes already taken care of by some worker of this operation.
+    let claimed = Mutex<Set<ChunkHash>>([])
     let results: UnsafeMutableBufferPointer<Bytes32>
     let wrote: UnsafeMutableBufferPointer<Bool>
     let count: Int
@@ -155,7 +157,9 @@ extension Store {
                     let raw = UnsafeRawBufferPointer(start: buf.base, count: len)
                     let h = ChunkHash(digest: Blake2b256.hash(raw))
                     work.results[i] = h.digest
-                    if let p = try files.writeTemp(h, raw, paddedCapacity: capacity) {
+                    // A chunk repeated inside the file is written by the first worker to claim it.
+                    let claimed = work.claimed.withLock { $0.insert(h).inserted }
+                    if claimed, let p = try files.writeTemp(h, raw, paddedCapacity: capacity) {
                         work.wrote[i] = true
                         pending.append(p)
                         pendingBytes += len

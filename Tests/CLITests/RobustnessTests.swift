@@ -81,13 +81,16 @@ struct RobustnessTests {
                 #expect(!items.contains { $0["name"] as? String == "checkpoint.pt" })
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: data + "/tmp").isEmpty)
-            // The interrupted put can simply be run again, and the result is exact.
-            let again = try Meshnode.run(["put", file, "--data", data], timeoutSeconds: 60)
-            #expect(again.lastLine == expectedID, "\(again)")
-            let out = work.sub("out-\(round)")
-            #expect(try Meshnode.run(["get", "checkpoint.pt", "-o", out, "--data", data]).status == 0)
-            #expect(try Subprocess.run([repoRoot + "/scripts/content-id.sh", out]).lastLine == expectedID)
-            unlink(out)
+            // The interrupted put can simply be run again, and the result is exact
+            // (checked on a few rounds: it reads the whole file three more times).
+            if round % 3 == 0 {
+                let again = try Meshnode.run(["put", file, "--data", data], timeoutSeconds: 60)
+                #expect(again.lastLine == expectedID, "\(again)")
+                let out = work.sub("out-\(round)")
+                #expect(try Meshnode.run(["get", "checkpoint.pt", "-o", out, "--data", data]).status == 0)
+                #expect(try Subprocess.run(["cmp", "-s", file, out]).status == 0)
+                unlink(out)
+            }
             try FileManager.default.removeItem(atPath: data)
         }
         // The delays are meant to land inside the put; most rounds must really interrupt it.
