@@ -109,15 +109,16 @@ public final class NodeIdentity: Signer, @unchecked Sendable {
             sodium_free(sk)
             throw error
         }
+        // Re-derive the public key from the seed half, in guarded scratch memory.
         var pk = [UInt8](repeating: 0, count: 32)
         _ = crypto_sign_ed25519_sk_to_pk(&pk, sk)
         var seedPK = [UInt8](repeating: 0, count: 32)
-        var seed = [UInt8](repeating: 0, count: 32)
-        _ = crypto_sign_ed25519_sk_to_seed(&seed, sk)
-        var check = [UInt8](repeating: 0, count: 64)
-        _ = crypto_sign_seed_keypair(&seedPK, &check, seed)
-        sodium_memzero(&seed, 32)
-        sodium_memzero(&check, 64)
+        let scratch = allocateKey()  // 64 bytes: the seed, then the re-derived secret key
+        let scratch2 = allocateKey()
+        _ = crypto_sign_ed25519_sk_to_seed(scratch, sk)
+        _ = crypto_sign_seed_keypair(&seedPK, scratch2, scratch)
+        sodium_free(scratch)
+        sodium_free(scratch2)
         guard n == Ed25519.secretKeyBytes, seedPK == pk else {
             sodium_free(sk)
             throw MeshError(.corrupt, "identity file \(path) is damaged (public key does not match the seed)",
