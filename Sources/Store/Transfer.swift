@@ -268,37 +268,56 @@ extension Store {
         guard FS.isDirectory(dir) else {
             throw MeshError(.fileNotFound, "directory \(dir) does not exist", hint: "create it first or choose another -o path")
         }
-        let tmp = "\(dir)/.\(FS.basename(of: target)).meshnode-\(getpid())-\(FS.randomToken()).tmp"
-        do throws(MeshError) {
-            try writeAssembled(recipe, name: e.name, to: tmp, progress: progress)
-            if e.type == .game || e.name.lowercased().hasSuffix(".db") {
-                try checkSQLiteIntegrity(tmp, name: e.name)
-            }
-            try FS.rename(tmp, target)
-            try FS.fsyncDirectory(dir)
-        } catch {
-            FS.unlink(tmp)
-            throw error
+        // The file is assembled in an unnamed O_TMPFILE inode in the target's directory where
+        // the file system allows (a killed `get` then leaves nothing behind), else in a named
+        // hidden temp file there. It gets a name only once complete, synced and checked.
+        let tmpName = "\(dir)/.\(FS.basename(of: target)).meshnode-\(getpid())-\(FS.randomToken()).tmp"
+        let aligned = recipe.chunkSizeBytes % 4096 == 0 && recipe.sizeBytes > 0
+        let out = try openTemp(dir: dir, namedFallback: tmpName, tryDirect: aligned)
+        var named = out.named
+        defer {
+            _ = Glibc.close(out.fd)
+            if named { FS.unlink(tmpName) }
         }
+        try writeAssembled(recipe, name: e.name, fd: out.fd, direct: out.direct, path: target, progress: progress)
+        if !named {
+            // SQLite resolves symlinks, so /proc/self/fd/N cannot be checked in place: the
+            // temp file gets its hidden name first (left behind only if killed right here).
+            guard linkat(AT_FDCWD, "/proc/self/fd/\(out.fd)", AT_FDCWD, tmpName, AT_SYMLINK_FOLLOW) == 0 else {
+                throw MeshError.posix(errno, "naming", path: tmpName)
+            }
+            named = true
+        }
+        if e.type == .game || e.name.lowercased().hasSuffix(".db") {
+            try checkSQLiteIntegrity(tmpName, name: e.name)
+        }
+        try FS.rename(tmpName, target)
+        named = false
+        try FS.fsyncDirectory(dir)
         return target
     }
 
-    func writeAssembled(_ recipe: Recipe, name: String, to tmp: String, progress: ProgressHandler?) throws(MeshError) {
-        // O_DIRECT when every chunk starts on a 4096-byte boundary: the page cache is the
-        // bottleneck on this class of machine. The last chunk is written padded and the file
-        // truncated to its size at the end. tmpfs and odd chunk sizes use buffered writes.
-        let aligned = recipe.chunkSizeBytes % 4096 == 0 && recipe.sizeBytes > 0
-        var outFD: Int32 = -1
-        var direct = false
-        if aligned {
-            outFD = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0o644)
-            if outFD >= 0 { direct = true } else if errno != EINVAL { throw MeshError.posix(errno, "creating", path: tmp) }
+    /// Opens a temp file for writing in `dir`: unnamed (O_TMPFILE) if possible, else
+    /// `namedFallback`; with O_DIRECT first when `tryDirect`.
+    func openTemp(dir: String, namedFallback: String, tryDirect: Bool) throws(MeshError) -> (fd: Int32, named: Bool, direct: Bool) {
+        for named in [false, true] {
+            for direct in tryDirect ? [true, false] : [false] {
+                let flags = O_WRONLY | O_CLOEXEC | (direct ? O_DIRECT : 0)
+                let fd = named ? Glibc.open(namedFallback, flags | O_CREAT | O_EXCL, 0o644) : Glibc.open(dir, flags | O_TMPFILE_, 0o644)
+                if fd >= 0 { return (fd, named, direct) }
+                let e = errno
+                if e != EINVAL && e != EOPNOTSUPP && e != EISDIR && e != ENOTDIR {
+                    throw MeshError.posix(e, "creating a file in", path: dir)
+                }
+            }
         }
-        if !direct {
-            outFD = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            guard outFD >= 0 else { throw MeshError.posix(errno, "creating", path: tmp) }
-        }
-        defer { _ = Glibc.close(outFD) }
+        throw MeshError(.ioError, "cannot create a file in \(dir)", hint: "check the directory's file system")
+    }
+
+    /// Reassembles `recipe` into `fd`, re-hashing every chunk, in parallel with `pwrite`;
+    /// then truncates to the exact size (O_DIRECT writes the last chunk padded) and fsyncs.
+    func writeAssembled(_ recipe: Recipe, name: String, fd outFD: Int32, direct: Bool, path tmp: String,
+                        progress: ProgressHandler?) throws(MeshError) {
         if recipe.sizeBytes > 0 {
             let rc = posix_fallocate(outFD, 0, off_t(recipe.sizeBytes))
             if rc != 0 && rc != EOPNOTSUPP && rc != EINVAL { throw MeshError.posix(rc, "allocating space for", path: tmp) }
