@@ -1,5 +1,6 @@
 import CSQLite
 import Dispatch
+import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -81,8 +82,8 @@ extension Store {
     /// ...and at most this many files (bounds open descriptors with small chunk sizes).
     public static let syncBatchFiles = 64
 
-    /// Worker threads for ingest, export and verify: one per core, at least 2 (so that one
-    /// can wait on the disk while the other hashes) and at most 8. Each owns one chunk
+    /// Worker threads for ingest, export and verify: two per core (so that one can wait on
+    /// the disk while the other hashes), at least 2 and at most 8. Each owns one chunk
     /// buffer, which bounds memory at `workerCount × chunk size`.
     /// `MESHNODE_WORKERS` (1...16) overrides it, for tuning.
     ///
@@ -91,7 +92,7 @@ extension Store {
         if let text = getenv("MESHNODE_WORKERS").map({ String(cString: $0) }), let n = Int(text), (1...16).contains(n) {
             return n
         }
-        return max(2, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+        return max(2, min(8, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
     }()
 
     // MARK: - Ingest
@@ -139,7 +140,7 @@ extension Store {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let capacity = (Int(chunkSize) + 4095) & ~4095
         let batchBytes = Self.syncBatchBytes
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
             // New chunks are synced and renamed in batches of about `syncBatchBytes` per worker.
             var pending = [ChunkFiles.PendingChunk]()
@@ -329,7 +330,7 @@ extension Store {
         let useDirect = direct
         let capacity = (Int(recipe.chunkSizeBytes) + 4095) & ~4095
         let workers = min(Self.workerCount, max(n, 1))
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
             while let i = work.take() {
                 do throws(MeshError) {
@@ -418,7 +419,7 @@ extension Store {
             let workers = min(Self.workerCount, max(names.count, 1))
             let problems = Mutex<[(Int, BadChunk.Problem)]>([])
             let dirBytes = Atomic<UInt64>(0)
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            runWorkers(workers) { _ in
                 var cap = defaultChunk
                 var base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 4096)
                 defer { base.deallocate() }
@@ -505,4 +506,25 @@ func writeAt(fd: Int32, path: String, from buf: UnsafeRawPointer, count: Int, of
         }
         done += n
     }
+}
+
+/// Runs `body(0..<count)` on `count` dedicated threads and waits for all of them. Unlike
+/// `concurrentPerform`, the threads exist even beyond the core count, so a worker blocked
+/// on the disk does not keep another from hashing.
+func runWorkers(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    if count <= 1 {
+        body(0)
+        return
+    }
+    let group = DispatchGroup()
+    for i in 0..<count {
+        group.enter()
+        let t = Thread {
+            body(i)
+            group.leave()
+        }
+        t.stackSize = 1 << 20
+        t.start()
+    }
+    group.wait()
 }
