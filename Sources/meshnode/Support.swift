@@ -84,13 +84,20 @@ final class ProgressBar: Sendable {
     private let label: String
     private let start = WallClock.monotonicSeconds()
     private let enabled: Bool
-    /// Seconds before the bar appears, so short operations stay quiet.
-    static let quietSeconds = 0.5
+    /// Seconds before the bar appears, so short operations stay quiet
+    /// (`MESHNODE_PROGRESS_AFTER_MS` overrides it; tests use 0).
+    static let quietSeconds: Double = {
+        if let t = ProcessInfo.processInfo.environment["MESHNODE_PROGRESS_AFTER_MS"], let ms = Double(t), ms >= 0 {
+            return ms / 1000
+        }
+        return 0.5
+    }()
 
     init(label: String, total: UInt64) {
         self.label = label
         self.total = total
-        enabled = isatty(2) == 1 && ProcessInfo.processInfo.environment["MESHNODE_NO_PROGRESS"] == nil
+        let off = ProcessInfo.processInfo.environment["MESHNODE_NO_PROGRESS"].map { !$0.isEmpty && $0 != "0" } ?? false
+        enabled = isatty(2) == 1 && !off
     }
 
     var handler: ProgressHandler? {

@@ -99,6 +99,21 @@ struct CLITests {
         #expect(v.status == 0 && v.stdout.contains("ok"))
     }
 
+    @Test("put and get draw a progress bar on a terminal, and nothing on stderr otherwise")
+    func progressBar() throws {
+        let node = try CLINode()
+        let file = node.dir.sub("data.npz")
+        try writePseudoRandomFile(file, size: 2_000_000, seed: 8)
+        // Not a terminal: stderr stays empty.
+        let plain = try Meshnode.run(["put", file, "--data", node.data], environment: ["MESHNODE_NO_PROGRESS": ""])
+        #expect(plain.status == 0 && plain.stderr.isEmpty, "\(plain)")
+        // A pseudo-terminal (util-linux `script`), with the bar's quiet period set to 0.
+        let cmd = "MESHNODE_PROGRESS_AFTER_MS=0 MESHNODE_NO_PROGRESS= '\(Meshnode.binaryPath)' get data.npz -o '\(node.dir.sub("out.npz"))' --data '\(node.data)'"
+        let tty = try Subprocess.run(["script", "-qec", cmd, "/dev/null"])
+        #expect(tty.status == 0, "\(tty)")
+        #expect(tty.stdout.contains("ETA") && tty.stdout.contains("100%"), "\(tty)")
+    }
+
     @Test("Every verb has --help mentioning --data")
     func help() throws {
         for verb in [[], ["init"], ["put"], ["get"], ["ls"], ["verify"], ["status"]] {
