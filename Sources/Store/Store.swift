@@ -44,7 +44,8 @@ public struct ItemInfo: Sendable, Hashable {
     public var entry: ManifestEntry
     /// When this node stored the entry (ms since the epoch).
     public var receivedAtMs: Int64
-    /// True when the recipe and every chunk are present, so `get` can export it.
+    /// True when the recipe and every chunk are recorded present, so `get` can export it
+    /// (by the manifest's records; `Store.verify` checks the files themselves).
     public var isComplete: Bool
 
     public var contentID: ContentID { entry.contentID }
@@ -388,7 +389,21 @@ public final class Store {
         return out
     }
 
-    /// True when the recipe is known and every chunk is on disk.
+    /// True when the recipe is known and every chunk is recorded present, by the manifest
+    /// alone (no file system access: fast enough for listings). `verify` checks the disk.
+    public func isRecordedComplete(_ contentID: ContentID) throws(MeshError) -> Bool {
+        try sql { () throws(SQLiteError) -> Bool in
+            let id = SQLValue.blob(contentID.digest.bytes)
+            guard try db.scalarInt("SELECT 1 FROM recipes WHERE content_id = ?", [id]) != nil else { return false }
+            let missing = try db.scalarInt("""
+                SELECT count(*) FROM recipe_chunks rc
+                WHERE rc.content_id = ? AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.hash = rc.hash)
+                """, [id]) ?? 0
+            return missing == 0
+        }
+    }
+
+    /// True when the recipe is known and every chunk file is on disk (checks the file system).
     public func isComplete(_ contentID: ContentID) throws(MeshError) -> Bool {
         guard let missing = try missingChunks(contentID) else { return false }
         return missing.isEmpty
@@ -396,7 +411,8 @@ public final class Store {
 
     // MARK: - Recipes
 
-    /// The chunk list of `contentID`, if known.
+    /// The chunk list of `contentID`, if known. If the stored list is damaged (it does not
+    /// recompute the id), the returned recipe's `contentID` is not the one asked for.
     public func recipe(_ contentID: ContentID) throws(MeshError) -> Recipe? {
         try sql { () throws(SQLiteError) -> Recipe? in
             let rows = try db.query("SELECT size_bytes, chunk_size, chunk_count FROM recipes WHERE content_id = ?",
@@ -556,7 +572,7 @@ public final class Store {
         return try raw.map { (e, t) throws(MeshError) in
             let c: Bool
             if let known = complete[e.contentID] { c = known } else {
-                c = try isComplete(e.contentID)
+                c = try isRecordedComplete(e.contentID)
                 complete[e.contentID] = c
             }
             return ItemInfo(entry: e, receivedAtMs: t, isComplete: c)
@@ -565,7 +581,7 @@ public final class Store {
 
     /// Finds the one item meant by `query`: a full content id, an exact name, or a content
     /// id prefix of at least 6 hex digits. Several entries for the same content are one item
-    /// (this node's own entry is preferred); different contents are `.ambiguousName`.
+    /// (the earliest received entry is returned); different contents are `.ambiguousName`.
     public func resolve(_ query: String) throws(MeshError) -> ItemInfo {
         let all = try items()
         func pick(_ matches: [ItemInfo], how: String) throws(MeshError) -> ItemInfo? {
