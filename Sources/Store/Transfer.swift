@@ -411,7 +411,8 @@ extension Store {
         var bytes: UInt64 = 0
         let total = Atomic<UInt64>(0)
         let maxChunk = Int(Chunking.maxChunkSizeBytes)
-        let defaultChunk = Int(config.chunkSizeBytes)
+        let defaultChunk = (Int(config.chunkSizeBytes) + 4095) & ~4095
+        let files = chunkFiles
         for d in FS.list(chunksDir).sorted() where d.utf8.count == 2 {
             let dir = "\(chunksDir)/\(d)"
             let names = FS.list(dir).filter { $0.utf8.count == 64 }.sorted()
@@ -425,17 +426,19 @@ extension Store {
                 defer { base.deallocate() }
                 while let i = work.take() {
                     let p = "\(dir)/\(names[i])"
-                    guard let size = FS.regularFileSize(p), size <= UInt64(maxChunk),
-                          let f = try? FileHandle(path: p, flags: O_RDONLY, what: "opening chunk") else {
+                    guard let size = FS.regularFileSize(p), size <= UInt64(maxChunk), let hash = ChunkHash(hex: names[i]) else {
                         problems.withLock { $0.append((i, .unreadable)) }
                         continue
                     }
-                    if cap < Int(size) {
+                    let need = (Int(size) + 4095) & ~4095
+                    if cap < need {
                         base.deallocate()
-                        cap = Int(size)
+                        cap = need
                         base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 4096)
                     }
-                    guard let got = try? f.pread(into: base, count: Int(size), offset: 0), got == Int(size) else {
+                    // O_DIRECT where possible: a full verify should not flush the page cache.
+                    guard let got = try? files.read(hash, into: base, capacity: cap, expected: Int(size), itemName: "verify"),
+                          got == Int(size) else {
                         problems.withLock { $0.append((i, .unreadable)) }
                         continue
                     }
