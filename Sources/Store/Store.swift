@@ -875,6 +875,8 @@ struct ChunkFiles: Sendable {
             }
             if n == 0 { break }
             done += n
+            // Past the end of the data the next O_DIRECT read would be unaligned: stop here.
+            if done >= expected { break }
         }
         return min(done, expected)
     }
