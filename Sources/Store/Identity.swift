@@ -97,7 +97,7 @@ public final class NodeIdentity: Signer, @unchecked Sendable {
             throw MeshError(.notInitialized, "no node identity at \(path)",
                             hint: "run `meshnode init --data \(dataDir)` first")
         }
-        let h = try FileHandle(path: path, flags: O_RDONLY, what: "opening identity")
+        let h = try POSIXFile(path: path, flags: O_RDONLY, what: "opening identity")
         let size = try h.sizeBytes()
         guard size == UInt64(Ed25519.secretKeyBytes) else {
             throw MeshError(.corrupt, "identity file \(path) is \(size) bytes, expected 64",

@@ -115,8 +115,8 @@ extension Store {
         if FS.isDirectory(path) {
             throw MeshError(.fileUnreadable, "\(path) is a directory", hint: "put one file at a time")
         }
-        let file: FileHandle
-        do { file = try FileHandle(path: path, flags: O_RDONLY, what: "opening") } catch {
+        let file: POSIXFile
+        do { file = try POSIXFile(path: path, flags: O_RDONLY, what: "opening") } catch {
             if error.code == .fileNotFound {
                 throw MeshError(.fileNotFound, "\(path) does not exist", hint: "check the path and try again")
             }
