@@ -35,7 +35,7 @@ extension MeshnodeCommand {
                     }
                     chunk = UInt32(v)
                 }
-                let nodeName = name ?? ProcessInfo.processInfo.hostName
+                let nodeName = name ?? shortHostName()
                 let dir = options.dataDir
                 let (store, id) = try Store.initialize(dataDir: dir, name: nodeName, chunkSizeBytes: chunk)
                 FileHandleOut.stdout("""

@@ -138,3 +138,12 @@ func jsonText<T: Encodable>(_ value: T) -> String {
     guard let d = try? enc.encode(value) else { return "null\n" }
     return String(decoding: d, as: UTF8.self) + "\n"
 }
+
+/// The host name from gethostname(2), without a DNS lookup (which can hang on hosts with
+/// broken resolvers); "meshnode" if it is empty.
+func shortHostName() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buf, buf.count - 1) == 0 else { return "meshnode" }
+    let name = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return name.isEmpty ? "meshnode" : name
+}

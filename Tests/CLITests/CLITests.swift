@@ -38,7 +38,7 @@ struct CLINode {
     }
 }
 
-@Suite("meshnode CLI")
+@Suite("meshnode CLI", .timeLimit(.minutes(2)))
 struct CLITests {
     @Test("init prints the node id on its last line and refuses to overwrite an identity")
     func initAndReinit() throws {

@@ -3,7 +3,7 @@ import Foundation
 import Store
 import Testing
 
-@Suite("Store integrity")
+@Suite("Store integrity", .timeLimit(.minutes(2)))
 struct IntegrityTests {
     @Test("A flipped byte in a chunk is found by verify, which names the chunk and the items it breaks")
     func flippedByte() throws {

@@ -2,7 +2,7 @@ import Foundation
 import Store
 import Testing
 
-@Suite("Store round trips")
+@Suite("Store round trips", .timeLimit(.minutes(2)))
 struct RoundTripTests {
     static let chunk = 64 * 1024
 
