@@ -102,6 +102,18 @@ struct RobustnessTests {
             }
             try FileManager.default.removeItem(atPath: data)
         }
+        // Memory stays bounded whatever the file size: peak RSS of a full put and get.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/time") {
+            let data = work.sub("data-rss")
+            #expect(try Meshnode.run(["init", "--data", data]).status == 0)
+            for args in [["put", file], ["get", "checkpoint.pt", "-o", work.sub("rss.out")]] {
+                let r = try Subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", Meshnode.binaryPath] + args + ["--data", data],
+                                           environment: Meshnode.defaultEnvironment, timeoutSeconds: 60)
+                #expect(r.status == 0, "\(r)")
+                let kib = r.stderrLines.last.flatMap { Int($0.replacingOccurrences(of: "maxrss_kib=", with: "")) } ?? Int.max
+                #expect(kib < 64 * 1024, "\(args[0]) of 256 MiB peaked at \(kib) KiB")
+            }
+        }
         // The delays are meant to land inside the put; most rounds must really interrupt it.
         #expect(killedMidway >= 4, "only \(killedMidway) of 8 puts were interrupted (seed \(seed))")
     }
