@@ -399,6 +399,9 @@ extension Store {
         public var badChunks: [BadChunk]
         /// Content ids whose stored chunk list does not recompute the id.
         public var badRecipes: [ContentID]
+        /// Valid chunk files the manifest does not record: left by interrupted puts or
+        /// transfers. Harmless; reused if the same chunk is stored again.
+        public var unreferencedChunks: Int
         public var ok: Bool { badChunks.isEmpty && badRecipes.isEmpty }
     }
 
@@ -407,6 +410,7 @@ extension Store {
     public func verify(progress: ProgressHandler? = nil) throws(MeshError) -> VerifyReport {
         var bad = [(ChunkHash, BadChunk.Problem, String)]()
         var checked = 0
+        var unreferenced = 0
         var bytes: UInt64 = 0
         let total = Atomic<UInt64>(0)
         let maxChunk = Int(Chunking.maxChunkSizeBytes)
@@ -450,6 +454,13 @@ extension Store {
             }
             checked += names.count
             bytes += dirBytes.load(ordering: .relaxed)
+            for name in names {
+                guard let h = ChunkHash(hex: name) else { continue }
+                let known = try sql { () throws(SQLiteError) in
+                    try db.scalarInt("SELECT 1 FROM chunks WHERE hash = ?", [.blob(h.digest.bytes)]) != nil
+                }
+                if !known { unreferenced += 1 }
+            }
             for (i, problem) in problems.withLock({ $0 }).sorted(by: { $0.0 < $1.0 }) {
                 let hash = ChunkHash(hex: names[i]) ?? ChunkHash(digest: .zero)
                 bad.append((hash, problem, "\(dir)/\(names[i])"))
@@ -478,7 +489,8 @@ extension Store {
             }
             return BadChunk(hash: hash, problem: problem, path: path, items: all.filter { contents.contains($0.contentID) })
         }
-        return VerifyReport(chunksChecked: checked, bytesChecked: bytes, badChunks: badChunks, badRecipes: badRecipes)
+        return VerifyReport(chunksChecked: checked, bytesChecked: bytes, badChunks: badChunks, badRecipes: badRecipes,
+                            unreferencedChunks: unreferenced)
     }
 }
 

@@ -104,6 +104,19 @@ struct IntegrityTests {
         #expect(FS.exists(mine))
     }
 
+    @Test("A valid chunk left by an interrupted put is reported as unreferenced, not as damage")
+    func orphanChunk() throws {
+        let f = try Fixture()
+        let bytes = [UInt8](repeating: 42, count: 1000)
+        let hash = ChunkHash(digest: Blake2b256.hash(bytes))
+        let path = f.store.chunkPath(hash)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let report = try f.store.verify()
+        #expect(report.ok)
+        #expect(report.unreferencedChunks == 1)
+        #expect(f.store.hasChunk(hash))
+    }
+
     @Test("Opening a directory that was never initialised says to run init")
     func notInitialised() throws {
         let d = TempDir()
