@@ -819,6 +819,7 @@ struct ChunkFiles: Sendable {
                 if linkat(AT_FDCWD, "/proc/self/fd/\(p.fd)", AT_FDCWD, p.final, AT_SYMLINK_FOLLOW) == 0 || errno == EEXIST { continue }
                 throw MeshError.posix(errno, "naming chunk", path: p.final)
             } else {
+                try FS.mkdir(FS.dirname(of: p.final))
                 try FS.rename(p.tmp, p.final)  // the deferred unlink of tmp then finds nothing
             }
         }
