@@ -706,6 +706,10 @@ public final class Store {
 
 /// The chunk tree of a data dir; safe to use from worker threads (immutable paths only).
 struct ChunkFiles: Sendable {
+    /// `MESHNODE_NO_TMPFILE=1` forces named temp files, as on file systems without
+    /// O_TMPFILE (so that tests cover that path too).
+    static let tmpfileDisabled: Bool = getenv("MESHNODE_NO_TMPFILE").map { String(cString: $0) == "1" } ?? false
+
     let chunksDir: String
     let tmpDir: String
 
@@ -761,7 +765,7 @@ struct ChunkFiles: Sendable {
         var fd: Int32 = -1
         var direct = false
         // 1. Unnamed temp inode, 2. named temp file; each with O_DIRECT first if usable.
-        for named in [false, true] {
+        for named in ChunkFiles.tmpfileDisabled ? [true] : [false, true] {
             if named { tmp = tempPath("chunk") }
             for tryDirect in useDirect ? [true, false] : [false] {
                 let flags = O_WRONLY | O_CLOEXEC | (tryDirect ? O_DIRECT : 0)

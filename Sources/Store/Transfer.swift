@@ -300,7 +300,7 @@ extension Store {
     /// Opens a temp file for writing in `dir`: unnamed (O_TMPFILE) if possible, else
     /// `namedFallback`; with O_DIRECT first when `tryDirect`.
     func openTemp(dir: String, namedFallback: String, tryDirect: Bool) throws(MeshError) -> (fd: Int32, named: Bool, direct: Bool) {
-        for named in [false, true] {
+        for named in ChunkFiles.tmpfileDisabled ? [true] : [false, true] {
             for direct in tryDirect ? [true, false] : [false] {
                 let flags = O_WRONLY | O_CLOEXEC | (direct ? O_DIRECT : 0)
                 let fd = named ? Glibc.open(namedFallback, flags | O_CREAT | O_EXCL, 0o644) : Glibc.open(dir, flags | O_TMPFILE_, 0o644)

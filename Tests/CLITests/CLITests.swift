@@ -114,6 +114,22 @@ struct CLITests {
         #expect(tty.stdout.contains("ETA") && tty.stdout.contains("100%"), "\(tty)")
     }
 
+    @Test("Without O_TMPFILE, named temp files in tmp/ give the same results and are cleaned up")
+    func namedTempFallback() throws {
+        let node = try CLINode()
+        let file = node.dir.sub("f.npz")
+        try writePseudoRandomFile(file, size: 300_001, seed: 12)
+        let env = ["MESHNODE_NO_TMPFILE": "1"]
+        let put = try Meshnode.run(["put", file, "--data", node.data], environment: env)
+        #expect(put.status == 0, "\(put)")
+        let out = node.dir.sub("out.npz")
+        #expect(try Meshnode.run(["get", "f.npz", "-o", out, "--data", node.data], environment: env).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == Data(contentsOf: URL(fileURLWithPath: file)))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: node.data + "/tmp").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: node.dir.path).allSatisfy { !$0.contains(".tmp") })
+        #expect(try node.run(["verify"]).status == 0)
+    }
+
     @Test("Every verb has --help mentioning --data")
     func help() throws {
         for verb in [[], ["init"], ["put"], ["get"], ["ls"], ["verify"], ["status"]] {
