@@ -49,6 +49,15 @@ struct RobustnessTests {
         let expectedID = try Subprocess.run([repoRoot + "/scripts/content-id.sh", file]).lastLine
         let seed = UInt64(ProcessInfo.processInfo.environment["MESHNODE_CRASH_SEED"] ?? "") ?? 0x5EED_2026
         var rng = SeededGenerator(seed: seed)
+        // How long an uninterrupted put takes here, so that the kill delays land inside it
+        // on fast and slow machines alike.
+        let timing = work.sub("data-timing")
+        #expect(try Meshnode.run(["init", "--data", timing]).status == 0)
+        let t0 = Date()
+        let full = try Meshnode.run(["put", file, "--data", timing], timeoutSeconds: 60)
+        let putMs = max(50, Int(Date().timeIntervalSince(t0) * 1000))
+        #expect(full.lastLine == expectedID, "\(full)")
+        try FileManager.default.removeItem(atPath: timing)
         var killedMidway = 0
         for round in 0..<8 {
             let data = work.sub("data-\(round)")
@@ -59,12 +68,13 @@ struct RobustnessTests {
                 _ = try Subprocess.shell("head -c \(size / 3) '\(file)' > '\(part)'")
                 #expect(try Meshnode.run(["put", part, "--data", data]).status == 0)
             }
-            let delayMs = Int.random(in: 5...700, using: &rng)
+            let delayMs = Int.random(in: 1...(putMs * 9 / 10), using: &rng)
             let child = try Meshnode.spawn(["put", file, "--data", data])
             usleep(UInt32(delayMs * 1000))
             child.kill(SIGKILL)
             let status = child.wait(timeoutSeconds: 30)
             if status == 128 + SIGKILL { killedMidway += 1 }
+            print("crash round \(round): put killed after \(delayMs) ms of ~\(putMs) ms, exit status \(status)")
 
             let verify = try Meshnode.run(["verify", "--data", data], timeoutSeconds: 60)
             #expect(verify.status == 0, "seed \(seed) round \(round) delay \(delayMs) ms: \(verify)")
