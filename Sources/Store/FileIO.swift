@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// An open POSIX file descriptor with a single owner; closed exactly once.
-public struct FileHandle: ~Copyable {
+public struct POSIXFile: ~Copyable {
     public let fd: Int32
     public let path: String
 
@@ -160,7 +160,7 @@ public enum FS {
         let dir = dirname(of: path)
         let tmp = "\(dir)/.\(basename(of: path)).tmp-\(randomToken())"
         do throws(MeshError) {
-            let h = try FileHandle(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode, what: "creating")
+            let h = try POSIXFile(path: tmp, flags: O_WRONLY | O_CREAT | O_EXCL, mode: mode, what: "creating")
             guard fchmod(h.fd, mode) == 0 else { throw MeshError.posix(errno, "setting mode of", path: tmp) }
             if let base = bytes.baseAddress { try h.write(from: base, count: bytes.count) }
             try h.fsync()
@@ -190,7 +190,7 @@ public enum FS {
 
     /// Reads a whole small file (bounded by `limitBytes`).
     public static func readSmallFile(_ path: String, limitBytes: Int = 1 << 20) throws(MeshError) -> [UInt8] {
-        let h = try FileHandle(path: path, flags: O_RDONLY, what: "opening")
+        let h = try POSIXFile(path: path, flags: O_RDONLY, what: "opening")
         let size = try h.sizeBytes()
         guard size <= UInt64(limitBytes) else {
             throw MeshError(.corrupt, "\(path) is \(size) bytes, more than the \(limitBytes) expected",
@@ -218,3 +218,13 @@ let O_DIRECT: Int32 = 0o200000
 #else
 let O_DIRECT: Int32 = 0o40000
 #endif
+
+/// Linux `O_TMPFILE` (`__O_TMPFILE | O_DIRECTORY`), per architecture.
+#if arch(arm64) || arch(arm)
+let O_TMPFILE_: Int32 = 0o20000000 | 0o40000
+#else
+let O_TMPFILE_: Int32 = 0o20000000 | 0o200000
+#endif
+
+/// Linux `AT_EMPTY_PATH` (not exported to Swift without _GNU_SOURCE).
+let AT_EMPTY_PATH: Int32 = 0x1000

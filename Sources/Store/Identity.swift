@@ -105,7 +105,7 @@ public final class NodeIdentity: Signer, @unchecked Sendable {
         guard FS.exists(path) else {
             throw MeshError(.fileNotFound, "no key file at \(path)", hint: "check the path")
         }
-        let h = try FileHandle(path: path, flags: O_RDONLY, what: "opening identity")
+        let h = try POSIXFile(path: path, flags: O_RDONLY, what: "opening identity")
         let size = try h.sizeBytes()
         guard size == UInt64(Ed25519.secretKeyBytes) else {
             throw MeshError(.corrupt, "identity file \(path) is \(size) bytes, expected 64",
@@ -117,15 +117,16 @@ public final class NodeIdentity: Signer, @unchecked Sendable {
             sodium_free(sk)
             throw error
         }
+        // Re-derive the public key from the seed half, in guarded scratch memory.
         var pk = [UInt8](repeating: 0, count: 32)
         _ = crypto_sign_ed25519_sk_to_pk(&pk, sk)
         var seedPK = [UInt8](repeating: 0, count: 32)
-        var seed = [UInt8](repeating: 0, count: 32)
-        _ = crypto_sign_ed25519_sk_to_seed(&seed, sk)
-        var check = [UInt8](repeating: 0, count: 64)
-        _ = crypto_sign_seed_keypair(&seedPK, &check, seed)
-        sodium_memzero(&seed, 32)
-        sodium_memzero(&check, 64)
+        let scratch = allocateKey()  // 64 bytes: the seed, then the re-derived secret key
+        let scratch2 = allocateKey()
+        _ = crypto_sign_ed25519_sk_to_seed(scratch, sk)
+        _ = crypto_sign_seed_keypair(&seedPK, scratch2, scratch)
+        sodium_free(scratch)
+        sodium_free(scratch2)
         guard n == Ed25519.secretKeyBytes, seedPK == pk else {
             sodium_free(sk)
             throw MeshError(.corrupt, "identity file \(path) is damaged (public key does not match the seed)",

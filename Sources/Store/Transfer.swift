@@ -1,5 +1,5 @@
-import CSQLite
 import Dispatch
+import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -16,6 +16,8 @@ final class WorkQueue: @unchecked Sendable {
     let next = Atomic<Int>(0)
     let bytesDone = Atomic<UInt64>(0)
     let failure = Mutex<MeshError?>(nil)
+    /// Chunk hashes already taken care of by some worker of this operation.
+    let claimed = Mutex<Set<ChunkHash>>([])
     let results: UnsafeMutableBufferPointer<Bytes32>
     let wrote: UnsafeMutableBufferPointer<Bool>
     let count: Int
@@ -72,10 +74,25 @@ public struct IngestResult: Sendable {
 }
 
 extension Store {
-    /// Worker threads for ingest, export and verify: one per core, at least 2 (so that one
-    /// can wait on the disk while the other hashes) and at most 8. Each owns one chunk
+    /// New chunks are made durable in batches of about this many bytes per worker: one
+    /// journal commit then covers the whole batch instead of one per chunk. Bounds the open
+    /// temp files at `syncBatchBytes / chunk size + 1` per worker.
+    public static let syncBatchBytes = 32 << 20
+    /// ...and at most this many files (bounds open descriptors with small chunk sizes).
+    public static let syncBatchFiles = 64
+
+    /// Worker threads for ingest, export and verify: two per core (so that one can wait on
+    /// the disk while the other hashes), at least 2 and at most 8. Each owns one chunk
     /// buffer, which bounds memory at `workerCount × chunk size`.
-    public static var workerCount: Int { max(2, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) }
+    /// `MESHNODE_WORKERS` (1...16) overrides it, for tuning.
+    ///
+    /// (See also `syncBatchBytes`.)
+    public static let workerCount: Int = {
+        if let text = getenv("MESHNODE_WORKERS").map({ String(cString: $0) }), let n = Int(text), (1...16).contains(n) {
+            return n
+        }
+        return max(2, min(8, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+    }()
 
     // MARK: - Ingest
 
@@ -97,8 +114,8 @@ extension Store {
         if FS.isDirectory(path) {
             throw MeshError(.fileUnreadable, "\(path) is a directory", hint: "put one file at a time")
         }
-        let file: FileHandle
-        do { file = try FileHandle(path: path, flags: O_RDONLY, what: "opening") } catch {
+        let file: POSIXFile
+        do { file = try POSIXFile(path: path, flags: O_RDONLY, what: "opening") } catch {
             if error.code == .fileNotFound {
                 throw MeshError(.fileNotFound, "\(path) does not exist", hint: "check the path and try again")
             }
@@ -121,8 +138,13 @@ extension Store {
         let workers = min(Self.workerCount, max(n, 1))
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let capacity = (Int(chunkSize) + 4095) & ~4095
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        let batchBytes = Self.syncBatchBytes
+        runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
+            // New chunks are synced and renamed in batches of about `syncBatchBytes` per worker.
+            var pending = [ChunkFiles.PendingChunk]()
+            var pendingBytes = 0
+            defer { files.discard(&pending) }
             while let i = work.take() {
                 do throws(MeshError) {
                     let len = Chunking.chunkLength(index: i, sizeBytes: size, chunkSizeBytes: chunkSize)
@@ -135,12 +157,27 @@ extension Store {
                     let raw = UnsafeRawBufferPointer(start: buf.base, count: len)
                     let h = ChunkHash(digest: Blake2b256.hash(raw))
                     work.results[i] = h.digest
-                    work.wrote[i] = try files.store(h, raw, paddedCapacity: capacity)
+                    // A chunk repeated inside the file is written by the first worker to claim it.
+                    let claimed = work.claimed.withLock { $0.insert(h).inserted }
+                    if claimed, let p = try files.writeTemp(h, raw, paddedCapacity: capacity) {
+                        work.wrote[i] = true
+                        pending.append(p)
+                        pendingBytes += len
+                        if pendingBytes >= batchBytes || pending.count >= Self.syncBatchFiles {
+                            try files.commit(&pending)
+                            pendingBytes = 0
+                        }
+                    }
                     let done = work.bytesDone.wrappingAdd(UInt64(len), ordering: .relaxed).newValue
                     progress?(done)
                 } catch {
                     work.fail(error)
                 }
+            }
+            do throws(MeshError) {
+                if work.failure.withLock({ $0 == nil }) { try files.commit(&pending) }
+            } catch {
+                work.fail(error)
             }
         }
         try work.throwIfFailed()
@@ -231,37 +268,56 @@ extension Store {
         guard FS.isDirectory(dir) else {
             throw MeshError(.fileNotFound, "directory \(dir) does not exist", hint: "create it first or choose another -o path")
         }
-        let tmp = "\(dir)/.\(FS.basename(of: target)).meshnode-\(getpid())-\(FS.randomToken()).tmp"
-        do throws(MeshError) {
-            try writeAssembled(recipe, name: e.name, to: tmp, progress: progress)
-            if e.type == .game || e.name.lowercased().hasSuffix(".db") {
-                try checkSQLiteIntegrity(tmp, name: e.name)
-            }
-            try FS.rename(tmp, target)
-            try FS.fsyncDirectory(dir)
-        } catch {
-            FS.unlink(tmp)
-            throw error
+        // The file is assembled in an unnamed O_TMPFILE inode in the target's directory where
+        // the file system allows (a killed `get` then leaves nothing behind), else in a named
+        // hidden temp file there. It gets a name only once complete, synced and checked.
+        let tmpName = "\(dir)/.\(FS.basename(of: target)).meshnode-\(getpid())-\(FS.randomToken()).tmp"
+        let aligned = recipe.chunkSizeBytes % 4096 == 0 && recipe.sizeBytes > 0
+        let out = try openTemp(dir: dir, namedFallback: tmpName, tryDirect: aligned)
+        var named = out.named
+        defer {
+            _ = Glibc.close(out.fd)
+            if named { FS.unlink(tmpName) }
         }
+        try writeAssembled(recipe, name: e.name, fd: out.fd, direct: out.direct, path: target, progress: progress)
+        if !named {
+            // SQLite resolves symlinks, so /proc/self/fd/N cannot be checked in place: the
+            // temp file gets its hidden name first (left behind only if killed right here).
+            guard linkat(AT_FDCWD, "/proc/self/fd/\(out.fd)", AT_FDCWD, tmpName, AT_SYMLINK_FOLLOW) == 0 else {
+                throw MeshError.posix(errno, "naming", path: tmpName)
+            }
+            named = true
+        }
+        if e.type == .game || e.name.lowercased().hasSuffix(".db") {
+            try checkSQLiteIntegrity(tmpName, name: e.name)
+        }
+        try FS.rename(tmpName, target)
+        named = false
+        try FS.fsyncDirectory(dir)
         return target
     }
 
-    func writeAssembled(_ recipe: Recipe, name: String, to tmp: String, progress: ProgressHandler?) throws(MeshError) {
-        // O_DIRECT when every chunk starts on a 4096-byte boundary: the page cache is the
-        // bottleneck on this class of machine. The last chunk is written padded and the file
-        // truncated to its size at the end. tmpfs and odd chunk sizes use buffered writes.
-        let aligned = recipe.chunkSizeBytes % 4096 == 0 && recipe.sizeBytes > 0
-        var outFD: Int32 = -1
-        var direct = false
-        if aligned {
-            outFD = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0o644)
-            if outFD >= 0 { direct = true } else if errno != EINVAL { throw MeshError.posix(errno, "creating", path: tmp) }
+    /// Opens a temp file for writing in `dir`: unnamed (O_TMPFILE) if possible, else
+    /// `namedFallback`; with O_DIRECT first when `tryDirect`.
+    func openTemp(dir: String, namedFallback: String, tryDirect: Bool) throws(MeshError) -> (fd: Int32, named: Bool, direct: Bool) {
+        for named in ChunkFiles.tmpfileDisabled ? [true] : [false, true] {
+            for direct in tryDirect ? [true, false] : [false] {
+                let flags = O_WRONLY | O_CLOEXEC | (direct ? O_DIRECT : 0)
+                let fd = named ? Glibc.open(namedFallback, flags | O_CREAT | O_EXCL, 0o644) : Glibc.open(dir, flags | O_TMPFILE_, 0o644)
+                if fd >= 0 { return (fd, named, direct) }
+                let e = errno
+                if e != EINVAL && e != EOPNOTSUPP && e != EISDIR && e != ENOTDIR {
+                    throw MeshError.posix(e, "creating a file in", path: dir)
+                }
+            }
         }
-        if !direct {
-            outFD = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            guard outFD >= 0 else { throw MeshError.posix(errno, "creating", path: tmp) }
-        }
-        defer { _ = Glibc.close(outFD) }
+        throw MeshError(.ioError, "cannot create a file in \(dir)", hint: "check the directory's file system")
+    }
+
+    /// Reassembles `recipe` into `fd`, re-hashing every chunk, in parallel with `pwrite`;
+    /// then truncates to the exact size (O_DIRECT writes the last chunk padded) and fsyncs.
+    func writeAssembled(_ recipe: Recipe, name: String, fd outFD: Int32, direct: Bool, path tmp: String,
+                        progress: ProgressHandler?) throws(MeshError) {
         if recipe.sizeBytes > 0 {
             let rc = posix_fallocate(outFD, 0, off_t(recipe.sizeBytes))
             if rc != 0 && rc != EOPNOTSUPP && rc != EINVAL { throw MeshError.posix(rc, "allocating space for", path: tmp) }
@@ -273,7 +329,7 @@ extension Store {
         let useDirect = direct
         let capacity = (Int(recipe.chunkSizeBytes) + 4095) & ~4095
         let workers = min(Self.workerCount, max(n, 1))
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+        runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
             while let i = work.take() {
                 do throws(MeshError) {
@@ -343,6 +399,9 @@ extension Store {
         public var badChunks: [BadChunk]
         /// Content ids whose stored chunk list does not recompute the id.
         public var badRecipes: [ContentID]
+        /// Valid chunk files the manifest does not record: left by interrupted puts or
+        /// transfers. Harmless; reused if the same chunk is stored again.
+        public var unreferencedChunks: Int
         public var ok: Bool { badChunks.isEmpty && badRecipes.isEmpty }
     }
 
@@ -351,10 +410,12 @@ extension Store {
     public func verify(progress: ProgressHandler? = nil) throws(MeshError) -> VerifyReport {
         var bad = [(ChunkHash, BadChunk.Problem, String)]()
         var checked = 0
+        var unreferenced = 0
         var bytes: UInt64 = 0
         let total = Atomic<UInt64>(0)
         let maxChunk = Int(Chunking.maxChunkSizeBytes)
-        let defaultChunk = Int(config.chunkSizeBytes)
+        let defaultChunk = (Int(config.chunkSizeBytes) + 4095) & ~4095
+        let files = chunkFiles
         for d in FS.list(chunksDir).sorted() where d.utf8.count == 2 {
             let dir = "\(chunksDir)/\(d)"
             let names = FS.list(dir).filter { $0.utf8.count == 64 }.sorted()
@@ -362,23 +423,25 @@ extension Store {
             let workers = min(Self.workerCount, max(names.count, 1))
             let problems = Mutex<[(Int, BadChunk.Problem)]>([])
             let dirBytes = Atomic<UInt64>(0)
-            DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            runWorkers(workers) { _ in
                 var cap = defaultChunk
                 var base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 4096)
                 defer { base.deallocate() }
                 while let i = work.take() {
                     let p = "\(dir)/\(names[i])"
-                    guard let size = FS.regularFileSize(p), size <= UInt64(maxChunk),
-                          let f = try? FileHandle(path: p, flags: O_RDONLY, what: "opening chunk") else {
+                    guard let size = FS.regularFileSize(p), size <= UInt64(maxChunk), let hash = ChunkHash(hex: names[i]) else {
                         problems.withLock { $0.append((i, .unreadable)) }
                         continue
                     }
-                    if cap < Int(size) {
+                    let need = (Int(size) + 4095) & ~4095
+                    if cap < need {
                         base.deallocate()
-                        cap = Int(size)
+                        cap = need
                         base = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 4096)
                     }
-                    guard let got = try? f.pread(into: base, count: Int(size), offset: 0), got == Int(size) else {
+                    // O_DIRECT where possible: a full verify should not flush the page cache.
+                    guard let got = try? files.read(hash, into: base, capacity: cap, expected: Int(size), itemName: "verify"),
+                          got == Int(size) else {
                         problems.withLock { $0.append((i, .unreadable)) }
                         continue
                     }
@@ -391,6 +454,13 @@ extension Store {
             }
             checked += names.count
             bytes += dirBytes.load(ordering: .relaxed)
+            for name in names {
+                guard let h = ChunkHash(hex: name) else { continue }
+                let known = try sql { () throws(SQLiteError) in
+                    try db.scalarInt("SELECT 1 FROM chunks WHERE hash = ?", [.blob(h.digest.bytes)]) != nil
+                }
+                if !known { unreferenced += 1 }
+            }
             for (i, problem) in problems.withLock({ $0 }).sorted(by: { $0.0 < $1.0 }) {
                 let hash = ChunkHash(hex: names[i]) ?? ChunkHash(digest: .zero)
                 bad.append((hash, problem, "\(dir)/\(names[i])"))
@@ -419,7 +489,8 @@ extension Store {
             }
             return BadChunk(hash: hash, problem: problem, path: path, items: all.filter { contents.contains($0.contentID) })
         }
-        return VerifyReport(chunksChecked: checked, bytesChecked: bytes, badChunks: badChunks, badRecipes: badRecipes)
+        return VerifyReport(chunksChecked: checked, bytesChecked: bytes, badChunks: badChunks, badRecipes: badRecipes,
+                            unreferencedChunks: unreferenced)
     }
 }
 
@@ -449,4 +520,25 @@ func writeAt(fd: Int32, path: String, from buf: UnsafeRawPointer, count: Int, of
         }
         done += n
     }
+}
+
+/// Runs `body(0..<count)` on `count` dedicated threads and waits for all of them. Unlike
+/// `concurrentPerform`, the threads exist even beyond the core count, so a worker blocked
+/// on the disk does not keep another from hashing.
+func runWorkers(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    if count <= 1 {
+        body(0)
+        return
+    }
+    let group = DispatchGroup()
+    for i in 0..<count {
+        group.enter()
+        let t = Thread {
+            body(i)
+            group.leave()
+        }
+        t.stackSize = 1 << 20
+        t.start()
+    }
+    group.wait()
 }

@@ -36,7 +36,7 @@ extension MeshnodeCommand {
                     }
                     chunk = UInt32(v)
                 }
-                let nodeName = name ?? ProcessInfo.processInfo.hostName
+                let nodeName = name ?? shortHostName()
                 let dir = options.dataDir
                 let (store, id) = try Store.initialize(dataDir: dir, name: nodeName, chunkSizeBytes: chunk)
                 FileHandleOut.stdout("""
@@ -210,7 +210,9 @@ extension MeshnodeCommand {
                     throw MeshError(.corrupt, "\(report.badChunks.count) bad chunks, \(report.badRecipes.count) bad chunk lists, \(broken) items affected",
                                     hint: "restore the damaged items from a peer (or put them again from the original files)")
                 }
-                FileHandleOut.stdout("ok: \(report.chunksChecked) chunks, \(formatBytes(report.bytesChecked)) verified\n")
+                let extra = report.unreferencedChunks > 0
+                    ? " (\(report.unreferencedChunks) not recorded in the manifest: left by interrupted puts, harmless)" : ""
+                FileHandleOut.stdout("ok: \(report.chunksChecked) chunks, \(formatBytes(report.bytesChecked)) verified\(extra)\n")
             }
         }
     }

@@ -84,13 +84,20 @@ final class ProgressBar: Sendable {
     private let label: String
     private let start = WallClock.monotonicSeconds()
     private let enabled: Bool
-    /// Seconds before the bar appears, so short operations stay quiet.
-    static let quietSeconds = 0.5
+    /// Seconds before the bar appears, so short operations stay quiet
+    /// (`MESHNODE_PROGRESS_AFTER_MS` overrides it; tests use 0).
+    static let quietSeconds: Double = {
+        if let t = ProcessInfo.processInfo.environment["MESHNODE_PROGRESS_AFTER_MS"], let ms = Double(t), ms >= 0 {
+            return ms / 1000
+        }
+        return 0.5
+    }()
 
     init(label: String, total: UInt64) {
         self.label = label
         self.total = total
-        enabled = isatty(2) == 1 && ProcessInfo.processInfo.environment["MESHNODE_NO_PROGRESS"] == nil
+        let off = ProcessInfo.processInfo.environment["MESHNODE_NO_PROGRESS"].map { !$0.isEmpty && $0 != "0" } ?? false
+        enabled = isatty(2) == 1 && !off
     }
 
     var handler: ProgressHandler? {
@@ -130,4 +137,13 @@ func jsonText<T: Encodable>(_ value: T) -> String {
     enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     guard let d = try? enc.encode(value) else { return "null\n" }
     return String(decoding: d, as: UTF8.self) + "\n"
+}
+
+/// The host name from gethostname(2), without a DNS lookup (which can hang on hosts with
+/// broken resolvers); "meshnode" if it is empty.
+func shortHostName() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buf, buf.count - 1) == 0 else { return "meshnode" }
+    let name = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return name.isEmpty ? "meshnode" : name
 }

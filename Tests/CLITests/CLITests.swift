@@ -38,7 +38,7 @@ struct CLINode {
     }
 }
 
-@Suite("meshnode CLI")
+@Suite("meshnode CLI", .timeLimit(.minutes(2)))
 struct CLITests {
     @Test("init prints the node id on its last line and refuses to overwrite an identity")
     func initAndReinit() throws {
@@ -97,6 +97,37 @@ struct CLITests {
         #expect(try node.run(["status"]).stdout.contains("schema"))
         let v = try node.run(["verify"])
         #expect(v.status == 0 && v.stdout.contains("ok"))
+    }
+
+    @Test("put and get draw a progress bar on a terminal, and nothing on stderr otherwise")
+    func progressBar() throws {
+        let node = try CLINode()
+        let file = node.dir.sub("data.npz")
+        try writePseudoRandomFile(file, size: 2_000_000, seed: 8)
+        // Not a terminal: stderr stays empty.
+        let plain = try Meshnode.run(["put", file, "--data", node.data], environment: ["MESHNODE_NO_PROGRESS": ""])
+        #expect(plain.status == 0 && plain.stderr.isEmpty, "\(plain)")
+        // A pseudo-terminal (util-linux `script`), with the bar's quiet period set to 0.
+        let cmd = "MESHNODE_PROGRESS_AFTER_MS=0 MESHNODE_NO_PROGRESS= '\(Meshnode.binaryPath)' get data.npz -o '\(node.dir.sub("out.npz"))' --data '\(node.data)'"
+        let tty = try Subprocess.run(["script", "-qec", cmd, "/dev/null"])
+        #expect(tty.status == 0, "\(tty)")
+        #expect(tty.stdout.contains("ETA") && tty.stdout.contains("100%"), "\(tty)")
+    }
+
+    @Test("Without O_TMPFILE, named temp files in tmp/ give the same results and are cleaned up")
+    func namedTempFallback() throws {
+        let node = try CLINode()
+        let file = node.dir.sub("f.npz")
+        try writePseudoRandomFile(file, size: 300_001, seed: 12)
+        let env = ["MESHNODE_NO_TMPFILE": "1"]
+        let put = try Meshnode.run(["put", file, "--data", node.data], environment: env)
+        #expect(put.status == 0, "\(put)")
+        let out = node.dir.sub("out.npz")
+        #expect(try Meshnode.run(["get", "f.npz", "-o", out, "--data", node.data], environment: env).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == Data(contentsOf: URL(fileURLWithPath: file)))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: node.data + "/tmp").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: node.dir.path).allSatisfy { !$0.contains(".tmp") })
+        #expect(try node.run(["verify"]).status == 0)
     }
 
     @Test("Every verb has --help mentioning --data")

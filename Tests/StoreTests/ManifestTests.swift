@@ -100,7 +100,16 @@ struct ManifestTests {
         wrong[0] ^= 0xff
         #expect(throws: MeshError.self) { try dst.store.writeChunk(recipe.chunks[0], bytes: wrong) }
         #expect(!dst.store.hasChunk(recipe.chunks[0]))
-        for c in recipe.chunks { try dst.store.writeChunk(c, bytes: try src.store.readChunk(c)) }
+        // One chunk alone, the rest as a batch; a batch with one bad chunk stores nothing.
+        try dst.store.writeChunk(recipe.chunks[0], bytes: try src.store.readChunk(recipe.chunks[0]))
+        var batch = try recipe.chunks.dropFirst().map { (hash: $0, bytes: try src.store.readChunk($0)) }
+        var spoiled = batch
+        spoiled[1].bytes[5] ^= 1
+        #expect(throws: MeshError.self) { try dst.store.writeChunks(spoiled) }
+        #expect(!dst.store.hasChunk(recipe.chunks[1]))
+        #expect(try dst.store.missingChunks(r.entry.contentID)?.count == 3)
+        try dst.store.writeChunks(batch)
+        batch.removeAll()
         #expect(try dst.store.missingChunks(r.entry.contentID) == [])
         #expect(try dst.store.isComplete(r.entry.contentID))
         let out = dst.dir.sub("out.npz")
