@@ -44,9 +44,12 @@ public struct NodeStatus: Codable, Sendable {
     /// Items being fetched, with their progress and rate.
     public var transfers: [TransferRow]
     public var blobs: BlobCounters
+    /// Sessions established since start, by route: direct, ssh, socks5, inbound.
+    public var sessionsByRoute: [String: UInt64]
 
     enum CodingKeys: String, CodingKey {
         case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs
+        case sessionsByRoute = "sessions_by_route"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received"
     }
@@ -82,7 +85,7 @@ extension MeshNode {
                           messagesSent: c.messagesSent, messagesReceived: c.messagesReceived, bytesSent: c.bytesSent,
                           bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
                           forks: runtime.forks + c.forks, transfers: blobs?.transfers() ?? [],
-                          blobs: blobs?.counters ?? BlobCounters())
+                          blobs: blobs?.counters ?? BlobCounters(), sessionsByRoute: runtime.sessionsEstablished)
     }
 
     /// `badSignature` → `bad_signature`: every counter name in `status` is snake case.
