@@ -163,6 +163,12 @@ public final class MeshNode: @unchecked Sendable {
         hk.start(after: .seconds(5), repeating: .seconds(5))
         housekeeping = hk
 
+        // Members restored from the store start out alive without a transition: learn their addresses now.
+        for m in gossip.memberSnapshots() where !m.isSelf {
+            addressOfNode[m.node] = m.address
+            nodeAtAddress[m.address] = m.node
+            if !m.name.isEmpty { nameOfNode[m.node] = m.name }
+        }
         do {
             blobs = try BlobService(node: self, config: options.blob, dataDir: store.dataDir, logger: logger)
         } catch {
