@@ -82,6 +82,12 @@ import Testing
         try eventually(180, "b holds the item despite the resets") { b.isComplete(entry.contentID) }
         try expectSameContent(b, entry.contentID, as: path)
         #expect(toA.resetCount + toB.resetCount >= 1, "the proxies reset \(toA.resetCount) + \(toB.resetCount) connections")
+        // b learned the path's lifetime from the resets and opened successors ahead of them.
+        let (learned, successors) = try b.onLoop { ($0.paths[ids[0].nodeID], $0.runtime.successorSessions) }
+        let life = try #require(learned?.typicalLifetimeSeconds, "no lifetime learned")
+        #expect(life >= 3 && life <= 9, "learned lifetime \(life) s")
+        #expect(successors > 0)
+        #expect(b.blobCounters().bytesFetched <= entry.sizeBytes + UInt64(4 << 20), "refetched \(b.blobCounters().bytesFetched - entry.sizeBytes) bytes")
         print("reset proxy: \(toA.connections + toB.connections) connections, \(toA.resetCount + toB.resetCount) resets; b fetched \(b.blobCounters().bytesFetched) bytes for \(entry.sizeBytes)")
     }
 }

@@ -82,6 +82,7 @@ public final class BlobService: @unchecked Sendable {
     private var limiter: BandwidthLimiter<NodeID>
     private var tick: LoopTimer?
     private var completionWaiters: [ContentID: [(MeshError?) -> Void]] = [:]
+    private var lastChunkAt: [NodeID: Instant] = [:]
     /// Testing aid: serve chunks with one byte flipped (MESHNODE_TEST_CORRUPT_SERVING=1).
     let corruptServing: Bool
 
@@ -371,9 +372,30 @@ public final class BlobService: @unchecked Sendable {
             }
         }
         var s = scheduler
-        let assignments = s.assign(now: .nanoseconds(now.nanoseconds))
+        var assignments = s.assign(now: .nanoseconds(now.nanoseconds))
+        // Give a connection only what it can carry before its path is likely to reset it;
+        // the rest waits for the successor connection the node opens meanwhile.
+        let chunkBytes = Int(d.recipe?.chunkSizeBytes ?? 0)
+        var outstanding: [NodeID: Int] = [:]
+        for i in assignments.indices {
+            let src = assignments[i].source
+            guard let budget = node.pathBudget(src) else { continue }
+            let current = node.session(with: src).map(ObjectIdentifier.init)
+            if outstanding[src] == nil {
+                outstanding[src] = requests.values.reduce(0) { acc, r in
+                    guard r.source == src, r.session == current, case .get(let rem) = r.kind else { return acc }
+                    return acc + rem.count * chunkBytes
+                }
+            }
+            let fits = max(0, (budget - outstanding[src]!) / max(chunkBytes, 1))
+            if fits < assignments[i].indices.count {
+                s.unassign(Array(assignments[i].indices[fits...]), from: src)
+                assignments[i].indices = Array(assignments[i].indices[..<fits])
+            }
+            outstanding[src]! += assignments[i].indices.count * chunkBytes
+        }
         d.scheduler = s
-        for a in assignments {
+        for a in assignments where !a.indices.isEmpty {
             let rid = newRequest(Request(content: d.contentID, source: a.source, kind: .get(remaining: a.indices), sentAt: now,
                                          session: node.session(with: a.source).map(ObjectIdentifier.init)))
             if !sendRequest(.get(requestID: rid, contentID: d.contentID, indices: a.indices.map(UInt32.init)), to: a.source) {
@@ -429,7 +451,11 @@ public final class BlobService: @unchecked Sendable {
             req.kind = .get(remaining: remaining)
             requests[id] = req
         }
-        let elapsed = Duration.nanoseconds(max(1, MeshNode.now() - req.sentAt))
+        let now = MeshNode.now()
+        let elapsed = Duration.nanoseconds(max(1, now - req.sentAt))
+        let since = max(req.sentAt, lastChunkAt[peer] ?? req.sentAt)
+        lastChunkAt[peer] = now
+        node.pathTransferred(peer, bytes: data.count, seconds: Double(max(1, now - since)) / 1e9)
         let hash = r.chunks[index]
         d.writesInFlight += 1
         workers.write(hash, data) { [weak self] error in

@@ -211,6 +211,12 @@ public struct FetchScheduler: Sendable {
         sources[source] = s
     }
 
+    /// Hands chunks back without blaming the source (e.g. the caller decided not to send the
+    /// request on a connection that is about to be reset): they return to the pool.
+    public mutating func unassign(_ indices: [Int], from source: NodeID) {
+        for i in indices { release(i, from: source) }
+    }
+
     /// The earliest time a backed-off source becomes usable again (for a timer).
     public func nextWakeup(after now: Duration) -> Duration? {
         sources.values.filter { !$0.banned && $0.backoffUntil > now }.map(\.backoffUntil).min()

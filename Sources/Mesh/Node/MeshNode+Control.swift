@@ -22,6 +22,23 @@ public struct PeerRow: Codable, Sendable, Equatable {
     }
 }
 
+/// What a node has learned about the path to one peer.
+public struct PathRow: Codable, Sendable, Equatable {
+    public var typicalLifetimeSeconds: Double?
+    public var throughputBytesPerSecond: Double
+    public var resets: Int
+
+    init(_ m: PathModel) {
+        typicalLifetimeSeconds = m.typicalLifetimeSeconds
+        throughputBytesPerSecond = m.throughputBytesPerSecond
+        resets = m.resets
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case typicalLifetimeSeconds = "typical_lifetime_s", throughputBytesPerSecond = "throughput_bytes_per_s", resets
+    }
+}
+
 /// What `meshnode status` shows about a running node (its `--json` under `node`).
 public struct NodeStatus: Codable, Sendable {
     public var id: String
@@ -46,10 +63,13 @@ public struct NodeStatus: Codable, Sendable {
     public var blobs: BlobCounters
     /// Sessions established since start, by route: direct, ssh, socks5, inbound.
     public var sessionsByRoute: [String: UInt64]
+    /// Per peer (short id): the learned typical connection lifetime (s) and throughput (B/s).
+    public var paths: [String: PathRow]
+    public var successorSessions: UInt64
 
     enum CodingKeys: String, CodingKey {
         case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs
-        case sessionsByRoute = "sessions_by_route"
+        case sessionsByRoute = "sessions_by_route", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received"
     }
@@ -85,7 +105,9 @@ extension MeshNode {
                           messagesSent: c.messagesSent, messagesReceived: c.messagesReceived, bytesSent: c.bytesSent,
                           bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
                           forks: runtime.forks + c.forks, transfers: blobs?.transfers() ?? [],
-                          blobs: blobs?.counters ?? BlobCounters(), sessionsByRoute: runtime.sessionsEstablished)
+                          blobs: blobs?.counters ?? BlobCounters(), sessionsByRoute: runtime.sessionsEstablished,
+                          paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
+                          successorSessions: runtime.successorSessions)
     }
 
     /// `badSignature` → `bad_signature`: every counter name in `status` is snake case.

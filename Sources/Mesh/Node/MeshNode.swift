@@ -52,6 +52,8 @@ public struct RuntimeCounters: Sendable, Equatable {
     public var datagramSendErrors: UInt64 = 0
     public var gossipOverSession: UInt64 = 0
     public var persistErrors: UInt64 = 0
+    /// Sessions opened ahead of a predicted reset, replacing one that then drained.
+    public var successorSessions: UInt64 = 0
     /// Sessions established, by how the stream was made (direct, ssh, socks5, inbound).
     public var sessionsEstablished: [String: UInt64] = [:]
     public var forks: UInt64 = 0
@@ -93,6 +95,13 @@ public final class MeshNode: @unchecked Sendable {
     private var allSessions: [ObjectIdentifier: PeerSession] = [:]
     /// Outbound sessions still in their handshake, by the address dialled.
     private var dialing: [PeerAddress: PeerSession] = [:]
+    /// Sessions replaced by a deliberately opened successor: they finish what is in flight
+    /// and are closed shortly after (`drainTimeout`).
+    private var draining: [ObjectIdentifier: Instant] = [:]
+    /// What this node has learned about each peer's path (connection lifetime, throughput).
+    public private(set) var paths: [NodeID: PathModel] = [:]
+    private var successorWanted: Set<NodeID> = []
+    static let drainTimeoutNs: Int64 = 15_000_000_000
     private var lastMessage: [ObjectIdentifier: Instant] = [:]
 
     private var addressOfNode: [NodeID: PeerAddress] = [:]
@@ -309,6 +318,26 @@ public final class MeshNode: @unchecked Sendable {
         sessions[node] ?? addressOfNode[node].flatMap { dialing[$0] }
     }
 
+    /// Records bytes that arrived from `peer` in `seconds` (the path's throughput).
+    func pathTransferred(_ peer: NodeID, bytes: Int, seconds: Double) {
+        paths[peer, default: PathModel()].onTransferred(bytes: bytes, seconds: seconds)
+    }
+
+    /// How many more bytes the current session with `peer` should be asked to carry before
+    /// it is likely to be reset (nil: no limit known). Opens a successor session early, so
+    /// that the next requests have somewhere to go.
+    func pathBudget(_ peer: NodeID) -> Int? {
+        guard let s = sessions[peer], s.established, let model = paths[peer] else { return nil }
+        let age = Double(Self.now() - s.openedAt) / 1e9
+        if model.shouldOpenSuccessor(ageSeconds: age), !successorWanted.contains(peer), let address = addressOfNode[peer],
+           dialing[address] == nil, connecting[address] == nil {
+            successorWanted.insert(peer)
+            connecting[address] = []
+            dial(address)
+        }
+        return model.workBudgetBytes(ageSeconds: age)
+    }
+
     /// Nodes this node has an established session with.
     var connectedNodes: [NodeID] { Array(sessions.keys) }
 
@@ -337,6 +366,7 @@ public final class MeshNode: @unchecked Sendable {
             let queued = self.connecting.removeValue(forKey: address) ?? []
             switch result {
             case .failure(let e):
+                if let n = self.nodeAtAddress[address] { self.successorWanted.remove(n) }
                 self.count("connect_failed", peer: "\(address)", detail: e.description)
             case .success(let stream):
                 guard !self.stopping else { return stream.close() }
@@ -375,15 +405,21 @@ public final class MeshNode: @unchecked Sendable {
         if s.direction == .outbound { dialing[s.remote] = nil }
         runtime.sessionsEstablished[s.via, default: 0] += 1
         if let old = sessions[peer], old !== s, old.isOpen {
-            // Both ends dialled at once: keep the session the smaller node id initiated,
-            // so that both ends keep the same one.
             let oldInitiator = old.direction == .outbound ? identity.nodeID : peer
             let newInitiator = s.direction == .outbound ? identity.nodeID : peer
-            if oldInitiator < newInitiator {
+            if oldInitiator == newInitiator {
+                // A successor (ours, or the peer's): the old session drains, then closes.
+                successorWanted.remove(peer)
+                draining[ObjectIdentifier(old)] = Self.now()
+                runtime.successorSessions += 1
+            } else if oldInitiator < newInitiator {
+                // Both ends dialled at once: keep the session the smaller node id initiated,
+                // so that both ends keep the same one.
                 s.close(reason: .replaced)
                 return
+            } else {
+                old.close(reason: .replaced)
             }
-            old.close(reason: .replaced)
         }
         sessions[peer] = s
         logger.debug("session up", metadata: ["peer": "\(peer.short)", "via": "\(s.via)", "dir": "\(s.direction.rawValue)"])
@@ -408,7 +444,20 @@ public final class MeshNode: @unchecked Sendable {
         let key = ObjectIdentifier(s)
         allSessions[key] = nil
         lastMessage[key] = nil
+        let wasDraining = draining.removeValue(forKey: key) != nil
         runtime.sessionsClosed += 1
+        if let p = s.peer, s.established, !wasDraining {
+            // A connection that died under us (reset, timeout, broken tunnel) teaches the path's lifetime.
+            var byReset = false
+            if let reason {
+                switch reason {
+                case .replaced: byReset = false
+                case .stream(let e): byReset = e.code != .closed
+                default: byReset = true
+                }
+            }
+            paths[p, default: PathModel()].onConnectionEnded(afterSeconds: Double(Self.now() - s.openedAt) / 1e9, byReset: byReset)
+        }
         let wasCurrent = s.peer.map { sessions[$0] === s } ?? false
         if wasCurrent, let p = s.peer { sessions[p] = nil }
         blobs?.sessionClosed(s, peer: s.peer ?? nodeAtAddress[s.remote], wasCurrent: wasCurrent || s.peer == nil)
@@ -578,6 +627,9 @@ public final class MeshNode: @unchecked Sendable {
 
     private func sweep() {
         let now = Self.now()
+        for (key, since) in draining where now - since > Self.drainTimeoutNs {
+            allSessions[key]?.close()
+        }
         let idle = Self.nanos(options.sessionIdleTimeout)
         for (key, s) in allSessions where now - (lastMessage[key] ?? s.openedAt) > idle {
             if let p = s.peer, let a = addressOfNode[p], options.gossip.streamOnlyPeers.contains(a) { continue }
