@@ -141,6 +141,10 @@ public struct ConfigOverrides: Equatable, Sendable {
         ("MESHNODE_PROBE_INTERVAL", "duration, e.g. 1s"),
         ("MESHNODE_NO_PROGRESS", "any value: never draw progress bars (put, get)"),
         ("MESHNODE_TEST_CORRUPT_SERVING", "testing only: 1 makes the node serve every chunk with one byte flipped"),
+        ("MESHNODE_WORKERS", "worker threads for put/get/verify"),
+        ("MESHNODE_NO_TMPFILE", "testing: named temp files instead of O_TMPFILE"),
+        ("MESHNODE_BIN", "tests: the meshnode binary under test"),
+        ("MESHNODE_CRASH_SEED", "tests: seed of the kill -9 delays"),
     ]
 
     /// Reads `MESHNODE_*` variables from `environment` (pass `ProcessInfo.processInfo.environment`).
