@@ -189,6 +189,13 @@ def main():
     t1 = sources_run(1); t3 = sources_run(3)
     results["multi_source"] = {"one_source_s": round(t1, 2), "three_sources_s": round(t3, 2), "speedup": round(t1 / t3, 2)}
     print(f"{args.multi_mib} MiB at 20 MB/s per source: 1 source {t1:.1f}s, 3 sources {t3:.1f}s -> {t1 / t3:.2f}x", flush=True)
+    # 5. a 50 MB/s upload limit, held over ~20 s
+    lim_file = make_file(f"{root}/limit.bin", 1000)
+    t0 = time.time()
+    ok_l, t_l = mesh_transfer(lim_file, src_extra="bandwidth: {global: 50MB/s}\n")
+    rate = 1000 * 1.048576 / t_l
+    results["limit_50MBps"] = {"seconds": round(t_l, 2), "rate_MBps": round(rate, 1), "within_10pct": abs(rate - 50) <= 5, "ok": ok_l}
+    print(f"1000 MiB with a 50 MB/s limit at the source: {t_l:.1f}s = {rate:.1f} MB/s (target 45-55)", flush=True)
     # 4. reset proxy
     if not args.skip_proxy:
         results["reset_proxy"] = {}

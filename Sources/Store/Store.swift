@@ -356,6 +356,20 @@ public final class Store {
                                 hint: "the sender is broken or malicious; fetch it from another peer")
             }
         }
+        try storeVerifiedChunks(chunks, nowMs: nowMs)
+    }
+
+    /// Like `writeChunks`, but a bad chunk does not spoil the batch: each chunk is hashed once,
+    /// the good ones are stored (one sync for all), and the result says which were good.
+    public func writeChunksKeepingGood(_ chunks: [(hash: ChunkHash, bytes: [UInt8])], nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> [Bool] {
+        let good = chunks.map { $0.bytes.count <= Int(Chunking.maxChunkSizeBytes) && Blake2b256.hash($0.bytes) == $0.hash.digest }
+        try storeVerifiedChunks(zip(chunks, good).filter { $0.1 }.map { $0.0 }, nowMs: nowMs)
+        return good
+    }
+
+    /// Stores chunks whose bytes the caller has just checked against their hashes.
+    private func storeVerifiedChunks(_ chunks: [(hash: ChunkHash, bytes: [UInt8])], nowMs: Int64) throws(MeshError) {
+        guard !chunks.isEmpty else { return }
         var pending = [ChunkFiles.PendingChunk]()
         defer { chunkFiles.discard(&pending) }
         var dirs = Set<String>()

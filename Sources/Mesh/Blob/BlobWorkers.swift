@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Gossip
 import Store
 
@@ -23,6 +24,8 @@ final class BlobWorkers: @unchecked Sendable {
         }
         queues = q
         stores = s
+        pendingWrites = Array(repeating: [], count: q.count)
+        writing = Array(repeating: false, count: q.count)
     }
 
     private func pick() -> Int {
@@ -30,14 +33,46 @@ final class BlobWorkers: @unchecked Sendable {
         return next
     }
 
-    /// Verifies `bytes` against `hash` and stores the chunk crash-safely; `done` runs on the loop.
+    /// Chunks waiting to be written, per worker; a worker takes all that queued up while
+    /// it was busy and syncs them together (one fsync round for the batch).
+    private var pendingWrites: [[(hash: ChunkHash, bytes: [UInt8], done: @Sendable (MeshError?) -> Void)]]
+    private var writing: [Bool]
+    private let batchLock = NSLock()
+    static let maxBatch = 16
+
+    /// Verifies `bytes` against `hash` and stores the chunk crash-safely; `done` runs on the
+    /// loop with nil, `.corrupt` (bytes do not match), or another error.
     func write(_ hash: ChunkHash, _ bytes: [UInt8], done: @escaping @Sendable (MeshError?) -> Void) {
         let i = pick()
-        queues[i].async { [self] in
-            var failure: MeshError?
-            do throws(MeshError) { try stores[i].writeChunk(hash, bytes: bytes) } catch { failure = error }
-            let f = failure
-            loop.post { done(f) }
+        batchLock.lock()
+        pendingWrites[i].append((hash, bytes, done))
+        let start = !writing[i]
+        writing[i] = true
+        batchLock.unlock()
+        if start { queues[i].async { [self] in drainWrites(i) } }
+    }
+
+    private func drainWrites(_ i: Int) {
+        while true {
+            batchLock.lock()
+            let batch = Array(pendingWrites[i].prefix(Self.maxBatch))
+            pendingWrites[i].removeFirst(batch.count)
+            if batch.isEmpty { writing[i] = false }
+            batchLock.unlock()
+            if batch.isEmpty { return }
+            var results: [MeshError?]
+            do throws(MeshError) {
+                let good = try stores[i].writeChunksKeepingGood(batch.map { ($0.hash, $0.bytes) })
+                results = good.enumerated().map { k, ok in
+                    ok ? nil : MeshError(.corrupt, "received chunk does not match its hash \(batch[k].hash)",
+                                         hint: "the sender is broken or malicious; fetch it from another peer")
+                }
+            } catch {
+                results = Array(repeating: error, count: batch.count)
+            }
+            let callbacks = batch.map(\.done)
+            let r = results
+            loop.post { for (k, cb) in callbacks.enumerated() { cb(r[k]) } }
         }
     }
 

@@ -405,21 +405,13 @@ public final class MeshNode: @unchecked Sendable {
         if s.direction == .outbound { dialing[s.remote] = nil }
         runtime.sessionsEstablished[s.via, default: 0] += 1
         if let old = sessions[peer], old !== s, old.isOpen {
-            let oldInitiator = old.direction == .outbound ? identity.nodeID : peer
-            let newInitiator = s.direction == .outbound ? identity.nodeID : peer
-            if oldInitiator == newInitiator {
-                // A successor (ours, or the peer's): the old session drains, then closes.
-                successorWanted.remove(peer)
-                draining[ObjectIdentifier(old)] = Self.now()
-                runtime.successorSessions += 1
-            } else if oldInitiator < newInitiator {
-                // Both ends dialled at once: keep the session the smaller node id initiated,
-                // so that both ends keep the same one.
-                s.close(reason: .replaced)
-                return
-            } else {
-                old.close(reason: .replaced)
-            }
+            // The newest session wins and the old one drains: it still delivers what was
+            // asked on it, takes nothing new, and is closed after `drainTimeoutNs`. This one
+            // rule serves both a successor opened ahead of a predicted reset and two ends
+            // that dialled each other at once (each may keep a different session for a while;
+            // messages are accepted on any session).
+            draining[ObjectIdentifier(old)] = Self.now()
+            if successorWanted.remove(peer) != nil { runtime.successorSessions += 1 }
         }
         sessions[peer] = s
         logger.debug("session up", metadata: ["peer": "\(peer.short)", "via": "\(s.via)", "dir": "\(s.direction.rawValue)"])
