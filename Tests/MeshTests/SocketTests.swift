@@ -450,3 +450,54 @@ final class FrameEchoServer: @unchecked Sendable {
         #expect(small.trackedKeys <= 3)
     }
 }
+
+@Suite struct FrameDecoderTests {
+    @Test func framesSplitAtEveryPossibleByteBoundaryDecodeTheSame() throws {
+        let frames: [[UInt8]] = [[], [1], Array(repeating: 7, count: 300), [2, 3]]
+        var wire: [UInt8] = []
+        for f in frames { wire += FrameDecoder.header(length: f.count) + f }
+        for split in 0...wire.count {
+            var d = FrameDecoder(maxFrameBytes: 1000)
+            var out: [[UInt8]] = []
+            d.feed(Array(wire[..<split]))
+            while let f = try d.next() { out.append(f) }
+            d.feed(Array(wire[split...]))
+            while let f = try d.next() { out.append(f) }
+            #expect(out == frames)
+            #expect(d.bufferedBytes == 0)
+        }
+    }
+
+    @Test func aLengthOverTheLimitIsAnErrorEvenBeforeThePayloadArrives() {
+        var d = FrameDecoder(maxFrameBytes: 10)
+        d.feed([0, 0, 0, 11])
+        #expect(throws: MeshError.self) { _ = try d.next() }
+        var ok = FrameDecoder(maxFrameBytes: 10)
+        ok.feed([0, 0, 0, 10] + [UInt8](repeating: 0, count: 9))
+        #expect((try? ok.next()) == .some(nil))  // waits for the last byte
+    }
+
+    @Test func closingFromInsideOnFrameStopsDelivery() throws {
+        try withLoop { loop in
+            let server = try loop.execute { try FrameEchoServer(loop: loop) }
+            let delivered = Locked(0)
+            let closed = Waiter<Void>()
+            try loop.execute {
+                TCPStream.connect(loop: loop, to: server.address) { r in
+                    let s = try! r.get()
+                    let c = FramedConnection(stream: s)
+                    c.onFrame = { _ in delivered.mutate { $0 += 1 }; c.close() }
+                    c.onClose = { _ in closed.fulfill(()) }
+                    c.start()
+                    // Ten frames in one write: the echo comes back in (at most) a few reads.
+                    var batch: [UInt8] = []
+                    for i in 0..<10 { batch += FrameDecoder.header(length: 1) + [UInt8(i)] }
+                    try! s.write(batch)
+                }
+            }
+            try closed.wait()
+            #expect(delivered.value == 1)
+            try loop.execute { server.close() }
+        }
+    }
+}

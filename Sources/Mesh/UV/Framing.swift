@@ -44,44 +44,84 @@ public final class FrameCounters: @unchecked Sendable {
 
 /// Incremental decoder of `u32 big-endian length || payload` frames. Pure and total: any byte
 /// sequence either yields frames, waits for more, or fails with `frameTooLarge`.
+///
+/// Payload bytes are copied once, straight into the frame's own array, so a frame of up to
+/// 1 MiB costs one copy after the kernel's (larger ones grow by doubling).
 public struct FrameDecoder: Sendable {
     public let maxFrameBytes: Int
-    private var buffer: [UInt8] = []
-    private var start = 0
+    private var header: [UInt8] = []
+    private var payload: [UInt8] = []
+    private var payloadLength = -1  // -1: reading a header
+    private var ready: [[UInt8]] = []
+    private var readyIndex = 0
+    private var failure: MeshError?
 
     public init(maxFrameBytes: Int) {
         precondition(maxFrameBytes >= 0 && maxFrameBytes <= Int(UInt32.max))
         self.maxFrameBytes = maxFrameBytes
+        header.reserveCapacity(4)
     }
 
-    /// Bytes received but not yet returned as frames.
-    public var bufferedBytes: Int { buffer.count - start }
+    /// Bytes received but not yet returned as frames (including complete frames not yet taken).
+    public var bufferedBytes: Int {
+        header.count + payload.count + ready[readyIndex...].reduce(0) { $0 + 4 + $1.count }
+    }
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
-        if start > 0 && start >= buffer.count / 2 {
-            buffer.removeFirst(start)
-            start = 0
+        guard failure == nil else { return }
+        if readyIndex > 0 && readyIndex == ready.count {
+            ready.removeAll(keepingCapacity: true)
+            readyIndex = 0
         }
-        buffer.append(contentsOf: bytes)
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            if payloadLength < 0 {
+                let take = min(4 - header.count, n - i)
+                header.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
+                i += take
+                guard header.count == 4 else { break }
+                let len = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+                header.removeAll(keepingCapacity: true)
+                guard len <= maxFrameBytes else {
+                    failure = MeshError(.frameTooLarge, "peer announced a \(len)-byte frame, over the \(maxFrameBytes)-byte limit")
+                    return
+                }
+                if len == 0 {
+                    ready.append([])
+                    continue
+                }
+                payloadLength = len
+                payload = []
+                // Reserve up to 1 MiB at once: a 4-byte header alone must not make us allocate
+                // maxFrameBytes (memory amplification by unauthenticated peers).
+                payload.reserveCapacity(min(len, 1 << 20))
+            } else {
+                let take = min(payloadLength - payload.count, n - i)
+                payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
+                i += take
+                if payload.count == payloadLength {
+                    ready.append(payload)
+                    payload = []
+                    payloadLength = -1
+                }
+            }
+        }
     }
 
     public mutating func feed(_ bytes: [UInt8]) { bytes.withUnsafeBytes { feed($0) } }
 
-    /// The next complete frame's payload (possibly empty), nil if more bytes are needed.
+    /// The next complete frame's payload (possibly empty), nil if more bytes are needed. Throws
+    /// `stream.frame_too_large` once the frames before the oversized header have been returned.
     public mutating func next() throws(MeshError) -> [UInt8]? {
-        guard buffer.count - start >= 4 else { return nil }
-        let len = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
-        guard len <= maxFrameBytes else {
-            throw MeshError(.frameTooLarge, "peer announced a \(len)-byte frame, over the \(maxFrameBytes)-byte limit")
+        if readyIndex < ready.count {
+            let f = ready[readyIndex]
+            ready[readyIndex] = []
+            readyIndex += 1
+            return f
         }
-        guard buffer.count - start - 4 >= len else { return nil }
-        let payload = Array(buffer[(start + 4)..<(start + 4 + len)])
-        start += 4 + len
-        if start == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
-            start = 0
-        }
-        return payload
+        if let failure { throw failure }
+        return nil
     }
 
     /// The 4-byte header for a payload of `length` bytes.
@@ -192,7 +232,8 @@ public final class FramedConnection: @unchecked Sendable {
         counters.bytesReceived += bytes.count
         decoder.feed(bytes)
         do {
-            while !closed, let frame = try decoder.next() {
+            // Stop delivering as soon as the owner closes the connection from onFrame.
+            while !closed, stream.isOpen, let frame = try decoder.next() {
                 if frame.isEmpty { continue }  // keepalive
                 counters.framesReceived += 1
                 onFrame?(frame)
