@@ -165,6 +165,9 @@ import Testing
             } catch {
                 #expect((error as? MeshError)?.code.rawValue == "unix.in_use")
             }
+            // The failed start must not have removed the running node's socket.
+            Thread.sleep(forTimeInterval: 0.05)
+            #expect(try ControlClient(socketPath: path).call("echo") == .object([:]))
             try loop.execute { server.close() }
         }
     }

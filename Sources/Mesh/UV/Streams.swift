@@ -408,6 +408,7 @@ public final class UnixListener: StreamListener<PipeStream>, @unchecked Sendable
             close()
             throw MeshError.uv(rc, "bind Unix socket \(path)")
         }
+        ownsPath = true
         // A socket that is bound but not yet listening refuses connections, so tightening the
         // mode here leaves no window in which another user could connect.
         guard chmod(path, 0o600) == 0 else {
@@ -424,9 +425,12 @@ public final class UnixListener: StreamListener<PipeStream>, @unchecked Sendable
     override func makeClient() throws(MeshError) -> PipeStream { try PipeStream(loop: loop) }
     override func configure(_ client: PipeStream) { client.peerDescription = "control client" }
 
+    /// Set once we created the socket file; only then is it ours to remove.
+    private var ownsPath = false
+
     override func didClose() {
         super.didClose()
-        unlink(path)
+        if ownsPath { unlink(path) }
     }
 }
 
