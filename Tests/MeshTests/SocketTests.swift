@@ -501,3 +501,37 @@ final class FrameEchoServer: @unchecked Sendable {
         }
     }
 }
+
+@Suite struct UDPFuzzTests {
+    @Test func randomDatagramsOfAnySizeNeverHurtTheReceiver() throws {
+        try withLoop { loop in
+            let received = Locked(0)
+            let (rx, tx) = try loop.execute {
+                let rx = try UDPSocket(loop: loop, bind: loopback(), maxDatagramBytes: 1400)
+                let tx = try UDPSocket(loop: loop, bind: loopback(), maxDatagramBytes: UDPSocket.absoluteMaxDatagramBytes)
+                try rx.startReceiving { b, _ in
+                    precondition(b.count <= 1400)
+                    received.mutate { $0 += 1 }
+                }
+                return (rx, tx)
+            }
+            // Small batches so the receiver (same loop) drains its socket buffer in between.
+            for batch in 0..<30 {
+                try loop.execute {
+                    var rng = SplitMix64(state: UInt64(batch))
+                    for _ in 0..<10 {
+                        let n = Int.random(in: 0...8000, using: &rng)
+                        try? tx.send((0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }, to: rx.localAddress)
+                    }
+                }
+                usleep(5000)
+            }
+            #expect(eventually { (try? loop.execute { rx.stats.datagramsReceived + rx.stats.droppedTruncated }) ?? 0 >= 250 })
+            try loop.execute {
+                #expect(rx.stats.droppedTruncated > 0)
+                #expect(rx.stats.datagramsReceived == received.value)
+                rx.close(); tx.close()
+            }
+        }
+    }
+}
