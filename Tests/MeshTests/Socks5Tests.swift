@@ -177,10 +177,10 @@ import Testing
 
     @Test func aProxyThatNeverAnswersTimesOut() throws {
         try withLoop { loop in
+            let held = Locked<[TCPStream]>([])
             let silent = try loop.execute {
                 let l = try TCPListener(loop: loop, bind: loopback())
-                var held: [TCPStream] = []
-                l.onAccept = { s in held.append(s); s.onClose = { _ in held.removeAll() }; s.startReading() }
+                l.onAccept = { s in held.mutate { $0.append(s) }; s.startReading() }
                 return l
             }
             let result = Waiter<Result<TCPStream, MeshError>>()
@@ -190,7 +190,7 @@ import Testing
             }
             guard case .failure(let e) = try result.wait() else { Issue.record("handshake succeeded"); return }
             #expect(e.code == .socks5Timeout)
-            try loop.execute { silent.close() }
+            try loop.execute { silent.close(); held.value.forEach { $0.close() } }
         }
     }
 }
@@ -199,9 +199,11 @@ import Testing
     @Test func bytesTheTargetSentWithTheReplyAreDeliveredByTheFirstRead() throws {
         try withLoop { loop in
             // A fake proxy that answers the CONNECT with the reply and the target's greeting in one write.
+            let accepted = Locked<[TCPStream]>([])
             let proxy = try loop.execute {
                 let l = try TCPListener(loop: loop, bind: loopback())
                 l.onAccept = { s in
+                    accepted.mutate { $0.append(s) }
                     var got: [UInt8] = []
                     var stage = 0
                     s.onRead = { b in
@@ -235,8 +237,8 @@ import Testing
             try loop.execute {
                 holder.value?.close()
                 proxy.close()
+                accepted.value.forEach { $0.close() }
             }
-            Thread.sleep(forTimeInterval: 0.05)  // let the fake proxy's side see EOF and close
         }
     }
 }
