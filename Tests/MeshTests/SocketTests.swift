@@ -535,3 +535,75 @@ final class FrameEchoServer: @unchecked Sendable {
         }
     }
 }
+
+@Suite struct FrameLimitChangeTests {
+    /// A server whose connections accept `initialLimit` bytes until the first frame, then
+    /// `raisedLimit` (like PROTOCOL.md §8.1: 512 during the handshake, 16 MiB after).
+    final class Server: @unchecked Sendable {
+        let listener: TCPListener
+        let counters = FrameCounters()
+        var frames: [Int] = []
+        var conns: [FramedConnection] = []
+        var closeReasons: [MeshError?] = []
+        init(loop: EventLoop, raisedLimit: Int?) throws {
+            listener = try TCPListener(loop: loop, bind: loopback())
+            listener.onAccept = { [unowned self] s in
+                let c = FramedConnection(stream: s, limits: FrameLimits(maxFrameBytes: 16 << 20), counters: self.counters)
+                c.maxFrameBytes = 512
+                c.onFrame = { [weak self, unowned c] f in
+                    self?.frames.append(f.count)
+                    if let raisedLimit { c.maxFrameBytes = raisedLimit }
+                }
+                c.onClose = { [weak self] e in self?.closeReasons.append(e) }
+                self.conns.append(c)
+                c.start()
+            }
+        }
+    }
+
+    func run(raisedLimit: Int?, wire: [UInt8], closeAfterWrite: Bool = false) throws -> (frames: [Int], counters: FrameCounters, reasons: [MeshError?]) {
+        var out: ([Int], FrameCounters, [MeshError?]) = ([], FrameCounters(), [])
+        try withLoop { loop in
+            let server = try loop.execute { try Server(loop: loop, raisedLimit: raisedLimit) }
+            let client = Locked<TCPStream?>(nil)
+            try loop.execute {
+                TCPStream.connect(loop: loop, to: server.listener.localAddress) { r in
+                    let s = try! r.get()
+                    client.mutate { $0 = s }
+                    s.onRead = { _ in }
+                    s.startReading()
+                    try! s.write(wire)  // everything in one write: it arrives in as few reads as possible
+                    if closeAfterWrite { s.close() }
+                }
+            }
+            _ = eventually(5) { (try? loop.execute { server.closeReasons.count == 1 || server.frames.count == 2 }) == true }
+            Thread.sleep(forTimeInterval: 0.1)
+            out = try loop.execute {
+                client.value?.close()
+                server.conns.forEach { $0.close() }
+                server.listener.close()
+                return (server.frames, server.counters, server.closeReasons)
+            }
+        }
+        return out
+    }
+
+    @Test func aLimitRaisedAfterTheFirstFrameAppliesToTheNextFrameInTheSameRead() throws {
+        let wire = FrameDecoder.header(length: 100) + [UInt8](repeating: 1, count: 100)
+            + FrameDecoder.header(length: 100_000) + [UInt8](repeating: 2, count: 100_000)
+        let raised = try run(raisedLimit: 16 << 20, wire: wire)
+        #expect(raised.frames == [100, 100_000])
+        #expect(raised.counters.oversizedFrames == 0)
+        let kept = try run(raisedLimit: nil, wire: wire)
+        #expect(kept.frames == [100])
+        #expect(kept.counters.oversizedFrames == 1)
+    }
+
+    @Test func aPeerHangingUpMidFrameIsCountedAsTruncated() throws {
+        let wire = FrameDecoder.header(length: 100) + [UInt8](repeating: 1, count: 10)
+        let r = try run(raisedLimit: nil, wire: wire, closeAfterWrite: true)
+        #expect(r.frames.isEmpty)
+        #expect(r.counters.truncatedFrames == 1)
+        #expect(r.reasons.first??.code == .eof)
+    }
+}

@@ -33,6 +33,8 @@ public final class FrameCounters: @unchecked Sendable {
     public var keepalivesSent = 0
     /// Connections closed because the peer announced a frame over `maxFrameBytes`.
     public var oversizedFrames = 0
+    /// Connections whose peer closed in the middle of a frame.
+    public var truncatedFrames = 0
     /// Connections closed because nothing arrived within `idleTimeout`.
     public var idleTimeouts = 0
     /// Sends refused because the write queue was full.
@@ -45,16 +47,23 @@ public final class FrameCounters: @unchecked Sendable {
 /// Incremental decoder of `u32 big-endian length || payload` frames. Pure and total: any byte
 /// sequence either yields frames, waits for more, or fails with `frameTooLarge`.
 ///
-/// Payload bytes are copied once, straight into the frame's own array, so a frame of up to
-/// 1 MiB costs one copy after the kernel's (larger ones grow by doubling).
+/// Two ways to drive it:
+/// - `consume(_:)` parses from caller-owned bytes up to the end of at most one frame and says
+///   how many bytes it used; payload bytes are copied once, straight into the frame's array.
+///   Because it never reads past the frame it returns, a limit changed between frames (512 B
+///   during the handshake, 16 MiB after it) applies exactly from the next frame on.
+/// - `feed(_:)` + `next()`: convenience that keeps unparsed bytes internally.
 public struct FrameDecoder: Sendable {
-    public let maxFrameBytes: Int
+    /// The largest payload accepted; may be changed between frames.
+    public var maxFrameBytes: Int {
+        didSet { precondition(maxFrameBytes >= 0 && maxFrameBytes <= Int(UInt32.max)) }
+    }
     private var header: [UInt8] = []
     private var payload: [UInt8] = []
     private var payloadLength = -1  // -1: reading a header
-    private var ready: [[UInt8]] = []
-    private var readyIndex = 0
     private var failure: MeshError?
+    private var pending: [UInt8] = []  // feed/next only
+    private var pendingStart = 0
 
     public init(maxFrameBytes: Int) {
         precondition(maxFrameBytes >= 0 && maxFrameBytes <= Int(UInt32.max))
@@ -62,17 +71,17 @@ public struct FrameDecoder: Sendable {
         header.reserveCapacity(4)
     }
 
-    /// Bytes received but not yet returned as frames (including complete frames not yet taken).
-    public var bufferedBytes: Int {
-        header.count + payload.count + ready[readyIndex...].reduce(0) { $0 + 4 + $1.count }
-    }
+    /// True while part of a frame (some header bytes, or a header and part of its payload) has
+    /// been consumed: a stream ending now ends mid-frame (`truncated_frame`).
+    public var hasPartialFrame: Bool { !header.isEmpty || payloadLength >= 0 || pending.count > pendingStart }
 
-    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
-        guard failure == nil else { return }
-        if readyIndex > 0 && readyIndex == ready.count {
-            ready.removeAll(keepingCapacity: true)
-            readyIndex = 0
-        }
+    /// Bytes consumed or fed but not yet returned as frames.
+    public var bufferedBytes: Int { header.count + (payloadLength >= 0 ? 4 + payload.count : 0) + pending.count - pendingStart }
+
+    /// Parses `bytes` until one frame is complete or the bytes run out. Returns the bytes used
+    /// and the frame (possibly empty: a keepalive), if one completed.
+    public mutating func consume(_ bytes: UnsafeRawBufferPointer) throws(MeshError) -> (consumed: Int, frame: [UInt8]?) {
+        if let failure { throw failure }
         var i = 0
         let n = bytes.count
         while i < n {
@@ -84,13 +93,11 @@ public struct FrameDecoder: Sendable {
                 let len = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
                 header.removeAll(keepingCapacity: true)
                 guard len <= maxFrameBytes else {
-                    failure = MeshError(.frameTooLarge, "peer announced a \(len)-byte frame, over the \(maxFrameBytes)-byte limit")
-                    return
+                    let e = MeshError(.frameTooLarge, "peer announced a \(len)-byte frame, over the \(maxFrameBytes)-byte limit")
+                    failure = e
+                    throw e
                 }
-                if len == 0 {
-                    ready.append([])
-                    continue
-                }
+                if len == 0 { return (i, []) }
                 payloadLength = len
                 payload = []
                 // Reserve up to 1 MiB at once: a 4-byte header alone must not make us allocate
@@ -101,27 +108,43 @@ public struct FrameDecoder: Sendable {
                 payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
                 i += take
                 if payload.count == payloadLength {
-                    ready.append(payload)
+                    let frame = payload
                     payload = []
                     payloadLength = -1
+                    return (i, frame)
                 }
             }
         }
+        return (i, nil)
+    }
+
+    /// Keeps `bytes` for `next()`.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+        if pendingStart > 0 && pendingStart >= pending.count / 2 {
+            pending.removeFirst(pendingStart)
+            pendingStart = 0
+        }
+        pending.append(contentsOf: bytes)
     }
 
     public mutating func feed(_ bytes: [UInt8]) { bytes.withUnsafeBytes { feed($0) } }
 
-    /// The next complete frame's payload (possibly empty), nil if more bytes are needed. Throws
-    /// `stream.frame_too_large` once the frames before the oversized header have been returned.
+    /// The next complete frame's payload (possibly empty) from fed bytes, nil if more bytes are
+    /// needed; throws `stream.frame_too_large` at an oversized header.
     public mutating func next() throws(MeshError) -> [UInt8]? {
-        if readyIndex < ready.count {
-            let f = ready[readyIndex]
-            ready[readyIndex] = []
-            readyIndex += 1
-            return f
+        guard pendingStart < pending.count else { return nil }
+        let result: Result<(consumed: Int, frame: [UInt8]?), MeshError> = pending.withUnsafeBytes { all in
+            do throws(MeshError) {
+                return .success(try consume(UnsafeRawBufferPointer(rebasing: all[pendingStart...])))
+            } catch { return .failure(error) }
         }
-        if let failure { throw failure }
-        return nil
+        let (used, frame) = try result.get()
+        pendingStart += used
+        if pendingStart == pending.count {
+            pending.removeAll(keepingCapacity: pending.capacity <= 1 << 20)
+            pendingStart = 0
+        }
+        return frame
     }
 
     /// The 4-byte header for a payload of `length` bytes.
@@ -155,6 +178,12 @@ public final class FramedConnection: @unchecked Sendable {
     private var closed = false
 
     public var loop: EventLoop { stream.loop }
+    /// The largest frame accepted from the peer from the next frame on (e.g. 512 during a
+    /// handshake, then 16 MiB). Starts at `limits.maxFrameBytes`.
+    public var maxFrameBytes: Int {
+        get { decoder.maxFrameBytes }
+        set { decoder.maxFrameBytes = newValue }
+    }
     public var isOpen: Bool { !closed && stream.isOpen }
     public var peerDescription: String { stream.peerDescription }
     public var writeQueueBytes: Int { stream.writeQueueBytes }
@@ -230,10 +259,14 @@ public final class FramedConnection: @unchecked Sendable {
     private func received(_ bytes: UnsafeRawBufferPointer) {
         lastReadMs = loop.nowMilliseconds
         counters.bytesReceived += bytes.count
-        decoder.feed(bytes)
+        var rest = bytes
         do {
-            // Stop delivering as soon as the owner closes the connection from onFrame.
-            while !closed, stream.isOpen, let frame = try decoder.next() {
+            // One frame at a time, so that onFrame may change `maxFrameBytes` (or close) before
+            // the next header is looked at.
+            while !rest.isEmpty, !closed, stream.isOpen {
+                let (used, frame) = try decoder.consume(rest)
+                rest = UnsafeRawBufferPointer(rebasing: rest[used...])
+                guard let frame else { break }
                 if frame.isEmpty { continue }  // keepalive
                 counters.framesReceived += 1
                 onFrame?(frame)
@@ -267,6 +300,7 @@ public final class FramedConnection: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         counters.connectionsClosed += 1
+        if err?.code == .eof && decoder.hasPartialFrame { counters.truncatedFrames += 1 }
         if let err, err.code != .eof, err.code != .frameTooLarge, err.code != .idleTimeout { counters.streamErrors += 1 }
         timer?.close()
         timer = nil
