@@ -183,4 +183,15 @@ import Testing
             #expect(error.message.contains("/nonexistent/meshnode.yaml"))
         }
     }
+
+    @Test func flagValuesAreCheckedWithTheSameRulesNamingTheFlag() {
+        do {
+            _ = try ConfigValue.endpoint("nope", name: "--listen")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.message == "--listen: expected HOST:PORT (e.g. 10.0.0.5:7946 or [::1]:7946), got \"nope\"")
+        }
+        #expect((try? ConfigValue.logLevel("DEBUG", name: "--log-level")) == .debug)
+        #expect((try? ConfigValue.interval("250ms", name: "--probe-interval")) == .milliseconds(250))
+    }
 }

@@ -284,3 +284,27 @@ enum Validate {
         return UInt16(p)
     }
 }
+
+/// Parsers for flag values, with the same rules and messages as the config file, naming the
+/// flag: `try ConfigValue.endpoint(text, name: "--listen")` →
+/// `--listen: expected HOST:PORT (e.g. 10.0.0.5:7946 or [::1]:7946), got "x"`.
+public enum ConfigValue {
+    public static func endpoint(_ text: String, name: String, allowPortZero: Bool = true) throws(MeshError) -> Endpoint {
+        try Validate.endpoint(text, path: name, allowPortZero: allowPortZero)
+    }
+    public static func interval(_ text: String, name: String) throws(MeshError) -> Duration {
+        try Validate.interval(text, path: name)
+    }
+    public static func logLevel(_ text: String, name: String) throws(MeshError) -> Logger.Level {
+        try Validate.logLevel(text, path: name)
+    }
+    public static func nodeName(_ text: String, name: String) throws(MeshError) -> String {
+        try Validate.name(text, path: name)
+    }
+    public static func role(_ text: String, name: String) throws(MeshError) -> String {
+        try Validate.role(text, path: name)
+    }
+    public static func rate(_ text: String, name: String) throws(MeshError) -> Int64? {
+        try Validate.rate(text, path: name)
+    }
+}
