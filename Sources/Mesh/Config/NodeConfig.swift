@@ -216,7 +216,28 @@ extension NodeConfig {
             throw MeshError(.configInvalid, "cannot read config file \(path): \((error as NSError).localizedDescription)",
                             hint: "check the --config path")
         }
-        return try parse(yaml: text, source: path)
+        return try parse(yaml: text, source: path).resolvingRelativePaths(against: (path as NSString).deletingLastPathComponent)
+    }
+
+    /// Makes relative file paths in the config (`certificate`, `hosts.*.ssh.key`) relative to
+    /// `directory` (the config file's), so a config works from any working directory. Absolute
+    /// paths and `~` paths are kept as written.
+    public func resolvingRelativePaths(against directory: String) -> NodeConfig {
+        func fix(_ p: String?) -> String? {
+            guard let p, !p.isEmpty, !p.hasPrefix("/"), !p.hasPrefix("~") else { return p }
+            let base = directory.isEmpty ? "." : directory
+            return base + "/" + p
+        }
+        var c = self
+        c.certificate = fix(c.certificate)
+        for (k, var h) in c.hosts {
+            if var ssh = h.ssh {
+                ssh.keyPath = fix(ssh.keyPath)
+                h.ssh = ssh
+            }
+            c.hosts[k] = h
+        }
+        return c
     }
 }
 
