@@ -207,7 +207,7 @@ final class FrameEchoServer: @unchecked Sendable {
 
     @Test func keepalivesKeepAQuietButHealthyConnectionOpen() throws {
         try withLoop { loop in
-            let limits = FrameLimits(idleTimeout: .milliseconds(400), keepaliveInterval: .milliseconds(100))
+            let limits = FrameLimits(idleTimeout: .milliseconds(1000), keepaliveInterval: .milliseconds(100))
             let server = try loop.execute { try FrameEchoServer(loop: loop, limits: limits) }
             let client = Locked<FramedConnection?>(nil)
             try loop.execute {
@@ -217,7 +217,7 @@ final class FrameEchoServer: @unchecked Sendable {
                     c.start()
                 }
             }
-            Thread.sleep(forTimeInterval: 1.5)
+            Thread.sleep(forTimeInterval: 2.5)  // 2.5 idle timeouts of silence from the application
             try loop.execute {
                 #expect(client.value?.isOpen == true)
                 #expect(server.connections.count == 1)
