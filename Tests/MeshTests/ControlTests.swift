@@ -228,4 +228,34 @@ import Testing
             try loop.execute { server.close() }
         }
     }
+
+    @Test func aNodeWhoseBacklogIsFullTimesOutTheConnectInsteadOfHanging() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let path = dir.file("c.sock")
+        // A listener that never accepts, with the smallest backlog, filled by other clients.
+        let l = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(l) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = listen(l, 0)
+        var fillers: [Int32] = []
+        defer { fillers.forEach { close($0) } }
+        for _ in 0..<4 {
+            let f = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            fillers.append(f)
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(f, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        }
+        let client = ControlClient(socketPath: path)
+        client.connectTimeout = .milliseconds(300)
+        client.responseTimeout = .milliseconds(300)
+        do throws(MeshError) {
+            _ = try client.call("status")
+            Issue.record("got an answer from a listener that never accepts")
+        } catch {
+            #expect(error.code == .controlTimeout)
+        }
+    }
 }
