@@ -121,6 +121,8 @@ public class UVStream: LoopHandle, ByteStream, @unchecked Sendable {
         close()
     }
 
+    func setCloseReason(_ error: MeshError) { closeReason = error }
+
     override func didClose() {
         let cb = onClose
         onRead = nil
@@ -162,6 +164,19 @@ public final class TCPStream: UVStream, @unchecked Sendable {
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
                 uv_tcp_getsockname(tcp, sa, &len) == 0 ? SocketAddress(UnsafePointer(sa)) : nil
             }
+        }
+    }
+
+    /// Closes the connection abortively: the peer sees a TCP reset (RST) instead of an orderly
+    /// FIN, like a middlebox killing the flow. `onClose` follows with `error` (or nil).
+    public func reset(error: MeshError? = nil) {
+        loop.assertInLoop("reset")
+        guard state == .open else { return }
+        if let error { setCloseReason(error) }
+        state = .closing
+        willClose()
+        if uv_tcp_close_reset(tcp, LoopHandle.closeCallback) != 0 {
+            uv_close(handle, LoopHandle.closeCallback)
         }
     }
 
