@@ -10,7 +10,8 @@ public final class SharedBandwidthLimiter<Peer: Hashable & Sendable>: @unchecked
 /// and no faster than the connection drains (its write queue is kept under `lowWaterBytes`).
 ///
 /// `enqueue` accepts frames up to `maxQueuedBytes`; beyond that it throws
-/// `stream.write_buffer_full` (retry on `onIdle`/`onProgress`). Waits for tokens are slept on a
+/// `stream.write_buffer_full` (retry on `onIdle`). It chains itself into `connection.onDrain`
+/// (keeping a handler set before it), so set your own `onDrain` first. Waits for tokens are slept on a
 /// `LoopTimer`; nothing polls. Loop thread only. Close it (or its connection) when done.
 public final class PacedSender<Peer: Hashable & Sendable>: @unchecked Sendable {
     public let connection: FramedConnection

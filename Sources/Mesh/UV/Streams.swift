@@ -77,6 +77,9 @@ public class UVStream: LoopHandle, ByteStream, @unchecked Sendable {
         var total = 0
         for p in parts { total += p.count }
         if total == 0 { return }
+        guard total <= Int(UInt32.max) else {
+            throw MeshError(.writeBufferFull, "a single write of \(total) bytes is larger than 4 GiB", hint: "split it")
+        }
         if writeQueueBytes > 0 && writeQueueBytes + total > maxWriteQueueBytes {
             throw MeshError(.writeBufferFull, "write queue to \(peerDescription) is full (\(writeQueueBytes) bytes queued, limit \(maxWriteQueueBytes))", hint: "wait for onDrain")
         }
