@@ -183,4 +183,33 @@ import Testing
             #expect(error.message.contains("/nonexistent/meshnode.yaml"))
         }
     }
+
+    @Test func flagValuesAreCheckedWithTheSameRulesNamingTheFlag() {
+        do {
+            _ = try ConfigValue.endpoint("nope", name: "--listen")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.message == "--listen: expected HOST:PORT (e.g. 10.0.0.5:7946 or [::1]:7946), got \"nope\"")
+        }
+        #expect((try? ConfigValue.logLevel("DEBUG", name: "--log-level")) == .debug)
+        #expect((try? ConfigValue.interval("250ms", name: "--probe-interval")) == .milliseconds(250))
+    }
+
+    @Test func relativeKeyAndCertificatePathsAreRelativeToTheConfigFile() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let yaml = """
+        certificate: node.cert
+        hosts:
+          a: {ssh: {host: h, key: keys/id_ed25519}}
+          b: {ssh: {host: h, key: /abs/key}}
+          c: {ssh: {host: h, key: ~/.ssh/id}}
+        """
+        try yaml.write(toFile: dir.file("meshnode.yaml"), atomically: true, encoding: .utf8)
+        let c = try NodeConfig.load(path: dir.file("meshnode.yaml"))
+        #expect(c.certificate == dir.file("node.cert"))
+        #expect(c.hosts["a"]?.ssh?.keyPath == dir.file("keys/id_ed25519"))
+        #expect(c.hosts["b"]?.ssh?.keyPath == "/abs/key")
+        #expect(c.hosts["c"]?.ssh?.keyPath == "~/.ssh/id")
+    }
 }

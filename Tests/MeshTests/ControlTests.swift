@@ -165,7 +165,97 @@ import Testing
             } catch {
                 #expect((error as? MeshError)?.code.rawValue == "unix.in_use")
             }
+            // The failed start must not have removed the running node's socket.
+            Thread.sleep(forTimeInterval: 0.05)
+            #expect(try ControlClient(socketPath: path).call("echo") == .object([:]))
             try loop.execute { server.close() }
+        }
+    }
+
+    /// A raw client: connects, sends `text`, reads `lines` response lines (or until EOF/timeout).
+    func raw(_ path: String, send text: String, lines: Int, closeAfterSend: Bool = false) -> [String] {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        guard withUnsafePointer(to: &addr, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }) == 0 else { return [] }
+        let bytes = Array(text.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            off += n
+        }
+        if closeAfterSend { return [] }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var got = ""
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while got.filter({ $0 == "\n" }).count < lines {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            got += String(decoding: buf[..<n], as: UTF8.self)
+        }
+        return got.split(separator: "\n").map(String.init)
+    }
+
+    @Test func manyPipelinedRequestsAreAllAnsweredInOrder() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let path = dir.file("c.sock")
+        try withLoop { loop in
+            let server = try startServer(loop, path)
+            let n = 40  // over maxPipelinedRequests (16): reading pauses and resumes
+            let text = (0..<n).map { "{\"verb\":\"later\",\"args\":{\"n\":\($0)}}\n" }.joined()
+            let lines = raw(path, send: text, lines: n)
+            #expect(lines.count == n)
+            #expect(lines == (0..<n).map { "{\"ok\":true,\"result\":\"done \($0)\"}" })
+            try loop.execute { server.close() }
+        }
+    }
+
+    @Test func aClientThatLeavesBeforeItsAnswerDoesNotHurtTheServer() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let path = dir.file("c.sock")
+        try withLoop { loop in
+            let server = try startServer(loop, path)
+            for _ in 0..<5 { _ = raw(path, send: "{\"verb\":\"later\"}\n", lines: 0, closeAfterSend: true) }
+            Thread.sleep(forTimeInterval: 0.2)  // the answers are due after 50 ms
+            #expect(eventually { (try? loop.execute { server.connectionCount }) == 0 })
+            #expect(try ControlClient(socketPath: path).call("echo") == .object([:]))
+            try loop.execute { server.close() }
+        }
+    }
+
+    @Test func aNodeWhoseBacklogIsFullTimesOutTheConnectInsteadOfHanging() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let path = dir.file("c.sock")
+        // A listener that never accepts, with the smallest backlog, filled by other clients.
+        let l = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(l) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = listen(l, 0)
+        var fillers: [Int32] = []
+        defer { fillers.forEach { close($0) } }
+        for _ in 0..<4 {
+            let f = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            fillers.append(f)
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(f, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        }
+        let client = ControlClient(socketPath: path)
+        client.connectTimeout = .milliseconds(300)
+        client.responseTimeout = .milliseconds(300)
+        do throws(MeshError) {
+            _ = try client.call("status")
+            Issue.record("got an answer from a listener that never accepts")
+        } catch {
+            #expect(error.code == .controlTimeout)
         }
     }
 }

@@ -85,16 +85,13 @@ import Testing
             let closed = Waiter<MeshError?>()
             try loop.execute {
                 let p = try ProcessStream(loop: loop, executable: "sh", arguments: ["-c", "exec 0<&-; echo bye >&2; exit 1"])
-                p.onClose = { closed.fulfill($0) }
-                p.onRead = { _ in }
-                p.startReading()
                 let chunk = [UInt8](repeating: 0, count: 1 << 16)
                 let t = try LoopTimer(loop: loop)
-                t.onFire = {
-                    do { try p.write(chunk) } catch { t.close() }
-                    if !p.isOpen { t.close() }
-                }
+                t.onFire = { try? p.write(chunk) }
                 t.start(after: .milliseconds(1), repeating: .milliseconds(1))
+                p.onClose = { t.close(); closed.fulfill($0) }
+                p.onRead = { _ in }
+                p.startReading()
             }
             let e = try closed.wait()
             #expect(e?.code == .processExited)

@@ -81,4 +81,13 @@ struct RuntimeBenchmarks {
         let scp = Double(512 << 20) / Date().timeIntervalSince(t0)
         print("BENCH scp: \(String(format: "%.0f", scp / 1e6)) MB/s; direct/scp = \(String(format: "%.2f", direct / scp)); ssh-tunnel/scp = \(String(format: "%.2f", viaSSH / scp))")
     }
+
+    @Test func a50MBPerSecondLimitHoldsOverA20SecondRealTransfer() throws {
+        let bytes = 1_000_000_000  // 20 s at 50 MB/s
+        let seconds = try PacedSenderTests().run(globalBytesPerSecond: 50_000_000, perPeerBytesPerSecond: nil,
+                                                 connections: 1, perConnectionBytes: bytes)
+        let rate = Double(bytes) / seconds
+        print("BENCH paced 50 MB/s: \(bytes / 1_000_000) MB in \(String(format: "%.2f", seconds)) s = \(String(format: "%.1f", rate / 1e6)) MB/s (\(String(format: "%+.1f", (rate / 50e6 - 1) * 100))%)")
+        #expect(abs(rate / 50e6 - 1) < 0.10)
+    }
 }

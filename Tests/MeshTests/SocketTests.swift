@@ -207,7 +207,7 @@ final class FrameEchoServer: @unchecked Sendable {
 
     @Test func keepalivesKeepAQuietButHealthyConnectionOpen() throws {
         try withLoop { loop in
-            let limits = FrameLimits(idleTimeout: .milliseconds(400), keepaliveInterval: .milliseconds(100))
+            let limits = FrameLimits(idleTimeout: .milliseconds(1000), keepaliveInterval: .milliseconds(100))
             let server = try loop.execute { try FrameEchoServer(loop: loop, limits: limits) }
             let client = Locked<FramedConnection?>(nil)
             try loop.execute {
@@ -217,7 +217,7 @@ final class FrameEchoServer: @unchecked Sendable {
                     c.start()
                 }
             }
-            Thread.sleep(forTimeInterval: 1.5)
+            Thread.sleep(forTimeInterval: 2.5)  // 2.5 idle timeouts of silence from the application
             try loop.execute {
                 #expect(client.value?.isOpen == true)
                 #expect(server.connections.count == 1)
@@ -448,5 +448,162 @@ final class FrameEchoServer: @unchecked Sendable {
         var small = LogThrottle<Int>(interval: .seconds(1), maxKeys: 3)
         for k in 0..<100 { _ = small.admit(k, nowMilliseconds: 0) }
         #expect(small.trackedKeys <= 3)
+    }
+}
+
+@Suite struct FrameDecoderTests {
+    @Test func framesSplitAtEveryPossibleByteBoundaryDecodeTheSame() throws {
+        let frames: [[UInt8]] = [[], [1], Array(repeating: 7, count: 300), [2, 3]]
+        var wire: [UInt8] = []
+        for f in frames { wire += FrameDecoder.header(length: f.count) + f }
+        for split in 0...wire.count {
+            var d = FrameDecoder(maxFrameBytes: 1000)
+            var out: [[UInt8]] = []
+            d.feed(Array(wire[..<split]))
+            while let f = try d.next() { out.append(f) }
+            d.feed(Array(wire[split...]))
+            while let f = try d.next() { out.append(f) }
+            #expect(out == frames)
+            #expect(d.bufferedBytes == 0)
+        }
+    }
+
+    @Test func aLengthOverTheLimitIsAnErrorEvenBeforeThePayloadArrives() {
+        var d = FrameDecoder(maxFrameBytes: 10)
+        d.feed([0, 0, 0, 11])
+        #expect(throws: MeshError.self) { _ = try d.next() }
+        var ok = FrameDecoder(maxFrameBytes: 10)
+        ok.feed([0, 0, 0, 10] + [UInt8](repeating: 0, count: 9))
+        #expect((try? ok.next()) == .some(nil))  // waits for the last byte
+    }
+
+    @Test func closingFromInsideOnFrameStopsDelivery() throws {
+        try withLoop { loop in
+            let server = try loop.execute { try FrameEchoServer(loop: loop) }
+            let delivered = Locked(0)
+            let closed = Waiter<Void>()
+            try loop.execute {
+                TCPStream.connect(loop: loop, to: server.address) { r in
+                    let s = try! r.get()
+                    let c = FramedConnection(stream: s)
+                    c.onFrame = { _ in delivered.mutate { $0 += 1 }; c.close() }
+                    c.onClose = { _ in closed.fulfill(()) }
+                    c.start()
+                    // Ten frames in one write: the echo comes back in (at most) a few reads.
+                    var batch: [UInt8] = []
+                    for i in 0..<10 { batch += FrameDecoder.header(length: 1) + [UInt8(i)] }
+                    try! s.write(batch)
+                }
+            }
+            try closed.wait()
+            #expect(delivered.value == 1)
+            try loop.execute { server.close() }
+        }
+    }
+}
+
+@Suite struct UDPFuzzTests {
+    @Test func randomDatagramsOfAnySizeNeverHurtTheReceiver() throws {
+        try withLoop { loop in
+            let received = Locked(0)
+            let (rx, tx) = try loop.execute {
+                let rx = try UDPSocket(loop: loop, bind: loopback(), maxDatagramBytes: 1400)
+                let tx = try UDPSocket(loop: loop, bind: loopback(), maxDatagramBytes: UDPSocket.absoluteMaxDatagramBytes)
+                try rx.startReceiving { b, _ in
+                    precondition(b.count <= 1400)
+                    received.mutate { $0 += 1 }
+                }
+                return (rx, tx)
+            }
+            // Small batches so the receiver (same loop) drains its socket buffer in between.
+            for batch in 0..<30 {
+                try loop.execute {
+                    var rng = SplitMix64(state: UInt64(batch))
+                    for _ in 0..<10 {
+                        let n = Int.random(in: 0...8000, using: &rng)
+                        try? tx.send((0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }, to: rx.localAddress)
+                    }
+                }
+                usleep(5000)
+            }
+            #expect(eventually { (try? loop.execute { rx.stats.datagramsReceived + rx.stats.droppedTruncated }) ?? 0 >= 250 })
+            try loop.execute {
+                #expect(rx.stats.droppedTruncated > 0)
+                #expect(rx.stats.datagramsReceived == received.value)
+                rx.close(); tx.close()
+            }
+        }
+    }
+}
+
+@Suite struct FrameLimitChangeTests {
+    /// A server whose connections accept `initialLimit` bytes until the first frame, then
+    /// `raisedLimit` (like PROTOCOL.md §8.1: 512 during the handshake, 16 MiB after).
+    final class Server: @unchecked Sendable {
+        let listener: TCPListener
+        let counters = FrameCounters()
+        var frames: [Int] = []
+        var conns: [FramedConnection] = []
+        var closeReasons: [MeshError?] = []
+        init(loop: EventLoop, raisedLimit: Int?) throws {
+            listener = try TCPListener(loop: loop, bind: loopback())
+            listener.onAccept = { [unowned self] s in
+                let c = FramedConnection(stream: s, limits: FrameLimits(maxFrameBytes: 16 << 20), counters: self.counters)
+                c.maxFrameBytes = 512
+                c.onFrame = { [weak self, unowned c] f in
+                    self?.frames.append(f.count)
+                    if let raisedLimit { c.maxFrameBytes = raisedLimit }
+                }
+                c.onClose = { [weak self] e in self?.closeReasons.append(e) }
+                self.conns.append(c)
+                c.start()
+            }
+        }
+    }
+
+    func run(raisedLimit: Int?, wire: [UInt8], closeAfterWrite: Bool = false) throws -> (frames: [Int], counters: FrameCounters, reasons: [MeshError?]) {
+        var out: ([Int], FrameCounters, [MeshError?]) = ([], FrameCounters(), [])
+        try withLoop { loop in
+            let server = try loop.execute { try Server(loop: loop, raisedLimit: raisedLimit) }
+            let client = Locked<TCPStream?>(nil)
+            try loop.execute {
+                TCPStream.connect(loop: loop, to: server.listener.localAddress) { r in
+                    let s = try! r.get()
+                    client.mutate { $0 = s }
+                    s.onRead = { _ in }
+                    s.startReading()
+                    try! s.write(wire)  // everything in one write: it arrives in as few reads as possible
+                    if closeAfterWrite { s.close() }
+                }
+            }
+            _ = eventually(5) { (try? loop.execute { server.closeReasons.count == 1 || server.frames.count == 2 }) == true }
+            Thread.sleep(forTimeInterval: 0.1)
+            out = try loop.execute {
+                client.value?.close()
+                server.conns.forEach { $0.close() }
+                server.listener.close()
+                return (server.frames, server.counters, server.closeReasons)
+            }
+        }
+        return out
+    }
+
+    @Test func aLimitRaisedAfterTheFirstFrameAppliesToTheNextFrameInTheSameRead() throws {
+        let wire = FrameDecoder.header(length: 100) + [UInt8](repeating: 1, count: 100)
+            + FrameDecoder.header(length: 100_000) + [UInt8](repeating: 2, count: 100_000)
+        let raised = try run(raisedLimit: 16 << 20, wire: wire)
+        #expect(raised.frames == [100, 100_000])
+        #expect(raised.counters.oversizedFrames == 0)
+        let kept = try run(raisedLimit: nil, wire: wire)
+        #expect(kept.frames == [100])
+        #expect(kept.counters.oversizedFrames == 1)
+    }
+
+    @Test func aPeerHangingUpMidFrameIsCountedAsTruncated() throws {
+        let wire = FrameDecoder.header(length: 100) + [UInt8](repeating: 1, count: 10)
+        let r = try run(raisedLimit: nil, wire: wire, closeAfterWrite: true)
+        #expect(r.frames.isEmpty)
+        #expect(r.counters.truncatedFrames == 1)
+        #expect(r.reasons.first??.code == .eof)
     }
 }

@@ -177,10 +177,10 @@ import Testing
 
     @Test func aProxyThatNeverAnswersTimesOut() throws {
         try withLoop { loop in
+            let held = Locked<[TCPStream]>([])
             let silent = try loop.execute {
                 let l = try TCPListener(loop: loop, bind: loopback())
-                var held: [TCPStream] = []
-                l.onAccept = { s in held.append(s); s.onClose = { _ in held.removeAll() }; s.startReading() }
+                l.onAccept = { s in held.mutate { $0.append(s) }; s.startReading() }
                 return l
             }
             let result = Waiter<Result<TCPStream, MeshError>>()
@@ -190,7 +190,55 @@ import Testing
             }
             guard case .failure(let e) = try result.wait() else { Issue.record("handshake succeeded"); return }
             #expect(e.code == .socks5Timeout)
-            try loop.execute { silent.close() }
+            try loop.execute { silent.close(); held.value.forEach { $0.close() } }
+        }
+    }
+}
+
+@Suite struct Socks5LeftoverTests {
+    @Test func bytesTheTargetSentWithTheReplyAreDeliveredByTheFirstRead() throws {
+        try withLoop { loop in
+            // A fake proxy that answers the CONNECT with the reply and the target's greeting in one write.
+            let accepted = Locked<[TCPStream]>([])
+            let proxy = try loop.execute {
+                let l = try TCPListener(loop: loop, bind: loopback())
+                l.onAccept = { s in
+                    accepted.mutate { $0.append(s) }
+                    var got: [UInt8] = []
+                    var stage = 0
+                    s.onRead = { b in
+                        got += b
+                        if stage == 0, got.count >= 3 {
+                            got.removeFirst(3)
+                            stage = 1
+                            try? s.write([5, 0])
+                        }
+                        if stage == 1, got.count >= 10 {
+                            stage = 2
+                            try? s.write([5, 0, 0, 1, 127, 0, 0, 1, 0x1F, 0x90] + Array("HELLO".utf8))
+                        }
+                    }
+                    s.onClose = { _ in }
+                    s.startReading()
+                }
+                return l
+            }
+            let got = Waiter<[UInt8]>()
+            let holder = Locked<TCPStream?>(nil)
+            try loop.execute {
+                Socks5Connector.connect(loop: loop, proxy: proxy.localAddress.endpoint, target: Endpoint("10.1.2.3:7000")!) { r in
+                    let s = try! r.get()
+                    holder.mutate { $0 = s }
+                    s.onRead = { b in got.fulfill(Array(b)) }
+                    s.startReading()
+                }
+            }
+            #expect(try got.wait() == Array("HELLO".utf8))
+            try loop.execute {
+                holder.value?.close()
+                proxy.close()
+                accepted.value.forEach { $0.close() }
+            }
         }
     }
 }

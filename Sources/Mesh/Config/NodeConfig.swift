@@ -222,7 +222,28 @@ extension NodeConfig {
             throw MeshError(.configInvalid, "cannot read config file \(path): \((error as NSError).localizedDescription)",
                             hint: "check the --config path")
         }
-        return try parse(yaml: text, source: path)
+        return try parse(yaml: text, source: path).resolvingRelativePaths(against: (path as NSString).deletingLastPathComponent)
+    }
+
+    /// Makes relative file paths in the config (`certificate`, `hosts.*.ssh.key`) relative to
+    /// `directory` (the config file's), so a config works from any working directory. Absolute
+    /// paths and `~` paths are kept as written.
+    public func resolvingRelativePaths(against directory: String) -> NodeConfig {
+        func fix(_ p: String?) -> String? {
+            guard let p, !p.isEmpty, !p.hasPrefix("/"), !p.hasPrefix("~") else { return p }
+            let base = directory.isEmpty ? "." : directory
+            return base + "/" + p
+        }
+        var c = self
+        c.certificate = fix(c.certificate)
+        for (k, var h) in c.hosts {
+            if var ssh = h.ssh {
+                ssh.keyPath = fix(ssh.keyPath)
+                h.ssh = ssh
+            }
+            c.hosts[k] = h
+        }
+        return c
     }
 }
 
@@ -288,5 +309,29 @@ enum Validate {
             throw fail(path, "an integer 1-65535", got: s)
         }
         return UInt16(p)
+    }
+}
+
+/// Parsers for flag values, with the same rules and messages as the config file, naming the
+/// flag: `try ConfigValue.endpoint(text, name: "--listen")` →
+/// `--listen: expected HOST:PORT (e.g. 10.0.0.5:7946 or [::1]:7946), got "x"`.
+public enum ConfigValue {
+    public static func endpoint(_ text: String, name: String, allowPortZero: Bool = true) throws(MeshError) -> Endpoint {
+        try Validate.endpoint(text, path: name, allowPortZero: allowPortZero)
+    }
+    public static func interval(_ text: String, name: String) throws(MeshError) -> Duration {
+        try Validate.interval(text, path: name)
+    }
+    public static func logLevel(_ text: String, name: String) throws(MeshError) -> Logger.Level {
+        try Validate.logLevel(text, path: name)
+    }
+    public static func nodeName(_ text: String, name: String) throws(MeshError) -> String {
+        try Validate.name(text, path: name)
+    }
+    public static func role(_ text: String, name: String) throws(MeshError) -> String {
+        try Validate.role(text, path: name)
+    }
+    public static func rate(_ text: String, name: String) throws(MeshError) -> Int64? {
+        try Validate.rate(text, path: name)
     }
 }

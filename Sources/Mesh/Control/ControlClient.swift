@@ -84,37 +84,34 @@ public final class ControlClient {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(socketPath.utf8)) }
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if rc != 0 {
+        // A Unix-socket connect either completes at once or fails; EAGAIN means the node's
+        // backlog is full, so retry until the connect timeout.
+        let deadline = ContinuousClock.now + connectTimeout
+        while true {
+            let rc = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            if rc == 0 { break }
             let e = errno
+            if e == EINTR { continue }
             if e == EAGAIN || e == EINPROGRESS {
-                // Backlog full: wait for writability.
-                if !poll(s, events: Int16(POLLOUT), timeout: connectTimeout) {
+                guard ContinuousClock.now < deadline else {
                     Glibc.close(s)
                     throw MeshError(.controlTimeout, "the node did not accept a control connection within \(connectTimeout)", hint: "it may be overloaded; try again")
                 }
-                var soErr: Int32 = 0
-                var len = socklen_t(MemoryLayout<Int32>.size)
-                getsockopt(s, SOL_SOCKET, SO_ERROR, &soErr, &len)
-                if soErr != 0 {
-                    Glibc.close(s)
-                    throw soErr == ECONNREFUSED ? noNode("the socket file is stale (the node exited uncleanly); start a node with `meshnode run`")
-                        : MeshError(.controlIO, "connect to \(socketPath): \(String(cString: strerror(soErr)))")
-                }
-            } else {
-                Glibc.close(s)
-                switch e {
-                case ECONNREFUSED:
-                    throw noNode("the socket file is stale (the node exited uncleanly); start a node with `meshnode run`")
-                case ENOENT:
-                    throw noNode("start one with `meshnode run --data DIR`")
-                case EACCES, EPERM:
-                    throw MeshError(.controlIO, "permission denied on \(socketPath)", hint: "run as the user that runs the node")
-                default:
-                    throw MeshError(.controlIO, "connect to \(socketPath): \(String(cString: strerror(e)))")
-                }
+                usleep(10_000)
+                continue
+            }
+            Glibc.close(s)
+            switch e {
+            case ECONNREFUSED:
+                throw noNode("the socket file is stale (the node exited uncleanly); start a node with `meshnode run`")
+            case ENOENT:
+                throw noNode("start one with `meshnode run --data DIR`")
+            case EACCES, EPERM:
+                throw MeshError(.controlIO, "permission denied on \(socketPath)", hint: "run as the user that runs the node")
+            default:
+                throw MeshError(.controlIO, "connect to \(socketPath): \(String(cString: strerror(e)))")
             }
         }
         fd = s

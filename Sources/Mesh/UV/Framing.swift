@@ -33,6 +33,8 @@ public final class FrameCounters: @unchecked Sendable {
     public var keepalivesSent = 0
     /// Connections closed because the peer announced a frame over `maxFrameBytes`.
     public var oversizedFrames = 0
+    /// Connections whose peer closed in the middle of a frame.
+    public var truncatedFrames = 0
     /// Connections closed because nothing arrived within `idleTimeout`.
     public var idleTimeouts = 0
     /// Connections that ended (EOF) in the middle of a frame.
@@ -46,44 +48,105 @@ public final class FrameCounters: @unchecked Sendable {
 
 /// Incremental decoder of `u32 big-endian length || payload` frames. Pure and total: any byte
 /// sequence either yields frames, waits for more, or fails with `frameTooLarge`.
+///
+/// Two ways to drive it:
+/// - `consume(_:)` parses from caller-owned bytes up to the end of at most one frame and says
+///   how many bytes it used; payload bytes are copied once, straight into the frame's array.
+///   Because it never reads past the frame it returns, a limit changed between frames (512 B
+///   during the handshake, 16 MiB after it) applies exactly from the next frame on.
+/// - `feed(_:)` + `next()`: convenience that keeps unparsed bytes internally.
 public struct FrameDecoder: Sendable {
-    public let maxFrameBytes: Int
-    private var buffer: [UInt8] = []
-    private var start = 0
+    /// The largest payload accepted; may be changed between frames.
+    public var maxFrameBytes: Int {
+        didSet { precondition(maxFrameBytes >= 0 && maxFrameBytes <= Int(UInt32.max)) }
+    }
+    private var header: [UInt8] = []
+    private var payload: [UInt8] = []
+    private var payloadLength = -1  // -1: reading a header
+    private var failure: MeshError?
+    private var pending: [UInt8] = []  // feed/next only
+    private var pendingStart = 0
 
     public init(maxFrameBytes: Int) {
         precondition(maxFrameBytes >= 0 && maxFrameBytes <= Int(UInt32.max))
         self.maxFrameBytes = maxFrameBytes
+        header.reserveCapacity(4)
     }
 
-    /// Bytes received but not yet returned as frames.
-    public var bufferedBytes: Int { buffer.count - start }
+    /// True while part of a frame (some header bytes, or a header and part of its payload) has
+    /// been consumed: a stream ending now ends mid-frame (`truncated_frame`).
+    public var hasPartialFrame: Bool { !header.isEmpty || payloadLength >= 0 || pending.count > pendingStart }
 
-    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
-        if start > 0 && start >= buffer.count / 2 {
-            buffer.removeFirst(start)
-            start = 0
+    /// Bytes consumed or fed but not yet returned as frames.
+    public var bufferedBytes: Int { header.count + (payloadLength >= 0 ? 4 + payload.count : 0) + pending.count - pendingStart }
+
+    /// Parses `bytes` until one frame is complete or the bytes run out. Returns the bytes used
+    /// and the frame (possibly empty: a keepalive), if one completed.
+    public mutating func consume(_ bytes: UnsafeRawBufferPointer) throws(MeshError) -> (consumed: Int, frame: [UInt8]?) {
+        if let failure { throw failure }
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            if payloadLength < 0 {
+                let take = min(4 - header.count, n - i)
+                header.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
+                i += take
+                guard header.count == 4 else { break }
+                let len = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+                header.removeAll(keepingCapacity: true)
+                guard len <= maxFrameBytes else {
+                    let e = MeshError(.frameTooLarge, "peer announced a \(len)-byte frame, over the \(maxFrameBytes)-byte limit")
+                    failure = e
+                    throw e
+                }
+                if len == 0 { return (i, []) }
+                payloadLength = len
+                payload = []
+                // Reserve up to 1 MiB at once: a 4-byte header alone must not make us allocate
+                // maxFrameBytes (memory amplification by unauthenticated peers).
+                payload.reserveCapacity(min(len, 1 << 20))
+            } else {
+                let take = min(payloadLength - payload.count, n - i)
+                payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
+                i += take
+                if payload.count == payloadLength {
+                    let frame = payload
+                    payload = []
+                    payloadLength = -1
+                    return (i, frame)
+                }
+            }
         }
-        buffer.append(contentsOf: bytes)
+        return (i, nil)
+    }
+
+    /// Keeps `bytes` for `next()`.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+        if pendingStart > 0 && pendingStart >= pending.count / 2 {
+            pending.removeFirst(pendingStart)
+            pendingStart = 0
+        }
+        pending.append(contentsOf: bytes)
     }
 
     public mutating func feed(_ bytes: [UInt8]) { bytes.withUnsafeBytes { feed($0) } }
 
-    /// The next complete frame's payload (possibly empty), nil if more bytes are needed.
+    /// The next complete frame's payload (possibly empty) from fed bytes, nil if more bytes are
+    /// needed; throws `stream.frame_too_large` at an oversized header.
     public mutating func next() throws(MeshError) -> [UInt8]? {
-        guard buffer.count - start >= 4 else { return nil }
-        let len = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
-        guard len <= maxFrameBytes else {
-            throw MeshError(.frameTooLarge, "peer announced a \(len)-byte frame, over the \(maxFrameBytes)-byte limit")
+        guard pendingStart < pending.count else { return nil }
+        let result: Result<(consumed: Int, frame: [UInt8]?), MeshError> = pending.withUnsafeBytes { all in
+            do throws(MeshError) {
+                return .success(try consume(UnsafeRawBufferPointer(rebasing: all[pendingStart...])))
+            } catch { return .failure(error) }
         }
-        guard buffer.count - start - 4 >= len else { return nil }
-        let payload = Array(buffer[(start + 4)..<(start + 4 + len)])
-        start += 4 + len
-        if start == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
-            start = 0
+        let (used, frame) = try result.get()
+        pendingStart += used
+        if pendingStart == pending.count {
+            pending.removeAll(keepingCapacity: pending.capacity <= 1 << 20)
+            pendingStart = 0
         }
-        return payload
+        return frame
     }
 
     /// The 4-byte header for a payload of `length` bytes.
@@ -117,6 +180,12 @@ public final class FramedConnection: @unchecked Sendable {
     private var closed = false
 
     public var loop: EventLoop { stream.loop }
+    /// The largest frame accepted from the peer from the next frame on (e.g. 512 during a
+    /// handshake, then 16 MiB). Starts at `limits.maxFrameBytes`.
+    public var maxFrameBytes: Int {
+        get { decoder.maxFrameBytes }
+        set { decoder.maxFrameBytes = newValue }
+    }
     public var isOpen: Bool { !closed && stream.isOpen }
     public var peerDescription: String { stream.peerDescription }
     public var writeQueueBytes: Int { stream.writeQueueBytes }
@@ -192,9 +261,14 @@ public final class FramedConnection: @unchecked Sendable {
     private func received(_ bytes: UnsafeRawBufferPointer) {
         lastReadMs = loop.nowMilliseconds
         counters.bytesReceived += bytes.count
-        decoder.feed(bytes)
+        var rest = bytes
         do {
-            while !closed, let frame = try decoder.next() {
+            // One frame at a time, so that onFrame may change `maxFrameBytes` (or close) before
+            // the next header is looked at.
+            while !rest.isEmpty, !closed, stream.isOpen {
+                let (used, frame) = try decoder.consume(rest)
+                rest = UnsafeRawBufferPointer(rebasing: rest[used...])
+                guard let frame else { break }
                 if frame.isEmpty { continue }  // keepalive
                 counters.framesReceived += 1
                 onFrame?(frame)
@@ -228,6 +302,7 @@ public final class FramedConnection: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         counters.connectionsClosed += 1
+        if err?.code == .eof && decoder.hasPartialFrame { counters.truncatedFrames += 1 }
         if let err, err.code != .eof, err.code != .frameTooLarge, err.code != .idleTimeout { counters.streamErrors += 1 }
         if err?.code == .eof && decoder.bufferedBytes > 0 { counters.truncatedFrames += 1 }
         timer?.close()

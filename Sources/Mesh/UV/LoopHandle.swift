@@ -42,14 +42,17 @@ public class LoopHandle: @unchecked Sendable {
         guard state == .open else { return }
         state = .closing
         willClose()
-        uv_close(handle) { h in
-            guard let h, let data = h.pointee.data else { return }
-            let owner = Unmanaged<LoopHandle>.fromOpaque(data).takeRetainedValue()
-            h.pointee.data = nil
-            owner.state = .closed
-            owner.loop.openHandleCount -= 1
-            owner.didClose()
-        }
+        uv_close(handle, LoopHandle.closeCallback)
+    }
+
+    /// The close callback shared by every handle: releases the owner and reports the close.
+    static let closeCallback: uv_close_cb = { h in
+        guard let h, let data = h.pointee.data else { return }
+        let owner = Unmanaged<LoopHandle>.fromOpaque(data).takeRetainedValue()
+        h.pointee.data = nil
+        owner.state = .closed
+        owner.loop.openHandleCount -= 1
+        owner.didClose()
     }
 
     /// Hook: called synchronously by `close()` before `uv_close`.

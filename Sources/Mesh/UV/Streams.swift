@@ -77,6 +77,9 @@ public class UVStream: LoopHandle, ByteStream, @unchecked Sendable {
         var total = 0
         for p in parts { total += p.count }
         if total == 0 { return }
+        guard total <= Int(UInt32.max) else {
+            throw MeshError(.writeBufferFull, "a single write of \(total) bytes is larger than 4 GiB", hint: "split it")
+        }
         if writeQueueBytes > 0 && writeQueueBytes + total > maxWriteQueueBytes {
             throw MeshError(.writeBufferFull, "write queue to \(peerDescription) is full (\(writeQueueBytes) bytes queued, limit \(maxWriteQueueBytes))", hint: "wait for onDrain")
         }
@@ -121,6 +124,8 @@ public class UVStream: LoopHandle, ByteStream, @unchecked Sendable {
         close()
     }
 
+    func setCloseReason(_ error: MeshError) { closeReason = error }
+
     override func didClose() {
         let cb = onClose
         onRead = nil
@@ -162,6 +167,19 @@ public final class TCPStream: UVStream, @unchecked Sendable {
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
                 uv_tcp_getsockname(tcp, sa, &len) == 0 ? SocketAddress(UnsafePointer(sa)) : nil
             }
+        }
+    }
+
+    /// Closes the connection abortively: the peer sees a TCP reset (RST) instead of an orderly
+    /// FIN, like a middlebox killing the flow. `onClose` follows with `error` (or nil).
+    public func reset(error: MeshError? = nil) {
+        loop.assertInLoop("reset")
+        guard state == .open else { return }
+        if let error { setCloseReason(error) }
+        state = .closing
+        willClose()
+        if uv_tcp_close_reset(tcp, LoopHandle.closeCallback) != 0 {
+            uv_close(handle, LoopHandle.closeCallback)
         }
     }
 
@@ -420,6 +438,7 @@ public final class UnixListener: StreamListener<PipeStream>, @unchecked Sendable
             close()
             throw MeshError.uv(rc, "bind Unix socket \(path)")
         }
+        ownsPath = true
         // A socket that is bound but not yet listening refuses connections, so tightening the
         // mode here leaves no window in which another user could connect.
         guard chmod(path, 0o600) == 0 else {
@@ -436,9 +455,12 @@ public final class UnixListener: StreamListener<PipeStream>, @unchecked Sendable
     override func makeClient() throws(MeshError) -> PipeStream { try PipeStream(loop: loop) }
     override func configure(_ client: PipeStream) { client.peerDescription = "control client" }
 
+    /// Set once we created the socket file; only then is it ours to remove.
+    private var ownsPath = false
+
     override func didClose() {
         super.didClose()
-        unlink(path)
+        if ownsPath { unlink(path) }
     }
 }
 

@@ -61,7 +61,7 @@ final class SSHDFixture: @unchecked Sendable {
                 "LogLevel VERBOSE",
             ] + extraConfig
             try (config.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
-            let known = "[\(listenAddress)]:\(port)"
+            let known = port == 22 ? listenAddress : "[\(listenAddress)]:\(port)"  // ssh omits the port for 22
             try "\(known) \(hostPub)\n".write(toFile: knownHostsPath, atomically: true, encoding: .utf8)
             let c = try ChildFixture(commandPrefix + ["/usr/sbin/sshd", "-f", configPath, "-D", "-e", "-p", String(port)], logPath: dir.file("sshd.log"))
             let ready = isReady.map { probe in eventually(5) { probe(port) } } ?? waitForTCPPort(port, timeout: 5)
