@@ -372,6 +372,9 @@ public final class BlobService: @unchecked Sendable {
             }
         }
         var s = scheduler
+        // Every tick, not only when there is work to hand out: a connection whose window is
+        // full still needs its successor opened before the predicted reset.
+        for src in s.sourceIDs { _ = node.pathBudget(src) }
         var assignments = s.assign(now: .nanoseconds(now.nanoseconds))
         // Give a connection only what it can carry before its path is likely to reset it;
         // the rest waits for the successor connection the node opens meanwhile.

@@ -333,6 +333,7 @@ public final class MeshNode: @unchecked Sendable {
            dialing[address] == nil, connecting[address] == nil {
             successorWanted.insert(peer)
             connecting[address] = []
+            logger.debug("opening a successor session", metadata: ["peer": "\(peer.short)", "age_s": "\(age)"])
             dial(address)
         }
         return model.workBudgetBytes(ageSeconds: age)

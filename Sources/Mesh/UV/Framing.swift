@@ -37,8 +37,6 @@ public final class FrameCounters: @unchecked Sendable {
     public var truncatedFrames = 0
     /// Connections closed because nothing arrived within `idleTimeout`.
     public var idleTimeouts = 0
-    /// Connections that ended (EOF) in the middle of a frame.
-    public var truncatedFrames = 0
     /// Sends refused because the write queue was full.
     public var writeQueueFull = 0
     /// Connections closed by a read/write error (reset, broken pipe, process exit...).
@@ -304,7 +302,6 @@ public final class FramedConnection: @unchecked Sendable {
         counters.connectionsClosed += 1
         if err?.code == .eof && decoder.hasPartialFrame { counters.truncatedFrames += 1 }
         if let err, err.code != .eof, err.code != .frameTooLarge, err.code != .idleTimeout { counters.streamErrors += 1 }
-        if err?.code == .eof && decoder.bufferedBytes > 0 { counters.truncatedFrames += 1 }
         timer?.close()
         timer = nil
         let cb = onClose
