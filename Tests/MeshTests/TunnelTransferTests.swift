@@ -60,19 +60,25 @@ import Testing
         let ids = (0..<2).map { _ in NodeIdentity.generate() }
         let policy = AdmissionPolicy(trustedNodes: Set(ids.map(\.nodeID)))
         let ports = (0..<2).map { _ in freeLoopbackPort() }
-        let toA = try ResetProxy(targetPort: ports[0], seed: 11)
-        defer { toA.stop() }
-        let toB = try ResetProxy(targetPort: ports[1], seed: 12)
-        defer { toB.stop() }
+        let proxyLoop = try EventLoop(name: "reset-proxies")
+        defer { _ = proxyLoop.shutdown() }
+        let (toA, toB) = try proxyLoop.execute { () throws -> (FaultProxy, FaultProxy) in
+            let any = SocketAddress(ip: "127.0.0.1", port: 0)!
+            return (try FaultProxy(loop: proxyLoop, listen: any, target: Endpoint(host: "127.0.0.1", port: ports[0]),
+                                   resetAfter: .seconds(4)...(.seconds(8)), seed: 11),
+                    try FaultProxy(loop: proxyLoop, listen: any, target: Endpoint(host: "127.0.0.1", port: ports[1]),
+                                   resetAfter: .seconds(4)...(.seconds(8)), seed: 12))
+        }
+        defer { proxyLoop.post { toA.close(); toB.close() } }
         let a = try InProcessNode(name: "a", identity: ids[0], join: [], admission: policy,
                                   listen: PeerAddress(host: "127.0.0.1", port: ports[0]), chunkSizeBytes: 1 << 20, configure: {
-            $0.hosts = ["\(ids[1].nodeID)": HostConfig(address: Endpoint(host: "127.0.0.1", port: toB.port))]
+            $0.hosts = ["\(ids[1].nodeID)": HostConfig(address: Endpoint(host: "127.0.0.1", port: toB.localAddress.port))]
             $0.blob.bandwidth = BandwidthConfig(globalBytesPerSecond: 10_000_000)
         })
         defer { a.stop() }
         let b = try InProcessNode(name: "b", identity: ids[1], join: [a.address], admission: policy,
                                   listen: PeerAddress(host: "127.0.0.1", port: ports[1]), chunkSizeBytes: 1 << 20, configure: {
-            $0.hosts = ["\(ids[0].nodeID)": HostConfig(address: Endpoint(host: "127.0.0.1", port: toA.port))]
+            $0.hosts = ["\(ids[0].nodeID)": HostConfig(address: Endpoint(host: "127.0.0.1", port: toA.localAddress.port))]
         })
         defer { b.stop() }
         try eventually(30, "a and b see each other") { a.states().count == 2 && b.states().count == 2 }
@@ -81,13 +87,14 @@ import Testing
         a.loop.post { [node = a.node!] in node.announce(entry) }
         try eventually(180, "b holds the item despite the resets") { b.isComplete(entry.contentID) }
         try expectSameContent(b, entry.contentID, as: path)
-        #expect(toA.resetCount + toB.resetCount >= 1, "the proxies reset \(toA.resetCount) + \(toB.resetCount) connections")
+        let (resets, accepted) = try proxyLoop.execute { (toA.stats.resets + toB.stats.resets, toA.stats.accepted + toB.stats.accepted) }
+        #expect(resets >= 1, "the proxies reset \(resets) connections")
         // b learned the path's lifetime from the resets and opened successors ahead of them.
         let (learned, successors) = try b.onLoop { ($0.paths[ids[0].nodeID], $0.runtime.successorSessions) }
         let life = try #require(learned?.typicalLifetimeSeconds, "no lifetime learned")
         #expect(life >= 3 && life <= 9, "learned lifetime \(life) s")
         #expect(successors > 0)
         #expect(b.blobCounters().bytesFetched <= entry.sizeBytes + UInt64(4 << 20), "refetched \(b.blobCounters().bytesFetched - entry.sizeBytes) bytes")
-        print("reset proxy: \(toA.connections + toB.connections) connections, \(toA.resetCount + toB.resetCount) resets; b fetched \(b.blobCounters().bytesFetched) bytes for \(entry.sizeBytes)")
+        print("reset proxy: \(accepted) connections, \(resets) resets; b fetched \(b.blobCounters().bytesFetched) bytes for \(entry.sizeBytes)")
     }
 }

@@ -1,3 +1,7 @@
+import Foundation
+@testable import Gossip
+@testable import Mesh
+
 // A TCP forwarder that injects the faults seen on real paths: resets after a few seconds,
 // silent black holes. For tests and benchmarks (issue 5's "reset proxy", partitions).
 
@@ -30,7 +34,7 @@ public final class FaultProxy: @unchecked Sendable {
     public private(set) var stats = Stats()
 
     private let listener: TCPListener
-    private var rng: SplitMixRandom
+    private var rng: SplitMix64
     private var pairs: [ObjectIdentifier: Pair] = [:]
 
     /// Starts listening on `listen` (port 0: a free port; see `localAddress`).
@@ -39,7 +43,7 @@ public final class FaultProxy: @unchecked Sendable {
         self.loop = loop
         self.target = target
         self.resetAfter = resetAfter
-        rng = SplitMixRandom(seed: seed)
+        rng = SplitMix64(state: seed)
         listener = try TCPListener(loop: loop, bind: listen)
         listener.onAccept = { [weak self] client in
             guard let self else { return client.close() }
