@@ -82,7 +82,13 @@ struct RunningNode: Encodable {
             ["members", members],
             ["gossip", "\(s.messagesSent) messages sent, \(s.messagesReceived) received, \(s.sessions) sessions"],
             ["rejected", rejected],
-        ]
+            ["chunks", "\(s.blobs.chunksFetched) fetched (\(formatBytes(s.blobs.bytesFetched))), \(s.blobs.chunksServed) served (\(formatBytes(s.blobs.bytesServed))), \(s.blobs.corruptChunks) corrupt"],
+            ["strikes", s.blobs.strikes.isEmpty ? "none" : s.blobs.strikes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],
+        ] + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
+            let pct = t.sizeBytes > 0 ? Double(t.doneBytes) * 100 / Double(t.sizeBytes) : 0
+            return ["transfer", "\(String(t.id.prefix(12))) \(t.name) \(t.state): \(formatBytes(t.doneBytes)) of \(formatBytes(t.sizeBytes)) "
+                + "(\(String(format: "%.0f", pct))%) at \(formatBytes(UInt64(t.rateBytesPerSecond)))/s from \(t.sources) sources"]
+        })
     }
 }
 

@@ -138,3 +138,24 @@ func expectSameContent(_ node: InProcessNode, _ id: ContentID, as original: Stri
         #expect(servedAfterRestart <= missing + UInt64(FetchScheduler.Config().windowChunks), "served \(servedAfterRestart) for \(missing) missing")
     }
 }
+
+@Suite(.serialized) struct PartialHolderTests {
+    /// n1 is still receiving the item (slowly, from n0) when n2 asks for it: n1 serves the
+    /// chunks it already has, before it holds the item complete.
+    @Test(.timeLimit(.minutes(2))) func aPeerStillReceivingAnItemServesTheChunksItAlreadyHas() throws {
+        let c = try InProcessCluster(size: 2, spares: 1) { i, o in
+            if i == 0 { o.blob.bandwidth = BandwidthConfig(globalBytesPerSecond: 3_000_000) }
+        }
+        defer { c.stop() }
+        let (entry, path) = try c.put(on: 0, size: 12 << 20, seed: 7)
+        let middle = c.nodes[1]
+        try eventually(30, "n1 has part of the item") { middle.blobCounters().chunksFetched >= 30 }
+        #expect(!middle.isComplete(entry.contentID))
+        let late = try c.addSpare(0)
+        try eventually(30, "n1 serves the late joiner before completing") {
+            middle.blobCounters().chunksServed > 0 && !middle.isComplete(entry.contentID)
+        }
+        try eventually(90, "the late joiner completes") { late.isComplete(entry.contentID) }
+        try expectSameContent(late, entry.contentID, as: path)
+    }
+}
