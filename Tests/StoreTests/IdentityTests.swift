@@ -68,6 +68,6 @@ struct IdentityTests {
         unlink(path)
         let e = try #require(meshError { _ = try f.store.loadIdentity() })
         #expect(e.code == .notInitialized)
-        #expect(e.description.hasPrefix("meshnode: error: no node identity"))
+        #expect(e.line.hasPrefix("meshnode: error: no node identity"))
     }
 }
