@@ -115,9 +115,9 @@ import Testing
         net.run(ms: 5000)
         // Node 0 holds #1..#3 of origin 2; node 1 receives only #3.
         for s in 1...3 { _ = net.nodes[0]!.manifest.insert(entry(origin: 2, seq: UInt64(s)), maxForks: 8) }
-        let env = Envelope(sender: nodeID(0), incarnation: net.nodes[0]!.incarnation, counter: 1_000_000,
-                           message: .entries(treePush: false, entries: [entry(origin: 2, seq: 3)]))
-        let out = net.nodes[1]!.onDatagram(env.encode(signer: FakeSigner(nodeID: nodeID(0))), from: address(0), now: net.now)
+        var sent = [Directive]()
+        net.nodes[0]!.sendEntries([entry(origin: 2, seq: 3)], to: nodeID(1), now: net.now, out: &sent)
+        let out = net.nodes[1]!.onDatagram(sent.sends.last!.bytes, from: address(0), now: net.now)
         #expect(out.messages.contains { if case .pull = $0.message { true } else { false } })
         net.handle(1, out)
         net.run(ms: 100)
