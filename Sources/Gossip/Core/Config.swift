@@ -22,7 +22,7 @@ public struct GossipConfig: Sendable {
     /// k: members asked to probe indirectly.
     public var indirectChecks: Int = 3
     /// α: the minimum suspicion timeout is α · max(1, log10(n)) · probeInterval.
-    public var suspicionMinMultiplier: Double = 2.5
+    public var suspicionMinMultiplier: Double = 1.5
     /// β: the maximum suspicion timeout is β · minimum.
     public var suspicionMaxMultiplier: Double = 6
     /// K: independent confirmations after which the suspicion timeout is at its minimum.

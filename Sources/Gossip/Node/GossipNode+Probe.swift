@@ -150,7 +150,11 @@ extension GossipNode {
                     setState(p.target, .suspect, incarnation: m.incarnation, now: now, out: &out, accuser: id)
                     updates.enqueue(u)
                 } else if let m = members[p.target], m.state == .suspect {
-                    if confirmSuspicion(p.target, by: id, now: now, out: &out) {}
+                    // Our own failed probe independently confirms someone else's suspicion:
+                    // count it and gossip it, so every node's timeout shrinks (Lifeguard §IV-C).
+                    if confirmSuspicion(p.target, by: id, now: now, out: &out) {
+                        updates.enqueue(MemberUpdate(state: .suspect, node: p.target, incarnation: m.incarnation, accuser: id))
+                    }
                 }
             }
             probe = nil

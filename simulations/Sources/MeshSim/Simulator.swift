@@ -278,7 +278,7 @@ public final class Simulator {
                                                         name: "", role: "", credential: [], streamOnly: false, lastHeard: nil,
                                                         rttNanoseconds: nil, stateSince: .zero, isSelf: false)
         guard let j = idIndex[t.node] else { return }
-        if options.verbose && now >= phaseEnd - 10_000_000_000 { log("n\(i): n\(j) \(t.from.map(\.description) ?? "new") -> \(t.to) inc \(t.incarnation)") }
+        if options.verbose && (now >= phaseEnd - 10_000_000_000 || crashWatch[j] != nil) { log("n\(i): n\(j) \(t.from.map(\.description) ?? "new") -> \(t.to) inc \(t.incarnation)") }
         // Transitions within a grace window after a heal or after the member restarted are
         // consequences of that fault, not false positives.
         let grace = Int64(config.suspicionTimeoutsMs(members: nodes.count).max) * 1_000_000
@@ -612,7 +612,9 @@ public final class Simulator {
             for j in nodes.indices where j != i && nodes[j].started {
                 let st = g.memberState(nodes[j].id)
                 if liveSet.contains(j) {
-                    if st != .alive {
+                    // With datagram loss, false suspicions arise and are refuted all the time; a
+                    // live member seen as suspect is then not a disagreement (it is not dead).
+                    if st != .alive && !(options.loss > 0 && st == .suspect) {
                         v.append("n\(i) sees live n\(j) as \(st.map(\.description) ?? "unknown")")
                         if v.count >= limit { return v }
                     }
