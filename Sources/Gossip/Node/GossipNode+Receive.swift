@@ -137,6 +137,7 @@ extension GossipNode {
         let m = Member(id: u.node, address: addr, state: .alive, incarnation: u.incarnation, name: u.name, role: u.role,
                        credential: u.credential, streamOnly: u.streamOnly, stateSince: now)
         members[u.node] = m
+        memberHashOthers ^= Self.memberHashTerm(u.node, .alive)
         addressIndex[addr] = u.node
         aliveCount += 1
         aliveSortedCache = nil
@@ -264,6 +265,7 @@ extension GossipNode {
         m.incarnation = max(m.incarnation, inc)
         if old != st {
             m.state = st
+            memberHashOthers ^= Self.memberHashTerm(nid, old) ^ Self.memberHashTerm(nid, st)
             m.stateSince = now
             if old == .alive { aliveCount -= 1; aliveSortedCache = nil }
             if st == .alive { aliveCount += 1; aliveSortedCache = nil }
@@ -314,6 +316,7 @@ extension GossipNode {
 
     mutating func removeMember(_ nid: NodeID) {
         guard let m = members.removeValue(forKey: nid) else { return }
+        memberHashOthers ^= Self.memberHashTerm(nid, m.state)
         if addressIndex[m.address] == nid { addressIndex[m.address] = nil }
         if m.state == .alive { aliveCount -= 1; aliveSortedCache = nil }
         suspects.remove(nid)

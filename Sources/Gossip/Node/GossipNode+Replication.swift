@@ -136,13 +136,10 @@ extension GossipNode {
     /// on who is in the cluster and who is up give equal hashes. Incarnations and the
     /// transient suspect state are left out on purpose: gossip settles those, and a full
     /// list (tens of KB at 1000 members) should move only when views really disagree.
-    var memberHash: UInt64 {
-        func h(_ n: NodeID, _ st: MemberState) -> UInt64 {
-            Manifest.pairHash(n, st == .suspect ? 1 : UInt64(st.rawValue))
-        }
-        var x = h(id, hasLeft ? .left : .alive)
-        for m in members.values { x ^= h(m.id, m.state) }
-        return x
+    var memberHash: UInt64 { memberHashOthers ^ Self.memberHashTerm(id, hasLeft ? .left : .alive) }
+
+    static func memberHashTerm(_ n: NodeID, _ st: MemberState) -> UInt64 {
+        Manifest.pairHash(n, st == .suspect ? 1 : UInt64(st.rawValue))
     }
 
     mutating func sendDigest(to s: NodeID, now: Instant, out: inout [Directive]) {

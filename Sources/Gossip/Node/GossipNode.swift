@@ -37,6 +37,8 @@ public struct GossipNode: Sendable {
     var aliveCount = 0
     var aliveSortedCache: [NodeID]? = nil
     var lastMemberSync = Instant(nanoseconds: .min / 2)
+    /// XOR of `memberHashTerm` over all members (self excluded), kept incrementally.
+    var memberHashOthers: UInt64 = 0
 
     // Replication
     public internal(set) var manifest = Manifest()
@@ -113,6 +115,7 @@ public struct GossipNode: Sendable {
             let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation, name: p.name,
                            role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: true)
             members[p.node] = m
+            memberHashOthers ^= Self.memberHashTerm(p.node, .alive)
             addressIndex[p.address] = p.node
             aliveCount += 1
         }

@@ -27,7 +27,8 @@ public final class Simulator {
         var timerGen = [UInt64](repeating: 0, count: TimerID.allCases.count)
         var forkReports = 0
         var bootedAt: Int64 = -1
-        var up: Bool { gossip != nil }
+        /// Stored (not computed from `gossip`) so hot paths never copy the node.
+        var up = false
     }
 
     var nodes: [SimNode] = []
@@ -101,10 +102,7 @@ public final class Simulator {
         }
     }
 
-    var trust: TrustPolicy {
-        let ids = Set(nodes.map(\.id) + [nemesisID])
-        return .keys(ids)
-    }
+    lazy var trust: TrustPolicy = .keys(Set(nodes.map(\.id) + [nemesisID]))
 
     func log(_ s: @autoclosure () -> String) {
         if options.verbose { log.append("[\(Double(now) / 1e9)s] \(s())") }
@@ -230,6 +228,7 @@ public final class Simulator {
         nodes[i].bootedAt = now
         let d = g.start(seeds: seeds, now: Instant(nanoseconds: now))
         nodes[i].gossip = g
+        nodes[i].up = true
         process(i, d)
     }
 
@@ -400,6 +399,8 @@ public final class Simulator {
                 let d = nodes[i].gossip!.leave(now: Instant(nanoseconds: now))
                 process(i, d)
                 nodes[i].gossip = nil
+        nodes[i].up = false
+                nodes[i].up = false
                 nodes[i].left = true
                 log("n\(i) leaves")
             }
@@ -440,6 +441,7 @@ public final class Simulator {
     func crash(_ i: Int) {
         log("crash n\(i)")
         nodes[i].gossip = nil
+        nodes[i].up = false
         nodes[i].everDown = true
         nodes[i].crashedAt = now
         for k in nodes[i].timerGen.indices { nodes[i].timerGen[k] &+= 1 }
