@@ -50,6 +50,9 @@ public struct GossipConfig: Sendable {
     /// Recent entry ids advertised on probe traffic: how many per message and how many times each.
     public var advertsPerMessage: Int = 8
     public var advertRetransmitMultiplier: Int = 3
+    /// A gap revealed by a tree push is pulled only if still open this much later (the
+    /// missing entry may be a few jittered hops behind).
+    public var gapPullDelayMs: Int64 = 500
     /// A pull for the same missing entry is not repeated sooner than this.
     public var pullRetryMs: Int64 = 1000
 

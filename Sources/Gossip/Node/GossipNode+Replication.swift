@@ -9,6 +9,8 @@ extension GossipNode {
         let ref = EntryRef(origin: e.origin, sequence: e.sequence)
         if let have = manifest.entry(ref), have == e {
             counters.entriesDuplicate += 1
+            // Got it first by a pull or repair: the tree below us still needs it.
+            if treePush && !treeForwarded.contains(ref) { treeForward(e, now: now, out: &out) }
             return
         }
         guard originTrusted(e.origin) else { reject(.untrustedOrigin, from: fromAddress, out: &out); return }
@@ -28,9 +30,11 @@ extension GossipNode {
             adverts.add(ref)
             if treePush { treeForward(e, now: now, out: &out) }
             if e.sequence > manifest.maxContiguous(e.origin) + 1 && s != id {
-                // A gap below a fresh entry: the sender most likely has the rest. Cheap,
-                // and it closes a tree miss at the origin's next entry.
-                requestMissing([EntryRef(origin: e.origin, sequence: e.sequence - 1)], from: s, now: now, out: &out)
+                // A gap below a fresh entry: the sender most likely has the rest. The
+                // missing one may still be on its way down the tree, so wait a little
+                // (`gapPullDelayMs`, checked every protocol period) before pulling.
+                let gap = EntryRef(origin: e.origin, sequence: e.sequence - 1)
+                if gapSuspects[gap] == nil && gapSuspects.count < config.maxPendingPulls { gapSuspects[gap] = (s, now) }
             }
         }
     }
@@ -42,6 +46,9 @@ extension GossipNode {
     /// at most ⌈log_F(n)⌉ hops; disagreeing views cost a few duplicates or misses, and
     /// misses are closed by the lazy adverts below and by anti-entropy.
     mutating func treeForward(_ e: ManifestEntry, now: Instant, out: inout [Directive]) {
+        let ref = EntryRef(origin: e.origin, sequence: e.sequence)
+        if treeForwardedOrder.count >= 1024 { treeForwarded.remove(treeForwardedOrder.removeFirst()) }
+        if treeForwarded.insert(ref).inserted { treeForwardedOrder.append(ref) }
         let ring = aliveSorted()
         let n = ring.count
         guard n > 1, let me = Self.index(of: id, in: ring) else { return }
@@ -96,6 +103,20 @@ extension GossipNode {
         }
         counters.pullsSent += 1
         send(.pull(Array(list)), toMember: s, now: now, out: &out)
+    }
+
+    /// Pulls gaps that were noticed at least `gapPullDelayMs` ago and are still open.
+    mutating func pullStaleGaps(now: Instant, out: inout [Directive]) {
+        guard !gapSuspects.isEmpty else { return }
+        var byPeer = [NodeID: [EntryRef]]()
+        for (ref, v) in gapSuspects.sorted(by: { ($0.key.origin, $0.key.sequence) < ($1.key.origin, $1.key.sequence) }) {
+            if manifest.maxContiguous(ref.origin) >= ref.sequence { gapSuspects[ref] = nil; continue }
+            if now - v.since >= config.gapPullDelayMs * 1_000_000 {
+                gapSuspects[ref] = nil
+                if members[v.peer] != nil { byPeer[v.peer, default: []].append(ref) }
+            }
+        }
+        for p in byPeer.keys.sorted() { requestMissing(byPeer[p]!, from: p, now: now, out: &out) }
     }
 
     mutating func onPull(_ ranges: [PullRange], from s: NodeID, now: Instant, out: inout [Directive]) {

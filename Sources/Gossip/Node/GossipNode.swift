@@ -44,6 +44,9 @@ public struct GossipNode: Sendable {
     public internal(set) var manifest = Manifest()
     var adverts: AdvertQueue
     var pendingPulls: [EntryRef: Instant] = [:]
+    var gapSuspects: [EntryRef: (peer: NodeID, since: Instant)] = [:]
+    var treeForwarded: Set<EntryRef> = []
+    var treeForwardedOrder: [EntryRef] = []
 
     public internal(set) var counters = GossipCounters()
 
@@ -167,7 +170,9 @@ public struct GossipNode: Sendable {
         var out = [Directive]()
         guard started, !hasLeft else { return out }
         switch timer {
-        case .probe: probeTick(now: now, out: &out)
+        case .probe:
+            probeTick(now: now, out: &out)
+            pullStaleGaps(now: now, out: &out)
         case .probeTimeout: probeTimeout(now: now, out: &out)
         case .indirect: indirectTick(now: now, out: &out)
         case .suspicion: suspicionTick(now: now, out: &out)
