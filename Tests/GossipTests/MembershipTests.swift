@@ -187,4 +187,13 @@ import Testing
             for s in ds.sends where s.via == .datagram { #expect(s.bytes.count <= 1200) }
         }
     }
+
+    @Test func revalidatingAfterATrustChangeDropsMembersNoLongerAdmitted() {
+        var net = Net.cluster(3)
+        net.run(ms: 5000)
+        let out = net.nodes[0]!.revalidate(trust: .keys([nodeID(0), nodeID(1)]), now: net.now)
+        #expect(out.transitions.map(\.node) == [nodeID(2)])
+        #expect(net.nodes[0]!.memberState(nodeID(2)) == nil)
+        #expect(net.nodes[0]!.memberState(nodeID(1)) == .alive)
+    }
 }

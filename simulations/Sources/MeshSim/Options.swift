@@ -113,8 +113,8 @@ public struct SimOptions: Sendable {
     public var reproduceCommand: String {
         var c = "swift run -c release meshsim \(scenario.rawValue) --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))"
         c += " --latency-ms \(fmt(latencyMs)) --jitter-ms \(fmt(jitterMs)) --loss \(fmt(loss)) --duplicate \(fmt(duplicate))"
-        c += " --items-per-s \(fmt(itemsPerS))"
-        if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed)" }
+        c += " --items-per-s \(fmt(itemsPerS)) --settle-s \(fmt(settleS)) --anti-entropy-ms \(antiEntropyIntervalMs)"
+        if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
         return c
     }
 
