@@ -28,7 +28,7 @@ extension GossipNode {
             out.append(.persistEntry(e))
             out.append(.fetch(e.contentID, holders: s == e.origin ? [s] : [e.origin, s]))
             adverts.add(ref)
-            if treePush { treeForward(e, now: now, out: &out) }
+            if treePush { treeForward(e, now: now, out: &out) } else { repairedSinceLastRound = true }
             if e.sequence > manifest.maxContiguous(e.origin) + 1 && s != id {
                 // A gap below a fresh entry: the sender most likely has the rest. The
                 // missing one may still be on its way down the tree, so wait a little
@@ -103,6 +103,19 @@ extension GossipNode {
         }
         counters.pullsSent += 1
         send(.pull(Array(list)), toMember: s, now: now, out: &out)
+    }
+
+    /// Repair cascade: a node that just received missing entries by repair is evidence
+    /// of divergence (a healed partition, a restart), and others likely miss them too:
+    /// it runs one extra anti-entropy round with a random member at the next protocol
+    /// period. Costs nothing while the cluster agrees.
+    mutating func cascadeRepair(now: Instant, out: inout [Directive]) {
+        guard repairedSinceLastRound else { return }
+        repairedSinceLastRound = false
+        guard let p = randomAlive(count: 1, excluding: []).first,
+              now - members[p]!.lastExchange >= config.probeIntervalMs * 1_000_000 else { return }
+        counters.antiEntropyRounds += 1
+        sendDigest(to: p, now: now, out: &out)
     }
 
     /// Pulls gaps that were noticed at least `gapPullDelayMs` ago and are still open.

@@ -46,6 +46,7 @@ public struct GossipNode: Sendable {
     var pendingPulls: [EntryRef: Instant] = [:]
     var gapSuspects: [EntryRef: (peer: NodeID, since: Instant)] = [:]
     var treeForwarded: Set<EntryRef> = []
+    var repairedSinceLastRound = false
     var treeForwardedOrder: [EntryRef] = []
 
     public internal(set) var counters = GossipCounters()
@@ -134,6 +135,10 @@ public struct GossipNode: Sendable {
         self.seeds = Array(Set(seeds.filter { $0 != address })).sorted()
         updates.enqueue(selfUpdate())
         for id in members.keys.sorted() { insertIntoProbeOrder(id) }
+        // After a restart, advertise our newest own entry: peers that missed entries we
+        // created just before crashing pull them at once.
+        let own = manifest.maxContiguous(id)
+        if own > 0 { adverts.add(EntryRef(origin: id, sequence: own)) }
         sendJoins(now: now, out: &out)
         out.append(.setTimer(.join, at: now.advanced(byMs: config.joinRetryIntervalMs)))
         out.append(.setTimer(.probe, at: now.advanced(byMs: Int64(rng.below(Int(config.probeIntervalMs)) + 1))))
@@ -173,6 +178,7 @@ public struct GossipNode: Sendable {
         case .probe:
             probeTick(now: now, out: &out)
             pullStaleGaps(now: now, out: &out)
+            cascadeRepair(now: now, out: &out)
         case .probeTimeout: probeTimeout(now: now, out: &out)
         case .indirect: indirectTick(now: now, out: &out)
         case .suspicion: suspicionTick(now: now, out: &out)
