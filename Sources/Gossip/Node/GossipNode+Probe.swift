@@ -137,7 +137,10 @@ extension GossipNode {
     }
 
     mutating func probeTick(now: Instant, out: inout [Directive]) {
-        if let p = probe {
+        if var p = probe {
+            // Any valid message from the target since the ping proves it alive, even if
+            // the ack itself was lost or overtaken (e.g. the period was stretched by LHM).
+            if !p.acked, let h = members[p.target]?.lastHeard, h > p.sentAt { p.acked = true }
             if p.acked {
                 localHealth = max(0, localHealth - 1)
             } else {

@@ -194,7 +194,10 @@ extension GossipNode {
 
     mutating func onDigest(_ d: Digest, from s: NodeID, now: Instant, out: inout [Directive]) {
         members[s]?.lastExchange = now
-        if d.memberHash != memberHash && now - lastMemberSync >= config.memberSyncMinIntervalMs * 1_000_000 {
+        // Full lists cost ~80 bytes per member: small clusters may exchange them every
+        // second, large ones at most every `memberSyncMinIntervalMs`.
+        let syncGapMs = max(1000, min(config.memberSyncMinIntervalMs, 20 * Int64(members.count + 1)))
+        if d.memberHash != memberHash && now - lastMemberSync >= syncGapMs * 1_000_000 {
             lastMemberSync = now
             sendMemberList(to: s, wantReply: true, now: now, out: &out)
         }

@@ -114,6 +114,7 @@ public struct SimOptions: Sendable {
         var c = "swift run -c release meshsim \(scenario.rawValue) --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))"
         c += " --latency-ms \(fmt(latencyMs)) --jitter-ms \(fmt(jitterMs)) --loss \(fmt(loss)) --duplicate \(fmt(duplicate))"
         c += " --items-per-s \(fmt(itemsPerS)) --settle-s \(fmt(settleS)) --anti-entropy-ms \(antiEntropyIntervalMs)"
+        c += " --bootstrap \(preformed ? "restored" : "join")"
         if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
         return c
     }

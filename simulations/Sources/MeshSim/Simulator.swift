@@ -236,6 +236,9 @@ public final class Simulator {
         for d in ds {
             switch d {
             case let .send(to, bytes, via):
+                if options.verbose, debugNode != nil, i == 0, now >= phaseEnd, bytes.count > 3 {
+                    log("send type \(bytes[3]) n\(i) -> \(addrIndex[to].map { "n\($0)" } ?? "?") via \(via) \(bytes.count)B")
+                }
                 if now < phaseEnd {
                     metrics.messages += 1
                     metrics.bytes += UInt64(bytes.count)
@@ -266,7 +269,8 @@ public final class Simulator {
             case .forkDetected:
                 nodes[i].forkReports += 1
                 metrics.forksReported += 1
-            case let .rejected(reason, _):
+            case let .rejected(reason, from):
+                if options.verbose, debugNode == i { log("n\(i) rejected \(reason) from \(addrIndex[from].map { "n\($0)" } ?? "?")") }
                 metrics.rejected[reason.rawValue, default: 0] += 1
             }
         }
