@@ -312,8 +312,4 @@ extension GossipNode {
         }
         return out
     }
-
-    func randomMembers(count: Int, excluding: [NodeID], states: [MemberState]) -> [NodeID] {
-        Array(members.keys.sorted().filter { states.contains(members[$0]!.state) && !excluding.contains($0) }.prefix(count))
-    }
 }
