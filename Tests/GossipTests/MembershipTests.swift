@@ -196,4 +196,27 @@ import Testing
         #expect(net.nodes[0]!.memberState(nodeID(2)) == nil)
         #expect(net.nodes[0]!.memberState(nodeID(1)) == .alive)
     }
+
+    @Test func peerSwitchedToStreamOnlyAtRuntimeGetsStreamsFromThenOn() {
+        var net = Net.cluster(2)
+        net.run(ms: 3000)
+        net.nodes[0]!.setStreamOnly(address(1), true)
+        net.log = [:]
+        net.run(ms: 3000)
+        let toOne = net.log[0, default: []].sends.filter { $0.to == address(1) }
+        #expect(!toOne.isEmpty)
+        #expect(toOne.allSatisfy { $0.via == .stream })
+        #expect(net.nodes[0]!.memberState(nodeID(1)) == .alive)
+    }
+
+    @Test func restoredEntriesWithABadSignatureAreDroppedUnlessMarkedVerified() {
+        var bad = entry(origin: 1, seq: 1)
+        bad.name = "tampered"
+        let good = entry(origin: 1, seq: 2)
+        let a = makeNode(0, restore: GossipDurableState(lastIncarnation: 3, entries: [bad, good]))
+        #expect(a.manifest.count == 1)
+        #expect(a.incarnation == 4)
+        let b = makeNode(0, restore: GossipDurableState(entries: [bad, good], entriesVerified: true))
+        #expect(b.manifest.count == 2)
+    }
 }

@@ -1,7 +1,7 @@
 extension GossipNode {
     // MARK: - Sending
 
-    func isStreamOnly(_ m: Member) -> Bool { m.streamOnly || config.streamOnlyPeers.contains(m.address) }
+    func isStreamOnly(_ m: Member) -> Bool { m.streamOnly || streamOnlyPeers.contains(m.address) }
 
     /// Signs and emits one message. Datagram unless the peer is stream-only or the
     /// message is larger than a datagram.
@@ -9,7 +9,7 @@ extension GossipNode {
         counter += 1
         let bytes = Envelope(sender: id, incarnation: incarnation, counter: counter, message: msg).encode(signer: signer)
         guard bytes.count <= config.maxFrameBytes else { return }  // callers split; never reached
-        let via: Transport = streamOnly || config.streamOnlyPeers.contains(addr) || bytes.count > config.maxDatagramBytes ? .stream : .datagram
+        let via: Transport = streamOnly || streamOnlyPeers.contains(addr) || bytes.count > config.maxDatagramBytes ? .stream : .datagram
         counters.messagesSent += 1
         counters.bytesSent += UInt64(bytes.count)
         if via == .datagram { counters.datagramsSent += 1 } else { counters.framesSent += 1 }
@@ -72,7 +72,7 @@ extension GossipNode {
 
     mutating func sendJoins(now: Instant, out: inout [Directive]) {
         for s in seeds where addressIndex[s].flatMap({ members[$0]?.state }) != .alive {
-            send(.join(updates: [selfUpdate()]), to: s, streamOnly: config.streamOnlyPeers.contains(s), now: now, out: &out)
+            send(.join(updates: [selfUpdate()]), to: s, streamOnly: streamOnlyPeers.contains(s), now: now, out: &out)
         }
     }
 
@@ -216,7 +216,7 @@ extension GossipNode {
         pendingIndirect[probeSeq] = PendingIndirect(requester: requester, requesterSeq: seq, target: target, deadline: deadline)
         let m = members[target]
         sendPing(seq: probeSeq, target: target, to: m?.address ?? address,
-                 streamOnly: m.map(isStreamOnly) ?? config.streamOnlyPeers.contains(address), now: now, out: &out)
+                 streamOnly: m.map(isStreamOnly) ?? streamOnlyPeers.contains(address), now: now, out: &out)
         armIndirectTimer(out: &out)
     }
 
@@ -275,7 +275,7 @@ extension GossipNode {
             sendPing(seq: probeSeq, target: m.id, to: m.address, streamOnly: isStreamOnly(m), now: now, out: &out)
         } else {
             let s = seedsDown[pick - dead.count]
-            send(.join(updates: [selfUpdate()]), to: s, streamOnly: config.streamOnlyPeers.contains(s), now: now, out: &out)
+            send(.join(updates: [selfUpdate()]), to: s, streamOnly: streamOnlyPeers.contains(s), now: now, out: &out)
         }
     }
 

@@ -14,6 +14,9 @@ public struct GossipNode: Sendable {
     let trust: TrustPolicy
     var rng: SplitMix64
 
+    /// Addresses reached over streams only (starts as `config.streamOnlyPeers`; see `setStreamOnly`).
+    public internal(set) var streamOnlyPeers: Set<PeerAddress>
+
     // Self
     public internal(set) var incarnation: UInt64
     public internal(set) var hasLeft = false
@@ -109,9 +112,10 @@ public struct GossipNode: Sendable {
         self.trust = trust
         self.rng = SplitMix64(seed: seed ^ SplitMix64.mix(signer.nodeID.key.w0))
         self.incarnation = restore.lastIncarnation + 1
+        self.streamOnlyPeers = config.streamOnlyPeers
         self.updates = UpdateQueue(capacity: config.maxMembers + 1)
         self.adverts = AdvertQueue(capacity: Wire.maxAdvertsPerMessage)
-        for e in restore.entries where e.verify(with: verifier) {
+        for e in restore.entries where restore.entriesVerified || e.verify(with: verifier) {
             _ = manifest.insert(e, maxForks: config.maxForkEvidence)
         }
         for p in restore.knownPeers where p.node != id && members.count < config.maxMembers {
@@ -226,6 +230,13 @@ public struct GossipNode: Sendable {
         hasLeft = true
         for t in TimerID.allCases { out.append(.cancelTimer(t)) }
         return out
+    }
+
+    /// Sends everything for `address` over streams from now on (`enabled`), or lets small
+    /// messages use datagrams again. For the shell: e.g. when a peer is configured behind
+    /// an SSH or SOCKS5 tunnel, or when it finds that UDP to it does not get through.
+    public mutating func setStreamOnly(_ address: PeerAddress, _ enabled: Bool) {
+        if enabled { streamOnlyPeers.insert(address) } else { streamOnlyPeers.remove(address) }
     }
 
     /// Re-checks every member against a changed trust policy (e.g. a revoked
