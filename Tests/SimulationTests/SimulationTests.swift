@@ -120,4 +120,15 @@ func check(_ o: SimOptions, sourceLocation: SourceLocation = #_sourceLocation) -
         }
         #expect(j.hasPrefix("{") && j.hasSuffix("}"))
     }
+
+    /// Peers behind an SSH/SOCKS5 tunnel: no datagram passes to or from them, yet they
+    /// probe, are probed, receive and originate items like everyone else.
+    @Test(arguments: 1...2 as ClosedRange<UInt64>)
+    func tunnelOnlyPeersTakeFullPartWithoutASingleDatagram(seed: UInt64) {
+        var o = SimOptions.defaults(for: .partitionHeal, seed: seed)
+        o.nodes = 10; o.durationS = 30; o.streamOnlyNodes = 3; o.itemsPerS = 5
+        let r = check(o)
+        #expect(r.metrics.datagramsToTunnelOnly == 0)
+        #expect(r.metrics.falseDeaths == 0)
+    }
 }

@@ -9,7 +9,10 @@ extension GossipNode {
         counter += 1
         let bytes = Envelope(sender: id, incarnation: incarnation, counter: counter, message: msg).encode(signer: signer)
         guard bytes.count <= config.maxFrameBytes else { return }  // callers split; never reached
-        let via: Transport = streamOnly || streamOnlyPeers.contains(addr) || bytes.count > config.maxDatagramBytes ? .stream : .datagram
+        // A node that advertises itself stream-only (it sits behind a TCP-only tunnel)
+        // also sends everything over streams: its datagrams would not get out either.
+        let via: Transport = config.advertiseStreamOnly || streamOnly || streamOnlyPeers.contains(addr)
+            || bytes.count > config.maxDatagramBytes ? .stream : .datagram
         counters.messagesSent += 1
         counters.bytesSent += UInt64(bytes.count)
         if via == .datagram { counters.datagramsSent += 1 } else { counters.framesSent += 1 }

@@ -15,6 +15,8 @@ public struct SimMetrics: Sendable {
     public var droppedByLoss: UInt64 = 0
     public var droppedByPartition: UInt64 = 0
     public var duplicated: UInt64 = 0
+    /// Datagrams sent to or from a stream-only node (the network drops them).
+    public var datagramsToTunnelOnly: UInt64 = 0
     public var partitions = 0
     public var nemesisMessages: UInt64 = 0
     public var rejected: [String: UInt64] = [:]
@@ -92,6 +94,7 @@ public struct SimResult: Sendable {
             ("dropped_by_loss", String(m.droppedByLoss)),
             ("dropped_by_partition", String(m.droppedByPartition)),
             ("duplicated", String(m.duplicated)),
+            ("datagrams_to_stream_only", String(m.datagramsToTunnelOnly)),
             ("rejected", "{" + m.rejected.keys.sorted().map { "\(str($0)):\(m.rejected[$0]!)" }.joined(separator: ",") + "}"),
             ("safety_violations", "[" + safetyViolations.prefix(20).map(str).joined(separator: ",") + "]"),
             ("liveness_violations", "[" + livenessViolations.prefix(20).map(str).joined(separator: ",") + "]"),

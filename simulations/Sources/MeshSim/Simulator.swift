@@ -221,6 +221,7 @@ public final class Simulator {
         var c = config
         c.name = "n\(i)"
         c.role = i < 3 ? "seed" : "worker"
+        c.advertiseStreamOnly = isTunnelOnly(i)
         var g = GossipNode(config: c, signer: SimSigner(nodeID: nodes[i].id), verifier: SimVerifier(), trust: trust,
                            address: nodes[i].address, seed: options.seed &+ UInt64(i) &* 7919 &+ UInt64(now), restore: restore,
                            now: Instant(nanoseconds: now))
@@ -312,6 +313,8 @@ public final class Simulator {
 
     // MARK: - Network
 
+    func isTunnelOnly(_ i: Int) -> Bool { i < options.nodes && i >= options.nodes - options.streamOnlyNodes }
+
     func linkUp(_ a: Int, _ b: Int) -> Bool {
         guard let p = partition else { return true }
         switch p {
@@ -334,6 +337,10 @@ public final class Simulator {
             if let last = lastStreamDelivery[key], last >= t { t = last + 1 }
             lastStreamDelivery[key] = t
             schedule(Event(t: t, seq: 0, kind: .deliver, node: Int32(j), from: Int32(i), stream: true, bytes: bytes))
+            return
+        }
+        if options.streamOnlyNodes > 0 && (isTunnelOnly(j) || (i >= 0 && isTunnelOnly(i))) {
+            metrics.datagramsToTunnelOnly += 1
             return
         }
         if options.loss > 0 && rng.unit() < options.loss { metrics.droppedByLoss += 1; return }
