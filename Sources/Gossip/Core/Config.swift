@@ -16,7 +16,7 @@ public struct GossipConfig: Sendable {
 
     // SWIM / Lifeguard
     /// One protocol period: one member is probed per period (scaled by local health).
-    public var probeIntervalMs: Int64 = 1000
+    public var probeIntervalMs: Int64 = 800
     /// How long to wait for a direct ack before asking `indirectChecks` others (scaled by local health).
     public var probeTimeoutMs: Int64 = 400
     /// k: members asked to probe indirectly.

@@ -53,7 +53,7 @@ public struct SimOptions: Sendable {
     /// Nodes start with everyone's peer list restored (a formed cluster restarting) instead of joining via seeds.
     public var preformed = false
     public var antiEntropyIntervalMs: Int64 = 30_000
-    public var probeIntervalMs: Int64 = 1000
+    public var probeIntervalMs: Int64 = 800
     /// Crash this many nodes at once at the middle of the run (failure-detection measurement).
     public var crashAtMid = 0
     /// The last this-many initial nodes are reachable only over streams (a TCP tunnel): they
