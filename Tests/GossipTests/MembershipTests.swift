@@ -219,4 +219,62 @@ import Testing
         let b = makeNode(0, restore: GossipDurableState(entries: [bad, good], entriesVerified: true))
         #expect(b.manifest.count == 2)
     }
+
+    @Test func intermediaryRelaysTheTargetsAckForAPingReq() {
+        var net = Net.cluster(3)
+        net.run(ms: 5000)
+        // Node 0 asks node 1 to probe node 2 on its behalf.
+        var out = [Directive]()
+        let m2 = net.nodes[0]!.members[nodeID(2)]!
+        net.nodes[0]!.send(.pingReq(seq: 4242, target: nodeID(2), address: m2.address, updates: []), toMember: nodeID(1), now: net.now, out: &out)
+        net.handle(0, out)
+        net.log = [:]
+        net.run(ms: 100)
+        let relayed = net.log[1, default: []].messages.filter { if case .ack(4242, _, _) = $0.message { true } else { false } }
+        #expect(relayed.count == 1)
+        #expect(relayed.first?.to == address(0))
+        #expect(net.log[1, default: []].messages.contains { if case let .ping(_, t, _, _) = $0.message { t == nodeID(2) } else { false } })
+    }
+
+    @Test func pendingIndirectProbesAreBoundedAndExcessIsRejectedAsOverloaded() {
+        var c = GossipConfig()
+        c.maxPendingIndirectProbes = 4
+        var net = Net.cluster(3, config: c)
+        net.run(ms: 5000)
+        net.blocked = [2]  // the target never answers, so requests stay pending
+        var rejected = 0
+        for k in 0..<10 {
+            let env = Envelope(sender: nodeID(0), incarnation: net.nodes[0]!.incarnation, counter: 1_000_000 + UInt64(k),
+                               message: .pingReq(seq: UInt32(k), target: nodeID(2), address: address(2), updates: []))
+            let out = net.nodes[1]!.onDatagram(env.encode(signer: FakeSigner(nodeID: nodeID(0))), from: address(0), now: net.now)
+            rejected += out.rejections.filter { $0 == .overloaded }.count
+        }
+        #expect(rejected == 6)
+        #expect(net.nodes[1]!.pendingIndirect.count == 4)
+    }
+
+    @Test func failedProbesRaiseLocalHealthAndSuccessfulOnesLowerIt() {
+        var net = Net.cluster(4)
+        net.run(ms: 5000)
+        #expect(net.nodes[0]!.localHealth == 0)
+        net.blocked = [1, 2, 3]  // node 0 is cut off: every probe fails, and no nack comes back
+        net.run(ms: 6000)
+        let raised = net.nodes[0]!.localHealth
+        #expect(raised >= 2)
+        #expect(raised <= GossipConfig().maxLocalHealth)
+        net.blocked = []
+        net.run(ms: 60_000)
+        #expect(net.nodes[0]!.localHealth < raised)
+    }
+
+    @Test func messagesToASuspectCarryTheAccusationFirstSoItCanRefute() {
+        var net = Net.cluster(3)
+        net.run(ms: 5000)
+        let inc = net.nodes[0]!.members[nodeID(2)]!.incarnation
+        var out = [Directive]()
+        net.nodes[0]!.setState(nodeID(2), .suspect, incarnation: inc, now: net.now, out: &out, accuser: nodeID(0))
+        let ups = net.nodes[0]!.piggyback(for: nodeID(2), budget: 1000, forceSelf: false)
+        #expect(ups.first?.state == .suspect)
+        #expect(ups.first?.node == nodeID(2))
+    }
 }
