@@ -5,6 +5,17 @@
 /// directives the shell must carry out (send bytes, arm timers, persist, fetch, report).
 /// It never reads a clock, never draws global randomness, never touches a socket.
 /// The same code runs in the libuv node (`Mesh`) and in the simulator (`MeshSim`).
+///
+/// What the shell must do (docs/PROTOCOL.md §5–§7 has the wire side):
+/// - Pass `now` from one monotonic clock (e.g. `uv_hrtime()`), and a `seed` from the OS.
+/// - Perform directives in order. `setTimer(id, at:)` replaces the pending deadline of
+///   `id`; `cancelTimer(id)` drops it; call `onTimer(id, now:)` when it fires.
+/// - Make `persistIncarnation` durable before sending the `send`s that follow it.
+/// - `send(to:bytes:via: .datagram)`: one UDP datagram. `.stream`: one frame on a TCP
+///   connection (direct or through a tunnel) to that address, opened on demand; frames
+///   received on any connection go to `onFrame(_:from:)` with the peer's address.
+/// - On restart, build `GossipDurableState` from the last persisted incarnation, the
+///   member list kept from `membershipChanged`, and the Store's entries.
 public struct GossipNode: Sendable {
     public let config: GossipConfig
     public let id: NodeID
