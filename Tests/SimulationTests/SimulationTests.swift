@@ -57,6 +57,8 @@ func check(_ o: SimOptions, sourceLocation: SourceLocation = #_sourceLocation) -
         var o = SimOptions.defaults(for: .swarm, seed: 77)
         o.nemesis = true; o.loss = 0.05; o.duplicate = 0.05; o.partitions = [.symmetric]
         let a = Simulator(options: o).run(), b = Simulator(options: o).run()
+        #expect(a.events > 1000)
+        #expect(a.events == b.events && a.traceDigest == b.traceDigest)
         #expect(a.metrics.messages == b.metrics.messages)
         #expect(a.metrics.bytes == b.metrics.bytes)
         #expect(a.metrics.rejected == b.metrics.rejected)
@@ -64,7 +66,9 @@ func check(_ o: SimOptions, sourceLocation: SourceLocation = #_sourceLocation) -
         #expect(a.convergenceAfterHealMs == b.convergenceAfterHealMs)
         var c = o
         c.seed = 78
-        #expect(Simulator(options: c).run().metrics.bytes != a.metrics.bytes)
+        let other = Simulator(options: c).run()
+        #expect(other.metrics.bytes != a.metrics.bytes)
+        #expect(other.traceDigest != a.traceDigest)
     }
 
     @Test func nemesisInputIsRejectedForEveryReasonAndNothingForgedIsAccepted() {

@@ -71,6 +71,8 @@ public final class Simulator {
     var detectionMs: [Double] = []
     var delivered: [EntryRef: Int] = [:]
     public private(set) var log: [String] = []
+    var traceDigest: UInt64 = 0
+    var eventCount: UInt64 = 0
 
     public init(options o: SimOptions) {
         options = o
@@ -199,6 +201,8 @@ public final class Simulator {
         r.nodesEver = nodes.filter(\.started).count
         r.liveAtEnd = nodes.filter { $0.up }.count
         r.log = log
+        r.traceDigest = traceDigest
+        r.events = eventCount
         return r
     }
 
@@ -206,6 +210,18 @@ public final class Simulator {
         while let t = heap.peekTime, t <= end {
             let e = heap.pop()!
             now = e.t
+            // Fold every event into the trace digest: two runs agree event for event iff
+            // their digests (and event counts) agree. For messages, the 8 bytes at the
+            // start of the signature stand for the whole content (the fake signature is a
+            // hash of it).
+            var x = UInt64(bitPattern: e.t) ^ UInt64(e.kind.rawValue) << 60 ^ UInt64(UInt32(bitPattern: e.node)) << 32 ^ UInt64(e.bytes.count)
+            if e.bytes.count >= 64 {
+                var w: UInt64 = 0
+                for k in (e.bytes.count - 64)..<(e.bytes.count - 56) { w = w << 8 | UInt64(e.bytes[k]) }
+                x ^= SplitMix64.mix(w)
+            }
+            traceDigest = SplitMix64.mix(traceDigest ^ x)
+            eventCount += 1
             switch e.kind {
             case .deliver: deliver(e)
             case .timer: fireTimer(e)
