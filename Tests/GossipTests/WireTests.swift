@@ -44,8 +44,27 @@ import Testing
         _ = a.start(seeds: [], now: .zero)
         var b = Envelope(sender: nodeID(1), incarnation: 1, counter: 1, message: .join(updates: [makeNode(1).selfUpdate()]))
             .encode(signer: FakeSigner(nodeID: nodeID(1)))
-        b[60] ^= 0x40
+        b[50] ^= 0x40  // the counter: still decodes, no longer matches the signature
         #expect(a.onDatagram(b, from: address(1), now: .zero).rejections == [.badSignature])
+        #expect(a.memberCount == 0)  // a forged introduction admits no one
+    }
+
+    @Test func unknownSenderIsRefusedBeforeAnySignatureIsChecked() {
+        struct CountingVerifier: SignatureVerifier {
+            final class Box: @unchecked Sendable { var n = 0 }
+            let box = Box()
+            func verify(_ s: Signature, of m: [UInt8], by id: NodeID) -> Bool { box.n += 1; return FakeVerifier().verify(s, of: m, by: id) }
+        }
+        let v = CountingVerifier()
+        var a = GossipNode(config: GossipConfig(), signer: FakeSigner(nodeID: nodeID(0)), verifier: v,
+                           trust: .keys([nodeID(0)]), address: address(0), seed: 1)
+        _ = a.start(seeds: [], now: .zero)
+        let noIntro = Envelope(sender: nodeID(1), incarnation: 1, counter: 1, message: .nack(seq: 1)).encode(signer: FakeSigner(nodeID: nodeID(1)))
+        let untrusted = Envelope(sender: nodeID(2), incarnation: 1, counter: 1, message: .join(updates: [makeNode(2).selfUpdate()]))
+            .encode(signer: FakeSigner(nodeID: nodeID(2)))
+        #expect(a.onDatagram(noIntro, from: address(1), now: .zero).rejections == [.unknownSender])
+        #expect(a.onDatagram(untrusted, from: address(2), now: .zero).rejections == [.untrustedSender])
+        #expect(v.box.n == 0)
     }
 
     @Test func replayedDatagramIsRejectedButReorderingWithinTheWindowIsAccepted() {

@@ -10,20 +10,30 @@ extension GossipNode {
         counters.messagesReceived += 1
         counters.bytesReceived += UInt64(bytes.count)
         guard !hasLeft else { return }
+        // Decode first (cheap, total), refuse what would be refused anyway, and only then
+        // pay for the signature check (docs/PROTOCOL.md §5.2).
         let env: Envelope
-        switch Envelope.decode(bytes, verifier: verifier) {
+        switch Envelope.decodeUnverified(bytes) {
         case .success(let e): env = e
-        case .failure(.badSignature): reject(.badSignature, from: from, out: &out); return
         case .failure(.unsupportedVersion): reject(.unsupportedVersion, from: from, out: &out); return
-        case .failure(.malformed): reject(.malformed, from: from, out: &out); return
+        case .failure: reject(.malformed, from: from, out: &out); return
         }
         guard env.sender != id else { reject(.fromSelf, from: from, out: &out); return }
+        var introduction: MemberUpdate? = nil
         if members[env.sender] == nil {
             // An unknown sender must introduce itself: its own alive record, with its credential.
             guard let rec = Self.updates(in: env.message).first(where: { $0.node == env.sender && $0.state == .alive }) else {
                 reject(.unknownSender, from: from, out: &out)
                 return
             }
+            guard trust.admits(rec.node, rec.credential) else { reject(.untrustedSender, from: from, out: &out); return }
+            introduction = rec
+        }
+        guard Envelope.verifySignature(bytes, sender: env.sender, verifier: verifier) else {
+            reject(.badSignature, from: from, out: &out)
+            return
+        }
+        if let rec = introduction {
             guard admit(rec, reason: .untrustedSender, from: from, now: now, out: &out) else { return }
         }
         guard replayCheck(env.sender, incarnation: env.incarnation, counter: env.counter) else {
