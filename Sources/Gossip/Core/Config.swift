@@ -16,13 +16,13 @@ public struct GossipConfig: Sendable {
 
     // SWIM / Lifeguard
     /// One protocol period: one member is probed per period (scaled by local health).
-    public var probeIntervalMs: Int64 = 1000
+    public var probeIntervalMs: Int64 = 800
     /// How long to wait for a direct ack before asking `indirectChecks` others (scaled by local health).
     public var probeTimeoutMs: Int64 = 400
     /// k: members asked to probe indirectly.
     public var indirectChecks: Int = 3
     /// α: the minimum suspicion timeout is α · max(1, log10(n)) · probeInterval.
-    public var suspicionMinMultiplier: Double = 2.5
+    public var suspicionMinMultiplier: Double = 1.5
     /// β: the maximum suspicion timeout is β · minimum.
     public var suspicionMaxMultiplier: Double = 6
     /// K: independent confirmations after which the suspicion timeout is at its minimum.
@@ -38,8 +38,9 @@ public struct GossipConfig: Sendable {
     public var deadRetentionMs: Int64 = 3_600_000
     /// Join messages to seeds are repeated at this interval until some member is alive.
     public var joinRetryIntervalMs: Int64 = 2000
-    /// Full member lists are exchanged with one peer at most this often (they are sent
-    /// only when the membership hashes in two digests differ).
+    /// Full member lists are exchanged at most this often (they are sent only when the
+    /// membership hashes in two digests differ); below 250 members the gap is
+    /// 20 ms × members, at least 1 s.
     public var memberSyncMinIntervalMs: Int64 = 5000
 
     // Replication
@@ -50,6 +51,9 @@ public struct GossipConfig: Sendable {
     /// Recent entry ids advertised on probe traffic: how many per message and how many times each.
     public var advertsPerMessage: Int = 8
     public var advertRetransmitMultiplier: Int = 3
+    /// A gap revealed by a tree push is pulled only if still open this much later (the
+    /// missing entry may be a few jittered hops behind).
+    public var gapPullDelayMs: Int64 = 500
     /// A pull for the same missing entry is not repeated sooner than this.
     public var pullRetryMs: Int64 = 1000
 

@@ -110,13 +110,18 @@ public struct GossipDurableState: Sendable {
     /// Members known before the restart (from `membershipChanged`); they start out
     /// alive at their recorded incarnation and are probed at once.
     public var knownPeers: [MemberSnapshot]
-    /// Every entry accepted before (own and others'); they are re-verified.
+    /// Every entry accepted before (own and others').
     public var entries: [ManifestEntry]
+    /// The entries come from a store that verified them on the way in: skip re-verifying
+    /// (one Ed25519 verification each) at start-up. Otherwise bad ones are dropped.
+    public var entriesVerified: Bool
 
-    public init(lastIncarnation: UInt64 = 0, knownPeers: [MemberSnapshot] = [], entries: [ManifestEntry] = []) {
+    public init(lastIncarnation: UInt64 = 0, knownPeers: [MemberSnapshot] = [], entries: [ManifestEntry] = [],
+                entriesVerified: Bool = false) {
         self.lastIncarnation = lastIncarnation
         self.knownPeers = knownPeers
         self.entries = entries
+        self.entriesVerified = entriesVerified
     }
 }
 

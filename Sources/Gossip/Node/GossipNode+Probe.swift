@@ -1,7 +1,7 @@
 extension GossipNode {
     // MARK: - Sending
 
-    func isStreamOnly(_ m: Member) -> Bool { m.streamOnly || config.streamOnlyPeers.contains(m.address) }
+    func isStreamOnly(_ m: Member) -> Bool { m.streamOnly || streamOnlyPeers.contains(m.address) }
 
     /// Signs and emits one message. Datagram unless the peer is stream-only or the
     /// message is larger than a datagram.
@@ -9,7 +9,10 @@ extension GossipNode {
         counter += 1
         let bytes = Envelope(sender: id, incarnation: incarnation, counter: counter, message: msg).encode(signer: signer)
         guard bytes.count <= config.maxFrameBytes else { return }  // callers split; never reached
-        let via: Transport = streamOnly || config.streamOnlyPeers.contains(addr) || bytes.count > config.maxDatagramBytes ? .stream : .datagram
+        // A node that advertises itself stream-only (it sits behind a TCP-only tunnel)
+        // also sends everything over streams: its datagrams would not get out either.
+        let via: Transport = config.advertiseStreamOnly || streamOnly || streamOnlyPeers.contains(addr)
+            || bytes.count > config.maxDatagramBytes ? .stream : .datagram
         counters.messagesSent += 1
         counters.bytesSent += UInt64(bytes.count)
         if via == .datagram { counters.datagramsSent += 1 } else { counters.framesSent += 1 }
@@ -72,7 +75,7 @@ extension GossipNode {
 
     mutating func sendJoins(now: Instant, out: inout [Directive]) {
         for s in seeds where addressIndex[s].flatMap({ members[$0]?.state }) != .alive {
-            send(.join(updates: [selfUpdate()]), to: s, streamOnly: config.streamOnlyPeers.contains(s), now: now, out: &out)
+            send(.join(updates: [selfUpdate()]), to: s, streamOnly: streamOnlyPeers.contains(s), now: now, out: &out)
         }
     }
 
@@ -137,7 +140,10 @@ extension GossipNode {
     }
 
     mutating func probeTick(now: Instant, out: inout [Directive]) {
-        if let p = probe {
+        if var p = probe {
+            // Any valid message from the target since the ping proves it alive, even if
+            // the ack itself was lost or overtaken (e.g. the period was stretched by LHM).
+            if !p.acked, let h = members[p.target]?.lastHeard, h > p.sentAt { p.acked = true }
             if p.acked {
                 localHealth = max(0, localHealth - 1)
             } else {
@@ -150,7 +156,11 @@ extension GossipNode {
                     setState(p.target, .suspect, incarnation: m.incarnation, now: now, out: &out, accuser: id)
                     updates.enqueue(u)
                 } else if let m = members[p.target], m.state == .suspect {
-                    if confirmSuspicion(p.target, by: id, now: now, out: &out) {}
+                    // Our own failed probe independently confirms someone else's suspicion:
+                    // count it and gossip it, so every node's timeout shrinks (Lifeguard §IV-C).
+                    if confirmSuspicion(p.target, by: id, now: now, out: &out) {
+                        updates.enqueue(MemberUpdate(state: .suspect, node: p.target, incarnation: m.incarnation, accuser: id))
+                    }
                 }
             }
             probe = nil
@@ -209,7 +219,7 @@ extension GossipNode {
         pendingIndirect[probeSeq] = PendingIndirect(requester: requester, requesterSeq: seq, target: target, deadline: deadline)
         let m = members[target]
         sendPing(seq: probeSeq, target: target, to: m?.address ?? address,
-                 streamOnly: m.map(isStreamOnly) ?? config.streamOnlyPeers.contains(address), now: now, out: &out)
+                 streamOnly: m.map(isStreamOnly) ?? streamOnlyPeers.contains(address), now: now, out: &out)
         armIndirectTimer(out: &out)
     }
 
@@ -268,7 +278,7 @@ extension GossipNode {
             sendPing(seq: probeSeq, target: m.id, to: m.address, streamOnly: isStreamOnly(m), now: now, out: &out)
         } else {
             let s = seedsDown[pick - dead.count]
-            send(.join(updates: [selfUpdate()]), to: s, streamOnly: config.streamOnlyPeers.contains(s), now: now, out: &out)
+            send(.join(updates: [selfUpdate()]), to: s, streamOnly: streamOnlyPeers.contains(s), now: now, out: &out)
         }
     }
 
@@ -304,9 +314,5 @@ extension GossipNode {
             out.append(c)
         }
         return out
-    }
-
-    func randomMembers(count: Int, excluding: [NodeID], states: [MemberState]) -> [NodeID] {
-        Array(members.keys.sorted().filter { states.contains(members[$0]!.state) && !excluding.contains($0) }.prefix(count))
     }
 }

@@ -10,20 +10,30 @@ extension GossipNode {
         counters.messagesReceived += 1
         counters.bytesReceived += UInt64(bytes.count)
         guard !hasLeft else { return }
+        // Decode first (cheap, total), refuse what would be refused anyway, and only then
+        // pay for the signature check (docs/PROTOCOL.md §5.2).
         let env: Envelope
-        switch Envelope.decode(bytes, verifier: verifier) {
+        switch Envelope.decodeUnverified(bytes) {
         case .success(let e): env = e
-        case .failure(.badSignature): reject(.badSignature, from: from, out: &out); return
         case .failure(.unsupportedVersion): reject(.unsupportedVersion, from: from, out: &out); return
-        case .failure(.malformed): reject(.malformed, from: from, out: &out); return
+        case .failure: reject(.malformed, from: from, out: &out); return
         }
         guard env.sender != id else { reject(.fromSelf, from: from, out: &out); return }
+        var introduction: MemberUpdate? = nil
         if members[env.sender] == nil {
             // An unknown sender must introduce itself: its own alive record, with its credential.
             guard let rec = Self.updates(in: env.message).first(where: { $0.node == env.sender && $0.state == .alive }) else {
                 reject(.unknownSender, from: from, out: &out)
                 return
             }
+            guard trust.admits(rec.node, rec.credential) else { reject(.untrustedSender, from: from, out: &out); return }
+            introduction = rec
+        }
+        guard Envelope.verifySignature(bytes, sender: env.sender, verifier: verifier) else {
+            reject(.badSignature, from: from, out: &out)
+            return
+        }
+        if let rec = introduction {
             guard admit(rec, reason: .untrustedSender, from: from, now: now, out: &out) else { return }
         }
         guard replayCheck(env.sender, incarnation: env.incarnation, counter: env.counter) else {
@@ -137,6 +147,7 @@ extension GossipNode {
         let m = Member(id: u.node, address: addr, state: .alive, incarnation: u.incarnation, name: u.name, role: u.role,
                        credential: u.credential, streamOnly: u.streamOnly, stateSince: now)
         members[u.node] = m
+        memberHashOthers ^= Self.memberHashTerm(u.node, .alive)
         addressIndex[addr] = u.node
         aliveCount += 1
         aliveSortedCache = nil
@@ -264,6 +275,7 @@ extension GossipNode {
         m.incarnation = max(m.incarnation, inc)
         if old != st {
             m.state = st
+            memberHashOthers ^= Self.memberHashTerm(nid, old) ^ Self.memberHashTerm(nid, st)
             m.stateSince = now
             if old == .alive { aliveCount -= 1; aliveSortedCache = nil }
             if st == .alive { aliveCount += 1; aliveSortedCache = nil }
@@ -314,6 +326,7 @@ extension GossipNode {
 
     mutating func removeMember(_ nid: NodeID) {
         guard let m = members.removeValue(forKey: nid) else { return }
+        memberHashOthers ^= Self.memberHashTerm(nid, m.state)
         if addressIndex[m.address] == nid { addressIndex[m.address] = nil }
         if m.state == .alive { aliveCount -= 1; aliveSortedCache = nil }
         suspects.remove(nid)

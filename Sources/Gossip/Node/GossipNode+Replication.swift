@@ -9,6 +9,8 @@ extension GossipNode {
         let ref = EntryRef(origin: e.origin, sequence: e.sequence)
         if let have = manifest.entry(ref), have == e {
             counters.entriesDuplicate += 1
+            // Got it first by a pull or repair: the tree below us still needs it.
+            if treePush && !treeForwarded.contains(ref) { treeForward(e, now: now, out: &out) }
             return
         }
         guard originTrusted(e.origin) else { reject(.untrustedOrigin, from: fromAddress, out: &out); return }
@@ -26,11 +28,13 @@ extension GossipNode {
             out.append(.persistEntry(e))
             out.append(.fetch(e.contentID, holders: s == e.origin ? [s] : [e.origin, s]))
             adverts.add(ref)
-            if treePush { treeForward(e, now: now, out: &out) }
+            if treePush { treeForward(e, now: now, out: &out) } else { repairedSinceLastRound = true }
             if e.sequence > manifest.maxContiguous(e.origin) + 1 && s != id {
-                // A gap below a fresh entry: the sender most likely has the rest. Cheap,
-                // and it closes a tree miss at the origin's next entry.
-                requestMissing([EntryRef(origin: e.origin, sequence: e.sequence - 1)], from: s, now: now, out: &out)
+                // A gap below a fresh entry: the sender most likely has the rest. The
+                // missing one may still be on its way down the tree, so wait a little
+                // (`gapPullDelayMs`, checked every protocol period) before pulling.
+                let gap = EntryRef(origin: e.origin, sequence: e.sequence - 1)
+                if gapSuspects[gap] == nil && gapSuspects.count < config.maxPendingPulls { gapSuspects[gap] = (s, now) }
             }
         }
     }
@@ -42,6 +46,9 @@ extension GossipNode {
     /// at most ⌈log_F(n)⌉ hops; disagreeing views cost a few duplicates or misses, and
     /// misses are closed by the lazy adverts below and by anti-entropy.
     mutating func treeForward(_ e: ManifestEntry, now: Instant, out: inout [Directive]) {
+        let ref = EntryRef(origin: e.origin, sequence: e.sequence)
+        if treeForwardedOrder.count >= 1024 { treeForwarded.remove(treeForwardedOrder.removeFirst()) }
+        if treeForwarded.insert(ref).inserted { treeForwardedOrder.append(ref) }
         let ring = aliveSorted()
         let n = ring.count
         guard n > 1, let me = Self.index(of: id, in: ring) else { return }
@@ -98,6 +105,33 @@ extension GossipNode {
         send(.pull(Array(list)), toMember: s, now: now, out: &out)
     }
 
+    /// Repair cascade: a node that just received missing entries by repair is evidence
+    /// of divergence (a healed partition, a restart), and others likely miss them too:
+    /// it runs one extra anti-entropy round with a random member at the next protocol
+    /// period. Costs nothing while the cluster agrees.
+    mutating func cascadeRepair(now: Instant, out: inout [Directive]) {
+        guard repairedSinceLastRound else { return }
+        repairedSinceLastRound = false
+        guard let p = randomAlive(count: 1, excluding: []).first,
+              now - members[p]!.lastExchange >= config.probeIntervalMs * 1_000_000 else { return }
+        counters.antiEntropyRounds += 1
+        sendDigest(to: p, now: now, out: &out)
+    }
+
+    /// Pulls gaps that were noticed at least `gapPullDelayMs` ago and are still open.
+    mutating func pullStaleGaps(now: Instant, out: inout [Directive]) {
+        guard !gapSuspects.isEmpty else { return }
+        var byPeer = [NodeID: [EntryRef]]()
+        for (ref, v) in gapSuspects.sorted(by: { ($0.key.origin, $0.key.sequence) < ($1.key.origin, $1.key.sequence) }) {
+            if manifest.maxContiguous(ref.origin) >= ref.sequence { gapSuspects[ref] = nil; continue }
+            if now - v.since >= config.gapPullDelayMs * 1_000_000 {
+                gapSuspects[ref] = nil
+                if members[v.peer] != nil { byPeer[v.peer, default: []].append(ref) }
+            }
+        }
+        for p in byPeer.keys.sorted() { requestMissing(byPeer[p]!, from: p, now: now, out: &out) }
+    }
+
     mutating func onPull(_ ranges: [PullRange], from s: NodeID, now: Instant, out: inout [Directive]) {
         var es = [ManifestEntry]()
         for r in ranges {
@@ -136,13 +170,10 @@ extension GossipNode {
     /// on who is in the cluster and who is up give equal hashes. Incarnations and the
     /// transient suspect state are left out on purpose: gossip settles those, and a full
     /// list (tens of KB at 1000 members) should move only when views really disagree.
-    var memberHash: UInt64 {
-        func h(_ n: NodeID, _ st: MemberState) -> UInt64 {
-            Manifest.pairHash(n, st == .suspect ? 1 : UInt64(st.rawValue))
-        }
-        var x = h(id, hasLeft ? .left : .alive)
-        for m in members.values { x ^= h(m.id, m.state) }
-        return x
+    var memberHash: UInt64 { memberHashOthers ^ Self.memberHashTerm(id, hasLeft ? .left : .alive) }
+
+    static func memberHashTerm(_ n: NodeID, _ st: MemberState) -> UInt64 {
+        Manifest.pairHash(n, st == .suspect ? 1 : UInt64(st.rawValue))
     }
 
     mutating func sendDigest(to s: NodeID, now: Instant, out: inout [Directive]) {
@@ -163,7 +194,10 @@ extension GossipNode {
 
     mutating func onDigest(_ d: Digest, from s: NodeID, now: Instant, out: inout [Directive]) {
         members[s]?.lastExchange = now
-        if d.memberHash != memberHash && now - lastMemberSync >= config.memberSyncMinIntervalMs * 1_000_000 {
+        // Full lists cost ~80 bytes per member: small clusters may exchange them every
+        // second, large ones at most every `memberSyncMinIntervalMs`.
+        let syncGapMs = max(1000, min(config.memberSyncMinIntervalMs, 20 * Int64(members.count + 1)))
+        if d.memberHash != memberHash && now - lastMemberSync >= syncGapMs * 1_000_000 {
             lastMemberSync = now
             sendMemberList(to: s, wantReply: true, now: now, out: &out)
         }

@@ -5,6 +5,17 @@
 /// directives the shell must carry out (send bytes, arm timers, persist, fetch, report).
 /// It never reads a clock, never draws global randomness, never touches a socket.
 /// The same code runs in the libuv node (`Mesh`) and in the simulator (`MeshSim`).
+///
+/// What the shell must do (docs/PROTOCOL.md §5–§7 has the wire side):
+/// - Pass `now` from one monotonic clock (e.g. `uv_hrtime()`), and a `seed` from the OS.
+/// - Perform directives in order. `setTimer(id, at:)` replaces the pending deadline of
+///   `id`; `cancelTimer(id)` drops it; call `onTimer(id, now:)` when it fires.
+/// - Make `persistIncarnation` durable before sending the `send`s that follow it.
+/// - `send(to:bytes:via: .datagram)`: one UDP datagram. `.stream`: one frame on a TCP
+///   connection (direct or through a tunnel) to that address, opened on demand; frames
+///   received on any connection go to `onFrame(_:from:)` with the peer's address.
+/// - On restart, build `GossipDurableState` from the last persisted incarnation, the
+///   member list kept from `membershipChanged`, and the Store's entries.
 public struct GossipNode: Sendable {
     public let config: GossipConfig
     public let id: NodeID
@@ -13,6 +24,9 @@ public struct GossipNode: Sendable {
     let verifier: any SignatureVerifier
     let trust: TrustPolicy
     var rng: SplitMix64
+
+    /// Addresses reached over streams only (starts as `config.streamOnlyPeers`; see `setStreamOnly`).
+    public internal(set) var streamOnlyPeers: Set<PeerAddress>
 
     // Self
     public internal(set) var incarnation: UInt64
@@ -37,11 +51,17 @@ public struct GossipNode: Sendable {
     var aliveCount = 0
     var aliveSortedCache: [NodeID]? = nil
     var lastMemberSync = Instant(nanoseconds: .min / 2)
+    /// XOR of `memberHashTerm` over all members (self excluded), kept incrementally.
+    var memberHashOthers: UInt64 = 0
 
     // Replication
     public internal(set) var manifest = Manifest()
     var adverts: AdvertQueue
     var pendingPulls: [EntryRef: Instant] = [:]
+    var gapSuspects: [EntryRef: (peer: NodeID, since: Instant)] = [:]
+    var treeForwarded: Set<EntryRef> = []
+    var repairedSinceLastRound = false
+    var treeForwardedOrder: [EntryRef] = []
 
     public internal(set) var counters = GossipCounters()
 
@@ -103,9 +123,10 @@ public struct GossipNode: Sendable {
         self.trust = trust
         self.rng = SplitMix64(seed: seed ^ SplitMix64.mix(signer.nodeID.key.w0))
         self.incarnation = restore.lastIncarnation + 1
+        self.streamOnlyPeers = config.streamOnlyPeers
         self.updates = UpdateQueue(capacity: config.maxMembers + 1)
         self.adverts = AdvertQueue(capacity: Wire.maxAdvertsPerMessage)
-        for e in restore.entries where e.verify(with: verifier) {
+        for e in restore.entries where restore.entriesVerified || e.verify(with: verifier) {
             _ = manifest.insert(e, maxForks: config.maxForkEvidence)
         }
         for p in restore.knownPeers where p.node != id && members.count < config.maxMembers {
@@ -113,6 +134,7 @@ public struct GossipNode: Sendable {
             let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation, name: p.name,
                            role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: true)
             members[p.node] = m
+            memberHashOthers ^= Self.memberHashTerm(p.node, .alive)
             addressIndex[p.address] = p.node
             aliveCount += 1
         }
@@ -128,6 +150,10 @@ public struct GossipNode: Sendable {
         self.seeds = Array(Set(seeds.filter { $0 != address })).sorted()
         updates.enqueue(selfUpdate())
         for id in members.keys.sorted() { insertIntoProbeOrder(id) }
+        // After a restart, advertise our newest own entry: peers that missed entries we
+        // created just before crashing pull them at once.
+        let own = manifest.maxContiguous(id)
+        if own > 0 { adverts.add(EntryRef(origin: id, sequence: own)) }
         sendJoins(now: now, out: &out)
         out.append(.setTimer(.join, at: now.advanced(byMs: config.joinRetryIntervalMs)))
         out.append(.setTimer(.probe, at: now.advanced(byMs: Int64(rng.below(Int(config.probeIntervalMs)) + 1))))
@@ -164,7 +190,10 @@ public struct GossipNode: Sendable {
         var out = [Directive]()
         guard started, !hasLeft else { return out }
         switch timer {
-        case .probe: probeTick(now: now, out: &out)
+        case .probe:
+            probeTick(now: now, out: &out)
+            pullStaleGaps(now: now, out: &out)
+            cascadeRepair(now: now, out: &out)
         case .probeTimeout: probeTimeout(now: now, out: &out)
         case .indirect: indirectTick(now: now, out: &out)
         case .suspicion: suspicionTick(now: now, out: &out)
@@ -212,6 +241,13 @@ public struct GossipNode: Sendable {
         hasLeft = true
         for t in TimerID.allCases { out.append(.cancelTimer(t)) }
         return out
+    }
+
+    /// Sends everything for `address` over streams from now on (`enabled`), or lets small
+    /// messages use datagrams again. For the shell: e.g. when a peer is configured behind
+    /// an SSH or SOCKS5 tunnel, or when it finds that UDP to it does not get through.
+    public mutating func setStreamOnly(_ address: PeerAddress, _ enabled: Bool) {
+        if enabled { streamOnlyPeers.insert(address) } else { streamOnlyPeers.remove(address) }
     }
 
     /// Re-checks every member against a changed trust policy (e.g. a revoked

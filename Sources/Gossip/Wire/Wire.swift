@@ -220,9 +220,19 @@ public struct Envelope: Hashable, Sendable {
         return out
     }
 
-    /// Decodes the header and checks the signature; the payload is decoded only if
-    /// the signature holds. Total over arbitrary bytes.
+    /// Decodes and checks the signature. Total over arbitrary bytes.
     public static func decode(_ bytes: [UInt8], verifier: any SignatureVerifier) -> Result<Envelope, WireError> {
+        switch decodeUnverified(bytes) {
+        case .failure(let e): return .failure(e)
+        case .success(let env):
+            return verifySignature(bytes, sender: env.sender, verifier: verifier) ? .success(env) : .failure(.badSignature)
+        }
+    }
+
+    /// Decodes header and payload without checking the signature (decoding is cheap and
+    /// total; verification is the expensive step, so a receiver may first drop what it
+    /// would refuse anyway). Never act on the result before `verifySignature`.
+    public static func decodeUnverified(_ bytes: [UInt8]) -> Result<Envelope, WireError> {
         guard bytes.count >= overheadBytes else { return .failure(.malformed("shorter than an envelope")) }
         guard bytes[0] == magic.0, bytes[1] == magic.1 else { return .failure(.malformed("bad magic")) }
         guard bytes[2] == version else { return .failure(.unsupportedVersion(bytes[2])) }
@@ -230,19 +240,24 @@ public struct Envelope: Hashable, Sendable {
         guard let sender = try? NodeID(key: r.bytes32()), let inc = try? r.u64(), let counter = try? r.u64() else {
             return .failure(.malformed("header"))
         }
-        let sigStart = bytes.count - 64
-        guard let sig = Signature(bytes: Array(bytes[sigStart...])) else { return .failure(.malformed("signature")) }
-        var signed = SigningDomain.gossipMessage
-        signed.reserveCapacity(signed.count + sigStart)
-        signed.append(contentsOf: bytes[0..<sigStart])
-        guard verifier.verify(sig, of: signed, by: sender) else { return .failure(.badSignature) }
         do {
-            let payload = Array(bytes[headerBytes..<sigStart])
-            let m = try Wire.decodePayload(type: bytes[3], payload)
+            let m = try Wire.decodePayload(type: bytes[3], Array(bytes[headerBytes..<(bytes.count - 64)]))
             return .success(Envelope(sender: sender, incarnation: inc, counter: counter, message: m))
         } catch {
             return .failure(.malformed("\(error)"))
         }
+    }
+
+    /// Checks the trailing signature: Ed25519 by `sender` over the domain prefix and
+    /// every byte before the signature.
+    public static func verifySignature(_ bytes: [UInt8], sender: NodeID, verifier: any SignatureVerifier) -> Bool {
+        guard bytes.count >= overheadBytes else { return false }
+        let sigStart = bytes.count - 64
+        guard let sig = Signature(bytes: Array(bytes[sigStart...])) else { return false }
+        var signed = SigningDomain.gossipMessage
+        signed.reserveCapacity(signed.count + sigStart)
+        signed.append(contentsOf: bytes[0..<sigStart])
+        return verifier.verify(sig, of: signed, by: sender)
     }
 }
 

@@ -53,9 +53,12 @@ public struct SimOptions: Sendable {
     /// Nodes start with everyone's peer list restored (a formed cluster restarting) instead of joining via seeds.
     public var preformed = false
     public var antiEntropyIntervalMs: Int64 = 30_000
-    public var probeIntervalMs: Int64 = 1000
+    public var probeIntervalMs: Int64 = 800
     /// Crash this many nodes at once at the middle of the run (failure-detection measurement).
     public var crashAtMid = 0
+    /// The last this-many initial nodes are reachable only over streams (a TCP tunnel): they
+    /// advertise stream-only, and the network drops every datagram to or from them.
+    public var streamOnlyNodes = 0
     /// Only the final membership check is made for clusters larger than this (it is O(n²)).
     public var fullCheckMaxNodes = 200
     public var verbose = false
@@ -113,8 +116,10 @@ public struct SimOptions: Sendable {
     public var reproduceCommand: String {
         var c = "swift run -c release meshsim \(scenario.rawValue) --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))"
         c += " --latency-ms \(fmt(latencyMs)) --jitter-ms \(fmt(jitterMs)) --loss \(fmt(loss)) --duplicate \(fmt(duplicate))"
-        c += " --items-per-s \(fmt(itemsPerS))"
-        if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed)" }
+        c += " --items-per-s \(fmt(itemsPerS)) --settle-s \(fmt(settleS)) --anti-entropy-ms \(antiEntropyIntervalMs)"
+        c += " --bootstrap \(preformed ? "restored" : "join")"
+        if streamOnlyNodes > 0 { c += " --stream-only-nodes \(streamOnlyNodes)" }
+        if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
         return c
     }
 
@@ -126,7 +131,7 @@ public struct SimOptions: Sendable {
             + "partition_s=\(fmt(partitionS)) partition_gap_s=\(fmt(partitionGapS)) crashes_per_min=\(fmt(crashesPerMin)) "
             + "down_s=\(fmt(downS)) leaves_per_min=\(fmt(leavesPerMin)) joins_per_min=\(fmt(joinsPerMin)) "
             + "vanish_per_min=\(fmt(vanishPerMin)) nemesis=\(nemesis) preformed=\(preformed) "
-            + "anti_entropy_ms=\(antiEntropyIntervalMs) probe_ms=\(probeIntervalMs) crash_at_mid=\(crashAtMid)"
+            + "anti_entropy_ms=\(antiEntropyIntervalMs) probe_ms=\(probeIntervalMs) crash_at_mid=\(crashAtMid) stream_only_nodes=\(streamOnlyNodes)"
     }
 }
 

@@ -15,6 +15,8 @@ public struct SimMetrics: Sendable {
     public var droppedByLoss: UInt64 = 0
     public var droppedByPartition: UInt64 = 0
     public var duplicated: UInt64 = 0
+    /// Datagrams sent to or from a stream-only node (the network drops them).
+    public var datagramsToTunnelOnly: UInt64 = 0
     public var partitions = 0
     public var nemesisMessages: UInt64 = 0
     public var rejected: [String: UInt64] = [:]
@@ -37,6 +39,10 @@ public struct SimResult: Sendable {
     public var nodesEver = 0
     public var liveAtEnd = 0
     public var wallS = 0.0
+    /// A digest of every event processed (time, kind, node, message content) and their count:
+    /// equal for two runs exactly when they went event for event the same way.
+    public var traceDigest: UInt64 = 0
+    public var events: UInt64 = 0
     public var log: [String] = []
 
     public init(options: SimOptions) { self.options = options }
@@ -80,6 +86,8 @@ public struct SimResult: Sendable {
             ("liveness_ok", String(livenessOK)),
             ("wall_s", num(wallS)),
             ("messages_total", String(m.messagesTotal)),
+            ("events", String(events)),
+            ("trace_digest", str(String(traceDigest, radix: 16).leftPad(16))),
             ("deliveries", String(deliveries)),
             ("nodes_ever", String(nodesEver)),
             ("live_at_end", String(liveAtEnd)),
@@ -92,6 +100,7 @@ public struct SimResult: Sendable {
             ("dropped_by_loss", String(m.droppedByLoss)),
             ("dropped_by_partition", String(m.droppedByPartition)),
             ("duplicated", String(m.duplicated)),
+            ("datagrams_to_stream_only", String(m.datagramsToTunnelOnly)),
             ("rejected", "{" + m.rejected.keys.sorted().map { "\(str($0)):\(m.rejected[$0]!)" }.joined(separator: ",") + "}"),
             ("safety_violations", "[" + safetyViolations.prefix(20).map(str).joined(separator: ",") + "]"),
             ("liveness_violations", "[" + livenessViolations.prefix(20).map(str).joined(separator: ",") + "]"),
@@ -112,6 +121,7 @@ public struct SimResult: Sendable {
         if let i = idleBytesPerNodePerS { s += "idle_bytes_per_node_per_s=\(fmt(i))\n" }
         if !detectionMs.isEmpty { s += "dead_detection_ms=\(detectionMs.map(fmt))\n" }
         s += "rejected=\(metrics.rejected.keys.sorted().map { "\($0):\(metrics.rejected[$0]!)" }.joined(separator: " "))\n"
+        s += "events=\(events) trace_digest=\(String(traceDigest, radix: 16).leftPad(16))\n"
         s += "safety_ok=\(safetyOK) liveness_ok=\(livenessOK) wall_s=\(fmt(wallS))\n"
         for v in safetyViolations.prefix(10) { s += "SAFETY: \(v)\n" }
         for v in livenessViolations.prefix(10) { s += "LIVENESS: \(v)\n" }

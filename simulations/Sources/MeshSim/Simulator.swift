@@ -27,7 +27,8 @@ public final class Simulator {
         var timerGen = [UInt64](repeating: 0, count: TimerID.allCases.count)
         var forkReports = 0
         var bootedAt: Int64 = -1
-        var up: Bool { gossip != nil }
+        /// Stored (not computed from `gossip`) so hot paths never copy the node.
+        var up = false
     }
 
     var nodes: [SimNode] = []
@@ -70,6 +71,8 @@ public final class Simulator {
     var detectionMs: [Double] = []
     var delivered: [EntryRef: Int] = [:]
     public private(set) var log: [String] = []
+    var traceDigest: UInt64 = 0
+    var eventCount: UInt64 = 0
 
     public init(options o: SimOptions) {
         options = o
@@ -101,10 +104,7 @@ public final class Simulator {
         }
     }
 
-    var trust: TrustPolicy {
-        let ids = Set(nodes.map(\.id) + [nemesisID])
-        return .keys(ids)
-    }
+    lazy var trust: TrustPolicy = .keys(Set(nodes.map(\.id) + [nemesisID]))
 
     func log(_ s: @autoclosure () -> String) {
         if options.verbose { log.append("[\(Double(now) / 1e9)s] \(s())") }
@@ -201,6 +201,8 @@ public final class Simulator {
         r.nodesEver = nodes.filter(\.started).count
         r.liveAtEnd = nodes.filter { $0.up }.count
         r.log = log
+        r.traceDigest = traceDigest
+        r.events = eventCount
         return r
     }
 
@@ -208,6 +210,18 @@ public final class Simulator {
         while let t = heap.peekTime, t <= end {
             let e = heap.pop()!
             now = e.t
+            // Fold every event into the trace digest: two runs agree event for event iff
+            // their digests (and event counts) agree. For messages, the 8 bytes at the
+            // start of the signature stand for the whole content (the fake signature is a
+            // hash of it).
+            var x = UInt64(bitPattern: e.t) ^ UInt64(e.kind.rawValue) << 60 ^ UInt64(UInt32(bitPattern: e.node)) << 32 ^ UInt64(e.bytes.count)
+            if e.bytes.count >= 64 {
+                var w: UInt64 = 0
+                for k in (e.bytes.count - 64)..<(e.bytes.count - 56) { w = w << 8 | UInt64(e.bytes[k]) }
+                x ^= SplitMix64.mix(w)
+            }
+            traceDigest = SplitMix64.mix(traceDigest ^ x)
+            eventCount += 1
             switch e.kind {
             case .deliver: deliver(e)
             case .timer: fireTimer(e)
@@ -223,6 +237,7 @@ public final class Simulator {
         var c = config
         c.name = "n\(i)"
         c.role = i < 3 ? "seed" : "worker"
+        c.advertiseStreamOnly = isTunnelOnly(i)
         var g = GossipNode(config: c, signer: SimSigner(nodeID: nodes[i].id), verifier: SimVerifier(), trust: trust,
                            address: nodes[i].address, seed: options.seed &+ UInt64(i) &* 7919 &+ UInt64(now), restore: restore,
                            now: Instant(nanoseconds: now))
@@ -230,6 +245,7 @@ public final class Simulator {
         nodes[i].bootedAt = now
         let d = g.start(seeds: seeds, now: Instant(nanoseconds: now))
         nodes[i].gossip = g
+        nodes[i].up = true
         process(i, d)
     }
 
@@ -237,6 +253,9 @@ public final class Simulator {
         for d in ds {
             switch d {
             case let .send(to, bytes, via):
+                if options.verbose, debugNode != nil, i == 0, now >= phaseEnd, bytes.count > 3 {
+                    log("send type \(bytes[3]) n\(i) -> \(addrIndex[to].map { "n\($0)" } ?? "?") via \(via) \(bytes.count)B")
+                }
                 if now < phaseEnd {
                     metrics.messages += 1
                     metrics.bytes += UInt64(bytes.count)
@@ -267,7 +286,8 @@ public final class Simulator {
             case .forkDetected:
                 nodes[i].forkReports += 1
                 metrics.forksReported += 1
-            case let .rejected(reason, _):
+            case let .rejected(reason, from):
+                if options.verbose, debugNode == i { log("n\(i) rejected \(reason) from \(addrIndex[from].map { "n\($0)" } ?? "?")") }
                 metrics.rejected[reason.rawValue, default: 0] += 1
             }
         }
@@ -278,7 +298,7 @@ public final class Simulator {
                                                         name: "", role: "", credential: [], streamOnly: false, lastHeard: nil,
                                                         rttNanoseconds: nil, stateSince: .zero, isSelf: false)
         guard let j = idIndex[t.node] else { return }
-        if options.verbose && now >= phaseEnd - 10_000_000_000 { log("n\(i): n\(j) \(t.from.map(\.description) ?? "new") -> \(t.to) inc \(t.incarnation)") }
+        if options.verbose && (now >= phaseEnd - 10_000_000_000 || crashWatch[j] != nil) { log("n\(i): n\(j) \(t.from.map(\.description) ?? "new") -> \(t.to) inc \(t.incarnation)") }
         // Transitions within a grace window after a heal or after the member restarted are
         // consequences of that fault, not false positives.
         let grace = Int64(config.suspicionTimeoutsMs(members: nodes.count).max) * 1_000_000
@@ -309,6 +329,8 @@ public final class Simulator {
 
     // MARK: - Network
 
+    func isTunnelOnly(_ i: Int) -> Bool { i < options.nodes && i >= options.nodes - options.streamOnlyNodes }
+
     func linkUp(_ a: Int, _ b: Int) -> Bool {
         guard let p = partition else { return true }
         switch p {
@@ -331,6 +353,10 @@ public final class Simulator {
             if let last = lastStreamDelivery[key], last >= t { t = last + 1 }
             lastStreamDelivery[key] = t
             schedule(Event(t: t, seq: 0, kind: .deliver, node: Int32(j), from: Int32(i), stream: true, bytes: bytes))
+            return
+        }
+        if options.streamOnlyNodes > 0 && (isTunnelOnly(j) || (i >= 0 && isTunnelOnly(i))) {
+            metrics.datagramsToTunnelOnly += 1
             return
         }
         if options.loss > 0 && rng.unit() < options.loss { metrics.droppedByLoss += 1; return }
@@ -400,6 +426,8 @@ public final class Simulator {
                 let d = nodes[i].gossip!.leave(now: Instant(nanoseconds: now))
                 process(i, d)
                 nodes[i].gossip = nil
+        nodes[i].up = false
+                nodes[i].up = false
                 nodes[i].left = true
                 log("n\(i) leaves")
             }
@@ -440,6 +468,7 @@ public final class Simulator {
     func crash(_ i: Int) {
         log("crash n\(i)")
         nodes[i].gossip = nil
+        nodes[i].up = false
         nodes[i].everDown = true
         nodes[i].crashedAt = now
         for k in nodes[i].timerGen.indices { nodes[i].timerGen[k] &+= 1 }
@@ -612,7 +641,9 @@ public final class Simulator {
             for j in nodes.indices where j != i && nodes[j].started {
                 let st = g.memberState(nodes[j].id)
                 if liveSet.contains(j) {
-                    if st != .alive {
+                    // With datagram loss, false suspicions arise and are refuted all the time; a
+                    // live member seen as suspect is then not a disagreement (it is not dead).
+                    if st != .alive && !(options.loss > 0 && st == .suspect) {
                         v.append("n\(i) sees live n\(j) as \(st.map(\.description) ?? "unknown")")
                         if v.count >= limit { return v }
                     }

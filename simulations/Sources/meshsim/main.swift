@@ -23,6 +23,8 @@ struct MeshSimCommand: ParsableCommand {
     @Option(help: "Datagram duplication probability.") var duplicate: Double?
     @Option(name: .customLong("items-per-s")) var itemsPerS: Double?
     @Option(name: .customLong("anti-entropy-ms")) var antiEntropyMs: Int64?
+    @Option(help: "How nodes start: 'join' (through 3 seeds) or 'restored' (everyone's peer list restored, a formed cluster restarting). Default per scenario.") var bootstrap: String?
+    @Option(name: .customLong("stream-only-nodes"), help: "This many nodes are reachable only over streams (a TCP tunnel); datagrams to/from them are dropped.") var streamOnlyNodes: Int?
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print the event log of notable events.") var verbose = false
     @Option(name: .customLong("debug-node"), help: "With --verbose: log replication messages of this node index.") var debugNode: Int?
@@ -42,6 +44,13 @@ struct MeshSimCommand: ParsableCommand {
             if let v = duplicate { o.duplicate = v }
             if let v = itemsPerS { o.itemsPerS = v }
             if let v = antiEntropyMs { o.antiEntropyIntervalMs = v }
+            if let v = streamOnlyNodes { o.streamOnlyNodes = v }
+            if let b = bootstrap {
+                guard b == "join" || b == "restored" else {
+                    throw ValidationError("--bootstrap must be 'join' or 'restored', not '\(b)'")
+                }
+                o.preformed = b == "restored"
+            }
             o.verbose = verbose
             if !json && runs == 1 { FileHandle.standardError.write(Data("meshsim: \(o.summary)\n".utf8)) }
             let t0 = Date()
