@@ -113,6 +113,9 @@ public final class MeshNode: @unchecked Sendable {
     private var resolved: [String: SocketAddress] = [:]
     private var resolving: Set<String> = []
     private var rejectLog: LogThrottle<String>
+    private var trustPolicy: TrustPolicy?
+    private var lastRevalidation = Instant.zero
+    static let revalidateIntervalNs: Int64 = 60_000_000_000
     private var stopping = false
 
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
@@ -163,6 +166,7 @@ public final class MeshNode: @unchecked Sendable {
             case .rejected: false
             }
         }
+        trustPolicy = trust
         let seed = options.randomSeed ?? Self.osRandomSeed()
         gossip = GossipNode(config: gcfg, signer: identity, verifier: verifier, trust: trust, address: advertise,
                             seed: seed, restore: restore, now: startedAt)
@@ -621,6 +625,11 @@ public final class MeshNode: @unchecked Sendable {
 
     private func sweep() {
         let now = Self.now()
+        // Certificates expire while their holders are members: re-check everyone now and then.
+        if now - lastRevalidation > Self.revalidateIntervalNs, let trustPolicy {
+            lastRevalidation = now
+            apply(gossip.revalidate(trust: trustPolicy, now: now))
+        }
         for (key, since) in draining where now - since > Self.drainTimeoutNs {
             allSessions[key]?.close()
         }
