@@ -249,6 +249,8 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         // Only what was missing is sent again, plus at most the one window of chunks that was
         // in flight on the interrupted stream when the receiver died.
         #expect(resent <= (total - present) + 8, "sent \(resent) chunks after the restart for \(total - present) missing")
+        // Chunks sent twice in all (received before the kill but not yet stored, or duplicated in the endgame).
+        print("resume: \(served()) chunks served for \(total); \(served() - total) sent twice; \(present) were stored at the kill")
         let out = c.root.sub("out.pt")
         let g = try Meshnode.run(["get", id, "-o", out, "--data", receiver.dataDir])
         #expect(g.status == 0, "\(g)")

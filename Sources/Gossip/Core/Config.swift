@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Every knob of the gossip core, with its unit in its name. Defaults are production
 /// defaults; the values that must scale with the cluster size do so through the
 /// helpers at the bottom (`suspicionTimeouts`, `retransmitLimit`).
@@ -102,18 +108,3 @@ public struct GossipConfig: Sendable {
         return max(lo, Int64(t))
     }
 }
-
-// Minimal libm without Foundation: natural and base-10 logarithms.
-@inline(__always) func log(_ x: Double) -> Double {
-    // ln(x) = 2·atanh((x−1)/(x+1)) after range reduction x = m·2^e, m in [1, 2).
-    guard x > 0 else { return -.infinity }
-    let e = Double(x.exponent)
-    let m = x.significand
-    let y = (m - 1) / (m + 1)
-    let y2 = y * y
-    var term = y, sum = 0.0, k = 1.0
-    for _ in 0..<20 { sum += term / k; term *= y2; k += 2 }
-    return 2 * sum + e * 0.693_147_180_559_945_3
-}
-
-@inline(__always) func log10(_ x: Double) -> Double { log(x) / 2.302_585_092_994_046 }

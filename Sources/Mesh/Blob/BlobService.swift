@@ -123,7 +123,21 @@ public final class BlobService: @unchecked Sendable {
 
     final class ServeQueue: @unchecked Sendable {
         var jobs: [(id: UInt32, content: ContentID, indices: [Int])] = []
-        var busy = false
+        var inflight: [ReadSlot] = []
+        var sending = false
+    }
+
+    /// One chunk being read for a peer; filled in on the loop when the worker is done.
+    final class ReadSlot: @unchecked Sendable {
+        let id: UInt32
+        let index: Int
+        var result: Result<[UInt8], MeshError>?
+        var code: BlobErrorCode = .internalError
+        init(id: UInt32, index: Int) { self.id = id; self.index = index }
+        func finish(_ r: Result<[UInt8], MeshError>, code: BlobErrorCode) {
+            result = r
+            self.code = code
+        }
     }
 
     init(node: MeshNode, config: Config, dataDir: String, logger: Logger) throws(MeshError) {
@@ -191,7 +205,8 @@ public final class BlobService: @unchecked Sendable {
         case .wantRecipe(let id, let c): serveRecipe(id, c, to: peer, session: session)
         case .wantHave(let id, let c): serveHave(id, c, to: peer, session: session)
         case .get(let id, let c, let indices): enqueueServe(id, c, indices.map(Int.init), session: session, peer: peer)
-        case .cancel(let id): serveQueues[ObjectIdentifier(session)]?.jobs.removeAll { $0.id == id }
+        case .cancel(let id):
+            serveQueues[ObjectIdentifier(session)]?.jobs.removeAll { $0.id == id }
         case .recipe(let id, let c, let size, let cs, let chunks): gotRecipe(id, c, size, cs, chunks, from: peer)
         case .have(let id, let c, let n, let bitmap): gotHave(id, c, Int(n), bitmap, from: peer)
         case .chunk(let id, let index, let data): gotChunk(id, Int(index), data, from: peer)
@@ -256,59 +271,72 @@ public final class BlobService: @unchecked Sendable {
         serveNext(session: session, peer: peer)
     }
 
+    /// Serves the queued `get`s of one session: up to `maxParallelReads` chunk reads run on
+    /// the workers at once, and the chunks go out strictly in the order they were asked for,
+    /// paced by the upload limits and the session's write queue.
     private func serveNext(session: PeerSession, peer: NodeID) {
         let key = ObjectIdentifier(session)
-        guard let q = serveQueues[key], !q.busy, session.isOpen, !q.jobs.isEmpty else { return }
-        if session.writeQueueBytes > config.maxQueuedServeBytes {
-            q.busy = true
-            after(.milliseconds(2)) { [weak self, weak session] in
-                q.busy = false
+        guard let q = serveQueues[key], session.isOpen else { return }
+        // 1. Start reads.
+        while q.inflight.count < Self.maxParallelReads, !q.jobs.isEmpty {
+            var job = q.jobs[0]
+            let index = job.indices.removeFirst()
+            if job.indices.isEmpty { q.jobs.removeFirst() } else { q.jobs[0] = job }
+            let slot = ReadSlot(id: job.id, index: index)
+            q.inflight.append(slot)
+            guard let r = recipe(job.content), index >= 0, index < r.chunks.count else {
+                slot.finish(.failure(MeshError(.invalidInput, "no chunk \(index) of \(job.content.short)")), code: .badRequest)
+                continue
+            }
+            let hash = r.chunks[index]
+            guard node.store.hasChunk(hash) else {
+                slot.finish(.failure(MeshError(.unknownItem, "chunk \(index) not held")), code: .notHeld)
+                continue
+            }
+            workers.read(hash) { [weak self, weak session] result in
+                slot.finish(result, code: .internalError)
                 if let self, let session { self.serveNext(session: session, peer: peer) }
             }
-            return
         }
-        var job = q.jobs[0]
-        let index = job.indices.removeFirst()
-        if job.indices.isEmpty { q.jobs.removeFirst() } else { q.jobs[0] = job }
-        guard let r = recipe(job.content), index >= 0, index < r.chunks.count else {
-            reply(.error(requestID: job.id, code: .badRequest, message: "no chunk \(index) of \(job.content.short)"), on: session)
-            return serveNext(session: session, peer: peer)
-        }
-        let hash = r.chunks[index]
-        guard node.store.hasChunk(hash) else {
-            reply(.error(requestID: job.id, code: .notHeld, message: "chunk \(index) not held"), on: session)
-            return serveNext(session: session, peer: peer)
-        }
-        q.busy = true
-        let rid = job.id
-        let corrupt = corruptServing
-        workers.read(hash) { [weak self, weak session] result in
-            guard let self, let session else { return }
-            q.busy = false
+        // 2. Send what is ready, in order.
+        while !q.sending, let head = q.inflight.first, let result = head.result {
             switch result {
             case .failure(let e):
-                self.reply(.error(requestID: rid, code: .internalError, message: e.message), on: session)
-                self.serveNext(session: session, peer: peer)
+                q.inflight.removeFirst()
+                reply(.error(requestID: head.id, code: head.code, message: e.message), on: session)
             case .success(var data):
-                if corrupt, !data.isEmpty { data[data.count / 2] ^= 0xff }
-                let wait = self.limiter.reserve(data.count, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
+                if session.writeQueueBytes > config.maxQueuedServeBytes {
+                    q.sending = true
+                    after(.milliseconds(2)) { [weak self, weak session] in
+                        q.sending = false
+                        if let self, let session { self.serveNext(session: session, peer: peer) }
+                    }
+                    return
+                }
+                let wait = limiter.reserve(data.count, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
+                q.inflight.removeFirst()
+                if corruptServing, !data.isEmpty { data[data.count / 2] ^= 0xff }
                 let send = { [weak self, weak session] in
                     guard let self, let session, session.isOpen else { return }
-                    self.reply(.chunk(requestID: rid, index: UInt32(index), data: data), on: session)
+                    self.reply(.chunk(requestID: head.id, index: UInt32(head.index), data: data), on: session)
                     self.counters.chunksServed += 1
                     self.counters.bytesServed += UInt64(data.count)
-                    q.busy = false
-                    self.serveNext(session: session, peer: peer)
                 }
                 if wait > 0 {
-                    q.busy = true
-                    self.after(.nanoseconds(Int64(wait)), send)
-                } else {
-                    send()
+                    q.sending = true
+                    after(.nanoseconds(Int64(wait))) { [weak self, weak session] in
+                        send()
+                        q.sending = false
+                        if let self, let session { self.serveNext(session: session, peer: peer) }
+                    }
+                    return
                 }
+                send()
             }
         }
     }
+
+    static let maxParallelReads = 3
 
     private func after(_ d: Duration, _ body: @escaping () -> Void) {
         guard let t = try? LoopTimer(loop: node.loop) else { return body() }

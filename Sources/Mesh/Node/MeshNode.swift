@@ -481,7 +481,9 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     private func frameLimits() -> FrameLimits {
-        FrameLimits(maxFrameBytes: 16 << 20, maxWriteQueueBytes: 64 << 20, idleTimeout: .seconds(20), keepaliveInterval: .seconds(5))
+        // A keepalive every 2 s and an 8 s idle timeout: a dead connection (a silently dropping
+        // middlebox, a vanished host) is noticed within seconds, and its work moves elsewhere.
+        FrameLimits(maxFrameBytes: 16 << 20, maxWriteQueueBytes: 64 << 20, idleTimeout: .seconds(8), keepaliveInterval: .seconds(2))
     }
 
     // MARK: - Directives

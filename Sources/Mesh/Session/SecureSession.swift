@@ -109,13 +109,17 @@ public struct SessionHandshake: ~Copyable {
         }
     }
 
+    /// magic, version, the sender's identity and its ephemeral key: the start of hello and accept.
+    private static func readHeader(_ r: inout ByteReader) throws -> (NodeID, Bytes32) {
+        guard try r.raw(4) == magic else { throw SessionError.malformed("bad magic") }
+        let v = try r.u8()
+        guard v == version else { throw SessionError.unsupportedVersion(v) }
+        return (NodeID(key: try r.bytes32()), try r.bytes32())
+    }
+
     private mutating func onHello(_ frame: [UInt8]) throws -> Step {
         var r = ByteReader(frame)
-        guard try r.raw(4) == Self.magic else { throw SessionError.malformed("bad magic") }
-        let v = try r.u8()
-        guard v == Self.version else { throw SessionError.unsupportedVersion(v) }
-        let peer = NodeID(key: try r.bytes32())
-        let peerEph = try r.bytes32()
+        let (peer, peerEph) = try Self.readHeader(&r)
         let theirCiphers = try r.u8()
         let cred = try r.blob16(field: "credential", limit: Self.maxCredentialBytes)
         let expected = try r.bytes32()
@@ -148,11 +152,7 @@ public struct SessionHandshake: ~Copyable {
 
     private mutating func onAccept(_ frame: [UInt8]) throws -> Step {
         var r = ByteReader(frame)
-        guard try r.raw(4) == Self.magic else { throw SessionError.malformed("bad magic") }
-        let v = try r.u8()
-        guard v == Self.version else { throw SessionError.unsupportedVersion(v) }
-        let peer = NodeID(key: try r.bytes32())
-        let peerEph = try r.bytes32()
+        let (peer, peerEph) = try Self.readHeader(&r)
         guard let suite = CipherSuite(rawValue: try r.u8()), CipherSuite.locallySupportedMask & suite.rawValue != 0 else {
             throw SessionError.noCommonCipher
         }

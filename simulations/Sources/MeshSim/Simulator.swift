@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+/// libm's natural logarithm (the simulator has a `log` of its own, for messages).
+@inline(__always) func naturalLog(_ x: Double) -> Double { Glibc.log(x) }
+#elseif canImport(Darwin)
+import Darwin
+@inline(__always) func naturalLog(_ x: Double) -> Double { Darwin.log(x) }
+#endif
 import Gossip
 
 /// Runs N nodes of the real `GossipNode` code in one process, on virtual time that
@@ -130,7 +138,7 @@ public final class Simulator {
     }
 
     /// An exponential inter-arrival time for a rate per minute.
-    func nextGap(perMin: Double) -> Double { -ln(max(1e-12, 1 - rng.unit())) * 60 / perMin }
+    func nextGap(perMin: Double) -> Double { -naturalLog(max(1e-12, 1 - rng.unit())) * 60 / perMin }
 
     // MARK: - Run
 
@@ -657,13 +665,3 @@ public final class Simulator {
     }
 }
 
-func ln(_ x: Double) -> Double {
-    guard x > 0 else { return -.infinity }
-    let e = Double(x.exponent)
-    let m = x.significand
-    let y = (m - 1) / (m + 1)
-    let y2 = y * y
-    var term = y, sum = 0.0, k = 1.0
-    for _ in 0..<24 { sum += term / k; term *= y2; k += 2 }
-    return 2 * sum + e * 0.693_147_180_559_945_3
-}
