@@ -325,6 +325,18 @@ public final class Store {
         return bytes
     }
 
+    /// Reads a stored chunk without re-hashing it, for serving it to a peer, which verifies
+    /// every chunk it receives anyway (a damaged chunk file then costs this node a strike with
+    /// that peer, and `meshnode verify` finds it). Everything that exports or trusts the bytes
+    /// itself uses `readChunk`.
+    public func readChunkForPeer(_ hash: ChunkHash) throws(MeshError) -> [UInt8] {
+        let path = chunkPath(hash)
+        guard FS.exists(path) else {
+            throw MeshError(.unknownItem, "chunk \(hash) is not in this store", hint: "fetch it from a peer")
+        }
+        return try FS.readSmallFile(path, limitBytes: Int(Chunking.maxChunkSizeBytes))
+    }
+
     /// Stores a chunk received from elsewhere: verified against `hash` first, then written
     /// crash-safely (temp, fsync, rename, directory fsync) and recorded as present.
     public func writeChunk(_ hash: ChunkHash, bytes: [UInt8], nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {

@@ -76,12 +76,12 @@ final class BlobWorkers: @unchecked Sendable {
         }
     }
 
-    /// Reads (and verifies) a stored chunk; `done` runs on the loop.
+    /// Reads a stored chunk to send to a peer (which verifies it); `done` runs on the loop.
     func read(_ hash: ChunkHash, done: @escaping @Sendable (Result<[UInt8], MeshError>) -> Void) {
         let i = pick()
         queues[i].async { [self] in
             let r: Result<[UInt8], MeshError>
-            do throws(MeshError) { r = .success(try stores[i].readChunk(hash)) } catch { r = .failure(error) }
+            do throws(MeshError) { r = .success(try stores[i].readChunkForPeer(hash)) } catch { r = .failure(error) }
             loop.post { done(r) }
         }
     }
