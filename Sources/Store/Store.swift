@@ -385,8 +385,17 @@ public final class Store {
         var pending = [ChunkFiles.PendingChunk]()
         defer { chunkFiles.discard(&pending) }
         var dirs = Set<String>()
+        // Staged through one 4096-aligned buffer so that the writes can bypass the page cache
+        // (O_DIRECT): copying into the cache cost a fifth of a receiving node's CPU.
+        let capacity = (chunks.map(\.bytes.count).max()! + 4095) & ~4095
+        let staging = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 4096), alignment: 4096)
+        defer { staging.deallocate() }
         for c in chunks {
-            let p = try withBytes(c.bytes) { (raw) throws(MeshError) in try chunkFiles.writeTemp(c.hash, raw) }
+            c.bytes.withUnsafeBytes { src in
+                if let base = src.baseAddress { staging.copyMemory(from: base, byteCount: src.count) }
+            }
+            let raw = UnsafeRawBufferPointer(start: staging, count: c.bytes.count)
+            let p = try chunkFiles.writeTemp(c.hash, raw, paddedCapacity: capacity)
             if let p { pending.append(p) }
             dirs.insert(FS.dirname(of: chunkPath(c.hash)))
         }
