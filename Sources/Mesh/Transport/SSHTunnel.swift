@@ -64,6 +64,11 @@ public enum SSHTunnel {
             "-o", "ServerAliveInterval=\(max(1, o.serverAliveInterval.milliseconds / 1000))",
             "-o", "ServerAliveCountMax=\(o.serverAliveCountMax)",
             "-o", "ForwardAgent=no", "-o", "ForwardX11=no", "-o", "ClearAllForwardings=yes",
+            // The tunnel carries bulk chunk data: prefer AES-GCM (AES-NI on every current GPU
+            // host; measured 6.0-6.5 s -> 5.3 s for 1 GiB here) over OpenSSH's default
+            // ChaCha20, which stays as the fallback. A `Ciphers` in the host's own options
+            // comes earlier on the command line, and ssh keeps the first value it sees.
+            "-o", "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com",
             "-p", String(o.port),
         ]
         if let u = o.user { a += ["-l", u] }
