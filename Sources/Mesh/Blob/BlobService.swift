@@ -196,6 +196,17 @@ public final class BlobService: @unchecked Sendable {
     // MARK: - Messages
 
     func received(type: UInt8, body: ArraySlice<UInt8>, from peer: NodeID, session: PeerSession) {
+        // Chunks are most of the bytes: take them straight from the frame, one copy.
+        if type == BlobMessage.Tag.chunk.rawValue {
+            guard body.count >= 8, body.count - 8 <= BlobMessage.maxChunkBytes else {
+                node.count("malformed_blob_message", peer: peer.short, detail: "chunk message of \(body.count) bytes")
+                return
+            }
+            let b = body.startIndex
+            func u32(_ at: Int) -> UInt32 { body[at..<(at + 4)].reduce(0) { $0 << 8 | UInt32($1) } }
+            gotChunk(u32(b), Int(u32(b + 4)), Array(body[(b + 8)...]), from: peer)
+            return
+        }
         let msg: BlobMessage
         do { msg = try BlobMessage.decode([type] + body) } catch {
             node.count("malformed_blob_message", peer: peer.short, detail: "\(error)")
@@ -236,10 +247,11 @@ public final class BlobService: @unchecked Sendable {
     }
 
     private func reply(_ m: BlobMessage, on session: PeerSession) {
-        var w = ByteWriter(capacity: 64)
+        var capacity = 64
+        if case .chunk(_, _, let data) = m { capacity += data.count }
+        var w = ByteWriter(capacity: capacity)
         m.encode(into: &w)
-        let bytes = w.bytes
-        session.send(bytes[0], Array(bytes[1...]))
+        session.send(plain: w.bytes)  // the encoding starts with the type byte
     }
 
     private func serveRecipe(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {

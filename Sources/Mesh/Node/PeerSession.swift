@@ -78,6 +78,12 @@ public final class PeerSession: @unchecked Sendable {
         plain.reserveCapacity(body.count + 1)
         plain.append(type)
         plain.append(contentsOf: body)
+        send(plain: plain)
+    }
+
+    /// Sends one message whose first byte is already its type (saves a copy of large bodies).
+    public func send(plain: [UInt8]) {
+        guard !closed, !plain.isEmpty else { return }
         guard let channel else {
             pending.append(plain)
             pendingBytes += plain.count
