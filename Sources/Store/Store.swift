@@ -614,6 +614,16 @@ public final class Store {
         }
     }
 
+    /// The earliest received entry announcing `contentID`, if any (indexed; no scan).
+    public func entry(contentID: ContentID) throws(MeshError) -> ManifestEntry? {
+        var found: ManifestEntry?
+        try db.forEach("SELECT encoded, received_at_ms FROM items WHERE content_id = ? ORDER BY received_at_ms LIMIT 1",
+                       [.blob(contentID.digest.bytes)]) { (s) throws(MeshError) in
+            found = try decodeItem(s.blob(0), receivedAtMs: s.int(1))
+        }
+        return found
+    }
+
     /// Finds the one item meant by `query`: a full content id, an exact name, or a content
     /// id prefix of at least 6 hex digits. Several entries for the same content are one item
     /// (the earliest received entry is returned); different contents are `.ambiguousName`.

@@ -152,7 +152,7 @@ public final class BlobService: @unchecked Sendable {
         tick = t
         // Resume what a previous run left incomplete.
         for item in (try? node.store.items()) ?? [] where !item.isComplete {
-            want(item.contentID, holders: [item.entry.origin], reason: .replication)
+            want(item.contentID, holders: [item.entry.origin], reason: .replication, entry: item.entry)
         }
     }
 
@@ -167,7 +167,7 @@ public final class BlobService: @unchecked Sendable {
     // MARK: - Wanting items
 
     /// Starts fetching `id` (idempotent). `holders` are hints of who has it.
-    public func want(_ id: ContentID, holders hints: [NodeID], reason: Reason) {
+    public func want(_ id: ContentID, holders hints: [NodeID], reason: Reason, entry: ManifestEntry? = nil) {
         if let d = downloads[id] {
             d.hints.formUnion(hints)
             if reason == .request { d.reason = .request }
@@ -175,7 +175,7 @@ public final class BlobService: @unchecked Sendable {
         }
         if (try? node.store.isComplete(id)) == true { return }
         let d = Download(id, reason: reason, hints: Set(hints), now: MeshNode.now())
-        d.entry = ((try? node.store.items()) ?? []).first { $0.contentID == id }?.entry
+        d.entry = entry ?? (try? node.store.entry(contentID: id)) ?? nil
         downloads[id] = d
         if activeCount > config.maxConcurrentDownloads { waiting.append(id) }
         logger.debug("want", metadata: ["item": "\(id.short)"])

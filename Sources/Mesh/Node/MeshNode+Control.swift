@@ -152,8 +152,8 @@ extension MeshNode {
                     return respond(.failure(MeshError(.controlBadRequest, "fetch needs an \"id\" (64 hex digits)")))
                 }
                 guard let blobs else { return respond(.failure(MeshError(.closed, "the node is shutting down"))) }
-                let origin = try store.items().first { $0.contentID == id }?.entry.origin
-                blobs.want(id, holders: origin.map { [$0] } ?? [], reason: .request)
+                let entry = try store.entry(contentID: id)
+                blobs.want(id, holders: entry.map { [$0.origin] } ?? [], reason: .request, entry: entry)
                 respond(.success(.object(["fetching": .string("\(id)")])))
             case "transfers":
                 respond(.success(try JSONValue(encoding: blobs?.transfers() ?? [])))

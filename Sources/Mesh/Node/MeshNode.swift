@@ -158,14 +158,9 @@ public final class MeshNode: @unchecked Sendable {
         var gcfg = options.gossip
         gcfg.credential = options.credential
         for (a, h) in hostsByAddress where h.route != .direct { gcfg.streamOnlyPeers.insert(a) }
-        let admission = options.admission
         let verifier = self.verifier
-        let trust = TrustPolicy { id, credential in
-            switch admission.decide(node: id, credential: credential, nowWallMs: WallClock.nowMs(), verifier: verifier) {
-            case .admittedByKey, .admittedByCertificate: true
-            case .rejected: false
-            }
-        }
+        // One admission rule for gossip members and for session handshakes.
+        let trust = TrustPolicy(Self.admits(options.admission, verifier))
         trustPolicy = trust
         let seed = options.randomSeed ?? Self.osRandomSeed()
         gossip = GossipNode(config: gcfg, signer: identity, verifier: verifier, trust: trust, address: advertise,
@@ -470,9 +465,13 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     private func admitFunction() -> @Sendable (NodeID, [UInt8]) -> Bool {
-        let admission = options.admission
-        let verifier = self.verifier
-        return { id, credential in
+        Self.admits(options.admission, verifier)
+    }
+
+    /// `admission`'s decision as a yes/no, checked against the wall clock at each call
+    /// (so certificates expire while the node runs).
+    static func admits(_ admission: AdmissionPolicy, _ verifier: Ed25519Verifier) -> @Sendable (NodeID, [UInt8]) -> Bool {
+        { id, credential in
             switch admission.decide(node: id, credential: credential, nowWallMs: WallClock.nowMs(), verifier: verifier) {
             case .admittedByKey, .admittedByCertificate: return true
             case .rejected: return false
