@@ -75,11 +75,7 @@ public struct SessionHandshake: ~Copyable {
     /// The initiator's first frame.
     public mutating func start() -> [UInt8] {
         precondition(role == .initiator && state == .idle)
-        var w = ByteWriter(capacity: Self.maxHandshakeFrameBytes)
-        w.raw(Self.magic)
-        w.u8(Self.version)
-        w.bytes32(signer.nodeID.key)
-        w.bytes32(ephemeral.publicKey)
+        var w = writeHeader()
         w.u8(CipherSuite.locallySupportedMask)
         w.blob16(credential)
         w.bytes32(expectedPeer?.key ?? .zero)
@@ -109,6 +105,16 @@ public struct SessionHandshake: ~Copyable {
         }
     }
 
+    /// Writes what `readHeader` reads: the start of this side's hello or accept.
+    private func writeHeader() -> ByteWriter {
+        var w = ByteWriter(capacity: Self.maxHandshakeFrameBytes)
+        w.raw(Self.magic)
+        w.u8(Self.version)
+        w.bytes32(signer.nodeID.key)
+        w.bytes32(ephemeral.publicKey)
+        return w
+    }
+
     /// magic, version, the sender's identity and its ephemeral key: the start of hello and accept.
     private static func readHeader(_ r: inout ByteReader) throws -> (NodeID, Bytes32) {
         guard try r.raw(4) == magic else { throw SessionError.malformed("bad magic") }
@@ -135,11 +141,7 @@ public struct SessionHandshake: ~Copyable {
         peerEphemeral = peerEph
         transcript = frame
 
-        var w = ByteWriter(capacity: Self.maxHandshakeFrameBytes)
-        w.raw(Self.magic)
-        w.u8(Self.version)
-        w.bytes32(signer.nodeID.key)
-        w.bytes32(ephemeral.publicKey)
+        var w = writeHeader()
         w.u8(suite.rawValue)
         w.blob16(credential)
         transcript += w.bytes
