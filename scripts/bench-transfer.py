@@ -10,6 +10,7 @@
      scp and rsync --partial in a retry loop.
 
 Usage: scripts/bench-transfer.py [--bin .build/release/meshnode] [--big-mib 1024] [--skip-proxy]
+                                [--only direct,ssh,multi,limit,proxy] [--repeat N]
 Everything runs on 127.0.0.0/8; every process started is killed by PID at the end.
 """
 import argparse, json, os, shutil, signal, subprocess, sys, tempfile, time
@@ -21,6 +22,10 @@ ap.add_argument("--multi-mib", type=int, default=300)
 ap.add_argument("--proxy-rate", type=float, default=20.0, help="MB/s per proxied connection")
 ap.add_argument("--retry-cap-s", type=float, default=300.0, help="give a retry loop at most this long")
 ap.add_argument("--skip-proxy", action="store_true")
+ap.add_argument("--only", default="direct,ssh,multi,limit,proxy",
+                help="comma-separated subset of direct,ssh,multi,limit,proxy")
+ap.add_argument("--repeat", type=int, default=1,
+                help="run the direct and ssh comparisons this many times (scp and meshnode alternate); ratios are medians")
 args = ap.parse_args()
 BIN = os.path.abspath(args.bin)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -103,6 +108,7 @@ class Node:
         self.addr = f"{self.ip}:7946"
         self.id = sh([BIN, "init", "--data", self.dir, "--name", name]).stdout.strip().splitlines()[-1]
         self.p = None
+        self.ctl = None
     def start(self, cfg, join=None):
         argv = [BIN, "run", "--data", self.dir, "--config", cfg, "--listen", self.addr] + (["--join", join] if join else [])
         self.p = spawn(argv, self.dir + ".log")
@@ -112,7 +118,20 @@ class Node:
     def complete(self, cid):
         r = sh([BIN, "ls", "--data", self.dir, "--json"], check=False)
         return r.returncode == 0 and any(x["id"] == cid and x["complete"] for x in json.loads(r.stdout))
+    def holds(self, cid):
+        """Whether the running node holds the item complete, asked over its control socket (one
+        connection kept open, so polling does not spawn a process every 50 ms and steal CPU
+        from the transfer being timed)."""
+        import socket
+        if getattr(self, "ctl", None) is None:
+            self.ctl = socket.socket(socket.AF_UNIX); self.ctl.connect(f"{self.dir}/control.sock")
+            self.ctl_in = self.ctl.makefile("r")
+        self.ctl.sendall(b'{"verb": "holders"}\n')
+        r = json.loads(self.ctl_in.readline())
+        return self.id in r.get("result", {}).get(cid, [])
     def stop(self):
+        if self.ctl:
+            self.ctl.close(); self.ctl = None
         if self.p and self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
             try: self.p.wait(15)
@@ -138,11 +157,16 @@ def mesh_transfer(path, src_extra="", dst_extra="", timeout=900):
     a.start(cfg_a); b.start(cfg_b, a.addr)
     wait(lambda: len(json.loads(sh([BIN, "peers", "--data", b.dir, "--json"]).stdout)) == 2, 30, "the pair to meet")
     cid = a.put(path, os.path.basename(path))
+    # BENCH_PERF=FILE records a system-wide profile of the transfer alone (not the put).
+    perf = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "999", "-o", os.environ["BENCH_PERF"]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if os.environ.get("BENCH_PERF") else None
     try:
-        secs = wait(lambda: b.complete(cid), timeout, "the transfer")
-        ok = True
+        secs = wait(lambda: b.holds(cid), timeout, "the transfer")
+        ok = b.complete(cid)
     except SystemExit:
         secs, ok = timeout, False
+    if perf:
+        perf.send_signal(signal.SIGINT); perf.wait()
     a.stop(); b.stop()
     return ok, secs
 
@@ -153,19 +177,58 @@ def make_file(path, mib):
 def main():
     big = make_file(f"{root}/big.bin", args.big_mib)
     size_mb = args.big_mib * 1.048576
-    # 1. direct
-    ok_s, t_scp = timed(lambda: scp(big, f"{root}/scp.out")); os.remove(f"{root}/scp.out")
-    ok_r, t_rsync = timed(lambda: rsync(big, f"{root}/rsync.out")); os.remove(f"{root}/rsync.out")
-    ok_m, t_mesh = mesh_transfer(big)
-    results["direct"] = {"scp_s": round(t_scp, 2), "rsync_s": round(t_rsync, 2), "meshnode_s": round(t_mesh, 2),
-                         "vs_scp": round(t_scp / t_mesh, 2), "vs_rsync": round(t_rsync / t_mesh, 2), "ok": ok_s and ok_r and ok_m}
-    print(f"1 GiB direct: scp {t_scp:.2f}s ({size_mb / t_scp:.0f} MB/s), rsync {t_rsync:.2f}s, meshnode {t_mesh:.2f}s "
-          f"({size_mb / t_mesh:.0f} MB/s) -> {t_scp / t_mesh:.2f}x scp, {t_rsync / t_mesh:.2f}x rsync", flush=True)
-    # 2. through ssh
-    ok_m2, t_mesh_ssh = mesh_transfer(big, dst_extra=lambda a, b: "hosts:\n" + ssh_host(a), src_extra=lambda a, b: "hosts:\n" + ssh_host(b))
-    results["ssh_tunnel"] = {"meshnode_s": round(t_mesh_ssh, 2), "vs_scp": round(t_scp / t_mesh_ssh, 2), "ok": ok_m2}
-    print(f"1 GiB through ssh -W: meshnode {t_mesh_ssh:.2f}s -> {t_scp / t_mesh_ssh:.2f}x scp", flush=True)
+    only = set(args.only.split(","))
+    if args.skip_proxy:
+        only.discard("proxy")
+    def cpu_busy():
+        """Jiffies the whole machine spent busy (all CPUs), from /proc/stat."""
+        f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(f) - f[3] - f[4], os.sysconf("SC_CLK_TCK")
+    def with_cpu(fn):
+        b0, hz = cpu_busy(); out = fn(); b1, _ = cpu_busy()
+        return out, (b1 - b0) / hz
+    def median(xs):
+        xs = sorted(xs); n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+    ssh_hosts = dict(dst_extra=lambda a, b: "hosts:\n" + ssh_host(a), src_extra=lambda a, b: "hosts:\n" + ssh_host(b))
+    runs = {"scp": [], "rsync": [], "direct": [], "ssh": []}
+    for i in range(args.repeat):
+        (ok_s, t_scp), c_scp = with_cpu(lambda: timed(lambda: scp(big, f"{root}/scp.out"))); os.remove(f"{root}/scp.out")
+        runs["scp"].append(t_scp)
+        line = f"run {i + 1}: scp {t_scp:.2f}s (cpu {c_scp:.1f}s)"
+        if "direct" in only:
+            ok_r, t_rsync = timed(lambda: rsync(big, f"{root}/rsync.out")); os.remove(f"{root}/rsync.out")
+            (ok_m, t_mesh), c_mesh = with_cpu(lambda: mesh_transfer(big))
+            runs["rsync"].append(t_rsync); runs["direct"].append(t_mesh)
+            line += f", rsync {t_rsync:.2f}s, meshnode direct {t_mesh:.2f}s (cpu {c_mesh:.1f}s) -> {t_scp / t_mesh:.2f}x scp"
+        if "ssh" in only:
+            (ok_m2, t_ssh), c_ssh = with_cpu(lambda: mesh_transfer(big, **ssh_hosts))
+            runs["ssh"].append(t_ssh)
+            line += f", meshnode ssh -W {t_ssh:.2f}s (cpu {c_ssh:.1f}s) -> {t_scp / t_ssh:.2f}x scp"
+        print(line, flush=True)
+    t_scp = median(runs["scp"])
+    if "direct" in only:
+        ratios = [s / m for s, m in zip(runs["scp"], runs["direct"])]
+        t_rsync, t_mesh = median(runs["rsync"]), median(runs["direct"])
+        results["direct"] = {"scp_s": [round(x, 2) for x in runs["scp"]], "rsync_s": [round(x, 2) for x in runs["rsync"]],
+                             "meshnode_s": [round(x, 2) for x in runs["direct"]],
+                             "vs_scp_median": round(median(ratios), 2), "vs_rsync_median": round(t_rsync / t_mesh, 2)}
+        print(f"{args.big_mib} MiB direct: median scp {t_scp:.2f}s ({size_mb / t_scp:.0f} MB/s), rsync {t_rsync:.2f}s, "
+              f"meshnode {t_mesh:.2f}s ({size_mb / t_mesh:.0f} MB/s) -> {median(ratios):.2f}x scp (median of {len(ratios)}), "
+              f"{t_rsync / t_mesh:.2f}x rsync", flush=True)
+    if "ssh" in only:
+        ratios = [s / m for s, m in zip(runs["scp"], runs["ssh"])]
+        results["ssh_tunnel"] = {"scp_s": [round(x, 2) for x in runs["scp"]], "meshnode_s": [round(x, 2) for x in runs["ssh"]],
+                                 "vs_scp_median": round(median(ratios), 2)}
+        print(f"{args.big_mib} MiB through ssh -W: median meshnode {median(runs['ssh']):.2f}s -> {median(ratios):.2f}x scp "
+              f"(median of {len(ratios)}; min {min(ratios):.2f}x, max {max(ratios):.2f}x)", flush=True)
     # 3. multi-source
+    if "multi" in only: multi_source()
+    if "limit" in only: limit_50()
+    if "proxy" in only: reset_proxy()
+    print(json.dumps(results, indent=2))
+
+def multi_source():
     multi = make_file(f"{root}/multi.bin", args.multi_mib)
     limit = "bandwidth: {global: 20MB/s}\n"
     def sources_run(k):
@@ -182,13 +245,15 @@ def main():
             s.start(f"{s.dir}.yaml", None if i == 0 else srcs[0].addr)
         t0 = time.time()
         dst.start(f"{dst.dir}.yaml", srcs[0].addr)
-        secs = wait(lambda: dst.complete(cid), 900, f"{k}-source transfer")
+        secs = wait(lambda: dst.holds(cid), 900, f"{k}-source transfer")
         secs = time.time() - t0
         for n in allnodes: n.stop()
         return secs
     t1 = sources_run(1); t3 = sources_run(3)
     results["multi_source"] = {"one_source_s": round(t1, 2), "three_sources_s": round(t3, 2), "speedup": round(t1 / t3, 2)}
     print(f"{args.multi_mib} MiB at 20 MB/s per source: 1 source {t1:.1f}s, 3 sources {t3:.1f}s -> {t1 / t3:.2f}x", flush=True)
+
+def limit_50():
     # 5. a 50 MB/s upload limit, held over ~20 s
     lim_file = make_file(f"{root}/limit.bin", 1000)
     t0 = time.time()
@@ -196,8 +261,10 @@ def main():
     rate = 1000 * 1.048576 / t_l
     results["limit_50MBps"] = {"seconds": round(t_l, 2), "rate_MBps": round(rate, 1), "within_10pct": abs(rate - 50) <= 5, "ok": ok_l}
     print(f"1000 MiB with a 50 MB/s limit at the source: {t_l:.1f}s = {rate:.1f} MB/s (target 45-55)", flush=True)
+
+def reset_proxy():
     # 4. reset proxy
-    if not args.skip_proxy:
+    if True:
         results["reset_proxy"] = {}
         for label, mib in [("10MB", 10), ("100MB", 100), ("1GiB", 1024)]:
             f = make_file(f"{root}/p{mib}.bin", mib)
@@ -226,7 +293,6 @@ def main():
             print(f"reset proxy {label}: scp {'ok' if scp_ok else 'FAILED'} after {scp_n} attempts in {scp_t:.1f}s; "
                   f"rsync --partial {'ok' if rs_ok else 'FAILED'} after {rs_n} attempts in {rs_t:.1f}s; "
                   f"meshnode {'ok' if m_ok else 'FAILED'} in {m_t:.1f}s (one try)", flush=True)
-    print(json.dumps(results, indent=2))
 
 def mesh_transfer_proxied(path, pa, pb):
     """Like mesh_transfer, with each node reaching the other only through a reset proxy."""
@@ -241,7 +307,7 @@ def mesh_transfer_proxied(path, pa, pb):
     wait(lambda: len(json.loads(sh([BIN, "peers", "--data", b.dir, "--json"]).stdout)) == 2, 30, "the pair to meet")
     cid = a.put(path, os.path.basename(path))
     try:
-        secs, ok = wait(lambda: b.complete(cid), args.retry_cap_s * 3, "the proxied transfer"), True
+        secs, ok = wait(lambda: b.holds(cid), args.retry_cap_s * 3, "the proxied transfer"), True
     except SystemExit:
         secs, ok = args.retry_cap_s * 3, False
     a.stop(); b.stop()

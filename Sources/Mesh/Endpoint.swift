@@ -52,3 +52,26 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Endpoint {
+    /// True for a loopback host: an IPv4 literal in 127.0.0.0/8, `::1`, an IPv4-mapped
+    /// `::ffff:127.x.y.z`, or the name `localhost` (which every resolver maps to loopback).
+    public static func isLoopback(host: String) -> Bool {
+        if host.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            return UInt32(bigEndian: v4.s_addr) >> 24 == 127
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            let b = withUnsafeBytes(of: &v6) { Array($0) }
+            if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { return true }
+            if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff && b[12] == 127 { return true }
+        }
+        return false
+    }
+}

@@ -337,6 +337,41 @@ public final class Store {
         return try FS.readSmallFile(path, limitBytes: Int(Chunking.maxChunkSizeBytes))
     }
 
+    /// Reads a stored chunk for a peer straight into `dest` (no intermediate buffer) and
+    /// returns its size. Not re-hashed: the receiver verifies (PROTOCOL §9.2). Throws
+    /// `unknownItem` when the chunk is not stored, `corrupt` when its file is larger than
+    /// `dest` (the caller sizes `dest` by the recipe's chunk size) or shrinks while read.
+    public func readChunkForPeer(_ hash: ChunkHash, into dest: UnsafeMutableRawBufferPointer) throws(MeshError) -> Int {
+        let path = chunkPath(hash)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw MeshError(.unknownItem, "chunk \(hash) is not in this store", hint: "fetch it from a peer") }
+            throw MeshError.posix(errno, "opening", path: path)
+        }
+        defer { Glibc.close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw MeshError.posix(errno, "stat", path: path) }
+        let size = Int(st.st_size)
+        guard size <= dest.count else {
+            throw MeshError(.corrupt, "chunk file \(path) is \(size) bytes, more than the \(dest.count) its recipe allows",
+                            hint: "run `meshnode verify` to find and drop damaged chunks")
+        }
+        var done = 0
+        while done < size {
+            let n = Glibc.pread(fd, dest.baseAddress! + done, size - done, off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw MeshError.posix(errno, "reading", path: path)
+            }
+            if n == 0 {
+                throw MeshError(.corrupt, "chunk file \(path) ended after \(done) of \(size) bytes",
+                                hint: "run `meshnode verify` to find and drop damaged chunks")
+            }
+            done += n
+        }
+        return size
+    }
+
     /// Stores a chunk received from elsewhere: verified against `hash` first, then written
     /// crash-safely (temp, fsync, rename, directory fsync) and recorded as present.
     public func writeChunk(_ hash: ChunkHash, bytes: [UInt8], nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {
@@ -373,9 +408,50 @@ public final class Store {
 
     /// Like `writeChunks`, but a bad chunk does not spoil the batch: each chunk is hashed once,
     /// the good ones are stored (one sync for all), and the result says which were good.
-    public func writeChunksKeepingGood(_ chunks: [(hash: ChunkHash, bytes: [UInt8])], nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> [Bool] {
-        let good = chunks.map { $0.bytes.count <= Int(Chunking.maxChunkSizeBytes) && Blake2b256.hash($0.bytes) == $0.hash.digest }
-        try storeVerifiedChunks(zip(chunks, good).filter { $0.1 }.map { $0.0 }, nowMs: nowMs)
+    public func writeChunksKeepingGood(_ chunks: [(hash: ChunkHash, bytes: ArraySlice<UInt8>)], nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> [Bool] {
+        guard !chunks.isEmpty else { return [] }
+        var good = [Bool]()
+        var kept = [(hash: ChunkHash, sizeBytes: Int)]()
+        var pending = [ChunkFiles.PendingChunk]()
+        defer { chunkFiles.discard(&pending) }
+        var dirs = Set<String>()
+        // Each chunk is copied once, into one 4096-aligned staging buffer, then hashed there
+        // (while it is in cache) and written from there, bypassing the page cache (O_DIRECT):
+        // copying into the cache cost a fifth of a receiving node's CPU.
+        let largest = chunks.map(\.bytes.count).max()!
+        let capacity = (min(largest, Int(Chunking.maxChunkSizeBytes)) + 4095) & ~4095
+        let staging = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 4096), alignment: 4096)
+        defer { staging.deallocate() }
+        for c in chunks {
+            guard c.bytes.count <= Int(Chunking.maxChunkSizeBytes) else {
+                good.append(false)
+                continue
+            }
+            c.bytes.withUnsafeBytes { src in
+                if let base = src.baseAddress { staging.copyMemory(from: base, byteCount: src.count) }
+            }
+            let raw = UnsafeRawBufferPointer(start: staging, count: c.bytes.count)
+            guard Blake2b256.hash(raw) == c.hash.digest else {
+                good.append(false)
+                continue
+            }
+            good.append(true)
+            kept.append((c.hash, c.bytes.count))
+            let p = try chunkFiles.writeTemp(c.hash, raw, paddedCapacity: capacity)
+            if let p { pending.append(p) }
+            dirs.insert(FS.dirname(of: chunkPath(c.hash)))
+        }
+        guard !kept.isEmpty else { return good }
+        try chunkFiles.commit(&pending)
+        for d in dirs.sorted() { try FS.fsyncDirectory(d) }
+        try db.transaction { () throws(MeshError) in
+            try sql { () throws(SQLiteError) in
+                for c in kept {
+                    try db.query("INSERT OR IGNORE INTO chunks(hash, size_bytes, stored_at_ms) VALUES(?, ?, ?)",
+                                 [.blob(c.hash.digest.bytes), .int(Int64(c.sizeBytes)), .int(nowMs)])
+                }
+            }
+        }
         return good
     }
 

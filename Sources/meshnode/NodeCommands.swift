@@ -81,6 +81,9 @@ struct RunningNode: Encodable {
             ["running", "yes, up \(Int(s.uptimeSeconds))s, listening on \(s.listen) (advertised \(s.advertise)), incarnation \(s.incarnation)"],
             ["members", members],
             ["gossip", "\(s.messagesSent) messages sent, \(s.messagesReceived) received, \(s.sessions) sessions"],
+            ["sessions", s.sessionsByRoute.isEmpty ? "none yet" :
+                "opened by route: " + s.sessionsByRoute.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                + "; by cipher: " + s.sessionsByCipher.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],
             ["rejected", rejected],
             ["chunks", "\(s.blobs.chunksFetched) fetched (\(formatBytes(s.blobs.bytesFetched))), \(s.blobs.chunksServed) served (\(formatBytes(s.blobs.bytesServed))), \(s.blobs.corruptChunks) corrupt"],
             ["strikes", s.blobs.strikes.isEmpty ? "none" : s.blobs.strikes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],

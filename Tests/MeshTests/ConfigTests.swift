@@ -30,6 +30,7 @@ import Testing
         anti_entropy_interval: 30s
         probe_interval: 500ms
         log_level: debug
+        session_encryption: always
         bandwidth:
           global: 50MB/s
           per_peer: 20MiB/s
@@ -56,6 +57,7 @@ import Testing
         #expect(c.antiEntropyInterval == .seconds(30))
         #expect(c.probeInterval == .milliseconds(500))
         #expect(c.logLevel == .debug)
+        #expect(c.sessionEncryption == .always)
         #expect(c.bandwidth == BandwidthConfig(globalBytesPerSecond: 50_000_000, perPeerBytesPerSecond: 20 << 20, maxConcurrentTransfers: 4))
         let gpu3 = try #require(c.hosts["gpu-3"])
         #expect(gpu3.address == Endpoint("127.0.0.1:7000"))
@@ -75,6 +77,7 @@ import Testing
         #expect(d.listen.port == NodeConfig.defaultPort)
         #expect(d.probeInterval == .seconds(1))
         #expect(d.antiEntropyInterval == .seconds(30))
+        #expect(d.sessionEncryption == .auto)
     }
 
     @Test func errorsNameTheKeyPathAndTheBadValue() {
@@ -91,6 +94,7 @@ import Testing
         #expect(error("trusted_keys: [abc]")?.message == "trusted_keys[0]: expected a 52-character node id, got \"abc\"")
         #expect(error("bandwidth: {global: 50MB}")?.message == "bandwidth.global: expected a rate like 50MB/s, 800KiB/s or unlimited, got \"50MB\"")
         #expect(error("log_level: loud")?.message.hasPrefix("log_level: expected one of trace") == true)
+        #expect(error("session_encryption: never")?.message == "session_encryption: expected auto or always, got \"never\"")
         #expect(error("join: 1.2.3.4:7000")?.message == "join: expected a list, got a value")
         #expect(error("hosts: {a: {socks5: {proxy: 1.2.3.4:1080, username: u}}}")?.message == "hosts.a.socks5: username and password go together")
         #expect(error("hosts: {a: {ssh: {port: 22}}}")?.message == "hosts.a.ssh.host: missing")

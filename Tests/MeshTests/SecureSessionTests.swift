@@ -24,10 +24,12 @@ private final class TestEd25519: Signer, SignatureVerifier, @unchecked Sendable 
 }
 
 private func establish(_ a: TestEd25519, _ b: TestEd25519, expected: NodeID? = nil,
+                       offerTunnel: Bool = false, acceptTunnel: Bool = false,
                        admitByB: @escaping @Sendable (NodeID, [UInt8]) -> Bool = { _, _ in true })
     throws -> (SecureChannel, SecureChannel, NodeID, NodeID) {
-    var i = SessionHandshake(role: .initiator, signer: a, verifier: a, credential: [1, 2, 3], expectedPeer: expected) { _, _ in true }
-    var r = SessionHandshake(role: .responder, signer: b, verifier: b, admit: admitByB)
+    var i = SessionHandshake(role: .initiator, signer: a, verifier: a, credential: [1, 2, 3], expectedPeer: expected,
+                             tunnelSuite: offerTunnel) { _, _ in true }
+    var r = SessionHandshake(role: .responder, signer: b, verifier: b, tunnelSuite: acceptTunnel, admit: admitByB)
     let hello = i.start()
     guard case .send(let accept) = try r.receive(hello) else { Issue.record("responder did not answer"); throw SessionError.malformed("x") }
     guard case .established(let ic, let rPeer, _, let confirm?) = try i.receive(accept) else { throw SessionError.malformed("x") }
@@ -98,6 +100,60 @@ private func establish(_ a: TestEd25519, _ b: TestEd25519, expected: NodeID? = n
         for cut in 0..<hello.count {
             var r = SessionHandshake(role: .responder, signer: b, verifier: b) { _, _ in true }
             #expect(throws: SessionError.self) { _ = try r.receive(Array(hello[..<cut])) }
+        }
+    }
+
+    @Test func sealingAndOpeningInPlaceRoundTripsAtEverySizeWithoutMovingTheMessage() throws {
+        let (ia, rb, _, _) = try establish(TestEd25519(), TestEd25519())
+        #expect(ia.suite != .sshTunnel)
+        for n in [1, 15, 16, 17, 4096, 300_007] {
+            let m = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) }
+            let frame = OutgoingFrame(message: m)
+            let before = frame.message.baseAddress
+            try ia.seal(frame: frame)
+            #expect(frame.message.baseAddress == before)
+            #expect(frame.messageCount == n + SecureChannel.tagBytes)
+            frame.writeLengthPrefix()
+            let wire = Array(frame.bytes)
+            #expect(Array(wire[0..<4]) == FrameDecoder.header(length: n + SecureChannel.tagBytes))
+            var payload = Array(wire[4...])
+            #expect(payload[0..<min(n, 32)] != m[0..<min(n, 32)] || n == 0)  // really encrypted
+            let opened = try rb.open(inPlace: &payload)
+            #expect(opened == n)
+            #expect(Array(payload[0..<opened]) == m)
+        }
+    }
+
+    @Test func theTunnelSuiteIsChosenOnlyWhenTheInitiatorOffersItAndTheResponderAcceptsIt() throws {
+        let a = TestEd25519(), b = TestEd25519()
+        let (ia, rb, _, _) = try establish(a, b, offerTunnel: true, acceptTunnel: true)
+        #expect(ia.suite == .sshTunnel && rb.suite == .sshTunnel)
+        // Frames pass unchanged: ssh protects them.
+        let m: [UInt8] = [0x15, 1, 2, 3]
+        #expect(try ia.seal(m) == m)
+        #expect(try rb.open(m) == m)
+        for (offer, accept) in [(true, false), (false, true), (false, false)] {
+            let (i2, r2, _, _) = try establish(a, b, offerTunnel: offer, acceptTunnel: accept)
+            #expect(i2.suite != .sshTunnel && r2.suite == i2.suite, "offer \(offer), accept \(accept)")
+        }
+    }
+
+    @Test func anInitiatorThatDidNotOfferTheTunnelSuiteRefusesAnAcceptThatPicksIt() throws {
+        let a = TestEd25519(), b = TestEd25519()
+        var i = SessionHandshake(role: .initiator, signer: a, verifier: a) { _, _ in true }
+        var r = SessionHandshake(role: .responder, signer: b, verifier: b, tunnelSuite: true) { _, _ in true }
+        var hello = i.start()
+        hello[4 + 1 + 32 + 32] |= CipherSuite.sshTunnel.rawValue  // the ciphers byte, tampered in transit
+        guard case .send(let accept) = try r.receive(hello) else { Issue.record("no accept"); return }
+        #expect(throws: SessionError.noCommonCipher) { _ = try i.receive(accept) }
+    }
+
+    @Test func loopbackHostsAreRecognisedAndOthersAreNot() {
+        for h in ["127.0.0.1", "127.88.3.1", "::1", "::ffff:127.0.0.1", "localhost", "LOCALHOST"] {
+            #expect(Endpoint.isLoopback(host: h), "\(h)")
+        }
+        for h in ["10.0.0.1", "128.0.0.1", "::2", "::ffff:10.0.0.1", "gpu-3", "0.0.0.0", "", "127.0.0", "fe80::1"] {
+            #expect(!Endpoint.isLoopback(host: h), "\(h)")
         }
     }
 }

@@ -49,6 +49,54 @@ import Testing
         #expect((via["socks5"] ?? 0) > 0, "sessions by route: \(via)")
         let fromN2 = try nodes[2].onLoop { $0.runtime.sessionsEstablished }
         #expect((fromN2["ssh"] ?? 0) > 0 || (fromN2["inbound"] ?? 0) > 0, "n2's sessions: \(fromN2)")
+        // The tunnel to n1 ends on n1's loopback, so those sessions skip the second cipher
+        // pass; the SOCKS5 ones do not.
+        let ciphers = try nodes[0].onLoop { $0.runtime.sessionsByCipher }
+        #expect((ciphers["ssh-tunnel"] ?? 0) > 0, "n0's sessions by cipher: \(ciphers)")
+        #expect((ciphers["ssh-tunnel"] ?? 0) <= (via["ssh"] ?? 0), "only sessions through ssh: \(ciphers) vs \(via)")
+        #expect((ciphers["aes-256-gcm"] ?? 0) + (ciphers["chacha20-poly1305"] ?? 0) > 0, "n0's sessions by cipher: \(ciphers)")
+    }
+
+    /// `a` reaches `b` through `ssh -W` to b's loopback address. The session skips its own
+    /// cipher (suite `ssh-tunnel`) only when both ends allow it; with `session_encryption:
+    /// always` on either end it stays AES-256-GCM (or ChaCha20), and an item arrives intact
+    /// either way.
+    @Test(.timeLimit(.minutes(3)), arguments: [(true, true), (false, true), (true, false)])
+    func theSSHTunnelSuiteIsUsedOnlyWhenBothEndsAllowIt(dialerAllows: Bool, responderAllows: Bool) throws {
+        let sshd = try SSHDFixture()
+        defer { sshd.stop() }
+        let ids = (0..<2).map { _ in NodeIdentity.generate() }
+        let policy = AdmissionPolicy(trustedNodes: Set(ids.map(\.nodeID)))
+        let ports = (0..<2).map { _ in freeLoopbackPort() }
+        let b = try InProcessNode(name: "b", identity: ids[1], join: [], admission: policy,
+                                  listen: PeerAddress(host: "127.0.0.1", port: ports[1]), chunkSizeBytes: 1 << 20,
+                                  configure: { $0.allowSSHTunnelSuite = responderAllows })
+        defer { b.stop() }
+        let a = try InProcessNode(name: "a", identity: ids[0], join: [b.address], admission: policy,
+                                  listen: PeerAddress(host: "127.0.0.1", port: ports[0]), chunkSizeBytes: 1 << 20, configure: {
+            $0.hosts = ["\(ids[1].nodeID)": HostConfig(address: Endpoint(host: "127.0.0.1", port: ports[1]), ssh: sshd.sshOptions())]
+            $0.allowSSHTunnelSuite = dialerAllows
+        })
+        defer { a.stop() }
+        try eventually(60, "a and b alive in each other's view") {
+            a.states().count == 2 && b.states().count == 2 && (a.states().values.allSatisfy { $0 == .alive })
+        }
+        let path = makeFile(in: b.dir, name: "src.bin", size: 5_000_000, seed: 9)
+        let entry = try Store.open(dataDir: b.dir).ingest(path: path, name: "five.bin", signer: b.identity).entry
+        b.loop.post { [node = b.node!] in node.announce(entry) }
+        try eventually(60, "a holds the item") { a.isComplete(entry.contentID) }
+        try expectSameContent(a, entry.contentID, as: path)
+        let byRoute = try a.onLoop { $0.runtime.sessionsEstablished }
+        #expect((byRoute["ssh"] ?? 0) > 0, "a's sessions by route: \(byRoute)")
+        let atA = try a.onLoop { $0.runtime.sessionsByCipher }
+        let atB = try b.onLoop { $0.runtime.sessionsByCipher }
+        if dialerAllows && responderAllows {
+            #expect((atA["ssh-tunnel"] ?? 0) > 0, "a: \(atA)")
+            #expect((atB["ssh-tunnel"] ?? 0) > 0, "b: \(atB)")
+        } else {
+            #expect(atA["ssh-tunnel"] == nil, "a: \(atA)")
+            #expect(atB["ssh-tunnel"] == nil, "b: \(atB)")
+        }
     }
 }
 

@@ -131,10 +131,11 @@ public final class BlobService: @unchecked Sendable {
     final class ReadSlot: @unchecked Sendable {
         let id: UInt32
         let index: Int
-        var result: Result<[UInt8], MeshError>?
+        /// The `chunk` message, read straight into its outgoing frame.
+        var result: Result<OutgoingFrame, MeshError>?
         var code: BlobErrorCode = .internalError
         init(id: UInt32, index: Int) { self.id = id; self.index = index }
-        func finish(_ r: Result<[UInt8], MeshError>, code: BlobErrorCode) {
+        func finish(_ r: Result<OutgoingFrame, MeshError>, code: BlobErrorCode) {
             result = r
             self.code = code
         }
@@ -204,7 +205,7 @@ public final class BlobService: @unchecked Sendable {
             }
             let b = body.startIndex
             func u32(_ at: Int) -> UInt32 { body[at..<(at + 4)].reduce(0) { $0 << 8 | UInt32($1) } }
-            gotChunk(u32(b), Int(u32(b + 4)), Array(body[(b + 8)...]), from: peer)
+            gotChunk(u32(b), Int(u32(b + 4)), body[(b + 8)...], from: peer)
             return
         }
         let msg: BlobMessage
@@ -220,7 +221,7 @@ public final class BlobService: @unchecked Sendable {
             serveQueues[ObjectIdentifier(session)]?.jobs.removeAll { $0.id == id }
         case .recipe(let id, let c, let size, let cs, let chunks): gotRecipe(id, c, size, cs, chunks, from: peer)
         case .have(let id, let c, let n, let bitmap): gotHave(id, c, Int(n), bitmap, from: peer)
-        case .chunk(let id, let index, let data): gotChunk(id, Int(index), data, from: peer)
+        case .chunk(let id, let index, let data): gotChunk(id, Int(index), data[...], from: peer)
         case .error(let id, let code, let message): gotError(id, code, message, from: peer)
         }
     }
@@ -251,7 +252,7 @@ public final class BlobService: @unchecked Sendable {
         if case .chunk(_, _, let data) = m { capacity += data.count }
         var w = ByteWriter(capacity: capacity)
         m.encode(into: &w)
-        session.send(plain: w.bytes)  // the encoding starts with the type byte
+        session.send(frame: OutgoingFrame(message: w.bytes))  // the encoding starts with the type byte
     }
 
     private func serveRecipe(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
@@ -305,7 +306,10 @@ public final class BlobService: @unchecked Sendable {
                 slot.finish(.failure(MeshError(.unknownItem, "chunk \(index) not held")), code: .notHeld)
                 continue
             }
-            workers.read(hash) { [weak self, weak session] result in
+            // The message up to the chunk bytes; the worker reads the chunk in after it.
+            var header = ByteWriter(capacity: 9)
+            BlobMessage.chunk(requestID: job.id, index: UInt32(index), data: []).encode(into: &header)
+            workers.read(hash, header: header.bytes, maxChunkBytes: Int(r.chunkSizeBytes)) { [weak self, weak session] result in
                 slot.finish(result, code: .internalError)
                 if let self, let session { self.serveNext(session: session, peer: peer) }
             }
@@ -316,7 +320,7 @@ public final class BlobService: @unchecked Sendable {
             case .failure(let e):
                 q.inflight.removeFirst()
                 reply(.error(requestID: head.id, code: head.code, message: e.message), on: session)
-            case .success(var data):
+            case .success(let frame):
                 if session.writeQueueBytes > config.maxQueuedServeBytes {
                     q.sending = true
                     after(.milliseconds(2)) { [weak self, weak session] in
@@ -325,14 +329,17 @@ public final class BlobService: @unchecked Sendable {
                     }
                     return
                 }
-                let wait = limiter.reserve(data.count, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
+                let chunkBytes = frame.messageCount - Self.chunkHeaderBytes
+                let wait = limiter.reserve(chunkBytes, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
                 q.inflight.removeFirst()
-                if corruptServing, !data.isEmpty { data[data.count / 2] ^= 0xff }
+                if corruptServing, chunkBytes > 0 {
+                    frame.message[Self.chunkHeaderBytes + chunkBytes / 2] ^= 0xff
+                }
                 let send = { [weak self, weak session] in
                     guard let self, let session, session.isOpen else { return }
-                    self.reply(.chunk(requestID: head.id, index: UInt32(head.index), data: data), on: session)
+                    session.send(frame: frame)
                     self.counters.chunksServed += 1
-                    self.counters.bytesServed += UInt64(data.count)
+                    self.counters.bytesServed += UInt64(chunkBytes)
                 }
                 if wait > 0 {
                     q.sending = true
@@ -348,6 +355,8 @@ public final class BlobService: @unchecked Sendable {
         }
     }
 
+    /// Bytes of a `chunk` message before the chunk itself: type, request id, index.
+    static let chunkHeaderBytes = 9
     static let maxParallelReads = 3
 
     private func after(_ d: Duration, _ body: @escaping () -> Void) {
@@ -484,7 +493,7 @@ public final class BlobService: @unchecked Sendable {
         pump(d)
     }
 
-    private func gotChunk(_ id: UInt32, _ index: Int, _ data: [UInt8], from peer: NodeID) {
+    private func gotChunk(_ id: UInt32, _ index: Int, _ data: ArraySlice<UInt8>, from peer: NodeID) {
         guard var req = requests[id], case .get(var remaining) = req.kind, let k = remaining.firstIndex(of: index),
               let d = downloads[req.content], let r = d.recipe, index < r.chunks.count else { return }
         remaining.remove(at: k)

@@ -35,14 +35,15 @@ final class BlobWorkers: @unchecked Sendable {
 
     /// Chunks waiting to be written, per worker; a worker takes all that queued up while
     /// it was busy and syncs them together (one fsync round for the batch).
-    private var pendingWrites: [[(hash: ChunkHash, bytes: [UInt8], done: @Sendable (MeshError?) -> Void)]]
+    private var pendingWrites: [[(hash: ChunkHash, bytes: ArraySlice<UInt8>, done: @Sendable (MeshError?) -> Void)]]
     private var writing: [Bool]
     private let batchLock = NSLock()
     static let maxBatch = 16
 
     /// Verifies `bytes` against `hash` and stores the chunk crash-safely; `done` runs on the
-    /// loop with nil, `.corrupt` (bytes do not match), or another error.
-    func write(_ hash: ChunkHash, _ bytes: [UInt8], done: @escaping @Sendable (MeshError?) -> Void) {
+    /// loop with nil, `.corrupt` (bytes do not match), or another error. `bytes` is usually a
+    /// slice of the received frame, so the chunk is not copied before the store stages it.
+    func write(_ hash: ChunkHash, _ bytes: ArraySlice<UInt8>, done: @escaping @Sendable (MeshError?) -> Void) {
         let i = pick()
         batchLock.lock()
         pendingWrites[i].append((hash, bytes, done))
@@ -76,12 +77,22 @@ final class BlobWorkers: @unchecked Sendable {
         }
     }
 
-    /// Reads a stored chunk to send to a peer (which verifies it); `done` runs on the loop.
-    func read(_ hash: ChunkHash, done: @escaping @Sendable (Result<[UInt8], MeshError>) -> Void) {
+    /// Reads a stored chunk to send to a peer (which verifies it) straight into a new
+    /// outgoing frame that already holds `header` (the message up to the chunk bytes);
+    /// `maxChunkBytes` is the recipe's chunk size. `done` runs on the loop.
+    func read(_ hash: ChunkHash, header: [UInt8], maxChunkBytes: Int,
+              done: @escaping @Sendable (Result<OutgoingFrame, MeshError>) -> Void) {
         let i = pick()
         queues[i].async { [self] in
-            let r: Result<[UInt8], MeshError>
-            do throws(MeshError) { r = .success(try stores[i].readChunkForPeer(hash)) } catch { r = .failure(error) }
+            let r: Result<OutgoingFrame, MeshError>
+            do throws(MeshError) {
+                let frame = OutgoingFrame(messageCapacity: header.count + maxChunkBytes)
+                frame.append(header)
+                try frame.appendInPlace(maxBytes: maxChunkBytes) { (dest) throws(MeshError) -> Int in
+                    try stores[i].readChunkForPeer(hash, into: dest)
+                }
+                r = .success(frame)
+            } catch { r = .failure(error) }
             loop.post { done(r) }
         }
     }

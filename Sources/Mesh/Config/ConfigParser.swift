@@ -7,6 +7,7 @@ extension NodeConfig {
     public static let knownKeys = [
         "name", "role", "listen", "join", "trusted_keys", "authority_keys", "revoked_keys", "revoked_serials",
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
+        "session_encryption",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -62,6 +63,12 @@ extension NodeConfig {
             case "log_level":
                 c.logLevel = try w.located(value) { () throws(MeshError) in try Validate.logLevel(w.string(value, path), path: path) }
             case "bandwidth": c.bandwidth = try parseBandwidth(value, w)
+            case "session_encryption":
+                let v = try w.string(value, path)
+                guard let e = NodeConfig.SessionEncryption(rawValue: v) else {
+                    throw w.at(value, Validate.fail(path, "auto or always", got: v))
+                }
+                c.sessionEncryption = e
             case "hosts":
                 for (hostKey, hostNode) in try w.mapping(value, path: "hosts", allowNull: true) {
                     c.hosts[hostKey] = try parseHost(hostNode, path: "hosts.\(hostKey)", w)

@@ -83,6 +83,13 @@ public struct NodeConfig: Equatable, Sendable {
     public var hosts: [String: HostConfig] = [:]
     public var bandwidth = BandwidthConfig()
     public var logLevel: Logger.Level = .info
+    /// Whether sessions inside SSH tunnels are encrypted a second time.
+    public var sessionEncryption: SessionEncryption = .auto
+
+    /// `session_encryption`: `auto` skips the session cipher where an `ssh -W` tunnel already
+    /// protects every hop but the peer host's own loopback (PROTOCOL §8.3, suite 0x04);
+    /// `always` encrypts every session regardless.
+    public enum SessionEncryption: String, Sendable { case auto, always }
 
     public init() {}
 

@@ -56,6 +56,7 @@ public struct NodeSettings: Sendable {
             revokedNodes: Set(c.revokedKeys))
         o.credential = credential
         o.hosts = c.hosts
+        o.allowSSHTunnelSuite = c.sessionEncryption == .auto
         o.blob.bandwidth = c.bandwidth
         o.blob.maxConcurrentDownloads = max(1, c.bandwidth.maxConcurrentTransfers)
         o.blob.testCorruptServing = ProcessInfo.processInfo.environment["MESHNODE_TEST_CORRUPT_SERVING"] == "1"

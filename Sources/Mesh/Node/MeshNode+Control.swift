@@ -63,13 +63,15 @@ public struct NodeStatus: Codable, Sendable {
     public var blobs: BlobCounters
     /// Sessions established since start, by route: direct, ssh, socks5, inbound.
     public var sessionsByRoute: [String: UInt64]
+    /// Sessions established since start, by cipher suite (PROTOCOL §8.2).
+    public var sessionsByCipher: [String: UInt64]
     /// Per peer (short id): the learned typical connection lifetime (s) and throughput (B/s).
     public var paths: [String: PathRow]
     public var successorSessions: UInt64
 
     enum CodingKeys: String, CodingKey {
         case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs
-        case sessionsByRoute = "sessions_by_route", paths, successorSessions = "successor_sessions"
+        case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received"
     }
@@ -106,6 +108,7 @@ extension MeshNode {
                           bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
                           forks: runtime.forks + c.forks, transfers: blobs?.transfers() ?? [],
                           blobs: blobs?.counters ?? BlobCounters(), sessionsByRoute: runtime.sessionsEstablished,
+                          sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
                           successorSessions: runtime.successorSessions)
     }

@@ -29,6 +29,9 @@ public struct MeshNodeOptions: Sendable {
     public var hosts: [String: HostConfig] = [:]
     /// The chunk exchange's limits (bandwidth, concurrency, timeouts).
     public var blob = BlobService.Config()
+    /// When false (`session_encryption: always`), sessions are always encrypted, even inside
+    /// an SSH tunnel that ends on the peer's loopback (`CipherSuite.sshTunnel`).
+    public var allowSSHTunnelSuite = true
 
     public init(listen: PeerAddress, advertise: PeerAddress? = nil, join: [PeerAddress] = [], gossip: GossipConfig = GossipConfig(),
                 admission: AdmissionPolicy = AdmissionPolicy(), credential: [UInt8] = []) {
@@ -56,6 +59,8 @@ public struct RuntimeCounters: Sendable, Equatable {
     public var successorSessions: UInt64 = 0
     /// Sessions established, by how the stream was made (direct, ssh, socks5, inbound).
     public var sessionsEstablished: [String: UInt64] = [:]
+    /// Sessions established since start, by cipher suite (`aes-256-gcm`, `ssh-tunnel`...).
+    public var sessionsByCipher: [String: UInt64] = [:]
     public var forks: UInt64 = 0
 }
 
@@ -263,7 +268,10 @@ public final class MeshNode: @unchecked Sendable {
             return
         }
         let remote = stream.remoteAddress.map { PeerAddress(host: $0.host, port: $0.port) } ?? PeerAddress(host: "?", port: 0)
+        // Accept the SSH-tunnel suite only from a loopback source: an `ssh -W` child of
+        // sshd on this host (see `CipherSuite.sshTunnel`).
         let hs = SessionHandshake(role: .responder, signer: identity, verifier: verifier, credential: options.credential,
+                                  tunnelSuite: options.allowSSHTunnelSuite && Endpoint.isLoopback(host: remote.host),
                                   admit: admitFunction())
         let s = PeerSession(connection: FramedConnection(stream: stream, limits: frameLimits(), counters: frameCounters),
                             direction: .inbound, remote: remote, via: "inbound", handshake: hs, now: Self.now())
@@ -371,9 +379,13 @@ public final class MeshNode: @unchecked Sendable {
                 self.count("connect_failed", peer: "\(address)", detail: e.description)
             case .success(let stream):
                 guard !self.stopping else { return stream.close() }
+                // Inside our own `ssh -W` to a loopback address, ssh already protects every
+                // hop but the far host's loopback: offer to skip the second cipher pass.
+                let tunnel: Bool
+                if case .ssh = route { tunnel = self.options.allowSSHTunnelSuite && Endpoint.isLoopback(host: endpoint.host) } else { tunnel = false }
                 let hs = SessionHandshake(role: .initiator, signer: self.identity, verifier: self.verifier,
                                           credential: self.options.credential, expectedPeer: self.nodeAtAddress[address],
-                                          admit: self.admitFunction())
+                                          tunnelSuite: tunnel, admit: self.admitFunction())
                 let s = PeerSession(connection: FramedConnection(stream: stream, limits: self.frameLimits(), counters: self.frameCounters),
                                     direction: .outbound, remote: address, via: via, handshake: hs, now: Self.now())
                 self.dialing[address] = s
@@ -405,6 +417,7 @@ public final class MeshNode: @unchecked Sendable {
         guard let peer = s.peer else { return }
         if s.direction == .outbound { dialing[s.remote] = nil }
         runtime.sessionsEstablished[s.via, default: 0] += 1
+        if let c = s.cipher { runtime.sessionsByCipher["\(c)", default: 0] += 1 }
         if let old = sessions[peer], old !== s, old.isOpen {
             // The newest session wins and the old one drains: it still delivers what was
             // asked on it, takes nothing new, and is closed after `drainTimeoutNs`. This one

@@ -37,7 +37,7 @@ public final class PeerSession: @unchecked Sendable {
     private var handshake: SessionHandshake?
     private var channel: SecureChannel?
     private var closed = false
-    private var pending: [[UInt8]] = []
+    private var pending: [OutgoingFrame] = []
     private var pendingBytes = 0
 
     /// Frames queued before the session is up, at most this many bytes (older ones are dropped).
@@ -74,34 +74,37 @@ public final class PeerSession: @unchecked Sendable {
     /// Sends one message; queued (bounded) until the session is established.
     public func send(_ type: UInt8, _ body: [UInt8]) {
         guard !closed else { return }
-        var plain = [UInt8]()
-        plain.reserveCapacity(body.count + 1)
-        plain.append(type)
-        plain.append(contentsOf: body)
-        send(plain: plain)
+        let frame = OutgoingFrame(messageCapacity: 1 + body.count)
+        frame.append(type)
+        frame.append(body)
+        send(frame: frame)
     }
 
-    /// Sends one message whose first byte is already its type (saves a copy of large bodies).
-    public func send(plain: [UInt8]) {
-        guard !closed, !plain.isEmpty else { return }
+    /// Sends one message built in `frame` (its first message byte is the type); the frame is
+    /// encrypted in place and written without a copy. The caller must not touch it again.
+    public func send(frame: OutgoingFrame) {
+        guard !closed, frame.messageCount > 0 else { return }
         guard let channel else {
-            pending.append(plain)
-            pendingBytes += plain.count
+            pending.append(frame)
+            pendingBytes += frame.messageCount
             while pendingBytes > Self.maxPendingBytes, !pending.isEmpty {
-                pendingBytes -= pending.removeFirst().count
+                pendingBytes -= pending.removeFirst().messageCount
             }
             return
         }
         do {
-            let sealed = try channel.seal(plain)
-            bytesSent += UInt64(sealed.count)
-            try connection.send(sealed)
+            try channel.seal(frame: frame)
+            bytesSent += UInt64(frame.messageCount)
+            try connection.send(frame: frame)
         } catch let e as SessionError {
             close(reason: .session(e))
         } catch {
             close(reason: .stream(error as? MeshError ?? MeshError(.closed, "\(error)")))
         }
     }
+
+    /// The cipher suite the session runs with, once established.
+    public var cipher: CipherSuite? { channel?.suite }
 
     public var writeQueueBytes: Int { connection.writeQueueBytes }
     public var isOpen: Bool { !closed && connection.isOpen }
@@ -132,14 +135,14 @@ public final class PeerSession: @unchecked Sendable {
         do { try connection.send(frame) } catch { close(reason: .stream(error)) }
     }
 
-    private func received(_ frame: [UInt8]) {
+    private func received(_ frame: consuming [UInt8]) {
         guard !closed else { return }
         bytesReceived += UInt64(frame.count)
         if let channel {
-            let plain: [UInt8]
-            do { plain = try channel.open(frame) } catch { return close(reason: .session(error)) }
-            guard let type = plain.first else { return close(reason: .session(.malformed("empty message"))) }
-            onMessage?(self, type, plain[1...])
+            let n: Int
+            do { n = try channel.open(inPlace: &frame) } catch { return close(reason: .session(error)) }
+            guard n > 0 else { return close(reason: .session(.malformed("empty message"))) }
+            onMessage?(self, frame[0], frame[1..<n])
             return
         }
         guard frame.count <= Self.maxHandshakeFrameBytes else {
@@ -167,7 +170,7 @@ public final class PeerSession: @unchecked Sendable {
             pending = []
             pendingBytes = 0
             onEstablished?(self)
-            for p in queued { send(p[0], Array(p[1...])) }
+            for f in queued { send(frame: f) }
         }
     }
 }

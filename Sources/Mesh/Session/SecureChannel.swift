@@ -67,53 +67,93 @@ public final class SecureChannel: @unchecked Sendable {
         return state
     }
 
-    private static func nonce(_ counter: UInt64) -> [UInt8] {
-        var n = [UInt8](repeating: 0, count: 12)
-        for i in 0..<8 { n[4 + i] = UInt8(truncatingIfNeeded: counter >> UInt64(56 - 8 * i)) }
-        return n
+    /// Bytes `seal` appends after the message: the AEAD tag, or nothing for `sshTunnel`.
+    public var trailerBytes: Int { suite == .sshTunnel ? 0 : Self.tagBytes }
+
+    /// Runs `body` with the 12-byte nonce for `counter`: four zero bytes, then the counter
+    /// in big-endian.
+    private static func withNonce<R>(_ counter: UInt64, _ body: (UnsafePointer<UInt8>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 12) { buf in
+            buf.initialize(repeating: 0)
+            for i in 0..<8 { buf[4 + i] = UInt8(truncatingIfNeeded: counter >> UInt64(56 - 8 * i)) }
+            return body(UnsafePointer(buf.baseAddress!))
+        }
     }
 
-    /// Encrypts one frame: ciphertext followed by the 16-byte tag.
-    public func seal(_ plaintext: [UInt8]) throws(SessionError) -> [UInt8] {
+    /// Seals one outgoing message in place: encrypts `frame.message` where it lies and
+    /// appends the tag (into the frame's reserved trailer space). No copy is made.
+    public func seal(frame: OutgoingFrame) throws(SessionError) {
+        guard suite != .sshTunnel else { return }
         guard txCounter < UInt64.max else { throw .counterExhausted }
-        let n = Self.nonce(txCounter)
+        let counter = txCounter
         txCounter += 1
-        var out = [UInt8](repeating: 0, count: plaintext.count + Self.tagBytes)
-        var outLen: UInt64 = 0
-        out.withUnsafeMutableBufferPointer { o in
-            switch suite {
-            case .aes256gcm:
-                _ = crypto_aead_aes256gcm_encrypt_afternm(o.baseAddress!, &outLen, plaintext, UInt64(plaintext.count), nil, 0, nil, n,
-                                                          txAES!.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
-            case .chacha20poly1305:
-                txKey.withBytes { k in
-                    _ = crypto_aead_chacha20poly1305_ietf_encrypt(o.baseAddress!, &outLen, plaintext, UInt64(plaintext.count), nil, 0, nil, n, k)
+        let m = frame.message
+        let n = m.count
+        let base = m.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        frame.appendInPlace(maxBytes: Self.tagBytes) { (tagArea: UnsafeMutableRawBufferPointer) -> Int in
+            let tag = tagArea.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            Self.withNonce(counter) { nonce in
+                switch suite {
+                case .aes256gcm:
+                    _ = crypto_aead_aes256gcm_encrypt_detached_afternm(
+                        base, tag, nil, base, UInt64(n), nil, 0, nil, nonce,
+                        txAES!.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+                case .chacha20poly1305:
+                    txKey.withBytes { k in
+                        _ = crypto_aead_chacha20poly1305_ietf_encrypt_detached(base, tag, nil, base, UInt64(n), nil, 0, nil, nonce, k)
+                    }
+                case .sshTunnel:
+                    break
                 }
             }
+            return Self.tagBytes
         }
-        return out
     }
 
-    /// Decrypts and authenticates the next frame from the peer.
-    public func open(_ sealed: [UInt8]) throws(SessionError) -> [UInt8] {
-        guard sealed.count >= Self.tagBytes else { throw .authenticationFailed }
+    /// Opens the payload of the next frame from the peer in place: on return
+    /// `frame[0..<n]` is the plaintext, where `n` is the returned count. No copy is made.
+    public func open(inPlace frame: inout [UInt8]) throws(SessionError) -> Int {
+        if suite == .sshTunnel { return frame.count }
+        guard frame.count >= Self.tagBytes else { throw .authenticationFailed }
         guard rxCounter < UInt64.max else { throw .counterExhausted }
-        let n = Self.nonce(rxCounter)
-        var out = [UInt8](repeating: 0, count: sealed.count - Self.tagBytes)
-        var outLen: UInt64 = 0
-        let rc: Int32 = out.withUnsafeMutableBufferPointer { o in
-            switch suite {
-            case .aes256gcm:
-                crypto_aead_aes256gcm_decrypt_afternm(o.baseAddress, &outLen, nil, sealed, UInt64(sealed.count), nil, 0, n,
-                                                      rxAES!.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
-            case .chacha20poly1305:
-                rxKey.withBytes { k in
-                    crypto_aead_chacha20poly1305_ietf_decrypt(o.baseAddress, &outLen, nil, sealed, UInt64(sealed.count), nil, 0, n, k)
+        let n = frame.count - Self.tagBytes
+        let counter = rxCounter
+        let rc: Int32 = frame.withUnsafeMutableBufferPointer { f in
+            let c = f.baseAddress!
+            return Self.withNonce(counter) { nonce in
+                switch suite {
+                case .aes256gcm:
+                    crypto_aead_aes256gcm_decrypt_detached_afternm(
+                        c, nil, c, UInt64(n), c + n, nil, 0, nonce,
+                        rxAES!.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+                case .chacha20poly1305:
+                    rxKey.withBytes { k in
+                        crypto_aead_chacha20poly1305_ietf_decrypt_detached(c, nil, c, UInt64(n), c + n, nil, 0, nonce, k)
+                    }
+                case .sshTunnel:
+                    0
                 }
             }
         }
         guard rc == 0 else { throw .authenticationFailed }
         rxCounter += 1
-        return out
+        return n
+    }
+
+    /// Encrypts one message: the frame payload (ciphertext and tag, without the length
+    /// prefix). Convenience over `seal(frame:)`; copies.
+    public func seal(_ plaintext: [UInt8]) throws(SessionError) -> [UInt8] {
+        let frame = OutgoingFrame(message: plaintext)
+        try seal(frame: frame)
+        return Array(UnsafeRawBufferPointer(rebasing: frame.bytes[OutgoingFrame.headroomBytes...]))
+    }
+
+    /// Decrypts and authenticates the next frame payload from the peer. Convenience over
+    /// `open(inPlace:)`; copies.
+    public func open(_ sealed: [UInt8]) throws(SessionError) -> [UInt8] {
+        var f = sealed
+        let n = try open(inPlace: &f)
+        f.removeSubrange(n...)
+        return f
     }
 }

@@ -45,6 +45,7 @@ public struct SessionHandshake: ~Copyable {
     private let credential: [UInt8]
     private let expectedPeer: NodeID?
     private let admit: @Sendable (NodeID, [UInt8]) -> Bool
+    private let tunnelSuite: Bool
     private let ephemeral: EphemeralKeyPair
     private var transcript: [UInt8] = []
     private var state: State = .idle
@@ -59,8 +60,12 @@ public struct SessionHandshake: ~Copyable {
     ///   - expectedPeer: the identity the initiator means to reach (nil when unknown,
     ///     e.g. dialling a seed address); a responder with another identity is refused.
     ///   - admit: the admission decision for the peer's identity and credential.
+    ///   - tunnelSuite: initiator: offer `CipherSuite.sshTunnel` (only when this stream is an
+    ///     SSH tunnel whose far end dials a loopback address); responder: accept it if offered
+    ///     (only when the stream comes from a loopback address). See `CipherSuite.sshTunnel`.
     public init(role: Role, signer: any Signer, verifier: any SignatureVerifier, credential: [UInt8] = [],
-                expectedPeer: NodeID? = nil, admit: @escaping @Sendable (NodeID, [UInt8]) -> Bool) {
+                expectedPeer: NodeID? = nil, tunnelSuite: Bool = false,
+                admit: @escaping @Sendable (NodeID, [UInt8]) -> Bool) {
         precondition(credential.count <= Self.maxCredentialBytes)
         Sodium.ensureInitialized()
         self.role = role
@@ -69,6 +74,7 @@ public struct SessionHandshake: ~Copyable {
         self.credential = credential
         self.expectedPeer = expectedPeer
         self.admit = admit
+        self.tunnelSuite = tunnelSuite
         self.ephemeral = EphemeralKeyPair()
     }
 
@@ -76,7 +82,7 @@ public struct SessionHandshake: ~Copyable {
     public mutating func start() -> [UInt8] {
         precondition(role == .initiator && state == .idle)
         var w = writeHeader()
-        w.u8(CipherSuite.locallySupportedMask)
+        w.u8(offeredMask)
         w.blob16(credential)
         w.bytes32(expectedPeer?.key ?? .zero)
         transcript = w.bytes
@@ -103,6 +109,11 @@ public struct SessionHandshake: ~Copyable {
             state = .failed
             throw .malformed("\(error)")
         }
+    }
+
+    /// The `ciphers` mask of this side's hello.
+    private var offeredMask: UInt8 {
+        CipherSuite.locallySupportedMask | (tunnelSuite ? CipherSuite.sshTunnel.rawValue : 0)
     }
 
     /// Writes what `readHeader` reads: the start of this side's hello or accept.
@@ -134,7 +145,7 @@ public struct SessionHandshake: ~Copyable {
             throw SessionError.wrongPeer(expected: NodeID(key: expected), actual: signer.nodeID)
         }
         guard admit(peer, cred) else { throw SessionError.notAdmitted(peer) }
-        guard let suite = CipherSuite.choose(theirMask: theirCiphers) else { throw SessionError.noCommonCipher }
+        guard let suite = CipherSuite.choose(theirMask: theirCiphers, allowTunnel: tunnelSuite) else { throw SessionError.noCommonCipher }
         cipher = suite
         peerID = peer
         peerCredential = cred
@@ -155,7 +166,8 @@ public struct SessionHandshake: ~Copyable {
     private mutating func onAccept(_ frame: [UInt8]) throws -> Step {
         var r = ByteReader(frame)
         let (peer, peerEph) = try Self.readHeader(&r)
-        guard let suite = CipherSuite(rawValue: try r.u8()), CipherSuite.locallySupportedMask & suite.rawValue != 0 else {
+        // Only a suite this side offered: a responder cannot talk us out of encryption.
+        guard let suite = CipherSuite(rawValue: try r.u8()), offeredMask & suite.rawValue != 0 else {
             throw SessionError.noCommonCipher
         }
         let cred = try r.blob16(field: "credential", limit: Self.maxCredentialBytes)
@@ -232,22 +244,49 @@ public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Symmetric ciphers a session may use. AES-256-GCM is preferred where both ends
-/// have AES-NI (it runs several times faster there); ChaCha20-Poly1305 (IETF) is the
-/// universal fallback.
-public enum CipherSuite: UInt8, Sendable {
+/// How the frames of a session are protected after the handshake (PROTOCOL §8.3).
+///
+/// AES-256-GCM is preferred where both ends have AES-NI (it runs several times faster
+/// there); ChaCha20-Poly1305 (IETF) is the universal fallback.
+///
+/// `sshTunnel` sends frames without a second layer of encryption. It exists because an
+/// `ssh -W` tunnel already encrypts and authenticates every byte between the two hosts,
+/// and on a 2-core GPU host the second AEAD pass on each end costs as much CPU as ssh's
+/// own. It is chosen only when all of these hold, so it never leaves a network hop
+/// unprotected:
+/// - the initiator reached the responder through its own `ssh -W` child whose target is a
+///   loopback address (so the only hop outside SSH is the responder host's loopback, which
+///   no one but root on that host can read or inject into), and offered it;
+/// - the responder sees the TCP connection come from a loopback address, and accepts it;
+/// - neither side is configured with `session_encryption: always`.
+///
+/// The handshake stays fully authenticated (both signatures cover the offered mask and the
+/// chosen suite), chunks are still verified against their BLAKE2b hashes, and gossip
+/// messages are still signed.
+public enum CipherSuite: UInt8, Sendable, CustomStringConvertible {
     case chacha20poly1305 = 0x01
     case aes256gcm = 0x02
+    case sshTunnel = 0x04
 
     static var locallySupportedMask: UInt8 {
         Sodium.ensureInitialized()
         return crypto_aead_aes256gcm_is_available() == 1 ? 0x03 : 0x01
     }
 
-    static func choose(theirMask: UInt8) -> CipherSuite? {
+    static func choose(theirMask: UInt8, allowTunnel: Bool) -> CipherSuite? {
+        if allowTunnel, theirMask & CipherSuite.sshTunnel.rawValue != 0 { return .sshTunnel }
         let common = theirMask & locallySupportedMask
         if common & CipherSuite.aes256gcm.rawValue != 0 { return .aes256gcm }
         if common & CipherSuite.chacha20poly1305.rawValue != 0 { return .chacha20poly1305 }
         return nil
+    }
+
+    /// As shown in `status` and `peers --json`.
+    public var description: String {
+        switch self {
+        case .chacha20poly1305: "chacha20-poly1305"
+        case .aes256gcm: "aes-256-gcm"
+        case .sshTunnel: "ssh-tunnel"
+        }
     }
 }

@@ -30,6 +30,9 @@ public protocol ByteStream: AnyObject {
     func stopReading()
     /// Queues the concatenation of `parts` as one write.
     func write(_ parts: [UnsafeRawBufferPointer]) throws(MeshError)
+    /// Queues `frame.bytes` as one write, without copying where the stream can (it keeps the
+    /// frame alive until the kernel has the bytes). Same queue limits as `write(_:)`.
+    func write(frame: OutgoingFrame) throws(MeshError)
     /// Closes locally; `onClose(nil)` follows.
     func close()
     /// Closes because of `error`; `onClose(error)` follows.
@@ -37,6 +40,9 @@ public protocol ByteStream: AnyObject {
 }
 
 extension ByteStream {
+    /// Default: copies, like `write(_:)`.
+    public func write(frame: OutgoingFrame) throws(MeshError) { try write([frame.bytes]) }
+
     /// Queues `bytes`.
     public func write(_ bytes: [UInt8]) throws(MeshError) {
         let error: MeshError? = bytes.withUnsafeBytes { p in

@@ -100,9 +100,10 @@ public struct FrameDecoder: Sendable {
                 if len == 0 { return (i, []) }
                 payloadLength = len
                 payload = []
-                // Reserve up to 1 MiB at once: a 4-byte header alone must not make us allocate
-                // maxFrameBytes (memory amplification by unauthenticated peers).
-                payload.reserveCapacity(min(len, 1 << 20))
+                // One allocation for the whole frame: growing a 2 MiB chunk frame by doubling
+                // would copy it again. A header alone can make us allocate at most
+                // `maxFrameBytes`, which is 512 B until the peer has proved who it is.
+                payload.reserveCapacity(len)
             } else {
                 let take = min(payloadLength - payload.count, n - i)
                 payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<(i + take)]))
@@ -164,8 +165,9 @@ public final class FramedConnection: @unchecked Sendable {
     public let stream: any ByteStream
     public let limits: FrameLimits
     public let counters: FrameCounters
-    /// Called with each non-empty frame's payload.
-    public var onFrame: (([UInt8]) -> Void)?
+    /// Called with each non-empty frame's payload, handed over (the callee may decrypt it in
+    /// place without a copy).
+    public var onFrame: ((consuming [UInt8]) -> Void)?
     /// Called when the write queue drained after being non-empty (retry refused sends here).
     public var onDrain: (() -> Void)?
     /// Called once when the connection closed: nil if closed locally, else the reason.
@@ -250,6 +252,24 @@ public final class FramedConnection: @unchecked Sendable {
         lastWriteMs = loop.nowMilliseconds
     }
 
+    /// Queues `frame` (its message after the headroom) as one frame, writing its length
+    /// prefix; the stream sends it without copying. Same errors as `send(_:)`.
+    public func send(frame: OutgoingFrame) throws(MeshError) {
+        guard frame.messageCount <= limits.maxFrameBytes else {
+            throw MeshError(.frameTooLarge, "frame of \(frame.messageCount) bytes exceeds the \(limits.maxFrameBytes)-byte limit")
+        }
+        frame.writeLengthPrefix()
+        do {
+            try stream.write(frame: frame)
+        } catch {
+            if error.code == .writeBufferFull { counters.writeQueueFull += 1 }
+            throw error
+        }
+        counters.framesSent += 1
+        counters.bytesSent += frame.count
+        lastWriteMs = loop.nowMilliseconds
+    }
+
     /// Closes the connection; `onClose(nil)` follows.
     public func close() { stream.close() }
 
@@ -269,7 +289,7 @@ public final class FramedConnection: @unchecked Sendable {
                 guard let frame else { break }
                 if frame.isEmpty { continue }  // keepalive
                 counters.framesReceived += 1
-                onFrame?(frame)
+                onFrame?(consume frame)
             }
         } catch {
             counters.oversizedFrames += 1

@@ -222,6 +222,11 @@ public final class ProcessStream: ByteStream, @unchecked Sendable {
         try stdinPipe.write(parts)
     }
 
+    public func write(frame: OutgoingFrame) throws(MeshError) {
+        guard isOpen else { throw streamError ?? MeshError(.closed, "write to closed \(peerDescription)") }
+        try stdinPipe.write(frame: frame)
+    }
+
     /// Sends a signal to the child.
     public func kill(_ signal: Int32) { process.kill(signal) }
 

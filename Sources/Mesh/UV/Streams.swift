@@ -71,18 +71,34 @@ public class UVStream: LoopHandle, ByteStream, @unchecked Sendable {
         uv_read_stop(stream)
     }
 
-    public func write(_ parts: [UnsafeRawBufferPointer]) throws(MeshError) {
-        loop.assertInLoop("write")
+    /// Throws unless a write of `total` bytes may be queued now.
+    private func checkWritable(_ total: Int) throws(MeshError) {
         guard state == .open else { throw closeReason ?? MeshError(.closed, "write to closed stream \(peerDescription)") }
-        var total = 0
-        for p in parts { total += p.count }
-        if total == 0 { return }
         guard total <= Int(UInt32.max) else {
             throw MeshError(.writeBufferFull, "a single write of \(total) bytes is larger than 4 GiB", hint: "split it")
         }
         if writeQueueBytes > 0 && writeQueueBytes + total > maxWriteQueueBytes {
             throw MeshError(.writeBufferFull, "write queue to \(peerDescription) is full (\(writeQueueBytes) bytes queued, limit \(maxWriteQueueBytes))", hint: "wait for onDrain")
         }
+    }
+
+    /// A write request's callback: `size` bytes left the queue.
+    fileprivate func writeFinished(size: Int, status: Int32) {
+        writeQueueBytes -= size
+        if status < 0 {
+            if status != UV_ECANCELED.rawValue { close(error: .uv(status, "write to \(peerDescription)")) }
+            return
+        }
+        bytesWritten += UInt64(size)
+        if writeQueueBytes == 0, state == .open { onDrain?() }
+    }
+
+    public func write(_ parts: [UnsafeRawBufferPointer]) throws(MeshError) {
+        loop.assertInLoop("write")
+        var total = 0
+        for p in parts { total += p.count }
+        try checkWritable(total)
+        if total == 0 { return }
         // One allocation holds the uv_write_t and the payload; freed in the write callback.
         let reqSize = (MemoryLayout<uv_write_t>.size + 15) & ~15
         let mem = UnsafeMutableRawPointer.allocate(byteCount: reqSize + total, alignment: 16)
@@ -100,18 +116,40 @@ public class UVStream: LoopHandle, ByteStream, @unchecked Sendable {
             let size = Int(bitPattern: req.pointee.data)
             let me: UVStream? = LoopHandle.owner(UnsafeMutableRawPointer(req.pointee.handle))
             UnsafeMutableRawPointer(req).deallocate()
-            guard let me else { return }
-            me.writeQueueBytes -= size
-            if status < 0 {
-                if status != UV_ECANCELED.rawValue { me.close(error: .uv(status, "write to \(me.peerDescription)")) }
-                return
-            }
-            me.bytesWritten += UInt64(size)
-            if me.writeQueueBytes == 0, me.state == .open { me.onDrain?() }
+            me?.writeFinished(size: size, status: status)
         }
         if rc != 0 {
             writeQueueBytes -= total
             mem.deallocate()
+            let err = MeshError.uv(rc, "write to \(peerDescription)")
+            close(error: err)
+            throw err
+        }
+    }
+
+    /// Zero-copy: libuv writes straight from the frame's memory; the request keeps the frame
+    /// alive (retained through `req->data`) until the write callback releases it.
+    public func write(frame: OutgoingFrame) throws(MeshError) {
+        loop.assertInLoop("write")
+        let total = frame.count
+        try checkWritable(total)
+        if total == 0 { return }
+        let req = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
+        req.pointee.data = Unmanaged.passRetained(frame).toOpaque()
+        var buf = uv_buf_init(UnsafeMutableRawPointer(mutating: frame.bytes.baseAddress!).assumingMemoryBound(to: CChar.self),
+                              UInt32(total))
+        writeQueueBytes += total
+        let rc = uv_write(req, stream, &buf, 1) { req, status in
+            guard let req else { return }
+            let frame = Unmanaged<OutgoingFrame>.fromOpaque(req.pointee.data!).takeRetainedValue()
+            let me: UVStream? = LoopHandle.owner(UnsafeMutableRawPointer(req.pointee.handle))
+            req.deallocate()
+            me?.writeFinished(size: frame.count, status: status)
+        }
+        if rc != 0 {
+            writeQueueBytes -= total
+            Unmanaged<OutgoingFrame>.fromOpaque(req.pointee.data!).release()
+            req.deallocate()
             let err = MeshError.uv(rc, "write to \(peerDescription)")
             close(error: err)
             throw err
