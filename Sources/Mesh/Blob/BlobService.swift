@@ -309,7 +309,9 @@ public final class BlobService: @unchecked Sendable {
             // The message up to the chunk bytes; the worker reads the chunk in after it.
             var header = ByteWriter(capacity: 9)
             BlobMessage.chunk(requestID: job.id, index: UInt32(index), data: []).encode(into: &header)
-            workers.read(hash, header: header.bytes, maxChunkBytes: Int(r.chunkSizeBytes)) { [weak self, weak session] result in
+            let start = UInt64(index) * UInt64(r.chunkSizeBytes)
+            let size = Int(min(UInt64(r.chunkSizeBytes), r.sizeBytes - min(start, r.sizeBytes)))
+            workers.read(hash, header: header.bytes, sizeBytes: size) { [weak self, weak session] result in
                 slot.finish(result, code: .internalError)
                 if let self, let session { self.serveNext(session: session, peer: peer) }
             }

@@ -77,19 +77,21 @@ final class BlobWorkers: @unchecked Sendable {
         }
     }
 
-    /// Reads a stored chunk to send to a peer (which verifies it) straight into a new
-    /// outgoing frame that already holds `header` (the message up to the chunk bytes);
-    /// `maxChunkBytes` is the recipe's chunk size. `done` runs on the loop.
-    func read(_ hash: ChunkHash, header: [UInt8], maxChunkBytes: Int,
+    /// Reads a stored chunk of `sizeBytes` to send to a peer (which verifies it) straight
+    /// into a new outgoing frame that already holds `header` (the message up to the chunk
+    /// bytes). The chunk lands page-aligned so the read can bypass the page cache. `done`
+    /// runs on the loop.
+    func read(_ hash: ChunkHash, header: [UInt8], sizeBytes: Int,
               done: @escaping @Sendable (Result<OutgoingFrame, MeshError>) -> Void) {
         let i = pick()
         queues[i].async { [self] in
             let r: Result<OutgoingFrame, MeshError>
             do throws(MeshError) {
-                let frame = OutgoingFrame(messageCapacity: header.count + maxChunkBytes)
+                let room = (sizeBytes + 4095) & ~4095  // O_DIRECT reads whole blocks
+                let frame = OutgoingFrame(messageCapacity: header.count + room, pageAlignedAt: header.count)
                 frame.append(header)
-                try frame.appendInPlace(maxBytes: maxChunkBytes) { (dest) throws(MeshError) -> Int in
-                    try stores[i].readChunkForPeer(hash, into: dest)
+                try frame.appendInPlace(maxBytes: room) { (dest) throws(MeshError) -> Int in
+                    try stores[i].readChunkForPeer(hash, expectedBytes: sizeBytes, into: dest)
                 }
                 r = .success(frame)
             } catch { r = .failure(error) }

@@ -19,18 +19,29 @@ public final class OutgoingFrame: @unchecked Sendable {
     /// Spare bytes reserved after the message capacity for a session's trailer (AEAD tag).
     public static let trailerBytes = 16
 
-    /// The whole allocation.
+    /// Bytes the frame can hold, headroom included.
     public let capacity: Int
     /// Bytes in use, headroom included.
     public private(set) var count: Int
+    private let allocation: UnsafeMutableRawPointer
     private let base: UnsafeMutableRawPointer
 
-    /// A frame that can hold a message of up to `messageCapacity` bytes.
-    public init(messageCapacity: Int) {
+    /// A frame that can hold a message of up to `messageCapacity` bytes. With
+    /// `pageAlignedAt: k`, message byte `k` falls on a 4096-byte boundary, so that a file can
+    /// be read into the message from there with O_DIRECT (the device writes our memory; no
+    /// page-cache copy).
+    public init(messageCapacity: Int, pageAlignedAt alignedOffset: Int? = nil) {
         precondition(messageCapacity >= 0)
         capacity = Self.headroomBytes + messageCapacity + Self.trailerBytes
-        base = .allocate(byteCount: capacity, alignment: 16)
-        (base).initializeMemory(as: UInt8.self, repeating: 0, count: Self.headroomBytes)
+        if let k = alignedOffset {
+            let lead = (4096 - (Self.headroomBytes + k) % 4096) % 4096
+            allocation = .allocate(byteCount: lead + capacity, alignment: 4096)
+            base = allocation + lead
+        } else {
+            allocation = .allocate(byteCount: capacity, alignment: 16)
+            base = allocation
+        }
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: Self.headroomBytes)
         count = Self.headroomBytes
     }
 
@@ -40,7 +51,7 @@ public final class OutgoingFrame: @unchecked Sendable {
         append(message)
     }
 
-    deinit { base.deallocate() }
+    deinit { allocation.deallocate() }
 
     /// Bytes of message (everything after the headroom).
     public var messageCount: Int { count - Self.headroomBytes }
