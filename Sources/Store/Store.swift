@@ -370,21 +370,28 @@ public final class Store {
                                 hint: "the sender is broken or malicious; fetch it from another peer")
             }
         }
-        try storeVerifiedChunks(chunks, nowMs: nowMs)
+        _ = try stageAndStore(chunks.map { ($0.hash, $0.bytes[...]) }, verify: false, nowMs: nowMs)
     }
 
     /// Like `writeChunks`, but a bad chunk does not spoil the batch: each chunk is hashed once,
     /// the good ones are stored (one sync for all), and the result says which were good.
     public func writeChunksKeepingGood(_ chunks: [(hash: ChunkHash, bytes: ArraySlice<UInt8>)], nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> [Bool] {
+        try stageAndStore(chunks, verify: true, nowMs: nowMs)
+    }
+
+    /// Writes chunks durably and records them; with `verify`, skips (and reports false for)
+    /// those whose bytes do not match their hash. Each chunk is copied once, into one
+    /// 4096-aligned staging buffer, hashed there (while it is in cache) and written from
+    /// there, bypassing the page cache (O_DIRECT): copying into the cache cost a fifth of a
+    /// receiving node's CPU. One sync round covers the batch.
+    private func stageAndStore(_ chunks: [(hash: ChunkHash, bytes: ArraySlice<UInt8>)], verify: Bool,
+                               nowMs: Int64) throws(MeshError) -> [Bool] {
         guard !chunks.isEmpty else { return [] }
         var good = [Bool]()
         var kept = [(hash: ChunkHash, sizeBytes: Int)]()
         var pending = [ChunkFiles.PendingChunk]()
         defer { chunkFiles.discard(&pending) }
         var dirs = Set<String>()
-        // Each chunk is copied once, into one 4096-aligned staging buffer, then hashed there
-        // (while it is in cache) and written from there, bypassing the page cache (O_DIRECT):
-        // copying into the cache cost a fifth of a receiving node's CPU.
         let largest = chunks.map(\.bytes.count).max()!
         let capacity = (min(largest, Int(Chunking.maxChunkSizeBytes)) + 4095) & ~4095
         let staging = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 4096), alignment: 4096)
@@ -398,7 +405,7 @@ public final class Store {
                 if let base = src.baseAddress { staging.copyMemory(from: base, byteCount: src.count) }
             }
             let raw = UnsafeRawBufferPointer(start: staging, count: c.bytes.count)
-            guard Blake2b256.hash(raw) == c.hash.digest else {
+            guard !verify || Blake2b256.hash(raw) == c.hash.digest else {
                 good.append(false)
                 continue
             }
@@ -420,38 +427,6 @@ public final class Store {
             }
         }
         return good
-    }
-
-    /// Stores chunks whose bytes the caller has just checked against their hashes.
-    private func storeVerifiedChunks(_ chunks: [(hash: ChunkHash, bytes: [UInt8])], nowMs: Int64) throws(MeshError) {
-        guard !chunks.isEmpty else { return }
-        var pending = [ChunkFiles.PendingChunk]()
-        defer { chunkFiles.discard(&pending) }
-        var dirs = Set<String>()
-        // Staged through one 4096-aligned buffer so that the writes can bypass the page cache
-        // (O_DIRECT): copying into the cache cost a fifth of a receiving node's CPU.
-        let capacity = (chunks.map(\.bytes.count).max()! + 4095) & ~4095
-        let staging = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 4096), alignment: 4096)
-        defer { staging.deallocate() }
-        for c in chunks {
-            c.bytes.withUnsafeBytes { src in
-                if let base = src.baseAddress { staging.copyMemory(from: base, byteCount: src.count) }
-            }
-            let raw = UnsafeRawBufferPointer(start: staging, count: c.bytes.count)
-            let p = try chunkFiles.writeTemp(c.hash, raw, paddedCapacity: capacity)
-            if let p { pending.append(p) }
-            dirs.insert(FS.dirname(of: chunkPath(c.hash)))
-        }
-        try chunkFiles.commit(&pending)
-        for d in dirs.sorted() { try FS.fsyncDirectory(d) }
-        try db.transaction { () throws(MeshError) in
-            try sql { () throws(SQLiteError) in
-                for c in chunks {
-                    try db.query("INSERT OR IGNORE INTO chunks(hash, size_bytes, stored_at_ms) VALUES(?, ?, ?)",
-                                 [.blob(c.hash.digest.bytes), .int(Int64(c.bytes.count)), .int(nowMs)])
-                }
-            }
-        }
     }
 
     /// The chunks of `contentID` that are not on disk, in file order, without duplicates.

@@ -156,4 +156,25 @@ private func establish(_ a: TestEd25519, _ b: TestEd25519, expected: NodeID? = n
             #expect(!Endpoint.isLoopback(host: h), "\(h)")
         }
     }
+
+    @Test func bothDirectionsMoveToTheNextKeyEveryRekeyIntervalAndStayInStep() throws {
+        for _ in 0..<2 {  // AES-256-GCM where available; the loop repeats with fresh keys
+            let (ia, rb, _, _) = try establish(TestEd25519(), TestEd25519())
+            ia.rekeyInterval = 4
+            rb.rekeyInterval = 4
+            for k in 0..<19 {
+                let m = [UInt8(k), 7, 7]
+                #expect(try rb.open(ia.seal(m)) == m, "frame \(k) a→b")
+                #expect(try ia.open(rb.seal(m)) == m, "frame \(k) b→a")
+            }
+        }
+        // A receiver that does not move to the next key at frame 4 cannot open it: the key
+        // really changes.
+        let (ia, rb, _, _) = try establish(TestEd25519(), TestEd25519())
+        ia.rekeyInterval = 4
+        rb.rekeyInterval = 8
+        for k in 0..<4 { _ = try rb.open(ia.seal([UInt8(k)])) }
+        #expect(throws: SessionError.authenticationFailed) { try rb.open(ia.seal([4])) }
+        #expect(SecureChannel.rekeyIntervalFrames * 16 << 20 <= 256 << 30)
+    }
 }

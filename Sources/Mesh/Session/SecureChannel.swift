@@ -10,6 +10,13 @@ import Store
 /// big-endian. A frame that fails authentication, arrives out of order, or is replayed
 /// fails `open`, and the caller must drop the connection: a stream never recovers
 /// from a lost or forged frame.
+///
+/// Each direction's key is replaced every `rekeyIntervalFrames` frames by a one-way
+/// function of itself (PROTOCOL §8.3), so that no key protects more than 256 GiB: AES-GCM's
+/// confidentiality bound weakens with the data encrypted under one key (about 350 GB keeps
+/// the adversary's advantage under 2^-60), and a checkpoint stream can carry terabytes
+/// through one session. It also means a key read from memory later does not open earlier
+/// frames of the same session.
 public final class SecureChannel: @unchecked Sendable {
     // @unchecked: owned and used by exactly one connection on one thread (the loop);
     // the keys live in guarded memory freed in deinit.
@@ -20,8 +27,18 @@ public final class SecureChannel: @unchecked Sendable {
     private let rxKey: GuardedBytes
     private var txCounter: UInt64 = 0
     private var rxCounter: UInt64 = 0
+    /// How many times each key has been replaced (`counter / rekeyInterval` once in use).
+    private var txEpoch: UInt64 = 0
+    private var rxEpoch: UInt64 = 0
     private var txAES: UnsafeMutableRawPointer?
     private var rxAES: UnsafeMutableRawPointer?
+
+    /// Frames per key in each direction: frame number `k × rekeyIntervalFrames` (k ≥ 1) is the
+    /// first under the next key. At most 16 MiB a frame, that is at most 256 GiB per key.
+    public static let rekeyIntervalFrames: UInt64 = 1 << 14
+    /// `rekeyIntervalFrames`, smaller in tests.
+    var rekeyInterval = SecureChannel.rekeyIntervalFrames
+    static let rekeyMessage = Array("meshnode/session/v1/rekey".utf8)
 
     init(suite: CipherSuite, role: SessionHandshake.Role, ephemeral: borrowing EphemeralKeyPair,
          peerEphemeral: Bytes32) throws(SessionError) {
@@ -59,6 +76,23 @@ public final class SecureChannel: @unchecked Sendable {
         }
     }
 
+    /// key ← BLAKE2b-256(key = key, message = "meshnode/session/v1/rekey"); the AES state is
+    /// expanded again from the new key.
+    private func ratchet(_ key: GuardedBytes, aes: UnsafeMutableRawPointer?) {
+        let next = GuardedBytes(count: key.count)
+        next.withMutableBytes { n in
+            key.withBytes { k in
+                _ = crypto_generichash(n, key.count, Self.rekeyMessage, UInt64(Self.rekeyMessage.count), k, key.count)
+            }
+        }
+        key.withMutableBytes { k in next.withBytes { n in k.update(from: n, count: key.count) } }
+        if let aes {
+            key.withBytes { k in
+                _ = crypto_aead_aes256gcm_beforenm(aes.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self), k)
+            }
+        }
+    }
+
     private static func expandAES(_ key: GuardedBytes) -> UnsafeMutableRawPointer {
         let state = UnsafeMutableRawPointer.allocate(byteCount: crypto_aead_aes256gcm_statebytes(), alignment: 16)
         key.withBytes { k in
@@ -87,6 +121,10 @@ public final class SecureChannel: @unchecked Sendable {
         guard txCounter < UInt64.max else { throw .counterExhausted }
         let counter = txCounter
         txCounter += 1
+        while txEpoch < counter / rekeyInterval {
+            ratchet(txKey, aes: txAES)
+            txEpoch += 1
+        }
         let m = frame.message
         let n = m.count
         let base = m.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -118,6 +156,10 @@ public final class SecureChannel: @unchecked Sendable {
         guard rxCounter < UInt64.max else { throw .counterExhausted }
         let n = frame.count - Self.tagBytes
         let counter = rxCounter
+        while rxEpoch < counter / rekeyInterval {
+            ratchet(rxKey, aes: rxAES)
+            rxEpoch += 1
+        }
         let rc: Int32 = frame.withUnsafeMutableBufferPointer { f in
             let c = f.baseAddress!
             return Self.withNonce(counter) { nonce in

@@ -5,7 +5,8 @@ import Store
 /// Secret bytes in libsodium's guarded heap (guard pages, canary, no swap), wiped
 /// and freed when the owner goes away.
 final class GuardedBytes: @unchecked Sendable {
-    // @unchecked: immutable after init except through withMutableBytes during init.
+    // @unchecked: written only through withMutableBytes, by its single owner (key setup,
+    // a session's rekey on the loop thread).
     let count: Int
     private let pointer: UnsafeMutableRawPointer
 
