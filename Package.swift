@@ -70,11 +70,16 @@ let package = Package(
             ],
             path: "simulations/Sources/meshsim", swiftSettings: strict),
 
+        // Helpers shared by the test targets (temp dirs, seeded files): Foundation only.
+        .target(name: "TestSupport", dependencies: [], path: "Tests/TestSupport", swiftSettings: strict),
+
         .testTarget(name: "GossipTests", dependencies: ["Gossip"], path: "Tests/GossipTests"),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Gossip"], path: "Tests/StoreTests"),
-        .testTarget(name: "MeshTests", dependencies: ["Mesh", "Store", "Gossip"], path: "Tests/MeshTests"),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Gossip", "TestSupport"], path: "Tests/StoreTests"),
+        .testTarget(
+            name: "MeshTests", dependencies: ["Mesh", "Store", "Gossip", "TestSupport"], path: "Tests/MeshTests"),
         .testTarget(name: "SimulationTests", dependencies: ["MeshSim", "Gossip"], path: "Tests/SimulationTests"),
         // Starts real `meshnode` processes; depends on the executable so it is built first.
-        .testTarget(name: "CLITests", dependencies: ["meshnode", "Store", "Gossip"], path: "Tests/CLITests"),
+        .testTarget(
+            name: "CLITests", dependencies: ["meshnode", "Store", "Gossip", "TestSupport"], path: "Tests/CLITests"),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Store
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -240,7 +241,7 @@ struct CLITests {
         let file = node.dir.sub("f")
         try writePseudoRandomFile(file, size: 10, seed: 7)
         expectOneLineError(try node.run(["put", file]), status: .notInitialized, mentioning: "meshnode init")
-        let empty = TestDir()
+        let empty = TestDir("cli")
         expectOneLineError(try Meshnode.run(["ls", "--data", empty.sub("none")]), status: .notInitialized, mentioning: "meshnode init")
         #expect(!FileManager.default.fileExists(atPath: empty.sub("none")))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Gossip
 @testable import Store
@@ -137,7 +138,7 @@ import Glibc
         try c.startAll()
         try eventually(30, "2 alive") { c.allSeeAlive(2) }
         let target = c.nodes[0]
-        var rng = SeededGenerator(seed: 0xfeed)
+        var rng = SplitMix64(seed: 0xfeed)
         func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
 
         // A correctly shaped gossip datagram from a key nobody trusts, and one whose signature is broken.

@@ -1,5 +1,7 @@
 import Foundation
+import Gossip
 import Store
+import TestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -48,7 +50,7 @@ struct RobustnessTests {
         #expect(gen.status == 0)
         let expectedID = try Subprocess.run([repoRoot + "/scripts/content-id.sh", file]).lastLine
         let seed = UInt64(ProcessInfo.processInfo.environment["MESHNODE_CRASH_SEED"] ?? "") ?? 0x5EED_2026
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         // How long an uninterrupted put takes here, so that the kill delays land inside it
         // on fast and slow machines alike.
         let timing = work.sub("data-timing")

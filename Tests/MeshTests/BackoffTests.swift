@@ -1,10 +1,11 @@
+import Gossip
 import Testing
 @testable import Mesh
 
 @Suite struct BackoffTests {
     @Test func delaysDoubleWithJitterUpToTheMaximumAndResetAfterSuccess() {
         var b = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
-        var rng = SplitMix64(state: 3)
+        var rng = SplitMix64(seed: 3)
         let delays = (0..<10).map { _ in b.nextDelay(using: &rng) }
         let expectedCaps: [Int64] = [100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000, 2000]
         for (d, cap) in zip(delays, expectedCaps) {
@@ -21,7 +22,7 @@ import Testing
 
     @Test func theSameSeedGivesTheSameSchedule() {
         var a = Backoff(), b = Backoff()
-        var r1 = SplitMix64(state: 42), r2 = SplitMix64(state: 42)
+        var r1 = SplitMix64(seed: 42), r2 = SplitMix64(seed: 42)
         #expect((0..<20).map { _ in a.nextDelay(using: &r1) } == (0..<20).map { _ in b.nextDelay(using: &r2) })
     }
 }

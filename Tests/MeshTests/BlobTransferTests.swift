@@ -1,20 +1,14 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Gossip
 @testable import Mesh
 @testable import Store
 
-/// Writes `size` pseudo-random bytes (seeded) to a file in `dir` and returns its path.
-func makeFile(in dir: String, name: String, size: Int, seed: UInt64) -> String {
-    var g = SplitMix64(state: seed)
-    var bytes = [UInt8](repeating: 0, count: size)
-    bytes.withUnsafeMutableBytes { raw in
-        let words = raw.bindMemory(to: UInt64.self)
-        for i in 0..<words.count { words[i] = g.next() }
-        for i in (words.count * 8)..<size { raw[i] = UInt8(truncatingIfNeeded: g.next()) }
-    }
+/// Writes `size` seeded pseudo-random bytes to `<dir>/<name>` and returns its path.
+func makeFile(in dir: String, name: String, size: Int, seed: UInt64) throws -> String {
     let path = dir + "/" + name
-    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    try writePseudoRandomFile(path, size: size, seed: seed)
     return path
 }
 
@@ -49,7 +43,7 @@ final class InProcessCluster {
     /// Ingests a file on node `i` through a second store handle and announces it.
     func put(on i: Int, size: Int, seed: UInt64, name: String = "item.npz") throws -> (ManifestEntry, String) {
         let n = nodes[i]
-        let path = makeFile(in: n.dir, name: "src-\(name)", size: size, seed: seed)
+        let path = try makeFile(in: n.dir, name: "src-\(name)", size: size, seed: seed)
         let entry = try Store.open(dataDir: n.dir).ingest(path: path, name: name, signer: n.identity).entry
         n.loop.post { [node = n.node!] in node.announce(entry) }
         return (entry, path)

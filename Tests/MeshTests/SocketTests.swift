@@ -1,4 +1,5 @@
 import Foundation
+import Gossip
 import Testing
 @testable import Mesh
 
@@ -304,16 +305,9 @@ final class FrameEchoServer: @unchecked Sendable {
 
     @Test func connectGivesUpAfterItsTimeoutWhenThePeerNeverAnswers() throws {
         // A listener whose accept queue is full: Linux drops further SYNs, so connect hangs.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = boundLoopbackSocket()
         defer { close(fd) }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
         _ = listen(fd, 0)
-        _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        let port = UInt16(bigEndian: sa.sin_port)
         try withLoop { loop in
             let results = Locked<[MeshError.Code?]>([])
             let all = Waiter<Void>()
@@ -518,7 +512,7 @@ final class FrameEchoServer: @unchecked Sendable {
             // Small batches so the receiver (same loop) drains its socket buffer in between.
             for batch in 0..<30 {
                 try loop.execute {
-                    var rng = SplitMix64(state: UInt64(batch))
+                    var rng = SplitMix64(seed: UInt64(batch))
                     for _ in 0..<10 {
                         let n = Int.random(in: 0...8000, using: &rng)
                         try? tx.send((0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }, to: rx.localAddress)

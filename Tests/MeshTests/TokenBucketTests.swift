@@ -1,17 +1,6 @@
+import Gossip
 import Testing
 @testable import Mesh
-
-/// A seeded generator for repeatable simulations.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct TokenBucketTests {
     let second: UInt64 = 1_000_000_000
@@ -19,7 +8,7 @@ struct SplitMix64: RandomNumberGenerator {
     @Test func a50MBPerSecondLimitHoldsWithin10PercentOverASimulated20SecondWindow() {
         let rate: Int64 = 50_000_000
         var bucket = TokenBucket(rateBytesPerSecond: rate, nowNanoseconds: 0)
-        var rng = SplitMix64(state: 42)
+        var rng = SplitMix64(seed: 42)
         var now: UInt64 = 0
         var sent = 0
         var perSecond = [Int](repeating: 0, count: 20)

@@ -36,7 +36,7 @@ import Testing
         try eventually(60, "all three alive in every view") {
             nodes.allSatisfy { n in n.states().count == 3 && n.states().values.allSatisfy { $0 == .alive } }
         }
-        let path = makeFile(in: nodes[0].dir, name: "src.bin", size: 200_000_000, seed: 5)
+        let path = try makeFile(in: nodes[0].dir, name: "src.bin", size: 200_000_000, seed: 5)
         let entry = try Store.open(dataDir: nodes[0].dir).ingest(path: path, name: "checkpoint.pt", signer: nodes[0].identity).entry
         nodes[0].loop.post { [node = nodes[0].node!] in node.announce(entry) }
         for n in nodes.dropFirst() {
@@ -81,7 +81,7 @@ import Testing
         try eventually(60, "a and b alive in each other's view") {
             a.states().count == 2 && b.states().count == 2 && (a.states().values.allSatisfy { $0 == .alive })
         }
-        let path = makeFile(in: b.dir, name: "src.bin", size: 5_000_000, seed: 9)
+        let path = try makeFile(in: b.dir, name: "src.bin", size: 5_000_000, seed: 9)
         let entry = try Store.open(dataDir: b.dir).ingest(path: path, name: "five.bin", signer: b.identity).entry
         b.loop.post { [node = b.node!] in node.announce(entry) }
         try eventually(60, "a holds the item") { a.isComplete(entry.contentID) }
@@ -130,7 +130,7 @@ import Testing
         })
         defer { b.stop() }
         try eventually(30, "a and b see each other") { a.states().count == 2 && b.states().count == 2 }
-        let path = makeFile(in: a.dir, name: "src.bin", size: 100_000_000, seed: 6)
+        let path = try makeFile(in: a.dir, name: "src.bin", size: 100_000_000, seed: 6)
         let entry = try Store.open(dataDir: a.dir).ingest(path: path, name: "games.db.npz", signer: a.identity).entry
         a.loop.post { [node = a.node!] in node.announce(entry) }
         try eventually(180, "b holds the item despite the resets") { b.isComplete(entry.contentID) }

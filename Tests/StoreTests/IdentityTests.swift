@@ -1,5 +1,6 @@
 import Foundation
 import Store
+import TestSupport
 import Testing
 
 @Suite("Node identity")
@@ -32,7 +33,7 @@ struct IdentityTests {
 
     @Test("An init interrupted after saving the key is completed with the same key")
     func interruptedInit() throws {
-        let d = TempDir()
+        let d = TestDir("store")
         let data = d.sub("data")
         try FS.mkdirs(data)
         let id = NodeIdentity.generate()

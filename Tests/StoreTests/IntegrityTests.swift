@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import Store
+import TestSupport
 import Testing
 
 @Suite("Store integrity", .timeLimit(.minutes(2)))
@@ -9,7 +10,7 @@ struct IntegrityTests {
     func flippedByte() throws {
         let f = try Fixture()
         let a = f.dir.sub("a.bin"), b = f.dir.sub("b.bin")
-        try writeRandomFile(a, size: 200_000, seed: 11)
+        try writePseudoRandomFile(a, size: 200_000, seed: 11)
         try Data(try readBytes(a)).write(to: URL(fileURLWithPath: b))
         let ra = try f.store.ingest(path: a, signer: f.identity)
         _ = try f.store.ingest(path: b, signer: f.identity)
@@ -59,7 +60,7 @@ struct IntegrityTests {
         #expect(try hashOfFile(out) == hashOfFile(dbPath))
         // Garbage named .db is refused after reassembly, and nothing is left behind.
         let junk = f.dir.sub("junk.db")
-        try writeRandomFile(junk, size: 20_000, seed: 5)
+        try writePseudoRandomFile(junk, size: 20_000, seed: 5)
         _ = try f.store.ingest(path: junk, signer: f.identity)
         let out2 = f.dir.sub("junk-out.db")
         let e = try #require(meshError { try f.store.export(try f.store.resolve("junk.db"), to: out2) })
@@ -119,7 +120,7 @@ struct IntegrityTests {
 
     @Test("Opening a directory that was never initialised says to run init")
     func notInitialised() throws {
-        let d = TempDir()
+        let d = TestDir("store")
         let e = try #require(meshError { _ = try Store.open(dataDir: d.sub("nothing")) })
         #expect(e.code == .notInitialized)
         #expect(e.hint?.contains("meshnode init") == true)
@@ -140,8 +141,8 @@ struct IntegrityTests {
     func ambiguity() throws {
         let f = try Fixture()
         let a = f.dir.sub("a"), b = f.dir.sub("b")
-        try writeRandomFile(a, size: 100, seed: 1)
-        try writeRandomFile(b, size: 100, seed: 2)
+        try writePseudoRandomFile(a, size: 100, seed: 1)
+        try writePseudoRandomFile(b, size: 100, seed: 2)
         let ra = try f.store.ingest(path: a, name: "same", signer: f.identity)
         #expect(try f.store.resolve("same").contentID == ra.entry.contentID)
         #expect(try f.store.resolve(String(ra.entry.contentID.description.prefix(8))).contentID == ra.entry.contentID)

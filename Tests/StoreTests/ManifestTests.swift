@@ -1,5 +1,6 @@
 import Foundation
 import Store
+import TestSupport
 import Testing
 
 @Suite("Manifest tables")
@@ -62,7 +63,7 @@ struct ManifestTests {
         let mine = remoteEntry(f.identity, seq: 7)
         #expect(try f.store.insertRemoteEntry(mine, verifier: Ed25519Verifier()) == .inserted)
         let file = f.dir.sub("x")
-        try writeRandomFile(file, size: 10, seed: 1)
+        try writePseudoRandomFile(file, size: 10, seed: 1)
         #expect(try f.store.ingest(path: file, signer: f.identity).entry.sequence == 8)
     }
 
@@ -71,7 +72,7 @@ struct ManifestTests {
         let src = try Fixture(label: "src")
         let dst = try Fixture(label: "dst")
         let file = src.dir.sub("data.npz")
-        try writeRandomFile(file, size: 3 * 65536 + 100, seed: 4)
+        try writePseudoRandomFile(file, size: 3 * 65536 + 100, seed: 4)
         let r = try src.store.ingest(path: file, signer: src.identity)
         let recipe = try #require(try src.store.recipe(r.entry.contentID))
         // A tampered chunk list is refused.

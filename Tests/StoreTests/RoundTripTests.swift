@@ -1,5 +1,6 @@
 import Foundation
 import Store
+import TestSupport
 import Testing
 
 @Suite("Store round trips", .timeLimit(.minutes(2)))
@@ -11,7 +12,7 @@ struct RoundTripTests {
     func roundTrip(size: Int) throws {
         let f = try Fixture(chunkSizeBytes: UInt32(Self.chunk))
         let input = f.dir.sub("in.bin")
-        try writeRandomFile(input, size: size, seed: UInt64(size))
+        try writePseudoRandomFile(input, size: size, seed: UInt64(size))
         let r = try f.store.ingest(path: input, signer: f.identity)
         #expect(r.entry.sizeBytes == UInt64(size))
         #expect(r.chunkCount == (size + Self.chunk - 1) / Self.chunk)
@@ -30,7 +31,7 @@ struct RoundTripTests {
         let f = try Fixture(chunkSizeBytes: Chunking.defaultChunkSizeBytes)
         let input = f.dir.sub("big.bin")
         let size = 100_000_000
-        try writeRandomFile(input, size: size, seed: 100)
+        try writePseudoRandomFile(input, size: size, seed: 100)
         let r = try f.store.ingest(path: input, signer: f.identity)
         #expect(r.chunkCount == 48)
         #expect(r.entry.chunkSizeBytes == 2_097_152)
@@ -43,10 +44,10 @@ struct RoundTripTests {
     func dedup() throws {
         let f = try Fixture()
         let a = f.dir.sub("a.bin"), b = f.dir.sub("b.bin")
-        try writeRandomFile(a, size: 5 * Self.chunk, seed: 1)
+        try writePseudoRandomFile(a, size: 5 * Self.chunk, seed: 1)
         // b = the first 3 chunks of a, then 2 chunks of its own.
         let aBytes = try readBytes(a)
-        try writeRandomFile(b, size: 2 * Self.chunk, seed: 2)
+        try writePseudoRandomFile(b, size: 2 * Self.chunk, seed: 2)
         let tail = try readBytes(b)
         try Data(aBytes[0..<(3 * Self.chunk)] + tail).write(to: URL(fileURLWithPath: b))
         let ra = try f.store.ingest(path: a, signer: f.identity)
@@ -71,7 +72,7 @@ struct RoundTripTests {
     func idempotentPut() throws {
         let f = try Fixture()
         let a = f.dir.sub("a.bin")
-        try writeRandomFile(a, size: 1000, seed: 9)
+        try writePseudoRandomFile(a, size: 1000, seed: 9)
         let r1 = try f.store.ingest(path: a, signer: f.identity)
         let r2 = try f.store.ingest(path: a, signer: f.identity)
         #expect(r1.entry == r2.entry)
@@ -86,7 +87,7 @@ struct RoundTripTests {
         let f = try Fixture()
         let a = f.dir.sub("a.bin")
         let size = 2 * Self.chunk + 5
-        try writeRandomFile(a, size: size, seed: 3)
+        try writePseudoRandomFile(a, size: size, seed: 3)
         let bytes = try readBytes(a)
         var hashes = [UInt8]()
         var off = 0

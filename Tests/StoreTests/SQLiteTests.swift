@@ -1,12 +1,13 @@
 import Foundation
 import Store
+import TestSupport
 import Testing
 
 @Suite("SQLite wrapper and schema")
 struct SQLiteTests {
     @Test("Errors carry the SQLite code and message, and a failed transaction rolls back")
     func errorsAndTransactions() throws {
-        let d = TempDir("sqlite")
+        let d = TestDir("sqlite")
         let db = try Database(path: d.sub("t.sqlite"))
         try db.exec("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
         do {
@@ -42,7 +43,7 @@ struct SQLiteTests {
         #expect(Set(tables).isSuperset(of: ["items", "recipes", "recipe_chunks", "chunks", "origins", "peers", "outbox", "forks"]))
         // Reopening does not migrate again or lose data.
         let file = f.dir.sub("x")
-        try writeRandomFile(file, size: 5, seed: 1)
+        try writePseudoRandomFile(file, size: 5, seed: 1)
         _ = try f.store.ingest(path: file, signer: f.identity)
         let again = try Store.open(dataDir: f.dataDir)
         #expect(try again.items().count == 1)

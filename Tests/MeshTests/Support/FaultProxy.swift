@@ -43,7 +43,7 @@ public final class FaultProxy: @unchecked Sendable {
         self.loop = loop
         self.target = target
         self.resetAfter = resetAfter
-        rng = SplitMix64(state: seed)
+        rng = SplitMix64(seed: seed)
         listener = try TCPListener(loop: loop, bind: listen)
         listener.onAccept = { [weak self] client in
             guard let self else { return client.close() }

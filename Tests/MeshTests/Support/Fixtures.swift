@@ -60,17 +60,23 @@ struct FixtureError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// A currently free TCP port on 127.0.0.1 (bound to port 0, then released).
-func freeLoopbackPort() -> UInt16 {
+/// A raw TCP socket bound to 127.0.0.1 on a port the kernel picked; the caller closes `fd`.
+func boundLoopbackSocket() -> (fd: Int32, port: UInt16) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var sa = sockaddr_in()
     sa.sin_family = sa_family_t(AF_INET)
     sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
     _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return UInt16(bigEndian: sa.sin_port)
+    return (fd, UInt16(bigEndian: sa.sin_port))
+}
+
+/// A currently free TCP port on 127.0.0.1 (bound to port 0, then released).
+func freeLoopbackPort() -> UInt16 {
+    let (fd, port) = boundLoopbackSocket()
+    close(fd)
+    return port
 }
 
 /// Polls until something accepts TCP connections on 127.0.0.1:`port`.
