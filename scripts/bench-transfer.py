@@ -167,8 +167,22 @@ def mesh_transfer(path, src_extra="", dst_extra="", timeout=900):
         secs, ok = timeout, False
     if perf:
         perf.send_signal(signal.SIGINT); perf.wait()
+    global last_peak_rss_mib
+    last_peak_rss_mib = max(peak_rss_mib(a.p.pid), peak_rss_mib(b.p.pid))
     a.stop(); b.stop()
     return ok, secs
+
+last_peak_rss_mib = 0.0
+
+def peak_rss_mib(pid):
+    """VmHWM of a running process, MiB (0 if it is gone)."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 def make_file(path, mib):
     sh(f"head -c {mib << 20} /dev/urandom > {path}")
@@ -200,11 +214,13 @@ def main():
             ok_r, t_rsync = timed(lambda: rsync(big, f"{root}/rsync.out")); os.remove(f"{root}/rsync.out")
             (ok_m, t_mesh), c_mesh = with_cpu(lambda: mesh_transfer(big))
             runs["rsync"].append(t_rsync); runs["direct"].append(t_mesh)
-            line += f", rsync {t_rsync:.2f}s, meshnode direct {t_mesh:.2f}s (cpu {c_mesh:.1f}s) -> {t_scp / t_mesh:.2f}x scp"
+            line += (f", rsync {t_rsync:.2f}s, meshnode direct {t_mesh:.2f}s (cpu {c_mesh:.1f}s, peak RSS {last_peak_rss_mib:.0f} MiB)"
+                     f" -> {t_scp / t_mesh:.2f}x scp")
         if "ssh" in only:
             (ok_m2, t_ssh), c_ssh = with_cpu(lambda: mesh_transfer(big, **ssh_hosts))
             runs["ssh"].append(t_ssh)
-            line += f", meshnode ssh -W {t_ssh:.2f}s (cpu {c_ssh:.1f}s) -> {t_scp / t_ssh:.2f}x scp"
+            line += (f", meshnode ssh -W {t_ssh:.2f}s (cpu {c_ssh:.1f}s, peak RSS {last_peak_rss_mib:.0f} MiB)"
+                     f" -> {t_scp / t_ssh:.2f}x scp")
         print(line, flush=True)
     t_scp = median(runs["scp"])
     if "direct" in only:
