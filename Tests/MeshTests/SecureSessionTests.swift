@@ -178,3 +178,24 @@ private func establish(_ a: TestEd25519, _ b: TestEd25519, expected: NodeID? = n
         #expect(SecureChannel.rekeyIntervalFrames * 16 << 20 <= 256 << 30)
     }
 }
+
+@Suite struct OutgoingFrameTests {
+    @Test func aPageAlignedFramePutsTheChosenMessageByteOnAPageBoundaryAndKeepsItsRoom() {
+        for k in [0, 9, 13, 4095, 5000] {
+            let f = OutgoingFrame(messageCapacity: k + 8192, pageAlignedAt: k)
+            f.appendInPlace(maxBytes: k) { _ in k }
+            #expect(Int(bitPattern: f.message.baseAddress! + k) % 4096 == 0, "k = \(k)")
+            #expect(f.spareCapacity == 8192 + OutgoingFrame.trailerBytes)
+        }
+    }
+
+    @Test func theLengthPrefixCountsEverythingAfterTheHeadroom() {
+        let f = OutgoingFrame(messageCapacity: 9)
+        f.append(0x15)
+        f.appendU32(0x0102_0304)
+        f.append([9, 9, 9, 9])
+        f.writeLengthPrefix()
+        #expect(Array(f.bytes) == [0, 0, 0, 9, 0x15, 1, 2, 3, 4, 9, 9, 9, 9])
+        #expect(f.messageCount == 9)
+    }
+}

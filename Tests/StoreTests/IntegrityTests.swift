@@ -44,6 +44,30 @@ struct IntegrityTests {
         #expect(try f.store.items().allSatisfy { $0.isComplete })  // by the records; verify finds the loss
     }
 
+    @Test("A chunk served to a peer is read whole into page-aligned memory, and a wrong size on disk is refused")
+    func servingReads() throws {
+        let f = try Fixture()
+        let a = f.dir.sub("a.bin")
+        try writePseudoRandomFile(a, size: 150_000, seed: 3)  // chunks of 65 536, 65 536, 18 928
+        let r = try #require(try f.store.recipe(try f.store.ingest(path: a, signer: f.identity).entry.contentID))
+        let all = try readBytes(a)
+        let room = 65_536 + 4096
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: room, alignment: 4096)
+        defer { buf.deallocate() }
+        for (i, hash) in r.chunks.enumerated() {
+            let size = min(65_536, all.count - i * 65_536)
+            let n = try f.store.readChunkForPeer(hash, expectedBytes: size, into: buf)
+            #expect(n == size)
+            #expect(Array(buf[0..<n]) == Array(all[(i * 65_536)..<(i * 65_536 + n)]))
+        }
+        // Unaligned memory works too (buffered read).
+        let odd = UnsafeMutableRawBufferPointer(rebasing: buf[13...])
+        #expect(try f.store.readChunkForPeer(r.chunks[2], expectedBytes: 18_928, into: odd) == 18_928)
+        // A file whose size is not what the recipe says is damage, named as such.
+        let e = meshError { _ = try f.store.readChunkForPeer(r.chunks[0], expectedBytes: 65_535, into: buf) }
+        #expect(e?.code == .corrupt)
+    }
+
     @Test("A .db item is exported only if it passes PRAGMA integrity_check")
     func sqliteIntegrity() throws {
         let f = try Fixture(chunkSizeBytes: 4096)
