@@ -927,16 +927,18 @@ struct ChunkFiles: Sendable {
             throw MeshError(.corrupt, "chunk \(hash) of \(itemName) has the wrong size on disk",
                             hint: "run `meshnode verify` to find every damaged item")
         }
-        let want = direct ? min(capacity, (expected + 4095) & ~4095) : expected
+        var want = direct ? min(capacity, (expected + 4095) & ~4095) : expected
         var done = 0
         while done < want {
             let n = Glibc.pread(fd, buf + done, want - done, off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EINVAL && direct && done == 0 {
-                    // Some file systems accept O_DIRECT at open but not this read: go buffered.
+                if errno == EINVAL && direct {
+                    // Some file systems accept O_DIRECT at open but not this read, and a short
+                    // read leaves the next offset unaligned: go on buffered.
                     direct = false
                     _ = fcntl(fd, F_SETFL, 0)
+                    want = expected
                     continue
                 }
                 throw MeshError.posix(errno, "reading chunk", path: p)
@@ -946,6 +948,10 @@ struct ChunkFiles: Sendable {
             // Past the end of the data the next O_DIRECT read would be unaligned: stop here.
             if done >= expected { break }
         }
-        return min(done, expected)
+        guard done >= expected else {
+            throw MeshError(.corrupt, "chunk \(hash) of \(itemName) ended after \(done) of \(expected) bytes",
+                            hint: "run `meshnode verify` to find every damaged item")
+        }
+        return expected
     }
 }

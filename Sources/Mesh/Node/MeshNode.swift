@@ -268,10 +268,14 @@ public final class MeshNode: @unchecked Sendable {
             return
         }
         let remote = stream.remoteAddress.map { PeerAddress(host: $0.host, port: $0.port) } ?? PeerAddress(host: "?", port: 0)
-        // Accept the SSH-tunnel suite only from a loopback source: an `ssh -W` child of
-        // sshd on this host (see `CipherSuite.sshTunnel`).
+        // Accept the SSH-tunnel suite only on a connection from loopback to loopback, as
+        // made by sshd on this host for an `ssh -W 127.0.0.1:PORT` (see
+        // `CipherSuite.sshTunnel`); a host whose local proxies forward network traffic to
+        // this port that way must say `session_encryption: always`.
+        let local = stream.localAddress.map(\.host) ?? ""
+        let loopback = Endpoint.isLoopback(host: remote.host) && Endpoint.isLoopback(host: local)
         let hs = SessionHandshake(role: .responder, signer: identity, verifier: verifier, credential: options.credential,
-                                  tunnelSuite: options.allowSSHTunnelSuite && Endpoint.isLoopback(host: remote.host),
+                                  tunnelSuite: options.allowSSHTunnelSuite && loopback,
                                   admit: admitFunction())
         let s = PeerSession(connection: FramedConnection(stream: stream, limits: frameLimits(), counters: frameCounters),
                             direction: .inbound, remote: remote, via: "inbound", handshake: hs, now: Self.now())

@@ -62,6 +62,10 @@ public final class PeerSession: @unchecked Sendable {
         connection.onClose = { [weak self] error in
             self?.finish(error.map { .stream($0) })
         }
+        // Until the peer has proved who it is, no frame may be larger than a handshake
+        // frame (PROTOCOL §8.1): a 4-byte header from anyone must not make us allocate or
+        // buffer megabytes. Raised to the full limit once the session is up.
+        connection.maxFrameBytes = Self.maxHandshakeFrameBytes
         connection.start()
         if direction == .outbound {
             var h = handshake.take()!
@@ -163,6 +167,7 @@ public final class PeerSession: @unchecked Sendable {
             _ = consume h
             if let final { sendRaw(final) }
             channel = ch
+            connection.maxFrameBytes = connection.limits.maxFrameBytes
             self.peer = peer
             peerCredential = credential
             established = true

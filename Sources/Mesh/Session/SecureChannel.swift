@@ -128,7 +128,7 @@ public final class SecureChannel: @unchecked Sendable {
         let m = frame.message
         let n = m.count
         let base = m.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        frame.appendInPlace(maxBytes: Self.tagBytes) { (tagArea: UnsafeMutableRawBufferPointer) -> Int in
+        frame.appendTrailer { (tagArea: UnsafeMutableRawBufferPointer) -> Int in
             let tag = tagArea.baseAddress!.assumingMemoryBound(to: UInt8.self)
             Self.withNonce(counter) { nonce in
                 switch suite {

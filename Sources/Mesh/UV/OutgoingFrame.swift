@@ -67,10 +67,11 @@ public final class OutgoingFrame: @unchecked Sendable {
     /// The whole frame: length prefix and message.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
-    public var spareCapacity: Int { capacity - count }
+    /// Room left for message bytes (the trailer reserve is not part of it).
+    public var spareCapacity: Int { capacity - Self.trailerBytes - count }
 
     public func append(_ byte: UInt8) {
-        precondition(count < capacity, "OutgoingFrame overflow")
+        precondition(spareCapacity >= 1, "OutgoingFrame overflow")
         base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
         count += 1
     }
@@ -92,6 +93,16 @@ public final class OutgoingFrame: @unchecked Sendable {
     /// the frame); `fill` returns how many it wrote.
     public func appendInPlace<E: Error>(maxBytes: Int, _ fill: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) {
         precondition(maxBytes <= spareCapacity, "OutgoingFrame overflow")
+        try appendUnchecked(maxBytes: maxBytes, fill)
+    }
+
+    /// Appends the session trailer (the AEAD tag) into the reserve kept for it.
+    func appendTrailer(_ fill: (UnsafeMutableRawBufferPointer) -> Int) {
+        precondition(capacity - count >= Self.trailerBytes, "OutgoingFrame trailer overflow")
+        appendUnchecked(maxBytes: Self.trailerBytes, fill)
+    }
+
+    private func appendUnchecked<E: Error>(maxBytes: Int, _ fill: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) {
         let n = try fill(UnsafeMutableRawBufferPointer(start: base + count, count: maxBytes))
         precondition(n >= 0 && n <= maxBytes)
         count += n
