@@ -47,6 +47,10 @@ import Glibc
             #expect((routes["direct"] ?? 0) == 0 && (routes["socks5"] ?? 0) == 0, "\(n.name) sessions by route: \(routes)")
             #expect((routes["ssh"] ?? 0) + (routes["inbound"] ?? 0) > 0, "\(n.name) sessions by route: \(routes)")
             dialledBySSH += routes["ssh"] ?? 0
+            // `address` is each host's own network address, not loopback: the sessions inside
+            // the tunnels stay encrypted (PROTOCOL §8.3).
+            let ciphers = n.nodeStatus()?["sessions_by_cipher"] as? [String: Int] ?? [:]
+            #expect(ciphers["ssh-tunnel"] == nil && !ciphers.isEmpty, "\(n.name) sessions by cipher: \(ciphers)")
         }
         #expect(dialledBySSH > 0)
         let f = lab.dir.sub("model.onnx")
