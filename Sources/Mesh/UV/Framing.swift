@@ -235,29 +235,22 @@ public final class FramedConnection: @unchecked Sendable {
 
     /// Queues one frame from raw bytes (copied).
     public func send(_ payload: UnsafeRawBufferPointer) throws(MeshError) {
-        guard payload.count <= limits.maxFrameBytes else {
-            throw MeshError(.frameTooLarge, "frame of \(payload.count) bytes exceeds the \(limits.maxFrameBytes)-byte limit")
+        try checkSize(payload.count)
+        let frame = OutgoingFrame(messageCapacity: payload.count)
+        frame.append(payload)
+        try send(frame: frame)
+    }
+
+    private func checkSize(_ count: Int) throws(MeshError) {
+        guard count <= limits.maxFrameBytes else {
+            throw MeshError(.frameTooLarge, "frame of \(count) bytes exceeds the \(limits.maxFrameBytes)-byte limit")
         }
-        let header = FrameDecoder.header(length: payload.count)
-        let failure: MeshError? = header.withUnsafeBytes { h in
-            do throws(MeshError) { try stream.write([h, payload]) } catch { return error }
-            return nil
-        }
-        if let failure {
-            if failure.code == .writeBufferFull { counters.writeQueueFull += 1 }
-            throw failure
-        }
-        counters.framesSent += 1
-        counters.bytesSent += 4 + payload.count
-        lastWriteMs = loop.nowMilliseconds
     }
 
     /// Queues `frame` (its message after the headroom) as one frame, writing its length
     /// prefix; the stream sends it without copying. Same errors as `send(_:)`.
     public func send(frame: OutgoingFrame) throws(MeshError) {
-        guard frame.messageCount <= limits.maxFrameBytes else {
-            throw MeshError(.frameTooLarge, "frame of \(frame.messageCount) bytes exceeds the \(limits.maxFrameBytes)-byte limit")
-        }
+        try checkSize(frame.messageCount)
         frame.writeLengthPrefix()
         do {
             try stream.write(frame: frame)

@@ -50,6 +50,18 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Decodes a `sockaddr*` from libuv; nil for non-IP families.
+    /// The address a libuv `getsockname`/`getpeername`-style call writes (nil when it fails):
+    /// `query(sockaddr, &length)` returns 0 on success.
+    static func fetch(_ query: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<Int32>) -> Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
+        return withUnsafeMutablePointer(to: &storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                query(sa, &len) == 0 ? SocketAddress(UnsafePointer(sa)) : nil
+            }
+        }
+    }
+
     init?(_ sa: UnsafePointer<sockaddr>?) {
         guard let sa else { return nil }
         switch Int32(sa.pointee.sa_family) {

@@ -188,24 +188,12 @@ public final class TCPStream: UVStream, @unchecked Sendable {
 
     /// The remote address (nil once closed or if unknown).
     public var remoteAddress: SocketAddress? {
-        var storage = sockaddr_storage()
-        var len = Int32(MemoryLayout<sockaddr_storage>.size)
-        return withUnsafeMutablePointer(to: &storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                uv_tcp_getpeername(tcp, sa, &len) == 0 ? SocketAddress(UnsafePointer(sa)) : nil
-            }
-        }
+        SocketAddress.fetch { uv_tcp_getpeername(tcp, $0, $1) }
     }
 
     /// The local address.
     public var localAddress: SocketAddress? {
-        var storage = sockaddr_storage()
-        var len = Int32(MemoryLayout<sockaddr_storage>.size)
-        return withUnsafeMutablePointer(to: &storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                uv_tcp_getsockname(tcp, sa, &len) == 0 ? SocketAddress(UnsafePointer(sa)) : nil
-            }
-        }
+        SocketAddress.fetch { uv_tcp_getsockname(tcp, $0, $1) }
     }
 
     /// Closes the connection abortively: the peer sees a TCP reset (RST) instead of an orderly
@@ -437,13 +425,7 @@ public final class TCPListener: StreamListener<TCPStream>, @unchecked Sendable {
             close()
             throw MeshError.uv(rc, "bind TCP \(address)", hint: "is another process using this port?")
         }
-        var storage = sockaddr_storage()
-        var len = Int32(MemoryLayout<sockaddr_storage>.size)
-        withUnsafeMutablePointer(to: &storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                if uv_tcp_getsockname(tcp, sa, &len) == 0, let a = SocketAddress(UnsafePointer(sa)) { localAddress = a }
-            }
-        }
+        if let a = SocketAddress.fetch({ uv_tcp_getsockname(tcp, $0, $1) }) { localAddress = a }
     }
 
     override func makeClient() throws(MeshError) -> TCPStream { try TCPStream(loop: loop) }

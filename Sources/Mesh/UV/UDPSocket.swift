@@ -51,13 +51,7 @@ public final class UDPSocket: LoopHandle, @unchecked Sendable {
             close()
             throw MeshError.uv(rc, "bind UDP \(address)", hint: "is another process using this port?")
         }
-        var storage = sockaddr_storage()
-        var len = Int32(MemoryLayout<sockaddr_storage>.size)
-        withUnsafeMutablePointer(to: &storage) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                if uv_udp_getsockname(udp, sa, &len) == 0, let a = SocketAddress(UnsafePointer(sa)) { localAddress = a }
-            }
-        }
+        if let a = SocketAddress.fetch({ uv_udp_getsockname(udp, $0, $1) }) { localAddress = a }
     }
 
     deinit { buffer.deallocate() }
