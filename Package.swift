@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store", "Gossip", "TestSupport"], path: "Tests/StoreTests"),
         .testTarget(
             name: "MeshTests", dependencies: ["Mesh", "Store", "Gossip", "TestSupport"], path: "Tests/MeshTests"),
-        .testTarget(name: "SimulationTests", dependencies: ["MeshSim", "Gossip"], path: "Tests/SimulationTests"),
+        .testTarget(name: "SimulationTests", dependencies: ["MeshSim", "Gossip", "TestSupport"], path: "Tests/SimulationTests"),
         // Starts real `meshnode` processes; depends on the executable so it is built first.
         .testTarget(
             name: "CLITests", dependencies: ["meshnode", "Store", "Gossip", "TestSupport"], path: "Tests/CLITests"),

@@ -39,7 +39,7 @@ struct CLINode {
     }
 }
 
-@Suite("meshnode CLI", .timeLimit(.minutes(2)))
+@Suite("meshnode CLI", .ownThread(timeLimit: .minutes(2)))
 struct CLITests {
     @Test("init prints the node id on its last line and refuses to overwrite an identity")
     func initAndReinit() throws {

@@ -8,14 +8,14 @@ import Glibc
 #endif
 
 /// Real `meshnode run` processes on loopback addresses, each test with its own /24.
-@Suite(.serialized) struct ClusterTests {
-    @Test(.timeLimit(.minutes(2))) func fiveNodesJoinThroughOneSeedAndEveryNodeSeesFiveAlive() throws {
+@Suite(.serialized, .ownThread()) struct ClusterTests {
+    @Test(.ownThread(timeLimit: .minutes(2))) func fiveNodesJoinThroughOneSeedAndEveryNodeSeesFiveAlive() throws {
         let c = try TestCluster(size: 5)
         try c.startAll()
         try eventually(30, "5 alive in every view\n\(c.dumpLogs())") { c.allSeeAlive(5) }
     }
 
-    @Test(.timeLimit(.minutes(2))) func aKilledNodeIsMarkedDeadAndComesBackWithAHigherIncarnation() throws {
+    @Test(.ownThread(timeLimit: .minutes(2))) func aKilledNodeIsMarkedDeadAndComesBackWithAHigherIncarnation() throws {
         let c = try TestCluster(size: 4)
         try c.startAll()
         try eventually(30, "4 alive") { c.allSeeAlive(4) }
@@ -31,7 +31,7 @@ import Glibc
         for s in survivors { #expect((s.incarnation(of: victim.name) ?? 0) > before) }
     }
 
-    @Test(.timeLimit(.minutes(3)), .enabled(if: Partition.isAvailable, "needs root and nftables (installed by .ci/run)"))
+    @Test(.ownThread(timeLimit: .minutes(3)), .enabled(if: Partition.isAvailable, "needs root and nftables (installed by .ci/run)"))
     func aPartitionBetweenTwoGroupsHealsAndTheViewsAndManifestsConverge() throws {
         let c = try TestCluster(size: 5)
         try c.startAll()
@@ -59,7 +59,7 @@ import Glibc
         }
     }
 
-    @Test(.timeLimit(.minutes(2))) func aPutOnOneNodeAppearsInLsOnEveryNodeWithItsOrigin() throws {
+    @Test(.ownThread(timeLimit: .minutes(2))) func aPutOnOneNodeAppearsInLsOnEveryNodeWithItsOrigin() throws {
         let c = try TestCluster(size: 3)
         try c.startAll()
         try eventually(30, "3 alive") { c.allSeeAlive(3) }
@@ -75,7 +75,7 @@ import Glibc
         }
     }
 
-    @Test(.timeLimit(.minutes(3))) func onlyTrustedKeysAndValidUnrevokedCertificatesAreAdmitted() throws {
+    @Test(.ownThread(timeLimit: .minutes(3))) func onlyTrustedKeysAndValidUnrevokedCertificatesAreAdmitted() throws {
         let c = try TestCluster(size: 2)
         // The authority and the configs of the two trusted nodes.
         let authKey = c.root.sub("authority.key")
@@ -133,7 +133,7 @@ import Glibc
         #expect(rejected.values.reduce(0, +) > 0)
     }
 
-    @Test(.timeLimit(.minutes(2))) func garbageOversizedTruncatedAndForgedInputIsCountedAndTheNodeKeepsServing() throws {
+    @Test(.ownThread(timeLimit: .minutes(2))) func garbageOversizedTruncatedAndForgedInputIsCountedAndTheNodeKeepsServing() throws {
         let c = try TestCluster(size: 2)
         try c.startAll()
         try eventually(30, "2 alive") { c.allSeeAlive(2) }
@@ -215,10 +215,10 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
     usleep(100_000)
 }
 
-@Suite(.serialized) struct ResumeTests {
+@Suite(.serialized, .ownThread()) struct ResumeTests {
     /// The receiver is killed with SIGKILL in the middle of a transfer and started again: it
     /// resumes, and the chunks it had verified are not sent again (counted at the source).
-    @Test(.timeLimit(.minutes(3))) func aReceiverKilledMidTransferResumesAndVerifiedChunksAreNotSentAgain() throws {
+    @Test(.ownThread(timeLimit: .minutes(3))) func aReceiverKilledMidTransferResumesAndVerifiedChunksAreNotSentAgain() throws {
         let c = try TestCluster(size: 2)
         // The source serves at 8 MB/s so that the kill lands mid-transfer.
         let sourceConfig = c.root.sub("source.yaml")

@@ -7,12 +7,12 @@ import Testing
 import Glibc
 #endif
 
-@Suite("meshnode CLI under failure")
+@Suite("meshnode CLI under failure", .ownThread())
 struct RobustnessTests {
     @Test("No space left on device is a one-line error and leaves nothing half-written",
           .enabled(if: TmpfsMount.isSupported,
                    "SKIPPED: cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN), so no-space handling is NOT tested"),
-          .timeLimit(.minutes(1)))
+          .ownThread(timeLimit: .minutes(1)))
     func noSpaceLeft() throws {
         let work = TestDir("nospace")
         let big = work.sub("big.bin")
@@ -41,7 +41,7 @@ struct RobustnessTests {
     }
 
     @Test("kill -9 at random moments during put leaves a store that verifies and lists no partial item",
-          .timeLimit(.minutes(2)))
+          .ownThread(timeLimit: .minutes(2)))
     func crashDuringIngest() throws {
         let work = TestDir("crash")
         let file = work.sub("checkpoint.pt")

@@ -7,8 +7,8 @@ import Glibc
 
 /// Three hosts between which only TCP to port 22 passes: the mesh forms and replicates
 /// entirely through SSH tunnels.
-@Suite(.serialized) struct SSHOnlyMeshTests {
-    @Test(.timeLimit(.minutes(3)), .enabled(if: NetnsLab.isAvailable, "needs root, iproute2, nftables and openssh-server (installed by .ci/run)"))
+@Suite(.serialized, .ownThread()) struct SSHOnlyMeshTests {
+    @Test(.ownThread(timeLimit: .minutes(3)), .enabled(if: NetnsLab.isAvailable, "needs root, iproute2, nftables and openssh-server (installed by .ci/run)"))
     func nodesBehindSSHOnlyFirewallsFormTheMeshAndReplicateThroughSSH() throws {
         let lab = try NetnsLab(count: 3)
         let port = 7946

@@ -59,8 +59,8 @@ func expectSameContent(_ node: InProcessNode, _ id: ContentID, as original: Stri
     try? FileManager.default.removeItem(atPath: out)
 }
 
-@Suite(.serialized) struct BlobTransferTests {
-    @Test(.timeLimit(.minutes(2))) func aNewItemReplicatesToEveryNodeByteForByte() throws {
+@Suite(.serialized, .ownThread()) struct BlobTransferTests {
+    @Test(.ownThread(timeLimit: .minutes(2))) func aNewItemReplicatesToEveryNodeByteForByte() throws {
         let c = try InProcessCluster(size: 3)
         defer { c.stop() }
         let (entry, path) = try c.put(on: 0, size: 6 << 20 + 12345, seed: 1)
@@ -72,7 +72,7 @@ func expectSameContent(_ node: InProcessNode, _ id: ContentID, as original: Stri
         #expect(holders.contains(c.ids[0].nodeID) && holders.contains(c.ids[1].nodeID))
     }
 
-    @Test(.timeLimit(.minutes(2))) func aLateJoinerFetchesFromSeveralHoldersAtOnce() throws {
+    @Test(.ownThread(timeLimit: .minutes(2))) func aLateJoinerFetchesFromSeveralHoldersAtOnce() throws {
         let c = try InProcessCluster(size: 3, spares: 1)
         defer { c.stop() }
         let (entry, path) = try c.put(on: 0, size: 12 << 20, seed: 2)
@@ -86,7 +86,7 @@ func expectSameContent(_ node: InProcessNode, _ id: ContentID, as original: Stri
         #expect(served.reduce(0, +) >= UInt64(12 << 20))
     }
 
-    @Test(.timeLimit(.minutes(2))) func aPeerServingCorruptChunksIsStruckAndTheItemStillArrivesIntact() throws {
+    @Test(.ownThread(timeLimit: .minutes(2))) func aPeerServingCorruptChunksIsStruckAndTheItemStillArrivesIntact() throws {
         // n1 serves every chunk with a flipped byte.
         let c = try InProcessCluster(size: 3, spares: 1) { i, o in o.blob.testCorruptServing = (i == 1) }
         defer { c.stop() }
@@ -103,7 +103,7 @@ func expectSameContent(_ node: InProcessNode, _ id: ContentID, as original: Stri
         #expect(report.ok)
     }
 
-    @Test(.timeLimit(.minutes(2))) func aReceiverThatCrashesMidTransferResumesWithoutRefetchingVerifiedChunks() throws {
+    @Test(.ownThread(timeLimit: .minutes(2))) func aReceiverThatCrashesMidTransferResumesWithoutRefetchingVerifiedChunks() throws {
         // The source serves slowly (4 MB/s) so that the crash lands mid-transfer.
         let c = try InProcessCluster(size: 2) { i, o in
             if i == 0 { o.blob.bandwidth = BandwidthConfig(globalBytesPerSecond: 4_000_000) }
@@ -133,10 +133,10 @@ func expectSameContent(_ node: InProcessNode, _ id: ContentID, as original: Stri
     }
 }
 
-@Suite(.serialized) struct PartialHolderTests {
+@Suite(.serialized, .ownThread()) struct PartialHolderTests {
     /// n1 is still receiving the item (slowly, from n0) when n2 asks for it: n1 serves the
     /// chunks it already has, before it holds the item complete.
-    @Test(.timeLimit(.minutes(2))) func aPeerStillReceivingAnItemServesTheChunksItAlreadyHas() throws {
+    @Test(.ownThread(timeLimit: .minutes(2))) func aPeerStillReceivingAnItemServesTheChunksItAlreadyHas() throws {
         let c = try InProcessCluster(size: 2, spares: 1) { i, o in
             if i == 0 { o.blob.bandwidth = BandwidthConfig(globalBytesPerSecond: 3_000_000) }
         }

@@ -1,8 +1,9 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Mesh
 
-@Suite struct ControlTests {
+@Suite(.ownThread(timeLimit: .minutes(2))) struct ControlTests {
     /// A server with a few verbs: echo, later (answers after 50 ms), never (does not answer).
     func startServer(_ loop: EventLoop, _ path: String) throws -> ControlServer {
         try loop.execute {

@@ -1,8 +1,9 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Mesh
 
-@Suite struct FaultProxyTests {
+@Suite(.ownThread(timeLimit: .minutes(2))) struct FaultProxyTests {
     @Test func bytesPassThroughUntilTheProxyResetsTheConnection() throws {
         try withLoop { loop in
             let echo = try loop.execute { try ByteEchoServer(loop: loop) }

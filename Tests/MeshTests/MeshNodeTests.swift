@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TestSupport
 import Testing
 @testable import Gossip
 @testable import Mesh
@@ -98,7 +99,7 @@ func eventually(_ seconds: Double = 20, _ what: String, _ condition: () -> Bool)
     throw Waiter<Void>.Timeout(what: what)
 }
 
-@Suite(.serialized) struct MeshNodeTests {
+@Suite(.serialized, .ownThread()) struct MeshNodeTests {
     /// Puts a small file through a second store handle (as `meshnode put` does) and announces it.
     func put(_ bytes: [UInt8], name: String, on n: InProcessNode) throws -> ManifestEntry {
         let path = n.dir + "/input-" + name
@@ -109,7 +110,7 @@ func eventually(_ seconds: Double = 20, _ what: String, _ condition: () -> Bool)
         return entry
     }
 
-    @Test(.timeLimit(.minutes(1))) func threeTrustedNodesJoinReplicateAnEntryAndSeeALeave() throws {
+    @Test(.ownThread(timeLimit: .minutes(1))) func threeTrustedNodesJoinReplicateAnEntryAndSeeALeave() throws {
         let ids = (0..<3).map { _ in NodeIdentity.generate() }
         let policy = AdmissionPolicy(trustedNodes: Set(ids.map(\.nodeID)))
         let a = try InProcessNode(name: "a", identity: ids[0], join: [], admission: policy)
@@ -141,7 +142,7 @@ func eventually(_ seconds: Double = 20, _ what: String, _ condition: () -> Bool)
         }
     }
 
-    @Test(.timeLimit(.minutes(1))) func aNodeWithAnUntrustedKeyIsNeverAdmitted() throws {
+    @Test(.ownThread(timeLimit: .minutes(1))) func aNodeWithAnUntrustedKeyIsNeverAdmitted() throws {
         let ids = (0..<2).map { _ in NodeIdentity.generate() }
         let policy = AdmissionPolicy(trustedNodes: Set(ids.map(\.nodeID)))
         let a = try InProcessNode(name: "a", identity: ids[0], join: [], admission: policy)

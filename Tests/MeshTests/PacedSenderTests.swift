@@ -1,8 +1,9 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Mesh
 
-@Suite(.serialized) struct PacedSenderTests {
+@Suite(.serialized, .ownThread(timeLimit: .minutes(2))) struct PacedSenderTests {
     /// Sends `perConnectionBytes` on each of `connections` connections through one shared
     /// limiter; returns the seconds until the receiver had everything.
     func run(globalBytesPerSecond: Int64?, perPeerBytesPerSecond: Int64?, connections: Int, perConnectionBytes: Int) throws -> Double {

@@ -1,10 +1,11 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Mesh
 
 /// Throughput of framed streams; prints numbers, asserts only correctness.
 /// Run with: MESH_BENCH=1 swift test -c release --filter RuntimeBenchmarks
-@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["MESH_BENCH"] != nil))
+@Suite(.serialized, .ownThread(), .enabled(if: ProcessInfo.processInfo.environment["MESH_BENCH"] != nil))
 struct RuntimeBenchmarks {
     /// Sends `totalBytes` in `frameBytes` frames over a stream from `open` to a counting server;
     /// returns bytes per second.

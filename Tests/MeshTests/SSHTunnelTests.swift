@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Mesh
 
@@ -36,7 +37,7 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct SSHTunnelIntegrationTests {
+@Suite(.serialized, .ownThread(timeLimit: .minutes(2))) struct SSHTunnelIntegrationTests {
     func open(_ loop: EventLoop, _ o: SSHOptions, _ target: Endpoint, payload: [UInt8]) throws -> (got: [UInt8], closeReason: MeshError?) {
         let done = Waiter<[UInt8]>()
         let closed = Waiter<MeshError?>()

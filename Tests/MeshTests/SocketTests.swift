@@ -1,5 +1,6 @@
 import Foundation
 import Gossip
+import TestSupport
 import Testing
 @testable import Mesh
 
@@ -92,7 +93,7 @@ final class FrameEchoServer: @unchecked Sendable {
     }
 }
 
-@Suite struct TCPFramingTests {
+@Suite(.ownThread(timeLimit: .minutes(2))) struct TCPFramingTests {
     @Test func framesRoundTripThroughAnEchoServerIncludingLargeAndEmptyOnes() throws {
         try withLoop { loop in
             let received = Locked<[[UInt8]]>([])

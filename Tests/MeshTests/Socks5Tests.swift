@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Mesh
 
@@ -110,7 +111,7 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct Socks5IntegrationTests {
+@Suite(.serialized, .ownThread(timeLimit: .minutes(2))) struct Socks5IntegrationTests {
     func roundTrip(loop: EventLoop, proxy: Endpoint, target: Endpoint, credentials: Socks5Credentials? = nil) throws -> Result<[UInt8], MeshError> {
         let payload = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let connected = Waiter<Result<TCPStream, MeshError>>()

@@ -1,8 +1,9 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Mesh
 
-@Suite(.serialized) struct StreamConnectorTests {
+@Suite(.serialized, .ownThread(timeLimit: .minutes(2))) struct StreamConnectorTests {
     @Test func directSOCKS5AndSSHRoutesAllCarryTheSameFramedConversation() throws {
         let socks = try MicrosocksFixture()
         defer { socks.stop() }
@@ -43,7 +44,7 @@ import Testing
     }
 }
 
-@Suite struct IdleLoopTests {
+@Suite(.ownThread(timeLimit: .minutes(2))) struct IdleLoopTests {
     @Test func anIdleLoopWithTimersSleepsInsteadOfPolling() throws {
         try withLoop { loop in
             @Sendable func threadCPU() -> Double {

@@ -1,15 +1,16 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Gossip
 @testable import Mesh
 @testable import Store
 
 /// Real OpenSSH and SOCKS5 servers between real nodes.
-@Suite(.serialized) struct TunnelTransferTests {
+@Suite(.serialized, .ownThread()) struct TunnelTransferTests {
     /// n0 is reached directly; n1 only through `ssh -W` via a real sshd; n2 only through a real
     /// SOCKS5 proxy (microsocks). Every node's `hosts` says so, and a 200 MB item put on n0
     /// reaches n1 and n2 intact.
-    @Test(.timeLimit(.minutes(4))) func aPeerBehindSSHAndOneBehindSOCKS5TakePartAndReplicateTwoHundredMegabytes() throws {
+    @Test(.ownThread(timeLimit: .minutes(4))) func aPeerBehindSSHAndOneBehindSOCKS5TakePartAndReplicateTwoHundredMegabytes() throws {
         let sshd = try SSHDFixture()
         defer { sshd.stop() }
         let socks = try MicrosocksFixture()
@@ -61,7 +62,7 @@ import Testing
     /// cipher (suite `ssh-tunnel`) only when both ends allow it; with `session_encryption:
     /// always` on either end it stays AES-256-GCM (or ChaCha20), and an item arrives intact
     /// either way.
-    @Test(.timeLimit(.minutes(3)), arguments: [(true, true), (false, true), (true, false)])
+    @Test(.ownThread(timeLimit: .minutes(3)), arguments: [(true, true), (false, true), (true, false)])
     func theSSHTunnelSuiteIsUsedOnlyWhenBothEndsAllowIt(dialerAllows: Bool, responderAllows: Bool) throws {
         let sshd = try SSHDFixture()
         defer { sshd.stop() }
@@ -100,11 +101,11 @@ import Testing
     }
 }
 
-@Suite(.serialized) struct FlakyLinkTests {
+@Suite(.serialized, .ownThread()) struct FlakyLinkTests {
     /// Every TCP connection between the two nodes goes through a proxy that resets it after
     /// a random 4–8 s. The source serves at 10 MB/s, so the 100 MB transfer spans several
     /// resets; it must still arrive intact.
-    @Test(.timeLimit(.minutes(4))) func oneHundredMegabytesReplicateThroughAProxyThatResetsEveryConnection() throws {
+    @Test(.ownThread(timeLimit: .minutes(4))) func oneHundredMegabytesReplicateThroughAProxyThatResetsEveryConnection() throws {
         let ids = (0..<2).map { _ in NodeIdentity.generate() }
         let policy = AdmissionPolicy(trustedNodes: Set(ids.map(\.nodeID)))
         let ports = (0..<2).map { _ in freeLoopbackPort() }

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 @testable import Gossip
 @testable import MeshSim
@@ -15,7 +16,7 @@ func check(_ o: SimOptions, sourceLocation: SourceLocation = #_sourceLocation) -
     return r
 }
 
-@Suite struct SimulationTests {
+@Suite(.ownThread(.cpu)) struct SimulationTests {
     @Test(arguments: 1...4 as ClosedRange<UInt64>)
     func spreadDeliversEveryItemToEveryNode(seed: UInt64) {
         var o = SimOptions.defaults(for: .spread, seed: seed)

@@ -4,7 +4,7 @@ import Store
 import TestSupport
 import Testing
 
-@Suite("Store integrity", .timeLimit(.minutes(2)))
+@Suite("Store integrity", .ownThread(timeLimit: .minutes(2)))
 struct IntegrityTests {
     @Test("A flipped byte in a chunk is found by verify, which names the chunk and the items it breaks")
     func flippedByte() throws {

@@ -3,7 +3,7 @@ import Store
 import TestSupport
 import Testing
 
-@Suite("Store round trips", .timeLimit(.minutes(2)))
+@Suite("Store round trips", .ownThread(timeLimit: .minutes(2)))
 struct RoundTripTests {
     static let chunk = 64 * 1024
 
@@ -26,7 +26,7 @@ struct RoundTripTests {
         #expect(report.unreferencedChunks == 0)
     }
 
-    @Test("A 100 MB file round trips with the default 2 MiB chunks", .timeLimit(.minutes(1)))
+    @Test("A 100 MB file round trips with the default 2 MiB chunks", .ownThread(timeLimit: .minutes(1)))
     func hundredMegabytes() throws {
         let f = try Fixture(chunkSizeBytes: Chunking.defaultChunkSizeBytes)
         let input = f.dir.sub("big.bin")
