@@ -141,6 +141,29 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(s.nextWakeup(after: .milliseconds(250)) == .milliseconds(750))
     }
 
+    @Test func aSourceThatIsReachableAgainIsUsedAtOnceButKeepsItsStrikes() {
+        var s = FetchScheduler(chunkCount: 4, chunkSizeBytes: 10, present: { _ in false })
+        s.addSource(a, holds: .all)
+        // Eight failed connections: the source is backed off for 30 s (the maximum).
+        for k in 0..<8 {
+            let x = s.assign(now: .seconds(k * 40))
+            s.onRequestFailed(x.flatMap(\.indices), from: a, now: .seconds(k * 40))
+        }
+        #expect(s.assign(now: .seconds(281)).isEmpty)
+        s.onSourceReachable(a, now: .seconds(281))
+        #expect(!s.assign(now: .seconds(281)).isEmpty)
+
+        // A banned source is not revived by a new session.
+        var t = FetchScheduler(chunkCount: 4, chunkSizeBytes: 10, present: { _ in false })
+        t.addSource(b, holds: .all)
+        for k in 0..<3 {
+            let x = t.assign(now: .seconds(k * 40))
+            _ = t.onChunkCorrupt(x[0].indices[0], from: b, now: .seconds(k * 40))
+        }
+        t.onSourceReachable(b, now: .seconds(200))
+        #expect(t.assign(now: .seconds(200)).isEmpty)
+    }
+
     @Test func removingASourceReturnsItsChunksToThePool() {
         var s = FetchScheduler(chunkCount: 4, chunkSizeBytes: 10, present: { _ in false })
         s.addSource(a, holds: .all)
@@ -160,7 +183,10 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
 
     @Test func resetsAfterFourToEightSecondsTeachAShortBudgetAndAnEarlySuccessor() {
         var p = PathModel(initialThroughputBytesPerSecond: 10_000_000)
-        for life in [4.2, 7.9, 5.5, 4.0, 6.1, 7.2, 4.8, 5.0] { p.onConnectionEnded(afterSeconds: life, byReset: true) }
+        for life in [4.2, 7.9, 5.5, 4.0, 6.1, 7.2, 4.8, 5.0] {
+            p.onConnectionEnded(afterSeconds: life, byReset: true)
+            p.onSessionEstablished()  // the reconnect succeeds: the path did it
+        }
         p.onConnectionEnded(afterSeconds: 100, byReset: false) // closed on purpose: not a lifetime sample
         let life = p.typicalLifetimeSeconds!
         #expect(life >= 4.0 && life <= 5.0)
@@ -168,5 +194,28 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(p.workBudgetBytes(ageSeconds: life) == 0)
         #expect(p.shouldOpenSuccessor(ageSeconds: life * 0.5))
         #expect(!p.shouldOpenSuccessor(ageSeconds: 0.5))
+    }
+
+    @Test func aResetCountsOnlyOnceTheNextSessionWithThePeerIsEstablished() {
+        var p = PathModel()
+        p.onConnectionEnded(afterSeconds: 5, byReset: true)
+        #expect(p.typicalLifetimeSeconds == nil)
+        #expect(p.workBudgetBytes(ageSeconds: 0) == nil)
+        p.onSessionEstablished()
+        #expect(p.typicalLifetimeSeconds == 5)
+    }
+
+    @Test func aPeerThatCrashedDoesNotTeachThePathALifetime() {
+        var p = PathModel()
+        // The connection and its successor die together, then the redial is refused.
+        p.onConnectionEnded(afterSeconds: 1.7, byReset: true)
+        p.onConnectionEnded(afterSeconds: 0.9, byReset: true)
+        p.onPeerUnreachable()
+        // The peer restarts and is dialled again: nothing was learned, no budget applies.
+        p.onSessionEstablished()
+        #expect(p.typicalLifetimeSeconds == nil)
+        #expect(p.workBudgetBytes(ageSeconds: 0) == nil)
+        #expect(!p.shouldOpenSuccessor(ageSeconds: 10))
+        #expect(p.resets == 2)
     }
 }

@@ -26,6 +26,9 @@ public struct BlobCounters: Codable, Sendable, Equatable {
     public var bytesServed: UInt64 = 0
     public var corruptChunks: UInt64 = 0
     public var requestsFailed: UInt64 = 0
+    /// Requests that got no answer within `requestTimeout`. Requests on a connection known to be
+    /// dead (closed, or a dial that failed) are failed at once and are not counted here.
+    public var requestsTimedOut: UInt64 = 0
     public var itemsCompleted: UInt64 = 0
     /// Strikes against peers that sent chunks not matching their hash, by short node id.
     public var strikes: [String: UInt64] = [:]
@@ -34,7 +37,7 @@ public struct BlobCounters: Codable, Sendable, Equatable {
         case strikes
         case chunksFetched = "chunks_fetched", bytesFetched = "bytes_fetched", chunksServed = "chunks_served"
         case bytesServed = "bytes_served", corruptChunks = "corrupt_chunks", requestsFailed = "requests_failed"
-        case itemsCompleted = "items_completed"
+        case requestsTimedOut = "requests_timed_out", itemsCompleted = "items_completed"
     }
 }
 
@@ -228,13 +231,50 @@ public final class BlobService: @unchecked Sendable {
 
     /// A session ended: what was asked on it will never be answered. When it was the peer's
     /// current session, requests not yet bound to a session (sent while dialling) are lost too.
+    ///
+    /// A closed connection is one failure of its peer, however many requests it carried, so the
+    /// backoff grows with the number of failed connections, not with the window size.
     func sessionClosed(_ s: PeerSession, peer: NodeID?, wasCurrent: Bool) {
         serveQueues[ObjectIdentifier(s)] = nil
+        failRequests { r in r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil) }
+    }
+
+    /// A connection attempt to `peer` failed: what was queued for it while dialling is lost
+    /// (without this it would sit in the window until `requestTimeout`).
+    func dialFailed(peer: NodeID) {
+        failRequests { r in r.source == peer && r.session == nil }
+    }
+
+    /// Fails the requests `isLost` picks, as one failure per source and item, then pumps.
+    private func failRequests(_ isLost: (Request) -> Bool) {
         let now = MeshNode.now()
-        for (rid, r) in requests where r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil) {
-            fail(rid, r, now: now)
+        var lost: [ContentID: [NodeID: [Int]]] = [:]
+        for (rid, r) in requests where isLost(r) {
+            if case .get(let remaining) = r.kind {
+                requests[rid] = nil
+                counters.requestsFailed += 1
+                lost[r.content, default: [:]][r.source, default: []] += remaining
+            } else {
+                fail(rid, r, now: now)
+            }
+        }
+        for (content, bySource) in lost {
+            for (source, indices) in bySource {
+                downloads[content]?.scheduler?.onRequestFailed(indices, from: source, now: .nanoseconds(now.nanoseconds))
+            }
         }
         for d in downloads.values { pump(d) }
+    }
+
+    /// A session with `peer` was established: that is fresh evidence it can serve, so any backoff
+    /// its earlier failures earned ends now (a source that restarted is used again at once, not
+    /// after up to `maxBackoff`).
+    func sessionEstablished(peer: NodeID) {
+        let now = Duration.nanoseconds(MeshNode.now().nanoseconds)
+        for d in downloads.values {
+            d.scheduler?.onSourceReachable(peer, now: now)
+            pump(d)
+        }
     }
 
     // MARK: - Serving
@@ -595,7 +635,10 @@ public final class BlobService: @unchecked Sendable {
     private func onTick() {
         let now = MeshNode.now()
         let timeout = MeshNode.nanos(config.requestTimeout)
-        for (rid, r) in requests where now - r.sentAt > timeout { fail(rid, r, now: now) }
+        for (rid, r) in requests where now - r.sentAt > timeout {
+            if case .get = r.kind { counters.requestsTimedOut += 1 }
+            fail(rid, r, now: now)
+        }
         for d in downloads.values {
             if now - d.rateSample.0 >= 1_000_000_000 {
                 let inst = Double(d.doneBytes - min(d.doneBytes, d.rateSample.1)) / (Double(now - d.rateSample.0) / 1e9)

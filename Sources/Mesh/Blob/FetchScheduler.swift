@@ -211,6 +211,15 @@ public struct FetchScheduler: Sendable {
         sources[source] = s
     }
 
+    /// Fresh evidence that `source` is reachable (a session with it was just established, for
+    /// example after it restarted): its backoff ends now. Strikes stay; a banned source stays banned.
+    public mutating func onSourceReachable(_ source: NodeID, now: Duration) {
+        guard var s = sources[source], !s.banned else { return }
+        s.consecutiveFailures = 0
+        s.backoffUntil = min(s.backoffUntil, now)
+        sources[source] = s
+    }
+
     /// Hands chunks back without blaming the source (e.g. the caller decided not to send the
     /// request on a connection that is about to be reset): they return to the pool.
     public mutating func unassign(_ indices: [Int], from source: NodeID) {

@@ -11,6 +11,14 @@
 /// not from ones that were closed on purpose; the *typical* lifetime is a low quantile
 /// (the 20th percentile) of the last `window` observations, because it is the short
 /// lives that lose work.
+///
+/// A connection also dies when the peer itself does (a spot host vanishing, a crash, a
+/// restart), and that says nothing about the path. So a lifetime stays *pending* until the
+/// peer is known to have stayed up: the next session with it is established (a path that
+/// resets lets you straight back in). If a connection attempt fails first, or the failure
+/// detector suspects the peer, the death is blamed on the peer and the lifetime is dropped.
+/// Without this, one crash of a peer taught a 1–2 s "lifetime", and every later transfer
+/// from it was cut into sub-second connections.
 public struct PathModel: Sendable, Equatable {
     public static let window = 16
     /// Fraction of the typical lifetime a connection is planned to be used for.
@@ -19,6 +27,8 @@ public struct PathModel: Sendable, Equatable {
     public static let successorFraction = 0.45
 
     public private(set) var lifetimes: [Double] = []
+    /// Lifetimes of connections that were reset, not yet known to be the path's doing.
+    public private(set) var pendingLifetimes: [Double] = []
     public private(set) var throughputBytesPerSecond: Double
     public private(set) var resets = 0
 
@@ -33,11 +43,28 @@ public struct PathModel: Sendable, Equatable {
         return sorted[Int(Double(sorted.count - 1) * 0.2)]
     }
 
+    /// A connection on this path ended after `lifetime` seconds. A reset is held pending until
+    /// `onSessionEstablished` (the path's doing) or `onPeerUnreachable` (the peer's).
     public mutating func onConnectionEnded(afterSeconds lifetime: Double, byReset: Bool) {
         guard byReset, lifetime > 0 else { return }
         resets += 1
-        lifetimes.append(lifetime)
+        pendingLifetimes.append(lifetime)
+        if pendingLifetimes.count > Self.window { pendingLifetimes.removeFirst(pendingLifetimes.count - Self.window) }
+    }
+
+    /// A new session with the peer was established: it was up all along, so the pending resets
+    /// were the path's.
+    public mutating func onSessionEstablished() {
+        guard !pendingLifetimes.isEmpty else { return }
+        lifetimes += pendingLifetimes
+        pendingLifetimes = []
         if lifetimes.count > Self.window { lifetimes.removeFirst(lifetimes.count - Self.window) }
+    }
+
+    /// A connection attempt to the peer failed, or the peer is suspected: the pending resets
+    /// were the peer going away, not the path.
+    public mutating func onPeerUnreachable() {
+        pendingLifetimes = []
     }
 
     public mutating func onTransferred(bytes: Int, seconds: Double) {

@@ -379,7 +379,11 @@ public final class MeshNode: @unchecked Sendable {
             let queued = self.connecting.removeValue(forKey: address) ?? []
             switch result {
             case .failure(let e):
-                if let n = self.nodeAtAddress[address] { self.successorWanted.remove(n) }
+                if let n = self.nodeAtAddress[address] {
+                    self.successorWanted.remove(n)
+                    self.paths[n]?.onPeerUnreachable()
+                    self.blobs?.dialFailed(peer: n)
+                }
                 self.count("connect_failed", peer: "\(address)", detail: e.description)
             case .success(let stream):
                 guard !self.stopping else { return stream.close() }
@@ -429,9 +433,13 @@ public final class MeshNode: @unchecked Sendable {
             // that dialled each other at once (each may keep a different session for a while;
             // messages are accepted on any session).
             draining[ObjectIdentifier(old)] = Self.now()
-            if successorWanted.remove(peer) != nil { runtime.successorSessions += 1 }
+            if successorWanted.contains(peer) { runtime.successorSessions += 1 }
         }
+        // Whether or not the old session outlived the wait, the wanted successor is here.
+        successorWanted.remove(peer)
         sessions[peer] = s
+        paths[peer]?.onSessionEstablished()
+        blobs?.sessionEstablished(peer: peer)
         logger.debug("session up", metadata: ["peer": "\(peer.short)", "via": "\(s.via)", "dir": "\(s.direction.rawValue)"])
     }
 
@@ -467,6 +475,12 @@ public final class MeshNode: @unchecked Sendable {
                 }
             }
             paths[p, default: PathModel()].onConnectionEnded(afterSeconds: Double(Self.now() - s.openedAt) / 1e9, byReset: byReset)
+        }
+        if !s.established, s.direction == .outbound, let n = nodeAtAddress[s.remote] {
+            // A dial that got a stream but no session: through SSH or SOCKS5 this is how a
+            // refused connection at the far end shows.
+            successorWanted.remove(n)
+            paths[n]?.onPeerUnreachable()
         }
         let wasCurrent = s.peer.map { sessions[$0] === s } ?? false
         if wasCurrent, let p = s.peer { sessions[p] = nil }
@@ -563,6 +577,7 @@ public final class MeshNode: @unchecked Sendable {
             logger.info("member \(t.to)", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")",
                                                      "address": "\(t.address)", "incarnation": "\(t.incarnation)"])
         }
+        if t.to == .suspect || t.to == .dead || t.to == .left { paths[t.node]?.onPeerUnreachable() }
         if t.to == .dead || t.to == .left, let s = sessions[t.node] {
             s.close()
         }
