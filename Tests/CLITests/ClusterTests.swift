@@ -280,8 +280,11 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         source.kill9()
         let atKill = fetched()
         #expect(atKill < size, "the kill landed after the transfer ended")
-        // Down long enough for the receiver's dead-connection detection to act.
-        sleep(3)
+        // Down until the receiver has found it so (a redial refused), which is the case where a
+        // crash must not be taken for the path resetting connections.
+        try eventually(30, "the receiver's redial to the dead source refused") {
+            ((receiver.nodeStatus()?["rejected"] as? [String: Any])?["connect_failed"] as? Int ?? 0) > 0
+        }
         try source.start(config: sourceConfig, join: [receiver.address])
         let restartedAt = Date()
         try eventually(90, "the item complete after the source came back") {

@@ -141,7 +141,7 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(s.nextWakeup(after: .milliseconds(250)) == .milliseconds(750))
     }
 
-    @Test func aSourceThatIsReachableAgainIsUsedAtOnceButKeepsItsStrikes() {
+    @Test func aSourceThatIsReachableAgainIsUsedAtOnceButKeepsItsStrikesAndFailureCount() {
         var s = FetchScheduler(chunkCount: 4, chunkSizeBytes: 10, present: { _ in false })
         s.addSource(a, holds: .all)
         // Eight failed connections: the source is backed off for 30 s (the maximum).
@@ -151,7 +151,12 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         }
         #expect(s.assign(now: .seconds(281)).isEmpty)
         s.onSourceReachable(a, now: .seconds(281))
-        #expect(!s.assign(now: .seconds(281)).isEmpty)
+        let again = s.assign(now: .seconds(281))
+        #expect(!again.isEmpty)
+        // If that session dies at once too, the backoff goes on from where it was (a peer that
+        // crash-loops is not retried every 250 ms).
+        s.onRequestFailed(again.flatMap(\.indices), from: a, now: .seconds(281))
+        #expect(s.nextWakeup(after: .seconds(281)) == .seconds(311))
 
         // A banned source is not revived by a new session.
         var t = FetchScheduler(chunkCount: 4, chunkSizeBytes: 10, present: { _ in false })

@@ -30,20 +30,36 @@ import Testing
 
     static let timeLimitIssues = Locked<[String]>([])
 
-    /// The limit's issue is caught here (and checked by the next test) so that it does not fail the run.
-    @Test(.compactMapIssues { issue in
-              let text = "\(issue)"
-              guard text.contains("time limit exceeded") else { return issue }
-              LaneTests.timeLimitIssues.mutate { $0.append(text) }
-              return nil
-          },
-          .ownThread(narrow, timeLimit: .milliseconds(300)))
-    func aCaseStillRunningPastItsLimitIsReportedAndThenAwaited() {
-        // The watchdog runs on the cooperative pool, which a busy run may hold for a while: wait
-        // (up to 60 s) for its report instead of assuming when it comes.
+    /// Catches the time-limit issue (so that it does not fail the run) and keeps it for the test.
+    static func catchTimeLimitIssue(_ issue: Issue) -> Issue? {
+        let text = "\(issue)"
+        guard text.contains("time limit exceeded") else { return issue }
+        timeLimitIssues.mutate { $0.append(text) }
+        return nil
+    }
+
+    /// Waits (up to 60 s) until the watchdog has reported for `test`: it runs on the global
+    /// executor, which a busy run may hold for a while, so the report's time is not assumed.
+    static func expectTimeLimitReport(for test: String) {
+        let reported = { timeLimitIssues.value.contains { $0.contains(test) } }
         let deadline = Date().addingTimeInterval(60)
-        while Self.timeLimitIssues.value.isEmpty && Date() < deadline { usleep(20_000) }
-        #expect(Self.timeLimitIssues.value.count == 1)
+        while !reported() && Date() < deadline { usleep(20_000) }
+        #expect(reported())
+    }
+
+    @Test(.compactMapIssues(LaneTests.catchTimeLimitIssue), .ownThread(narrow, timeLimit: .milliseconds(300)))
+    func aCaseStillRunningPastItsLimitIsReportedAndThenAwaited() {
+        Self.expectTimeLimitReport(for: "aCaseStillRunningPastItsLimitIsReportedAndThenAwaited")
+    }
+
+    /// The trait on both the suite and the test: the suite's takes the slot and the thread, and
+    /// the test's limit still fires although the body blocks that thread.
+    @Suite(.ownThread(LaneTests.narrow)) struct OnSuiteAndTest {
+        @Test(.compactMapIssues(LaneTests.catchTimeLimitIssue), .ownThread(LaneTests.narrow, timeLimit: .milliseconds(300)))
+        func theTestsOwnLimitStillApplies() {
+            #expect(Lane.ofCurrentThread == "lane-tests")
+            LaneTests.expectTimeLimitReport(for: "theTestsOwnLimitStillApplies")
+        }
     }
 
     static let queue = Lane("lane-tests-queue", width: 1)

@@ -1,8 +1,9 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import Mesh
 
-@Suite struct ProcessStreamTests {
+@Suite(.ownThread(timeLimit: .minutes(2))) struct ProcessStreamTests {
     @Test func framesRoundTripThroughACatChildLikeThroughATunnel() throws {
         try withLoop { loop in
             let got = Locked<[[UInt8]]>([])

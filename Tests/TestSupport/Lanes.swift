@@ -125,24 +125,33 @@ final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
 /// end it are the timeouts inside the test (every child process is waited for with one).
 ///
 /// On a suite it applies to every test case in it. A case that gets the trait twice (from its suite
-/// and itself) takes one slot and one thread, and every time limit given applies.
+/// and itself) takes one slot and one thread, from the outer trait (Swift Testing applies a suite's
+/// traits outside a test's own), and every time limit given applies. Both must name the same lane;
+/// a different inner lane is reported as an issue, since its width would not be honoured.
 public struct OwnThreadTrait: TestTrait, SuiteTrait, TestScoping {
     public let lane: Lane
     public let timeLimit: Duration?
 
     public var isRecursive: Bool { true }
 
-    @TaskLocal static var holdsSlot = false
+    /// The lane whose slot the current task holds, if any.
+    @TaskLocal static var heldLane: String?
 
     public func provideScope(for test: Test, testCase: Test.Case?,
                              performing function: @Sendable () async throws -> Void) async throws {
         // Suites and the test function as a whole pass through; each case takes its own slot.
         guard testCase != nil else { return try await function() }
-        if Self.holdsSlot { return try await watched(function, on: nil, test: test) }
+        if let held = Self.heldLane {
+            if held != lane.name {
+                Issue.record("'\(test.name)' asks for lane '\(lane.name)' inside lane '\(held)': give the suite and the test the same lane",
+                             sourceLocation: test.sourceLocation)
+            }
+            return try await watched(function, on: nil, test: test)
+        }
         await lane.slots.acquire()
         let executor = ThreadExecutor(lane: lane.name)
         do {
-            try await Self.$holdsSlot.withValue(true) {
+            try await Self.$heldLane.withValue(lane.name) {
                 try await watched(function, on: executor, test: test)
             }
         } catch {
@@ -154,31 +163,37 @@ public struct OwnThreadTrait: TestTrait, SuiteTrait, TestScoping {
         await lane.slots.release()
     }
 
-    /// Runs `function` (on `executor` if given) beside a watchdog on the cooperative pool.
+    /// Runs `function` (on `executor` if given, else where the caller runs) beside a watchdog.
+    ///
+    /// The watchdog runs on the global concurrent executor and reports from there: a nested trait's
+    /// caller is on the case's own thread, which the synchronous body blocks, so neither the
+    /// watchdog nor this function's loop could run there until the body ended.
     private func watched(_ function: @Sendable () async throws -> Void, on executor: ThreadExecutor?,
                          test: Test) async throws {
         // The group awaits every child before it returns, so `function` does not outlive this call.
         try await withoutActuallyEscaping(function) { function in
             try await withThrowingTaskGroup(of: Bool.self) { group in
+                if let timeLimit {
+                    let lane = lane.name
+                    group.addTask(executorPreference: globalConcurrentExecutor) {
+                        do { try await Task.sleep(for: timeLimit) } catch { return false }  // cancelled: the body ended
+                        Issue.record("""
+                            time limit exceeded: '\(test.name)' still running \(timeLimit) after it got a \
+                            slot in lane '\(lane)'; waiting for it to end
+                            """, sourceLocation: test.sourceLocation)
+                        return false
+                    }
+                }
                 group.addTask(executorPreference: executor) {
                     try await function()
                     return true
                 }
-                if let timeLimit {
-                    group.addTask {
-                        try? await Task.sleep(for: timeLimit)
-                        return false
-                    }
-                }
-                while let bodyFinished = try await group.next() {
-                    if bodyFinished {
+                // Wait for the body (rethrowing its error); the watchdog reports by itself.
+                while let isBody = try await group.next() {
+                    if isBody {
                         group.cancelAll()
                         return
                     }
-                    Issue.record("""
-                        time limit exceeded: '\(test.name)' still running \(timeLimit!) after it got a \
-                        slot in lane '\(lane.name)'; waiting for it to end
-                        """)
                 }
             }
         }

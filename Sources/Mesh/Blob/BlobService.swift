@@ -236,20 +236,39 @@ public final class BlobService: @unchecked Sendable {
     /// backoff grows with the number of failed connections, not with the window size.
     func sessionClosed(_ s: PeerSession, peer: NodeID?, wasCurrent: Bool) {
         serveQueues[ObjectIdentifier(s)] = nil
-        failRequests { r in r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil) }
+        failRequests { _, r in r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil) }
     }
 
-    /// A connection attempt to `peer` failed: what was queued for it while dialling is lost
-    /// (without this it would sit in the window until `requestTimeout`).
+    /// The messages queued for `peer` while its connection was being made have just been handed
+    /// to `session`: the requests among them now live and die with that session.
+    func queuedRequestsSent(to peer: NodeID, on session: PeerSession) {
+        for (rid, r) in requests where r.source == peer && r.session == nil {
+            requests[rid]?.session = ObjectIdentifier(session)
+        }
+    }
+
+    /// A connection attempt to `peer` failed: the chunk requests queued for it are lost. Without
+    /// this they would hold the source's window until `requestTimeout`. Recipe and `have`
+    /// requests are left to their timeout, which paces asking a peer that is down.
+    ///
+    /// A dial can fail synchronously, inside a send that `pump` is making, so the requests are
+    /// picked now and failed on the next turn of the loop.
     func dialFailed(peer: NodeID) {
-        failRequests { r in r.source == peer && r.session == nil }
+        let lost = Set(requests.compactMap { rid, r -> UInt32? in
+            guard r.source == peer, r.session == nil, case .get = r.kind else { return nil }
+            return rid
+        })
+        guard !lost.isEmpty else { return }
+        _ = node.loop.post { [weak self] in
+            self?.failRequests { rid, r in lost.contains(rid) && r.session == nil }
+        }
     }
 
     /// Fails the requests `isLost` picks, as one failure per source and item, then pumps.
-    private func failRequests(_ isLost: (Request) -> Bool) {
+    private func failRequests(_ isLost: (UInt32, Request) -> Bool) {
         let now = MeshNode.now()
         var lost: [ContentID: [NodeID: [Int]]] = [:]
-        for (rid, r) in requests where isLost(r) {
+        for (rid, r) in requests where isLost(rid, r) {
             if case .get(let remaining) = r.kind {
                 requests[rid] = nil
                 counters.requestsFailed += 1

@@ -212,10 +212,11 @@ public struct FetchScheduler: Sendable {
     }
 
     /// Fresh evidence that `source` is reachable (a session with it was just established, for
-    /// example after it restarted): its backoff ends now. Strikes stay; a banned source stays banned.
+    /// example after it restarted): its current backoff ends now. The failure count stays (only
+    /// a verified chunk clears it), so a peer whose sessions come up and die at once still backs
+    /// off further each time; strikes stay, and a banned source stays banned.
     public mutating func onSourceReachable(_ source: NodeID, now: Duration) {
         guard var s = sources[source], !s.banned else { return }
-        s.consecutiveFailures = 0
         s.backoffUntil = min(s.backoffUntil, now)
         sources[source] = s
     }

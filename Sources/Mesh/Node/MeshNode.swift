@@ -106,6 +106,8 @@ public final class MeshNode: @unchecked Sendable {
     /// What this node has learned about each peer's path (connection lifetime, throughput).
     public private(set) var paths: [NodeID: PathModel] = [:]
     private var successorWanted: Set<NodeID> = []
+    /// The last incarnation seen of each member.
+    private var incarnationOf: [NodeID: UInt64] = [:]
     static let drainTimeoutNs: Int64 = 15_000_000_000
     private var lastMessage: [ObjectIdentifier: Instant] = [:]
 
@@ -399,6 +401,7 @@ public final class MeshNode: @unchecked Sendable {
                 self.dialing[address] = s
                 self.register(s)
                 for (t, b) in queued { s.send(t, b) }
+                if let n = self.nodeAtAddress[address] { self.blobs?.queuedRequestsSent(to: n, on: s) }
             }
         }
         if case .direct = route {
@@ -577,7 +580,11 @@ public final class MeshNode: @unchecked Sendable {
             logger.info("member \(t.to)", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")",
                                                      "address": "\(t.address)", "incarnation": "\(t.incarnation)"])
         }
-        if t.to == .suspect || t.to == .dead || t.to == .left { paths[t.node]?.onPeerUnreachable() }
+        // A suspicion, a death or a new incarnation (the peer restarted, or refuted a suspicion)
+        // means a connection that just died may have died with the peer: not the path's doing.
+        let restarted = incarnationOf[t.node].map { t.incarnation > $0 } ?? false
+        incarnationOf[t.node] = t.incarnation
+        if restarted || t.to == .suspect || t.to == .dead || t.to == .left { paths[t.node]?.onPeerUnreachable() }
         if t.to == .dead || t.to == .left, let s = sessions[t.node] {
             s.close()
         }
