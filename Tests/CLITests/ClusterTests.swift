@@ -216,6 +216,41 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
 }
 
 @Suite(.serialized, .ownThread()) struct ResumeTests {
+    /// A spot host vanishing: one of two sources stops answering mid-transfer (its packets are
+    /// dropped, so no reset or refusal tells anyone). The receiver finishes from the other source
+    /// and stores the item intact.
+    @Test(.ownThread(timeLimit: .minutes(3)), .enabled(if: Partition.isAvailable, "needs root and nftables (installed by .ci/run)"))
+    func aSourceThatVanishesMidTransferIsReplacedByTheOtherHolder() throws {
+        let c = try TestCluster(size: 3)
+        let sourceConfig = c.root.sub("source.yaml")
+        try c.writeConfig(trusted: c.nodes.map(\.id), extra: "bandwidth: {global: 8MB/s}", to: sourceConfig)
+        let (a, b, receiver) = (c.nodes[0], c.nodes[1], c.nodes[2])
+        try a.start(config: sourceConfig)
+        try b.start(config: sourceConfig, join: [a.address])
+        let f = c.root.sub("games.npz")
+        let size = 64 << 20
+        try writePseudoRandomFile(f, size: size, seed: 10)
+        let id = try a.put(f, name: "games.npz")
+        func complete(_ n: TestNode) -> Bool {
+            guard let r = try? Meshnode.run(["ls", "--data", n.dataDir, "--json"]),
+                  let rows = (try? parseJSON(r.stdout)) as? [[String: Any]] else { return false }
+            return rows.contains { $0["id"] as? String == id && $0["complete"] as? Bool == true }
+        }
+        try eventually(60, "b holds the item") { complete(b) }
+        try receiver.start(config: c.configPath, join: [a.address, b.address])
+        func fetched() -> Int { (receiver.nodeStatus()?["blobs"] as? [String: Any])?["bytes_fetched"] as? Int ?? 0 }
+        try eventually(30, "part of the item arrived") { fetched() >= 16 << 20 }
+        let cut = try Partition([a.ip], [b.ip, receiver.ip])
+        defer { cut.heal() }
+        let cutAt = Date(), atCut = fetched()
+        try eventually(120, "the receiver completes the item from b alone") { complete(receiver) }
+        print("vanished source: \(atCut) of \(size) bytes at the cut, complete \(Int(Date().timeIntervalSince(cutAt))) s later")
+        let out = c.root.sub("out.npz")
+        let g = try Meshnode.run(["get", id, "-o", out, "--data", receiver.dataDir])
+        #expect(g.status == 0, "\(g)")
+        #expect(FileManager.default.contentsEqual(atPath: f, andPath: out))
+    }
+
     /// The receiver is killed with SIGKILL in the middle of a transfer and started again: it
     /// resumes, and the chunks it had verified are not sent again (counted at the source).
     @Test(.ownThread(timeLimit: .minutes(3))) func aReceiverKilledMidTransferResumesAndVerifiedChunksAreNotSentAgain() throws {
