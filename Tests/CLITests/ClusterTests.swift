@@ -222,8 +222,7 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
     @Test(.ownThread(timeLimit: .minutes(3)), .enabled(if: Partition.isAvailable, "needs root and nftables (installed by .ci/run)"))
     func aSourceThatVanishesMidTransferIsReplacedByTheOtherHolder() throws {
         let c = try TestCluster(size: 3)
-        let sourceConfig = c.root.sub("source.yaml")
-        try c.writeConfig(trusted: c.nodes.map(\.id), extra: "bandwidth: {global: 8MB/s}", to: sourceConfig)
+        let sourceConfig = try c.throttledConfig("8MB/s")
         let (a, b, receiver) = (c.nodes[0], c.nodes[1], c.nodes[2])
         try a.start(config: sourceConfig)
         try b.start(config: sourceConfig, join: [a.address])
@@ -231,24 +230,16 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         let size = 64 << 20
         try writePseudoRandomFile(f, size: size, seed: 10)
         let id = try a.put(f, name: "games.npz")
-        func complete(_ n: TestNode) -> Bool {
-            guard let r = try? Meshnode.run(["ls", "--data", n.dataDir, "--json"]),
-                  let rows = (try? parseJSON(r.stdout)) as? [[String: Any]] else { return false }
-            return rows.contains { $0["id"] as? String == id && $0["complete"] as? Bool == true }
-        }
-        try eventually(60, "b holds the item") { complete(b) }
+        try eventually(60, "b holds the item") { b.holdsComplete(id) }
         try receiver.start(config: c.configPath, join: [a.address, b.address])
-        func fetched() -> Int { (receiver.nodeStatus()?["blobs"] as? [String: Any])?["bytes_fetched"] as? Int ?? 0 }
+        func fetched() -> Int { receiver.blobCounter("bytes_fetched") }
         try eventually(30, "part of the item arrived") { fetched() >= 16 << 20 }
         let cut = try Partition([a.ip], [b.ip, receiver.ip])
         defer { cut.heal() }
         let cutAt = Date(), atCut = fetched()
-        try eventually(120, "the receiver completes the item from b alone") { complete(receiver) }
+        try eventually(120, "the receiver completes the item from b alone") { receiver.holdsComplete(id) }
         print("vanished source: \(atCut) of \(size) bytes at the cut, complete \(Int(Date().timeIntervalSince(cutAt))) s later")
-        let out = c.root.sub("out.npz")
-        let g = try Meshnode.run(["get", id, "-o", out, "--data", receiver.dataDir])
-        #expect(g.status == 0, "\(g)")
-        #expect(FileManager.default.contentsEqual(atPath: f, andPath: out))
+        try receiver.expectExportMatches(id, original: f)
     }
 
     /// The receiver is killed with SIGKILL in the middle of a transfer and started again: it
@@ -256,8 +247,7 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
     @Test(.ownThread(timeLimit: .minutes(3))) func aReceiverKilledMidTransferResumesAndVerifiedChunksAreNotSentAgain() throws {
         let c = try TestCluster(size: 2)
         // The source serves at 8 MB/s so that the kill lands mid-transfer.
-        let sourceConfig = c.root.sub("source.yaml")
-        try c.writeConfig(trusted: c.nodes.map(\.id), extra: "bandwidth: {global: 8MB/s}", to: sourceConfig)
+        let sourceConfig = try c.throttledConfig("8MB/s")
         let source = c.nodes[0], receiver = c.nodes[1]
         try source.start(config: sourceConfig)
         try receiver.start(config: c.configPath, join: [source.address])
@@ -266,7 +256,7 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         let size = 48 << 20
         try writePseudoRandomFile(f, size: size, seed: 8)
         let id = try source.put(f, name: "ckpt.pt")
-        func fetched() -> Int { (receiver.nodeStatus()?["blobs"] as? [String: Any])?["bytes_fetched"] as? Int ?? 0 }
+        func fetched() -> Int { receiver.blobCounter("bytes_fetched") }
         try eventually(30, "part of the item arrived") { fetched() >= 12 << 20 }
         receiver.kill9()
         let chunkSize = 2 << 20
@@ -275,24 +265,17 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         let present = chunkFiles.count
         let total = (size + chunkSize - 1) / chunkSize
         #expect(present > 0 && present < total, "\(present) of \(total) chunks present at the kill")
-        func served() -> Int { (source.nodeStatus()?["blobs"] as? [String: Any])?["chunks_served"] as? Int ?? 0 }
+        func served() -> Int { source.blobCounter("chunks_served") }
         let servedBefore = served()
         try receiver.start(config: c.configPath, join: [source.address])
-        try eventually(60, "the item complete after the restart") {
-            let r = try Meshnode.run(["ls", "--data", receiver.dataDir, "--json"])
-            let rows = try parseJSON(r.stdout) as? [[String: Any]] ?? []
-            return rows.contains { $0["id"] as? String == id && $0["complete"] as? Bool == true }
-        }
+        try eventually(60, "the item complete after the restart") { receiver.holdsComplete(id) }
         let resent = served() - servedBefore
         // Only what was missing is sent again, plus at most the one window of chunks that was
         // in flight on the interrupted stream when the receiver died.
         #expect(resent <= (total - present) + 8, "sent \(resent) chunks after the restart for \(total - present) missing")
         // Chunks sent twice in all (received before the kill but not yet stored, or duplicated in the endgame).
         print("resume: \(served()) chunks served for \(total); \(served() - total) sent twice; \(present) were stored at the kill")
-        let out = c.root.sub("out.pt")
-        let g = try Meshnode.run(["get", id, "-o", out, "--data", receiver.dataDir])
-        #expect(g.status == 0, "\(g)")
-        #expect(FileManager.default.contentsEqual(atPath: f, andPath: out))
+        try receiver.expectExportMatches(id, original: f)
     }
 
     /// The only source is killed with SIGKILL in the middle of a transfer and started again on
@@ -300,8 +283,7 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
     /// from the restarted source. Chunks it had verified are not fetched again.
     @Test(.ownThread(timeLimit: .minutes(3))) func aSourceKilledMidTransferComesBackAndTheReceiverFinishesWithoutRefetching() throws {
         let c = try TestCluster(size: 2)
-        let sourceConfig = c.root.sub("source.yaml")
-        try c.writeConfig(trusted: c.nodes.map(\.id), extra: "bandwidth: {global: 8MB/s}", to: sourceConfig)
+        let sourceConfig = try c.throttledConfig("8MB/s")
         let source = c.nodes[0], receiver = c.nodes[1]
         try source.start(config: sourceConfig)
         try receiver.start(config: c.configPath, join: [source.address])
@@ -310,7 +292,7 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         let size = 48 << 20, chunkSize = 2 << 20
         try writePseudoRandomFile(f, size: size, seed: 9)
         let id = try source.put(f, name: "ckpt.pt")
-        func fetched() -> Int { (receiver.nodeStatus()?["blobs"] as? [String: Any])?["bytes_fetched"] as? Int ?? 0 }
+        func fetched() -> Int { receiver.blobCounter("bytes_fetched") }
         try eventually(30, "part of the item arrived") { fetched() >= 12 << 20 }
         source.kill9()
         let atKill = fetched()
@@ -322,18 +304,13 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         }
         try source.start(config: sourceConfig, join: [receiver.address])
         let restartedAt = Date()
-        try eventually(90, "the item complete after the source came back") {
-            let r = try Meshnode.run(["ls", "--data", receiver.dataDir, "--json"])
-            let rows = try parseJSON(r.stdout) as? [[String: Any]] ?? []
-            return rows.contains { $0["id"] as? String == id && $0["complete"] as? Bool == true }
-        }
+        try eventually(90, "the item complete after the source came back") { receiver.holdsComplete(id) }
         // Every chunk stored exactly once: nothing verified before the kill came again. (One
         // chunk of slack for a duplicate answer to the request in flight at the kill.)
         #expect(fetched() >= size && fetched() <= size + chunkSize, "fetched \(fetched()) bytes for \(size)")
         // The requests lost with the source were failed as soon as its connection closed or the
         // redial was refused, not left to time out (which stalled the transfer for 10 s).
-        let timedOut = (receiver.nodeStatus()?["blobs"] as? [String: Any])?["requests_timed_out"] as? Int
-        #expect(timedOut == 0, "\(timedOut.map(String.init) ?? "no count") requests timed out")
+        #expect(receiver.blobCounter("requests_timed_out") == 0)
         // The crash was the peer's doing, not the path's: no connection lifetime was learned from
         // it, so later transfers are not cut into short connections with successors.
         let status = receiver.nodeStatus()
@@ -342,9 +319,6 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         #expect(status?["successor_sessions"] as? Int == 0)
         print("source restart: \(atKill) of \(size) bytes before the kill, \(fetched()) fetched in all, "
               + "complete \(Int(Date().timeIntervalSince(restartedAt))) s after the restart")
-        let out = c.root.sub("out.pt")
-        let g = try Meshnode.run(["get", id, "-o", out, "--data", receiver.dataDir])
-        #expect(g.status == 0, "\(g)")
-        #expect(FileManager.default.contentsEqual(atPath: f, andPath: out))
+        try receiver.expectExportMatches(id, original: f)
     }
 }

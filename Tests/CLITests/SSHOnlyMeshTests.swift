@@ -56,16 +56,7 @@ import Glibc
         let f = lab.dir.sub("model.onnx")
         try writePseudoRandomFile(f, size: 20 << 20, seed: 9)
         let id = try nodes[0].put(f, name: "model.onnx")
-        try eventually(90, "the item complete on every host\n\(logs())") {
-            try nodes.allSatisfy { n in
-                let r = try Meshnode.run(["ls", "--data", n.dataDir, "--json"], timeoutSeconds: 10)
-                let rows = try parseJSON(r.stdout) as? [[String: Any]] ?? []
-                return rows.contains { $0["id"] as? String == id && $0["complete"] as? Bool == true }
-            }
-        }
-        let out = lab.dir.sub("out.onnx")
-        let g = try Meshnode.run(["get", id, "-o", out, "--data", nodes[2].dataDir])
-        #expect(g.status == 0, "\(g)")
-        #expect(FileManager.default.contentsEqual(atPath: f, andPath: out))
+        try eventually(90, "the item complete on every host\n\(logs())") { nodes.allSatisfy { $0.holdsComplete(id) } }
+        try nodes[2].expectExportMatches(id, original: f)
     }
 }

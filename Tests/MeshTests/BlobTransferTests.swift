@@ -60,6 +60,63 @@ func expectSameContent(_ node: InProcessNode, _ id: ContentID, as original: Stri
 }
 
 @Suite(.serialized, .ownThread()) struct BlobTransferTests {
+    /// An item whose only holder lost its chunks (as when a spot host vanishes before anyone
+    /// copied them) cannot progress; with one download slot, it gives the slot to the next item
+    /// after `stalledAfter` instead of blocking every later item.
+    @Test(.ownThread(timeLimit: .minutes(2))) func anItemThatCannotProgressGivesItsSlotToTheNextOne() throws {
+        let c = try InProcessCluster(size: 2) { i, o in
+            if i == 1 {
+                o.blob.maxConcurrentDownloads = 1
+                o.blob.stalledAfter = .seconds(2)
+            }
+        }
+        defer { c.stop() }
+        // The origin keeps the orphan's recipe but loses every chunk before announcing it.
+        let origin = c.nodes[0]
+        let orphanFile = try makeFile(in: origin.dir, name: "src-orphan", size: 4 << 20, seed: 31)
+        let orphan = try Store.open(dataDir: origin.dir).ingest(path: orphanFile, name: "orphan.npz", signer: origin.identity).entry
+        let chunks = origin.dir + "/chunks"
+        var removed = 0
+        for f in FileManager.default.subpaths(atPath: chunks) ?? [] {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: chunks + "/" + f, isDirectory: &isDir), !isDir.boolValue {
+                try FileManager.default.removeItem(atPath: chunks + "/" + f)
+                removed += 1
+            }
+        }
+        #expect(removed > 0)
+        origin.loop.post { [node = origin.node!] in node.announce(orphan) }
+        try eventually(30, "n1 is fetching the orphan") { (try? c.nodes[1].onLoop { $0.blobs?.transfers().count ?? 0 }) == 1 }
+        let (next, path) = try c.put(on: 0, size: 4 << 20, seed: 32, name: "next.npz")
+        try eventually(60, "the next item arrives although the orphan held the only slot") { c.nodes[1].isComplete(next.contentID) }
+        try expectSameContent(c.nodes[1], next.contentID, as: path)
+        #expect(!c.nodes[1].isComplete(orphan.contentID))
+        let counters = c.nodes[1].blobCounters()
+        #expect(counters.itemsRequeued >= 1)
+        // The origin answered every request for a chunk it lacks at once ("not held") and went on
+        // serving the same session: nothing waited for a timeout.
+        #expect(counters.requestsTimedOut == 0)
+    }
+
+    /// Chunks that fail at once (not held) must not stall the rest of a session's queue: every
+    /// one of 8 indices asked in one `get` is answered, although only 3 reads run at a time.
+    @Test(.ownThread(timeLimit: .minutes(2))) func everyChunkAskedForIsAnsweredEvenWhenNoneIsHeld() throws {
+        let c = try InProcessCluster(size: 2)
+        defer { c.stop() }
+        let origin = c.nodes[0]
+        let file = try makeFile(in: origin.dir, name: "src-gone", size: 1 << 20, seed: 33)
+        let entry = try Store.open(dataDir: origin.dir).ingest(path: file, name: "gone.npz", signer: origin.identity).entry
+        try FileManager.default.removeItem(atPath: origin.dir + "/chunks")
+        let ask = BlobMessage.get(requestID: 7, contentID: entry.contentID, indices: Array(0..<8))
+        var w = ByteWriter(capacity: 64)
+        ask.encode(into: &w)
+        let bytes = w.bytes
+        let to = origin.identity.nodeID
+        #expect(try c.nodes[1].onLoop { $0.send(bytes[0], Array(bytes[1...]), toNode: to) })
+        try eventually(30, "8 refusals") { origin.blobCounters().chunksRefused == 8 }
+        #expect(origin.blobCounters().chunksServed == 0)
+    }
+
     @Test(.ownThread(timeLimit: .minutes(2))) func aNewItemReplicatesToEveryNodeByteForByte() throws {
         let c = try InProcessCluster(size: 3)
         defer { c.stop() }

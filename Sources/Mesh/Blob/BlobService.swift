@@ -25,10 +25,14 @@ public struct BlobCounters: Codable, Sendable, Equatable {
     public var chunksServed: UInt64 = 0
     public var bytesServed: UInt64 = 0
     public var corruptChunks: UInt64 = 0
+    /// Chunks asked of this node that it answered with an error (not held, bad index, read failure).
+    public var chunksRefused: UInt64 = 0
     public var requestsFailed: UInt64 = 0
     /// Requests that got no answer within `requestTimeout`. Requests on a connection known to be
     /// dead (closed, or a dial that failed) are failed at once and are not counted here.
     public var requestsTimedOut: UInt64 = 0
+    /// Items that stalled (`stalledAfter`) and gave their slot to a waiting item.
+    public var itemsRequeued: UInt64 = 0
     public var itemsCompleted: UInt64 = 0
     /// Strikes against peers that sent chunks not matching their hash, by short node id.
     public var strikes: [String: UInt64] = [:]
@@ -36,8 +40,9 @@ public struct BlobCounters: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case strikes
         case chunksFetched = "chunks_fetched", bytesFetched = "bytes_fetched", chunksServed = "chunks_served"
-        case bytesServed = "bytes_served", corruptChunks = "corrupt_chunks", requestsFailed = "requests_failed"
-        case requestsTimedOut = "requests_timed_out", itemsCompleted = "items_completed"
+        case bytesServed = "bytes_served", corruptChunks = "corrupt_chunks", chunksRefused = "chunks_refused"
+        case requestsFailed = "requests_failed"
+        case requestsTimedOut = "requests_timed_out", itemsRequeued = "items_requeued", itemsCompleted = "items_completed"
     }
 }
 
@@ -54,6 +59,11 @@ public final class BlobService: @unchecked Sendable {
         public var maxConcurrentDownloads = 8
         /// A request with no answer for this long fails (and its source backs off).
         public var requestTimeout: Duration = .seconds(10)
+        /// An item being fetched that made no progress (no recipe, no chunk) for this long while
+        /// others wait gives its slot to the next and goes to the back of the queue. Without
+        /// this, items whose only holder vanished before anyone copied them (spot hosts) would
+        /// hold every slot for ever.
+        public var stalledAfter: Duration = .seconds(60)
         /// Sources are looked for again this often while an item is incomplete.
         public var discoveryInterval: Duration = .seconds(2)
         /// Peers asked for their holdings per discovery round.
@@ -106,11 +116,14 @@ public final class BlobService: @unchecked Sendable {
         var rate: Double = 0
         var rateSample: (Instant, UInt64)
         var started: Instant
+        /// When it last got its recipe or a verified chunk (or its slot).
+        var lastProgress: Instant
         init(_ id: ContentID, reason: Reason, hints: Set<NodeID>, now: Instant) {
             contentID = id
             self.reason = reason
             self.hints = hints
             started = now
+            lastProgress = now
             rateSample = (now, 0)
         }
     }
@@ -122,6 +135,19 @@ public final class BlobService: @unchecked Sendable {
         var kind: Kind
         var sentAt: Instant
         var session: ObjectIdentifier?
+        /// When the request last showed it was alive (sent, or a chunk of it arrived); its
+        /// timeout runs from here, so a long queue on a slow but working session does not time
+        /// out its tail.
+        var lastProgressAt: Instant
+
+        init(content: ContentID, source: NodeID, kind: Kind, sentAt: Instant, session: ObjectIdentifier?) {
+            self.content = content
+            self.source = source
+            self.kind = kind
+            self.sentAt = sentAt
+            self.session = session
+            lastProgressAt = sentAt
+        }
     }
 
     final class ServeQueue: @unchecked Sendable {
@@ -349,71 +375,77 @@ public final class BlobService: @unchecked Sendable {
     private func serveNext(session: PeerSession, peer: NodeID) {
         let key = ObjectIdentifier(session)
         guard let q = serveQueues[key], session.isOpen else { return }
-        // 1. Start reads.
-        while q.inflight.count < Self.maxParallelReads, !q.jobs.isEmpty {
-            var job = q.jobs[0]
-            let index = job.indices.removeFirst()
-            if job.indices.isEmpty { q.jobs.removeFirst() } else { q.jobs[0] = job }
-            let slot = ReadSlot(id: job.id, index: index)
-            q.inflight.append(slot)
-            guard let r = recipe(job.content), index >= 0, index < r.chunks.count else {
-                slot.finish(.failure(MeshError(.invalidInput, "no chunk \(index) of \(job.content.short)")), code: .badRequest)
-                continue
+        // Steps 1 and 2 repeat while a slot is free and jobs wait: slots that fail at once (a chunk
+        // not held, a bad index) are answered in step 2 without any read completing, so nothing
+        // else would call this again and the remaining jobs would wait for the next request.
+        repeat {
+            // 1. Start reads.
+            while q.inflight.count < Self.maxParallelReads, !q.jobs.isEmpty {
+                var job = q.jobs[0]
+                let index = job.indices.removeFirst()
+                if job.indices.isEmpty { q.jobs.removeFirst() } else { q.jobs[0] = job }
+                let slot = ReadSlot(id: job.id, index: index)
+                q.inflight.append(slot)
+                guard let r = recipe(job.content), index >= 0, index < r.chunks.count else {
+                    slot.finish(.failure(MeshError(.invalidInput, "no chunk \(index) of \(job.content.short)")), code: .badRequest)
+                    continue
+                }
+                let hash = r.chunks[index]
+                guard node.store.hasChunk(hash) else {
+                    slot.finish(.failure(MeshError(.unknownItem, "chunk \(index) not held")), code: .notHeld)
+                    continue
+                }
+                // The message up to the chunk bytes; the worker reads the chunk in after it.
+                var header = ByteWriter(capacity: 9)
+                BlobMessage.chunk(requestID: job.id, index: UInt32(index), data: []).encode(into: &header)
+                let start = UInt64(index) * UInt64(r.chunkSizeBytes)
+                let size = Int(min(UInt64(r.chunkSizeBytes), r.sizeBytes - min(start, r.sizeBytes)))
+                workers.read(hash, header: header.bytes, sizeBytes: size) { [weak self, weak session] result in
+                    slot.finish(result, code: .internalError)
+                    if let self, let session { self.serveNext(session: session, peer: peer) }
+                }
             }
-            let hash = r.chunks[index]
-            guard node.store.hasChunk(hash) else {
-                slot.finish(.failure(MeshError(.unknownItem, "chunk \(index) not held")), code: .notHeld)
-                continue
-            }
-            // The message up to the chunk bytes; the worker reads the chunk in after it.
-            var header = ByteWriter(capacity: 9)
-            BlobMessage.chunk(requestID: job.id, index: UInt32(index), data: []).encode(into: &header)
-            let start = UInt64(index) * UInt64(r.chunkSizeBytes)
-            let size = Int(min(UInt64(r.chunkSizeBytes), r.sizeBytes - min(start, r.sizeBytes)))
-            workers.read(hash, header: header.bytes, sizeBytes: size) { [weak self, weak session] result in
-                slot.finish(result, code: .internalError)
-                if let self, let session { self.serveNext(session: session, peer: peer) }
-            }
-        }
-        // 2. Send what is ready, in order.
-        while !q.sending, let head = q.inflight.first, let result = head.result {
-            switch result {
-            case .failure(let e):
-                q.inflight.removeFirst()
-                reply(.error(requestID: head.id, code: head.code, message: e.message), on: session)
-            case .success(let frame):
-                if session.writeQueueBytes > config.maxQueuedServeBytes {
-                    q.sending = true
-                    after(.milliseconds(2)) { [weak self, weak session] in
-                        q.sending = false
-                        if let self, let session { self.serveNext(session: session, peer: peer) }
+            // 2. Send what is ready, in order.
+            while !q.sending, let head = q.inflight.first, let result = head.result {
+                switch result {
+                case .failure(let e):
+                    q.inflight.removeFirst()
+                    counters.chunksRefused += 1
+                    reply(.error(requestID: head.id, code: head.code, message: e.message), on: session)
+                case .success(let frame):
+                    if session.writeQueueBytes > config.maxQueuedServeBytes {
+                        q.sending = true
+                        after(.milliseconds(2)) { [weak self, weak session] in
+                            q.sending = false
+                            if let self, let session { self.serveNext(session: session, peer: peer) }
+                        }
+                        return
                     }
-                    return
-                }
-                let chunkBytes = frame.messageCount - Self.chunkHeaderBytes
-                let wait = limiter.reserve(chunkBytes, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
-                q.inflight.removeFirst()
-                if corruptServing, chunkBytes > 0 {
-                    frame.message[Self.chunkHeaderBytes + chunkBytes / 2] ^= 0xff
-                }
-                let send = { [weak self, weak session] in
-                    guard let self, let session, session.isOpen else { return }
-                    session.send(frame: frame)
-                    self.counters.chunksServed += 1
-                    self.counters.bytesServed += UInt64(chunkBytes)
-                }
-                if wait > 0 {
-                    q.sending = true
-                    after(.nanoseconds(Int64(wait))) { [weak self, weak session] in
-                        send()
-                        q.sending = false
-                        if let self, let session { self.serveNext(session: session, peer: peer) }
+                    let chunkBytes = frame.messageCount - Self.chunkHeaderBytes
+                    let wait = limiter.reserve(chunkBytes, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
+                    q.inflight.removeFirst()
+                    if corruptServing, chunkBytes > 0 {
+                        frame.message[Self.chunkHeaderBytes + chunkBytes / 2] ^= 0xff
                     }
-                    return
+                    let send = { [weak self, weak session] in
+                        guard let self, let session, session.isOpen else { return }
+                        session.send(frame: frame)
+                        self.counters.chunksServed += 1
+                        self.counters.bytesServed += UInt64(chunkBytes)
+                    }
+                    if wait > 0 {
+                        q.sending = true
+                        after(.nanoseconds(Int64(wait))) { [weak self, weak session] in
+                            send()
+                            q.sending = false
+                            if let self, let session { self.serveNext(session: session, peer: peer) }
+                        }
+                        return
+                    }
+                    send()
                 }
-                send()
             }
-        }
+        } while !q.sending && q.inflight.count < Self.maxParallelReads && !q.jobs.isEmpty
     }
 
     /// Bytes of a `chunk` message before the chunk itself: type, request id, index.
@@ -462,10 +494,11 @@ public final class BlobService: @unchecked Sendable {
             for c in candidates(d) where !d.recipeAsked.contains(c) {
                 d.recipeAsked.insert(c)
                 let rid = newRequest(Request(content: d.contentID, source: c, kind: .recipe, sentAt: now, session: node.session(with: c).map(ObjectIdentifier.init)))
-                if sendRequest(.wantRecipe(requestID: rid, contentID: d.contentID), to: c) {
-                    d.recipeRequest = rid
-                    return
-                }
+                // Recorded before sending: a send on a session that is closing closes it at once,
+                // which fails this request (and clears `recipeRequest`) before `sendRequest` returns.
+                d.recipeRequest = rid
+                if sendRequest(.wantRecipe(requestID: rid, contentID: d.contentID), to: c) { return }
+                if d.recipeRequest == rid { d.recipeRequest = nil }
                 requests[rid] = nil
             }
             if d.recipeAsked.count >= candidates(d).count { d.recipeAsked = [] }  // go round again next tick
@@ -500,7 +533,10 @@ public final class BlobService: @unchecked Sendable {
                     return acc + rem.count * chunkBytes
                 }
             }
-            let fits = max(0, (budget - outstanding[src]!) / max(chunkBytes, 1))
+            var fits = max(0, (budget - outstanding[src]!) / max(chunkBytes, 1))
+            // A budget below one chunk (a slow path that also resets often) would otherwise starve
+            // the source for good: with no chunk arriving, its throughput estimate never recovers.
+            if fits == 0 && outstanding[src]! == 0 && budget > 0 { fits = 1 }
             if fits < assignments[i].indices.count {
                 s.unassign(Array(assignments[i].indices[fits...]), from: src)
                 assignments[i].indices = Array(assignments[i].indices[..<fits])
@@ -520,6 +556,7 @@ public final class BlobService: @unchecked Sendable {
 
     private func startScheduling(_ d: Download, _ r: Recipe) {
         d.recipe = r
+        d.lastProgress = MeshNode.now()
         let store = node.store
         d.scheduler = FetchScheduler(chunkCount: r.chunks.count, chunkSizeBytes: Int(r.chunkSizeBytes),
                                      present: { store.hasChunk(r.chunks[$0]) }, config: config.scheduler)
@@ -528,9 +565,17 @@ public final class BlobService: @unchecked Sendable {
         d.lastDiscovery = Instant(nanoseconds: .min / 2)
     }
 
+    /// The open request `id` if `peer` was asked it about `content`; a reply that matches no such
+    /// request (late, duplicated, or another peer's id) is ignored, and nothing is removed.
+    private func request(_ id: UInt32, askedOf peer: NodeID, about content: ContentID) -> Request? {
+        guard let r = requests[id], r.source == peer, r.content == content else { return nil }
+        return r
+    }
+
     private func gotRecipe(_ id: UInt32, _ c: ContentID, _ size: UInt64, _ cs: UInt32, _ chunks: [ChunkHash], from peer: NodeID) {
-        guard let req = requests.removeValue(forKey: id), case .recipe = req.kind, req.content == c, let d = downloads[c] else { return }
-        d.recipeRequest = nil
+        guard let req = request(id, askedOf: peer, about: c), case .recipe = req.kind, let d = downloads[c] else { return }
+        requests[id] = nil
+        if d.recipeRequest == id { d.recipeRequest = nil }
         do {
             try node.store.insertRecipe(contentID: c, sizeBytes: size, chunkSizeBytes: cs, chunks: chunks)
         } catch {
@@ -543,7 +588,14 @@ public final class BlobService: @unchecked Sendable {
     }
 
     private func gotHave(_ id: UInt32, _ c: ContentID, _ n: Int, _ bitmap: [UInt8], from peer: NodeID) {
-        if id != 0 { requests[id] = nil }
+        if id != 0, let req = request(id, askedOf: peer, about: c), case .have = req.kind { requests[id] = nil }
+        // An item has at least one chunk unless it is empty; a count that disagrees with the
+        // recipe known here is not believed.
+        if let r = recipe(c) {
+            guard n == r.chunks.count else { return }
+        } else if n == 0 {
+            return
+        }
         let complete = (0..<n).allSatisfy { ChunkBitmap.contains(bitmap, $0) }
         if complete { holders[c, default: []].insert(peer) }
         guard let d = downloads[c], var s = d.scheduler, n == s.chunkCount else { return }
@@ -555,17 +607,18 @@ public final class BlobService: @unchecked Sendable {
     }
 
     private func gotChunk(_ id: UInt32, _ index: Int, _ data: ArraySlice<UInt8>, from peer: NodeID) {
-        guard var req = requests[id], case .get(var remaining) = req.kind, let k = remaining.firstIndex(of: index),
+        guard var req = requests[id], req.source == peer, case .get(var remaining) = req.kind, let k = remaining.firstIndex(of: index),
               let d = downloads[req.content], let r = d.recipe, index < r.chunks.count else { return }
+        let now = MeshNode.now()
+        let elapsed = Duration.nanoseconds(max(1, now - req.sentAt))
         remaining.remove(at: k)
         if remaining.isEmpty {
             requests[id] = nil
         } else {
             req.kind = .get(remaining: remaining)
+            req.lastProgressAt = now
             requests[id] = req
         }
-        let now = MeshNode.now()
-        let elapsed = Duration.nanoseconds(max(1, now - req.sentAt))
         let since = max(req.sentAt, lastChunkAt[peer] ?? req.sentAt)
         lastChunkAt[peer] = now
         node.pathTransferred(peer, bytes: data.count, seconds: Double(max(1, now - since)) / 1e9)
@@ -587,6 +640,7 @@ public final class BlobService: @unchecked Sendable {
                 self.counters.chunksFetched += 1
                 self.counters.bytesFetched += UInt64(data.count)
                 d.doneBytes += UInt64(data.count)
+                d.lastProgress = MeshNode.now()
                 let losers = s.onChunkVerified(index, from: peer, bytes: data.count, elapsed: elapsed)
                 for l in losers { self.cancelDuplicate(d, index: index, at: l) }
             }
@@ -654,9 +708,20 @@ public final class BlobService: @unchecked Sendable {
     private func onTick() {
         let now = MeshNode.now()
         let timeout = MeshNode.nanos(config.requestTimeout)
-        for (rid, r) in requests where now - r.sentAt > timeout {
+        for (rid, r) in requests where now - r.lastProgressAt > timeout {
             if case .get = r.kind { counters.requestsTimedOut += 1 }
             fail(rid, r, now: now)
+        }
+        let stalled = MeshNode.nanos(config.stalledAfter)
+        for d in downloads.values where !waiting.isEmpty && isActive(d) && now - d.lastProgress > stalled {
+            // `d` goes to the back of the queue and the item waiting longest takes its slot.
+            waiting.append(d.contentID)
+            let next = waiting.removeFirst()
+            downloads[next]?.lastProgress = now
+            d.lastProgress = now
+            counters.itemsRequeued += 1
+            logger.info("item stalled; its slot goes to the next waiting item",
+                        metadata: ["item": "\(d.contentID.short)", "next": "\(next.short)"])
         }
         for d in downloads.values {
             if now - d.rateSample.0 >= 1_000_000_000 {

@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -94,6 +95,26 @@ final class TestNode {
         return j["node"] as? [String: Any]
     }
 
+    /// Whether `meshnode ls --json` lists item `id` as complete on this node.
+    func holdsComplete(_ id: String) -> Bool {
+        guard let r = try? Meshnode.run(["ls", "--data", dataDir, "--json"], timeoutSeconds: 10), r.status == 0,
+              let rows = (try? parseJSON(r.stdout)) as? [[String: Any]] else { return false }
+        return rows.contains { $0["id"] as? String == id && $0["complete"] as? Bool == true }
+    }
+
+    /// One counter of `status --json`'s `node.blobs` (0 when the node does not answer).
+    func blobCounter(_ key: String) -> Int {
+        (nodeStatus()?["blobs"] as? [String: Any])?[key] as? Int ?? 0
+    }
+
+    /// Exports item `id` with `meshnode get` and checks it is byte for byte `original`.
+    func expectExportMatches(_ id: String, original: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let out = original + ".exported-from-\(name)"
+        let g = try Meshnode.run(["get", id, "-o", out, "--data", dataDir])
+        #expect(g.status == 0, "\(g)", sourceLocation: sourceLocation)
+        #expect(FileManager.default.contentsEqual(atPath: original, andPath: out), sourceLocation: sourceLocation)
+    }
+
     func put(_ path: String, name: String) throws -> String {
         let r = try Meshnode.run(["put", path, "--name", name, "--data", dataDir])
         guard r.status == 0 else { throw TestFailure("put on \(self.name) failed: \(r)") }
@@ -124,6 +145,14 @@ final class TestCluster {
     init(size: Int, extraConfig: String = "") throws {
         for i in 1...size { nodes.append(try TestNode(name: "n\(i)", root: root, ip: "\(subnet).\(i)")) }
         try writeConfig(trusted: nodes.map(\.id), extra: extraConfig)
+    }
+
+    /// A config like the cluster's whose node serves at most `rate` (e.g. "8MB/s"), so that a
+    /// transfer from it lasts long enough to be interrupted.
+    func throttledConfig(_ rate: String) throws -> String {
+        let path = root.sub("throttled-\(rate.replacingOccurrences(of: "/", with: "-")).yaml")
+        try writeConfig(trusted: nodes.map(\.id), extra: "bandwidth: {global: \(rate)}", to: path)
+        return path
     }
 
     func writeConfig(trusted: [String], extra: String = "", to path: String? = nil) throws {
