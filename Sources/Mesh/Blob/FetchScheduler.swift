@@ -84,6 +84,8 @@ public struct FetchScheduler: Sendable {
     }
 
     public var isComplete: Bool { missing.isEmpty }
+    /// Whether chunk `i` is stored here (verified), as far as this fetch knows.
+    public func holds(_ i: Int) -> Bool { !missing.contains(i) }
     public var missingCount: Int { missing.count }
     public var inFlightCount: Int { copies.count }
     public var sourceIDs: [NodeID] { sources.keys.sorted() }
