@@ -215,6 +215,31 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
     usleep(100_000)
 }
 
+/// Two nodes, the first serving at 8 MB/s, and a 48 MB item put on it of which the second has
+/// fetched at least 12 MB: a kill of either now lands mid-transfer.
+struct MidTransfer {
+    let cluster: TestCluster
+    let sourceConfig: String
+    let file: String
+    let id: String
+    let size = 48 << 20
+    var source: TestNode { cluster.nodes[0] }
+    var receiver: TestNode { cluster.nodes[1] }
+
+    init(seed: UInt64) throws {
+        cluster = try TestCluster(size: 2)
+        sourceConfig = try cluster.throttledConfig("8MB/s")
+        let (source, receiver) = (cluster.nodes[0], cluster.nodes[1])
+        try source.start(config: sourceConfig)
+        try receiver.start(config: cluster.configPath, join: [source.address])
+        try eventually(30, "2 alive") { [cluster] in cluster.allSeeAlive(2) }
+        file = cluster.root.sub("ckpt.pt")
+        try writePseudoRandomFile(file, size: size, seed: seed)
+        id = try source.put(file, name: "ckpt.pt")
+        try eventually(30, "part of the item arrived") { receiver.blobCounter("bytes_fetched") >= 12 << 20 }
+    }
+}
+
 @Suite(.serialized, .ownThread()) struct ResumeTests {
     /// A spot host vanishing: one of two sources stops answering mid-transfer (its packets are
     /// dropped, so no reset or refusal tells anyone). The receiver finishes from the other source
@@ -245,19 +270,8 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
     /// The receiver is killed with SIGKILL in the middle of a transfer and started again: it
     /// resumes, and the chunks it had verified are not sent again (counted at the source).
     @Test(.ownThread(timeLimit: .minutes(3))) func aReceiverKilledMidTransferResumesAndVerifiedChunksAreNotSentAgain() throws {
-        let c = try TestCluster(size: 2)
-        // The source serves at 8 MB/s so that the kill lands mid-transfer.
-        let sourceConfig = try c.throttledConfig("8MB/s")
-        let source = c.nodes[0], receiver = c.nodes[1]
-        try source.start(config: sourceConfig)
-        try receiver.start(config: c.configPath, join: [source.address])
-        try eventually(30, "2 alive") { c.allSeeAlive(2) }
-        let f = c.root.sub("ckpt.pt")
-        let size = 48 << 20
-        try writePseudoRandomFile(f, size: size, seed: 8)
-        let id = try source.put(f, name: "ckpt.pt")
-        func fetched() -> Int { receiver.blobCounter("bytes_fetched") }
-        try eventually(30, "part of the item arrived") { fetched() >= 12 << 20 }
+        let t = try MidTransfer(seed: 8)
+        let (c, source, receiver, f, id, size) = (t.cluster, t.source, t.receiver, t.file, t.id, t.size)
         receiver.kill9()
         let chunkSize = 2 << 20
         let chunkFiles = (try? FileManager.default.subpathsOfDirectory(atPath: receiver.dataDir + "/chunks"))?
@@ -282,18 +296,9 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
     /// the same data dir: the receiver notices the dead connection, waits, and finishes the item
     /// from the restarted source. Chunks it had verified are not fetched again.
     @Test(.ownThread(timeLimit: .minutes(3))) func aSourceKilledMidTransferComesBackAndTheReceiverFinishesWithoutRefetching() throws {
-        let c = try TestCluster(size: 2)
-        let sourceConfig = try c.throttledConfig("8MB/s")
-        let source = c.nodes[0], receiver = c.nodes[1]
-        try source.start(config: sourceConfig)
-        try receiver.start(config: c.configPath, join: [source.address])
-        try eventually(30, "2 alive") { c.allSeeAlive(2) }
-        let f = c.root.sub("ckpt.pt")
-        let size = 48 << 20, chunkSize = 2 << 20
-        try writePseudoRandomFile(f, size: size, seed: 9)
-        let id = try source.put(f, name: "ckpt.pt")
+        let t = try MidTransfer(seed: 9)
+        let (source, receiver, f, id, size, chunkSize) = (t.source, t.receiver, t.file, t.id, t.size, 2 << 20)
         func fetched() -> Int { receiver.blobCounter("bytes_fetched") }
-        try eventually(30, "part of the item arrived") { fetched() >= 12 << 20 }
         source.kill9()
         let atKill = fetched()
         #expect(atKill < size, "the kill landed after the transfer ended")
@@ -302,7 +307,7 @@ func sendTCP(_ bytes: [UInt8], to ip: String, port: Int) throws {
         try eventually(30, "the receiver's redial to the dead source refused") {
             ((receiver.nodeStatus()?["rejected"] as? [String: Any])?["connect_failed"] as? Int ?? 0) > 0
         }
-        try source.start(config: sourceConfig, join: [receiver.address])
+        try source.start(config: t.sourceConfig, join: [receiver.address])
         let restartedAt = Date()
         try eventually(90, "the item complete after the source came back") { receiver.holdsComplete(id) }
         // Every chunk stored exactly once: nothing verified before the kill came again. (One
