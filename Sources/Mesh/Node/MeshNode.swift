@@ -382,8 +382,7 @@ public final class MeshNode: @unchecked Sendable {
             switch result {
             case .failure(let e):
                 if let n = self.nodeAtAddress[address] {
-                    self.successorWanted.remove(n)
-                    self.paths[n]?.onPeerUnreachable()
+                    self.dialDidNotReach(n)
                     self.blobs?.dialFailed(peer: n)
                 }
                 self.count("connect_failed", peer: "\(address)", detail: e.description)
@@ -422,6 +421,13 @@ public final class MeshNode: @unchecked Sendable {
         s.onMessage = { [unowned self] s, type, body in self.message(s, type: type, body: body) }
         s.onClose = { [unowned self] s, reason in self.sessionClosed(s, reason: reason) }
         s.start()
+    }
+
+    /// A dial to `peer` ended without a session: any successor it was to be is not coming, and
+    /// the connections that died just before died with the peer, not by the path.
+    private func dialDidNotReach(_ peer: NodeID) {
+        successorWanted.remove(peer)
+        paths[peer]?.onPeerUnreachable()
     }
 
     private func established(_ s: PeerSession) {
@@ -482,8 +488,7 @@ public final class MeshNode: @unchecked Sendable {
         if !s.established, s.direction == .outbound, let n = nodeAtAddress[s.remote] {
             // A dial that got a stream but no session: through SSH or SOCKS5 this is how a
             // refused connection at the far end shows.
-            successorWanted.remove(n)
-            paths[n]?.onPeerUnreachable()
+            dialDidNotReach(n)
         }
         let wasCurrent = s.peer.map { sessions[$0] === s } ?? false
         if wasCurrent, let p = s.peer { sessions[p] = nil }
