@@ -27,6 +27,9 @@ public struct BlobCounters: Codable, Sendable, Equatable {
     public var corruptChunks: UInt64 = 0
     /// Chunks asked of this node that it answered with an error (not held, bad index, read failure).
     public var chunksRefused: UInt64 = 0
+    /// Chunks that arrived after another copy of them had been verified (endgame duplicates);
+    /// not counted in `chunksFetched`/`bytesFetched`.
+    public var duplicateChunks: UInt64 = 0
     public var requestsFailed: UInt64 = 0
     /// Requests that got no answer within `requestTimeout`. Requests on a connection known to be
     /// dead (closed, or a dial that failed) are failed at once and are not counted here.
@@ -41,6 +44,7 @@ public struct BlobCounters: Codable, Sendable, Equatable {
         case strikes
         case chunksFetched = "chunks_fetched", bytesFetched = "bytes_fetched", chunksServed = "chunks_served"
         case bytesServed = "bytes_served", corruptChunks = "corrupt_chunks", chunksRefused = "chunks_refused"
+        case duplicateChunks = "duplicate_chunks"
         case requestsFailed = "requests_failed"
         case requestsTimedOut = "requests_timed_out", itemsRequeued = "items_requeued", itemsCompleted = "items_completed"
     }
@@ -657,10 +661,15 @@ public final class BlobService: @unchecked Sendable {
                 self.logger.error("could not store a chunk: \(error)")
                 s.onRequestFailed([index], from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
             } else {
-                self.counters.chunksFetched += 1
-                self.counters.bytesFetched += UInt64(data.count)
-                d.doneBytes += UInt64(data.count)
-                d.lastProgress = MeshNode.now()
+                // Two endgame copies can both arrive before either write ends: count the chunk once.
+                if s.holds(index) {
+                    self.counters.duplicateChunks += 1
+                } else {
+                    self.counters.chunksFetched += 1
+                    self.counters.bytesFetched += UInt64(data.count)
+                    d.doneBytes += UInt64(data.count)
+                    d.lastProgress = MeshNode.now()
+                }
                 let losers = s.onChunkVerified(index, from: peer, bytes: data.count, elapsed: elapsed)
                 for l in losers { self.cancelDuplicate(d, index: index, at: l) }
             }
