@@ -693,7 +693,8 @@ public final class BlobService: @unchecked Sendable {
     }
 
     private func gotError(_ id: UInt32, _ code: BlobErrorCode, _ message: String, from peer: NodeID) {
-        guard let r = requests[id] else { return }
+        // Like every reply (PROTOCOL §9), an error counts only from the peer that was asked.
+        guard let r = requests[id], r.source == peer else { return }
         fail(id, r, now: MeshNode.now())
     }
 
