@@ -4,10 +4,10 @@
 //
 // Module graph (arrows point at dependencies):
 //
-//   meshnode (CLI) ──► Mesh (libuv runtime) ──► Store (SQLite, chunks, identity) ──► Gossip (pure)
-//   meshsim ──► MeshSim (simulator) ──────────────────────────────┘                   ▲
-//                                                                                       │
-//   Gossip has no dependency at all: no sockets, no clock, no global randomness, no C.
+//   meshnode (CLI) ──► Mesh (libuv runtime) ──► Store (SQLite, chunks, identity) ──► Sync (pure) ──► Gossip (pure)
+//   meshsim ──► MeshSim (simulator) ─────────────────────────────────────────────────┘
+//
+//   Gossip and Sync have no dependency but Gossip: no sockets, no clock, no global randomness, no C.
 import PackageDescription
 
 let strict: [SwiftSetting] = [
@@ -39,13 +39,15 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
 
         .target(name: "Gossip", path: "Sources/Gossip", swiftSettings: strict),
+        // Decisions (versions, deletes, retention, what to keep, fetch and materialise): pure, like Gossip.
+        .target(name: "Sync", dependencies: ["Gossip"], path: "Sources/Sync", swiftSettings: strict),
         .target(
-            name: "Store", dependencies: ["Gossip", "CSodium", "CSQLite"],
+            name: "Store", dependencies: ["Gossip", "Sync", "CSodium", "CSQLite"],
             path: "Sources/Store", swiftSettings: strict),
         .target(
             name: "Mesh",
             dependencies: [
-                "Gossip", "Store", "CLibUV", "CSodium",
+                "Gossip", "Sync", "Store", "CLibUV", "CSodium",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -61,7 +63,7 @@ let package = Package(
 
         // The deterministic simulator: a library (so tests can drive it) and its CLI.
         .target(
-            name: "MeshSim", dependencies: ["Gossip"],
+            name: "MeshSim", dependencies: ["Gossip", "Sync"],
             path: "simulations/Sources/MeshSim", swiftSettings: strict),
         .executableTarget(
             name: "meshsim",
@@ -74,6 +76,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: [], path: "Tests/TestSupport", swiftSettings: strict),
 
         .testTarget(name: "GossipTests", dependencies: ["Gossip"], path: "Tests/GossipTests"),
+        .testTarget(name: "SyncTests", dependencies: ["Sync", "Gossip"], path: "Tests/SyncTests"),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Gossip", "TestSupport"], path: "Tests/StoreTests"),
         .testTarget(
             name: "MeshTests", dependencies: ["Mesh", "Store", "Gossip", "TestSupport"], path: "Tests/MeshTests"),

@@ -573,7 +573,7 @@ public final class Store {
                                   signature, encoded, received_at_ms)
                 VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-                [.blob(e.origin.key.bytes), .int(Int64(e.sequence)), .int(Int64(e.kind.rawValue)),
+                [.blob(e.origin.key.bytes), .int(Int64(e.sequence)), .int(Int64(e.kindCode)),
                  .blob(e.contentID.digest.bytes), .text(e.name), .int(Int64(e.type.rawValue)),
                  .int(Int64(bitPattern: e.sizeBytes)), .int(Int64(e.chunkSizeBytes)), .int(e.createdAtMs),
                  .blob(e.signature.bytes), .blob(e.encoded), .int(receivedAtMs)])

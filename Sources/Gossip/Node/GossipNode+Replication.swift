@@ -26,7 +26,7 @@ extension GossipNode {
             counters.entriesAccepted += 1
             pendingPulls[ref] = nil
             out.append(.persistEntry(e))
-            out.append(.fetch(e.contentID, holders: s == e.origin ? [s] : [e.origin, s]))
+            if let p = e.put { out.append(.fetch(p.contentID, holders: s == e.origin ? [s] : [e.origin, s])) }
             adverts.add(ref)
             if treePush { treeForward(e, now: now, out: &out) } else { repairedSinceLastRound = true }
             if e.sequence > manifest.maxContiguous(e.origin) + 1 && s != id {

@@ -1,71 +1,242 @@
-/// One item in the replicated manifest, as signed by its origin.
+/// One fact in the replicated manifest, as signed by its origin: a version of a name
+/// (`put`), a deletion (`tombstone`), or a kind this code does not know yet.
 ///
-/// The entry is small and fixed in shape so that it fits a datagram and replicates
-/// by gossip. It does not carry the chunk list: the chunk list (the "recipe") travels
-/// with the blob and is verified against `contentID`, which is a hash over it.
+/// The entry is small so that it fits a datagram and replicates by gossip. A put does not
+/// carry the chunk list: the chunk list (the "recipe") travels with the blob and is
+/// verified against `contentID`, which is a hash over it.
 ///
 /// `(origin, sequence)` is unique per origin: the origin numbers its entries 1, 2, 3, …
-/// with no gaps. Two different entries with the same pair are a fork (evidence of a
-/// misbehaving or cloned key). The exact byte layout is in docs/PROTOCOL.md.
+/// with no gaps, whatever their kind. Two different entries with the same pair are a fork
+/// (evidence of a misbehaving or cloned key). Entries of one name are ordered by
+/// `orderKey` = (hybrid logical clock, origin, sequence), the same on every node.
+///
+/// Two encodings exist (docs/PROTOCOL.md §4): version 1 (puts only, no clock; still
+/// accepted and relayed byte for byte) and version 2, which this node writes. Kinds a
+/// version-2 decoder does not know are kept and relayed verbatim (`Payload.unknown`), so
+/// new kinds never break replication with older nodes.
 public struct ManifestEntry: Hashable, Sendable {
-    public static let formatVersion: UInt8 = 1
+    /// The encoding this node writes.
+    public static let currentFormat: UInt8 = 2
     /// The longest name, in UTF-8 bytes.
     public static let maxNameBytes = 255
+    /// The longest version-2 body, in bytes.
+    public static let maxBodyBytes = 4096
+    /// The chunk sizes a put may carry (docs/PROTOCOL.md §3): 4 KiB … 64 MiB.
+    public static let chunkSizeRange: ClosedRange<UInt32> = 4096...(64 << 20)
 
-    /// What the entry says about the item. Only `put` exists today; `delete` is
-    /// reserved for retention and archive tiers.
-    public enum Kind: UInt8, Sendable { case put = 1 }
+    /// What the entry says. The raw value is the `kind` byte on the wire.
+    public enum Kind: UInt8, Sendable {
+        case put = 1
+        case tombstone = 2
+    }
 
-    public var kind: Kind
+    /// A version of a name: this content, under this name.
+    public struct Put: Hashable, Sendable {
+        public var contentID: ContentID
+        public var sizeBytes: UInt64
+        public var chunkSizeBytes: UInt32
+        public var type: ItemType
+        /// Reserved for placement (bit 0: broadcast); other bits must be 0.
+        public var flags: UInt8
+        /// Milliseconds since the Unix epoch, by the origin's wall clock (informational).
+        public var createdAtMs: Int64
+        /// When the version expires by retention (ms since the epoch), or 0 for never.
+        public var expiresAtMs: Int64
+        public var name: String
+
+        public static let broadcastFlag: UInt8 = 1
+
+        public init(contentID: ContentID, sizeBytes: UInt64, chunkSizeBytes: UInt32, type: ItemType, flags: UInt8 = 0,
+                    createdAtMs: Int64, expiresAtMs: Int64 = 0, name: String) {
+            self.contentID = contentID
+            self.sizeBytes = sizeBytes
+            self.chunkSizeBytes = chunkSizeBytes
+            self.type = type
+            self.flags = flags
+            self.createdAtMs = createdAtMs
+            self.expiresAtMs = expiresAtMs
+            self.name = name
+        }
+    }
+
+    /// A deletion: every version of `name` ordered before this tombstone, or one version.
+    public struct Tombstone: Hashable, Sendable {
+        public enum Scope: Hashable, Sendable {
+            /// Every version of the name whose order key is below the tombstone's.
+            case name
+            /// Exactly the put at this (origin, sequence), whatever its order.
+            case version(EntryRef)
+        }
+        public var scope: Scope
+        public var name: String
+        /// Milliseconds since the Unix epoch, by the origin's wall clock (informational).
+        public var createdAtMs: Int64
+
+        public init(scope: Scope, name: String, createdAtMs: Int64) {
+            self.scope = scope
+            self.name = name
+            self.createdAtMs = createdAtMs
+        }
+    }
+
+    public enum Payload: Hashable, Sendable {
+        case put(Put)
+        case tombstone(Tombstone)
+        /// A version-2 kind this code does not know: kept and relayed, never interpreted.
+        case unknown(kind: UInt8, body: [UInt8])
+    }
+
+    /// The encoding the entry was made in (1 or 2); re-encoding reproduces it byte for byte.
+    public var format: UInt8
     public var origin: NodeID
     public var sequence: UInt64
-    public var contentID: ContentID
-    public var sizeBytes: UInt64
-    public var chunkSizeBytes: UInt32
-    public var type: ItemType
-    /// Milliseconds since the Unix epoch, by the origin's wall clock (informational).
-    public var createdAtMs: Int64
-    public var name: String
+    /// Hybrid logical clock: ms since the Unix epoch << 16 | a counter. For version-1
+    /// entries, derived from `created_ms` (they carry no clock).
+    public var hlc: UInt64
+    public var payload: Payload
     public var signature: Signature
 
-    public init(kind: Kind = .put, origin: NodeID, sequence: UInt64, contentID: ContentID, sizeBytes: UInt64,
-                chunkSizeBytes: UInt32, type: ItemType, createdAtMs: Int64, name: String, signature: Signature = .zero) {
-        self.kind = kind
+    public init(format: UInt8 = ManifestEntry.currentFormat, origin: NodeID, sequence: UInt64, hlc: UInt64,
+                payload: Payload, signature: Signature = .zero) {
+        self.format = format
         self.origin = origin
         self.sequence = sequence
-        self.contentID = contentID
-        self.sizeBytes = sizeBytes
-        self.chunkSizeBytes = chunkSizeBytes
-        self.type = type
-        self.createdAtMs = createdAtMs
-        self.name = name
+        self.hlc = hlc
+        self.payload = payload
         self.signature = signature
     }
 
-    /// The number of chunks the item has: ceil(size / chunkSize).
+    /// A put (version 2 unless `format` says 1, in which case `hlc` is derived from `createdAtMs`).
+    public init(format: UInt8 = ManifestEntry.currentFormat, origin: NodeID, sequence: UInt64, hlc: UInt64? = nil,
+                contentID: ContentID, sizeBytes: UInt64, chunkSizeBytes: UInt32, type: ItemType, flags: UInt8 = 0,
+                createdAtMs: Int64, expiresAtMs: Int64 = 0, name: String, signature: Signature = .zero) {
+        let put = Put(contentID: contentID, sizeBytes: sizeBytes, chunkSizeBytes: chunkSizeBytes, type: type, flags: flags,
+                      createdAtMs: createdAtMs, expiresAtMs: expiresAtMs, name: name)
+        self.init(format: format, origin: origin, sequence: sequence,
+                  hlc: format == 1 ? HybridLogicalClock.fromWallClock(ms: createdAtMs) : (hlc ?? HybridLogicalClock.fromWallClock(ms: createdAtMs)),
+                  payload: .put(put), signature: signature)
+    }
+
+    // MARK: - Views
+
+    /// The kind byte on the wire.
+    public var kindCode: UInt8 {
+        switch payload {
+        case .put: Kind.put.rawValue
+        case .tombstone: Kind.tombstone.rawValue
+        case .unknown(let k, _): k
+        }
+    }
+
+    /// The known kind, or nil for a kind this code does not interpret.
+    public var kind: Kind? { Kind(rawValue: kindCode) }
+
+    public var put: Put? { if case .put(let p) = payload { p } else { nil } }
+    public var tombstone: Tombstone? { if case .tombstone(let t) = payload { t } else { nil } }
+
+    public var ref: EntryRef { EntryRef(origin: origin, sequence: sequence) }
+
+    /// The name the entry is about (puts and tombstones), or "" for unknown kinds.
+    public var name: String {
+        get {
+            switch payload {
+            case .put(let p): p.name
+            case .tombstone(let t): t.name
+            case .unknown: ""
+            }
+        }
+        set {
+            switch payload {
+            case .put(var p): p.name = newValue; payload = .put(p)
+            case .tombstone(var t): t.name = newValue; payload = .tombstone(t)
+            case .unknown: break
+            }
+        }
+    }
+
+    /// The total order of entries about one name: clock, then origin bytes, then sequence.
+    public var orderKey: OrderKey { OrderKey(hlc: hlc, origin: origin, sequence: sequence) }
+
+    // Convenience accessors for puts. A non-put has a zero content id and size; callers
+    // that may see other kinds check `put` first.
+    public var contentID: ContentID { put?.contentID ?? ContentID(digest: .zero) }
+    public var sizeBytes: UInt64 { put?.sizeBytes ?? 0 }
+    public var chunkSizeBytes: UInt32 { put?.chunkSizeBytes ?? 0 }
+    public var type: ItemType { put?.type ?? .other }
+    public var createdAtMs: Int64 {
+        switch payload {
+        case .put(let p): p.createdAtMs
+        case .tombstone(let t): t.createdAtMs
+        case .unknown: Int64(hlc >> 16)
+        }
+    }
+
+    /// The number of chunks a put has: ceil(size / chunkSize).
     public var chunkCount: Int {
-        guard chunkSizeBytes > 0 else { return 0 }
-        return Int((sizeBytes + UInt64(chunkSizeBytes) - 1) / UInt64(chunkSizeBytes))
+        guard let p = put, p.chunkSizeBytes > 0 else { return 0 }
+        return Int((p.sizeBytes + UInt64(p.chunkSizeBytes) - 1) / UInt64(p.chunkSizeBytes))
+    }
+
+    // MARK: - Encoding
+
+    static func signingDomain(format: UInt8) -> [UInt8] {
+        format == 1 ? SigningDomain.manifestEntry : SigningDomain.manifestEntryV2
     }
 
     /// Everything but the signature, in wire order.
     public func encodeBody(into w: inout ByteWriter) {
-        w.u8(Self.formatVersion)
-        w.u8(kind.rawValue)
+        if format == 1 {
+            // Version 1: puts only (the constructor and decoder guarantee it).
+            let p = put!
+            w.u8(1)
+            w.u8(Kind.put.rawValue)
+            w.bytes32(origin.key)
+            w.u64(sequence)
+            w.bytes32(p.contentID.digest)
+            w.u64(p.sizeBytes)
+            w.u32(p.chunkSizeBytes)
+            w.u8(p.type.rawValue)
+            w.i64(p.createdAtMs)
+            w.string16(p.name)
+            return
+        }
+        w.u8(format)
+        w.u8(kindCode)
         w.bytes32(origin.key)
         w.u64(sequence)
-        w.bytes32(contentID.digest)
-        w.u64(sizeBytes)
-        w.u32(chunkSizeBytes)
-        w.u8(type.rawValue)
-        w.i64(createdAtMs)
-        w.string16(name)
+        w.u64(hlc)
+        var b = ByteWriter(capacity: 320)
+        switch payload {
+        case .put(let p):
+            b.bytes32(p.contentID.digest)
+            b.u64(p.sizeBytes)
+            b.u32(p.chunkSizeBytes)
+            b.u8(p.type.rawValue)
+            b.u8(p.flags)
+            b.i64(p.createdAtMs)
+            b.i64(p.expiresAtMs)
+            b.string16(p.name)
+        case .tombstone(let t):
+            switch t.scope {
+            case .name:
+                b.u8(1)
+            case .version(let r):
+                b.u8(2)
+                b.bytes32(r.origin.key)
+                b.u64(r.sequence)
+            }
+            b.i64(t.createdAtMs)
+            b.string16(t.name)
+        case .unknown(_, let body):
+            b.raw(body)
+        }
+        w.blob16(b.bytes)
     }
 
-    /// The bytes the origin signs: the domain prefix, then the body.
+    /// The bytes the origin signs: the domain prefix of the entry's format, then the body.
     public var signedBytes: [UInt8] {
-        var w = ByteWriter(capacity: 160)
-        w.raw(SigningDomain.manifestEntry)
+        var w = ByteWriter(capacity: 384)
+        w.raw(Self.signingDomain(format: format))
         encodeBody(into: &w)
         return w.bytes
     }
@@ -77,30 +248,88 @@ public struct ManifestEntry: Hashable, Sendable {
     }
 
     public var encoded: [UInt8] {
-        var w = ByteWriter(capacity: 200)
+        var w = ByteWriter(capacity: 400)
         encode(into: &w)
         return w.bytes
     }
 
-    /// Decodes one entry from the reader's position. Checks shape only; call
-    /// `verify(with:)` before trusting it.
+    // MARK: - Decoding
+
+    /// Decodes one entry from the reader's position. Checks shape only (every length,
+    /// range and enum); call `verify(with:)` before trusting it.
     public static func decode(from r: inout ByteReader) throws(DecodeError) -> ManifestEntry {
         let version = try r.u8()
-        guard version == formatVersion else { throw .unsupportedVersion(version) }
-        guard let kind = Kind(rawValue: try r.u8()) else { throw .invalid(field: "entry.kind") }
+        switch version {
+        case 1: return try decodeV1(from: &r)
+        case 2: return try decodeV2(from: &r)
+        default: throw .unsupportedVersion(version)
+        }
+    }
+
+    static func decodeV1(from r: inout ByteReader) throws(DecodeError) -> ManifestEntry {
+        guard try r.u8() == Kind.put.rawValue else { throw .invalid(field: "entry.kind") }
         let origin = NodeID(key: try r.bytes32())
         let sequence = try r.u64()
         guard sequence > 0 else { throw .invalid(field: "entry.sequence") }
         let contentID = ContentID(digest: try r.bytes32())
         let size = try r.u64()
         let chunkSize = try r.u32()
-        guard chunkSize > 0 else { throw .invalid(field: "entry.chunkSize") }
+        guard chunkSizeRange.contains(chunkSize) else { throw .invalid(field: "entry.chunkSize") }
         guard let type = ItemType(rawValue: try r.u8()) else { throw .invalid(field: "entry.type") }
         let created = try r.i64()
         let name = try r.string16(field: "entry.name", limit: maxNameBytes)
         guard let sig = Signature(bytes: try r.raw(64)) else { throw .invalid(field: "entry.signature") }
-        return ManifestEntry(kind: kind, origin: origin, sequence: sequence, contentID: contentID, sizeBytes: size,
+        return ManifestEntry(format: 1, origin: origin, sequence: sequence, contentID: contentID, sizeBytes: size,
                              chunkSizeBytes: chunkSize, type: type, createdAtMs: created, name: name, signature: sig)
+    }
+
+    static func decodeV2(from r: inout ByteReader) throws(DecodeError) -> ManifestEntry {
+        let kind = try r.u8()
+        guard kind != 0 else { throw .invalid(field: "entry.kind") }
+        let origin = NodeID(key: try r.bytes32())
+        let sequence = try r.u64()
+        guard sequence > 0 else { throw .invalid(field: "entry.sequence") }
+        let hlc = try r.u64()
+        let body = try r.blob16(field: "entry.body", limit: maxBodyBytes)
+        guard let sig = Signature(bytes: try r.raw(64)) else { throw .invalid(field: "entry.signature") }
+        var b = ByteReader(body)
+        let payload: Payload
+        switch Kind(rawValue: kind) {
+        case .put:
+            let contentID = ContentID(digest: try b.bytes32())
+            let size = try b.u64()
+            let chunkSize = try b.u32()
+            guard chunkSizeRange.contains(chunkSize) else { throw .invalid(field: "entry.chunkSize") }
+            guard let type = ItemType(rawValue: try b.u8()) else { throw .invalid(field: "entry.type") }
+            let flags = try b.u8()
+            guard flags & ~Put.broadcastFlag == 0 else { throw .invalid(field: "entry.flags") }
+            let created = try b.i64()
+            let expires = try b.i64()
+            guard expires >= 0 else { throw .invalid(field: "entry.expires") }
+            let name = try b.string16(field: "entry.name", limit: maxNameBytes)
+            guard !name.isEmpty else { throw .invalid(field: "entry.name") }
+            payload = .put(Put(contentID: contentID, sizeBytes: size, chunkSizeBytes: chunkSize, type: type, flags: flags,
+                               createdAtMs: created, expiresAtMs: expires, name: name))
+        case .tombstone:
+            let scope: Tombstone.Scope
+            switch try b.u8() {
+            case 1: scope = .name
+            case 2:
+                let o = NodeID(key: try b.bytes32())
+                let s = try b.u64()
+                guard s > 0 else { throw .invalid(field: "tombstone.sequence") }
+                scope = .version(EntryRef(origin: o, sequence: s))
+            default: throw .invalid(field: "tombstone.scope")
+            }
+            let created = try b.i64()
+            let name = try b.string16(field: "tombstone.name", limit: maxNameBytes)
+            guard !name.isEmpty else { throw .invalid(field: "tombstone.name") }
+            payload = .tombstone(Tombstone(scope: scope, name: name, createdAtMs: created))
+        case nil:
+            payload = .unknown(kind: kind, body: body)
+        }
+        if case .unknown = payload {} else { try b.expectEnd() }
+        return ManifestEntry(format: 2, origin: origin, sequence: sequence, hlc: hlc, payload: payload, signature: sig)
     }
 
     public static func decode(_ bytes: [UInt8]) throws(DecodeError) -> ManifestEntry {
@@ -109,6 +338,8 @@ public struct ManifestEntry: Hashable, Sendable {
         try r.expectEnd()
         return e
     }
+
+    // MARK: - Signing
 
     /// Returns the entry with its signature filled in by `signer` (who must be its origin).
     public func signed(by signer: any Signer) -> ManifestEntry {
@@ -120,5 +351,25 @@ public struct ManifestEntry: Hashable, Sendable {
 
     public func verify(with verifier: any SignatureVerifier) -> Bool {
         verifier.verify(signature, of: signedBytes, by: origin)
+    }
+}
+
+/// The total order of entries about one name (docs/PROTOCOL.md §4.3): hybrid logical clock,
+/// then the origin's 32 bytes, then the sequence. No two distinct entries compare equal.
+public struct OrderKey: Hashable, Comparable, Sendable {
+    public var hlc: UInt64
+    public var origin: NodeID
+    public var sequence: UInt64
+
+    public init(hlc: UInt64, origin: NodeID, sequence: UInt64) {
+        self.hlc = hlc
+        self.origin = origin
+        self.sequence = sequence
+    }
+
+    public static func < (a: OrderKey, b: OrderKey) -> Bool {
+        if a.hlc != b.hlc { return a.hlc < b.hlc }
+        if a.origin != b.origin { return a.origin < b.origin }
+        return a.sequence < b.sequence
     }
 }

@@ -16,6 +16,8 @@ public protocol SignatureVerifier: Sendable {
 public enum SigningDomain {
     /// Manifest entries (`ManifestEntry.signedBytes`).
     public static let manifestEntry = Array("meshnode/entry/v1\0".utf8)
+    /// Version-2 manifest entries (puts with a clock, tombstones, later kinds).
+    public static let manifestEntryV2 = Array("meshnode/entry/v2\0".utf8)
     /// Admission certificates (`Certificate.signedBytes`).
     public static let certificate = Array("meshnode/cert/v1\0".utf8)
 }

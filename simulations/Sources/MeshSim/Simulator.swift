@@ -560,7 +560,7 @@ public final class Simulator {
                 var bad = g
                 bad.name += "-tampered"
                 bad.sequence += 1000
-                let foreign = ManifestEntry(origin: outsiderID, sequence: 1, contentID: g.contentID, sizeBytes: 1, chunkSizeBytes: 1,
+                let foreign = ManifestEntry(origin: outsiderID, sequence: 1, contentID: g.contentID, sizeBytes: 1, chunkSizeBytes: 4096,
                                             type: .other, createdAtMs: 0, name: "foreign").signed(by: SimSigner(nodeID: outsiderID))
                 nemesisSend(.join(updates: [selfRec]), from: nemesisID, to: j)
                 nemesisSend(.entries(treePush: true, entries: [bad, foreign]), from: nemesisID, to: j)
@@ -568,7 +568,7 @@ public final class Simulator {
         case 5:  // an equivocating insider: two different entries with the same (origin, sequence)
             if forkVariants == nil, c.count >= 2 {
                 let base = ManifestEntry(origin: nemesisID, sequence: 1, contentID: ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4)),
-                                         sizeBytes: 10, chunkSizeBytes: 10, type: .other, createdAtMs: 0, name: "fork-a")
+                                         sizeBytes: 10, chunkSizeBytes: 4096, type: .other, createdAtMs: 0, name: "fork-a")
                 var b2 = base
                 b2.name = "fork-b"
                 let a = base.signed(by: SimSigner(nodeID: nemesisID)), b = b2.signed(by: SimSigner(nodeID: nemesisID))

@@ -1,0 +1,107 @@
+import Gossip
+import Testing
+@testable import Sync
+
+func nid(_ i: Int) -> NodeID {
+    let a = SplitMix64.mix(UInt64(i) &+ 777)
+    return NodeID(key: Bytes32(w0: a, w1: SplitMix64.mix(a), w2: UInt64(i), w3: 1))
+}
+
+func cid(_ i: Int) -> ContentID { ContentID(digest: Bytes32(w0: UInt64(i), w1: 2, w2: 3, w3: 4)) }
+
+func putEntry(_ origin: Int, _ seq: UInt64, hlc: UInt64, name: String = "model.onnx", content: Int? = nil, type: ItemType = .model,
+              expires: Int64 = 0) -> ManifestEntry {
+    ManifestEntry(origin: nid(origin), sequence: seq, hlc: hlc, contentID: cid(content ?? Int(seq) * 100 + origin), sizeBytes: 10,
+                  chunkSizeBytes: 4096, type: type, createdAtMs: Int64(hlc >> 16), expiresAtMs: expires, name: name)
+}
+
+func tombstone(_ origin: Int, _ seq: UInt64, hlc: UInt64, name: String = "model.onnx", version: EntryRef? = nil) -> ManifestEntry {
+    ManifestEntry(origin: nid(origin), sequence: seq, hlc: hlc,
+                  payload: .tombstone(.init(scope: version.map { .version($0) } ?? .name, name: name, createdAtMs: Int64(hlc >> 16))))
+}
+
+@Suite("Catalog: versions, deletes and retention of names")
+struct CatalogTests {
+    @Test("The newest put of a name is its current version, and older ones stay listed with stable numbers")
+    func newestPutIsCurrent() {
+        let c = Catalog([putEntry(1, 1, hlc: 10), putEntry(2, 1, hlc: 30), putEntry(1, 2, hlc: 20)])
+        let vs = c.versions(of: "model.onnx", nowMs: 0)
+        #expect(vs.map(\.number) == [1, 2, 3])
+        #expect(vs.map(\.entry.hlc) == [10, 20, 30])
+        #expect(c.current("model.onnx", nowMs: 0)?.entry.origin == nid(2))
+        #expect(c.version("model.onnx", number: 2, nowMs: 0)?.entry.hlc == 20)
+    }
+
+    @Test("Any arrival order gives the same catalog")
+    func arrivalOrderDoesNotMatter() {
+        let es = [putEntry(1, 1, hlc: 10), putEntry(2, 1, hlc: 10), putEntry(3, 1, hlc: 9), tombstone(3, 2, hlc: 9 << 1),
+                  putEntry(1, 2, hlc: 40), tombstone(2, 2, hlc: 41, version: EntryRef(origin: nid(1), sequence: 2))]
+        var rng = SplitMix64(seed: 7)
+        let reference = Catalog(es).versions(of: "model.onnx", nowMs: 0)
+        for _ in 0..<50 {
+            let shuffled = es.shuffled(using: &rng)
+            let c = Catalog(shuffled + shuffled)  // duplicates change nothing
+            #expect(c.versions(of: "model.onnx", nowMs: 0) == reference)
+        }
+    }
+
+    @Test("Concurrent puts with the same clock resolve by origin bytes, the loser stays a version")
+    func concurrentPutsResolveByOrigin() {
+        let c = Catalog([putEntry(1, 1, hlc: 50), putEntry(2, 1, hlc: 50)])
+        let winner = max(nid(1), nid(2))
+        #expect(c.current("model.onnx", nowMs: 0)?.entry.origin == winner)
+        #expect(c.versions(of: "model.onnx", nowMs: 0).count == 2)
+    }
+
+    @Test("A name tombstone deletes every earlier version; a later put makes the name live again")
+    func nameTombstoneDeletesEarlierVersions() {
+        var c = Catalog([putEntry(1, 1, hlc: 10), putEntry(1, 2, hlc: 20), tombstone(2, 1, hlc: 25)])
+        #expect(c.current("model.onnx", nowMs: 0) == nil)
+        #expect(c.liveNames(nowMs: 0).isEmpty)
+        #expect(c.versions(of: "model.onnx", nowMs: 0).allSatisfy { $0.state == .deleted })
+        c.insert(putEntry(3, 1, hlc: 30))
+        #expect(c.current("model.onnx", nowMs: 0)?.number == 3)
+        #expect(c.versions(of: "model.onnx", nowMs: 0).map(\.state) == [.deleted, .deleted, .live])
+    }
+
+    @Test("A tombstone is never undone by an older put that arrives late")
+    func olderPutCannotUndoATombstone() {
+        var c = Catalog([tombstone(2, 1, hlc: 25)])
+        c.insert(putEntry(1, 1, hlc: 20))
+        #expect(c.current("model.onnx", nowMs: 0) == nil)
+    }
+
+    @Test("A version tombstone deletes one version, and the previous live one becomes current")
+    func versionTombstoneDeletesOneVersion() {
+        let c = Catalog([putEntry(1, 1, hlc: 10), putEntry(1, 2, hlc: 20),
+                         tombstone(2, 1, hlc: 30, version: EntryRef(origin: nid(1), sequence: 2))])
+        #expect(c.current("model.onnx", nowMs: 0)?.number == 1)
+        #expect(c.versions(of: "model.onnx", nowMs: 0).map(\.state) == [.live, .deleted])
+    }
+
+    @Test("A version past its expires_ms is expired and no longer current; the next expiry is reported")
+    func expiredVersionsAreNotCurrent() {
+        let c = Catalog([putEntry(1, 1, hlc: 10, expires: 1_000), putEntry(1, 2, hlc: 20, expires: 2_000)])
+        #expect(c.current("model.onnx", nowMs: 500)?.number == 2)
+        #expect(c.nextExpiry(after: 500) == 1_000)
+        #expect(c.current("model.onnx", nowMs: 1_500)?.number == 2)
+        #expect(c.versions(of: "model.onnx", nowMs: 1_500).map(\.state) == [.expired, .live])
+        #expect(c.current("model.onnx", nowMs: 2_000) == nil)
+    }
+
+    @Test("keep_versions bounds the kept contents per name; deleted and expired versions are not kept")
+    func keepVersionsBoundsKeptContents() {
+        let es = (1...5).map { putEntry(1, UInt64($0), hlc: UInt64($0) * 10) } + [tombstone(2, 1, hlc: 45, version: EntryRef(origin: nid(1), sequence: 4))]
+        let c = Catalog(es)
+        let kept = c.keptContents(policy: KeepPolicy(keepVersions: [.model: 3]), nowMs: 0)
+        #expect(kept == [cid(501), cid(301), cid(201)])
+        #expect(c.keptContents(policy: KeepPolicy(keepVersions: [.model: 1]), nowMs: 0) == [cid(501)])
+    }
+
+    @Test("Retention stamps expires_ms from the creation time and the type")
+    func retentionStampsExpiry() {
+        let p = KeepPolicy(retentionMs: [.game: 30 * 86_400_000])
+        #expect(p.expiresAtMs(type: .game, createdAtMs: 1_000) == 1_000 + 30 * 86_400_000)
+        #expect(p.expiresAtMs(type: .npz, createdAtMs: 1_000) == 0)
+    }
+}
