@@ -1,0 +1,220 @@
+import Foundation
+
+/// One manifest entry as known locally, with local bookkeeping.
+public struct ItemInfo: Sendable, Hashable {
+    public var entry: ManifestEntry
+    /// When this node stored the entry (ms since the epoch).
+    public var receivedAtMs: Int64
+    /// True when the recipe and every chunk are recorded present, so `get` can export it
+    /// (by the manifest's records; `Store.verify` checks the files themselves).
+    public var isComplete: Bool
+
+    public var contentID: ContentID { entry.contentID }
+    public var name: String { entry.name }
+}
+
+/// What happened to a remote entry offered to `Store.insertRemoteEntry`.
+public enum EntryInsertOutcome: Sendable, Equatable {
+    /// New and stored.
+    case inserted
+    /// Byte-identical to one already stored; nothing changed.
+    case duplicate
+    /// Same origin and sequence as a stored entry but different bytes: both kept as fork evidence.
+    case fork(existing: ManifestEntry)
+    /// The signature does not verify; nothing stored.
+    case badSignature
+}
+
+extension Store {
+    // MARK: - Recipes
+
+    /// The chunk list of `contentID`, if known. If the stored list is damaged (it does not
+    /// recompute the id), the returned recipe's `contentID` is not the one asked for.
+    public func recipe(_ contentID: ContentID) throws(MeshError) -> Recipe? {
+        try sql { () throws(SQLiteError) -> Recipe? in
+            let rows = try db.query("SELECT size_bytes, chunk_size, chunk_count FROM recipes WHERE content_id = ?",
+                                    [.blob(contentID.digest.bytes)])
+            guard let row = rows.first, case .int(let size) = row[0], case .int(let cs) = row[1],
+                  case .int(let count) = row[2] else { return nil }
+            var chunks = [ChunkHash]()
+            chunks.reserveCapacity(Int(count))
+            let s = try db.prepare("SELECT hash FROM recipe_chunks WHERE content_id = ? ORDER BY idx")
+            defer { s.reset() }
+            try s.bind([.blob(contentID.digest.bytes)])
+            while try s.step() {
+                chunks.append(ChunkHash(digest: Bytes32(bytes: s.blob(0)) ?? .zero))
+            }
+            var r = Recipe(sizeBytes: UInt64(size), chunkSizeBytes: UInt32(cs), chunks: chunks)
+            // Recipes are verified before insertion; a mismatch here means the database was damaged.
+            if r.contentID != contentID || chunks.count != Int(count) {
+                r.contentID = ContentID(digest: .zero)
+            }
+            return r
+        }
+    }
+
+    /// Stores a recipe received from elsewhere after checking that it recomputes `contentID`.
+    public func insertRecipe(contentID: ContentID, sizeBytes: UInt64, chunkSizeBytes: UInt32,
+                             chunks: [ChunkHash]) throws(MeshError) {
+        let r = try Recipe(verifying: contentID, sizeBytes: sizeBytes, chunkSizeBytes: chunkSizeBytes, chunks: chunks)
+        try db.transaction { () throws(MeshError) in try insertRecipeRows(r) }
+    }
+
+    func insertRecipeRows(_ r: Recipe) throws(MeshError) {
+        try sql { () throws(SQLiteError) in
+            try db.query("INSERT OR IGNORE INTO recipes(content_id, size_bytes, chunk_size, chunk_count) VALUES(?, ?, ?, ?)",
+                         [.blob(r.contentID.digest.bytes), .int(Int64(r.sizeBytes)), .int(Int64(r.chunkSizeBytes)),
+                          .int(Int64(r.chunks.count))])
+            guard db.changes > 0 else { return }
+            let id = SQLValue.blob(r.contentID.digest.bytes)
+            for (i, c) in r.chunks.enumerated() {
+                try db.query("INSERT INTO recipe_chunks(content_id, idx, hash) VALUES(?, ?, ?)",
+                             [id, .int(Int64(i)), .blob(c.digest.bytes)])
+            }
+        }
+    }
+
+    // MARK: - Entries
+
+    static let itemColumns = "encoded, received_at_ms"
+
+    func decodeItem(_ encoded: [UInt8], receivedAtMs: Int64) throws(MeshError) -> ManifestEntry {
+        do { return try ManifestEntry.decode(encoded) } catch {
+            throw MeshError(.corrupt, "a stored manifest entry does not decode (\(error))",
+                            hint: "the database is damaged; restore the data dir or re-sync from peers")
+        }
+    }
+
+    /// The entry for `(origin, sequence)`, if stored.
+    public func entry(origin: NodeID, sequence: UInt64) throws(MeshError) -> ManifestEntry? {
+        let rows = try sql { () throws(SQLiteError) in
+            try db.query("SELECT encoded FROM items WHERE origin = ? AND sequence = ?",
+                         [.blob(origin.key.bytes), .int(Int64(sequence))])
+        }
+        guard let row = rows.first, case .blob(let b) = row[0] else { return nil }
+        return try decodeItem(b, receivedAtMs: 0)
+    }
+
+    /// Entries of `origin` with sequence > `after`, ascending, at most `limit` (for anti-entropy).
+    public func entries(origin: NodeID, after: UInt64, limit: Int) throws(MeshError) -> [ManifestEntry] {
+        var out = [ManifestEntry]()
+        try db.forEach("SELECT encoded FROM items WHERE origin = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+                       [.blob(origin.key.bytes), .int(Int64(after)), .int(Int64(limit))]) { (s) throws(MeshError) in
+            out.append(try decodeItem(s.blob(0), receivedAtMs: 0))
+        }
+        return out
+    }
+
+    /// The highest sequence number seen from `origin` (0 if none).
+    public func highestSequence(origin: NodeID) throws(MeshError) -> UInt64 {
+        try sql { () throws(SQLiteError) in
+            UInt64(try db.scalarInt("SELECT highest_seq FROM origins WHERE origin = ?", [.blob(origin.key.bytes)]) ?? 0)
+        }
+    }
+
+    /// Every origin with its highest sequence (the anti-entropy summary).
+    public func originSummary() throws(MeshError) -> [NodeID: UInt64] {
+        var out = [NodeID: UInt64]()
+        try db.forEach("SELECT origin, highest_seq FROM origins") { (s) throws(MeshError) in
+            if let k = Bytes32(bytes: s.blob(0)) { out[NodeID(key: k)] = UInt64(s.int(1)) }
+        }
+        return out
+    }
+
+    func bumpOrigin(_ origin: NodeID, to seq: UInt64) throws(MeshError) {
+        try sql { () throws(SQLiteError) in
+            try db.query("""
+                INSERT INTO origins(origin, highest_seq) VALUES(?, ?)
+                ON CONFLICT(origin) DO UPDATE SET highest_seq = max(highest_seq, excluded.highest_seq)
+                """, [.blob(origin.key.bytes), .int(Int64(seq))])
+        }
+    }
+
+    func insertItemRow(_ e: ManifestEntry, receivedAtMs: Int64) throws(MeshError) {
+        try sql { () throws(SQLiteError) in
+            try db.query("""
+                INSERT INTO items(origin, sequence, kind, content_id, name, type, size_bytes, chunk_size, created_ms,
+                                  signature, encoded, received_at_ms)
+                VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [.blob(e.origin.key.bytes), .int(Int64(e.sequence)), .int(Int64(e.kindCode)),
+                 .blob(e.contentID.digest.bytes), .text(e.name), .int(Int64(e.type.rawValue)),
+                 .int(Int64(bitPattern: e.sizeBytes)), .int(Int64(e.chunkSizeBytes)), .int(e.createdAtMs),
+                 .blob(e.signature.bytes), .blob(e.encoded), .int(receivedAtMs)])
+        }
+    }
+
+    /// Stores an entry received from a peer, idempotently. The signature is checked here;
+    /// an entry that differs from a stored one with the same `(origin, sequence)` is kept
+    /// as fork evidence (the stored one stays authoritative) and reported.
+    public func insertRemoteEntry(_ e: ManifestEntry, verifier: any SignatureVerifier,
+                                  nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> EntryInsertOutcome {
+        guard e.verify(with: verifier) else { return .badSignature }
+        return try db.transaction { () throws(MeshError) -> EntryInsertOutcome in
+            if let existing = try entry(origin: e.origin, sequence: e.sequence) {
+                if existing.encoded == e.encoded { return .duplicate }
+                try sql { () throws(SQLiteError) in
+                    try db.query("""
+                        INSERT OR IGNORE INTO forks(origin, sequence, entry_a, entry_b, detected_ms) VALUES(?, ?, ?, ?, ?)
+                        """, [.blob(e.origin.key.bytes), .int(Int64(e.sequence)), .blob(existing.encoded),
+                              .blob(e.encoded), .int(nowMs)])
+                }
+                return .fork(existing: existing)
+            }
+            try insertItemRow(e, receivedAtMs: nowMs)
+            try bumpOrigin(e.origin, to: e.sequence)
+            return .inserted
+        }
+    }
+
+    // MARK: - Listing and resolving
+
+    /// Every entry, oldest first, with completeness.
+    public func items() throws(MeshError) -> [ItemInfo] {
+        var raw = [(ManifestEntry, Int64)]()
+        try db.forEach("SELECT encoded, received_at_ms FROM items ORDER BY received_at_ms, origin, sequence") { (s) throws(MeshError) in
+            raw.append((try decodeItem(s.blob(0), receivedAtMs: s.int(1)), s.int(1)))
+        }
+        var complete = [ContentID: Bool]()
+        return try raw.map { (e, t) throws(MeshError) in
+            let c: Bool
+            if let known = complete[e.contentID] { c = known } else {
+                c = try isRecordedComplete(e.contentID)
+                complete[e.contentID] = c
+            }
+            return ItemInfo(entry: e, receivedAtMs: t, isComplete: c)
+        }
+    }
+
+    /// The earliest received entry announcing `contentID`, if any (indexed; no scan).
+    public func entry(contentID: ContentID) throws(MeshError) -> ManifestEntry? {
+        var found: ManifestEntry?
+        try db.forEach("SELECT encoded, received_at_ms FROM items WHERE content_id = ? ORDER BY received_at_ms LIMIT 1",
+                       [.blob(contentID.digest.bytes)]) { (s) throws(MeshError) in
+            found = try decodeItem(s.blob(0), receivedAtMs: s.int(1))
+        }
+        return found
+    }
+
+    /// Finds the one item meant by `query`: a full content id, an exact name, or a content
+    /// id prefix of at least 6 hex digits. Several entries for the same content are one item
+    /// (the earliest received entry is returned); different contents are `.ambiguousName`.
+    public func resolve(_ query: String) throws(MeshError) -> ItemInfo {
+        let all = try items()
+        func pick(_ matches: [ItemInfo], how: String) throws(MeshError) -> ItemInfo? {
+            let ids = Set(matches.map(\.contentID))
+            if ids.count > 1 {
+                let list = ids.sorted().prefix(5).map(\.short).joined(separator: ", ")
+                throw MeshError(.ambiguousName, "\(how) '\(query)' matches \(ids.count) different items (\(list))",
+                                hint: "use the full content id from `meshnode ls`")
+            }
+            return matches.max { a, b in a.receivedAtMs > b.receivedAtMs }
+        }
+        if let id = ContentID(hex: query), let hit = try pick(all.filter { $0.contentID == id }, how: "id") { return hit }
+        if let hit = try pick(all.filter { $0.name == query }, how: "name") { return hit }
+        let lower = query.lowercased()
+        if lower.count >= 6, lower.count < 64, Hex.decode(lower.count % 2 == 0 ? lower : lower + "0") != nil,
+           let hit = try pick(all.filter { $0.contentID.description.hasPrefix(lower) }, how: "id prefix") { return hit }
+        throw MeshError(.unknownItem, "no item with id or name '\(query)'", hint: "list items with `meshnode ls`")
+    }
+}
