@@ -134,13 +134,14 @@ extension Store {
         try sql { () throws(SQLiteError) in
             try db.query("""
                 INSERT INTO items(origin, sequence, kind, content_id, name, type, size_bytes, chunk_size, created_ms,
-                                  signature, encoded, received_at_ms)
-                VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                  signature, encoded, received_at_ms, hlc, expires_ms)
+                VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [.blob(e.origin.key.bytes), .int(Int64(e.sequence)), .int(Int64(e.kindCode)),
                  .blob(e.contentID.digest.bytes), .text(e.name), .int(Int64(e.type.rawValue)),
                  .int(Int64(bitPattern: e.sizeBytes)), .int(Int64(e.chunkSizeBytes)), .int(e.createdAtMs),
-                 .blob(e.signature.bytes), .blob(e.encoded), .int(receivedAtMs)])
+                 .blob(e.signature.bytes), .blob(e.encoded), .int(receivedAtMs),
+                 .int(Int64(bitPattern: e.hlc)), .int(e.put?.expiresAtMs ?? 0)])
         }
     }
 
@@ -167,12 +168,13 @@ extension Store {
         }
     }
 
-    // MARK: - Listing and resolving
+    // MARK: - Listing
 
-    /// Every entry, oldest first, with completeness.
+    /// Every put (a version of a name), oldest first, with completeness. Tombstones and
+    /// entries of unknown kinds are not items: see `allEntries()` and `catalog()`.
     public func items() throws(MeshError) -> [ItemInfo] {
         var raw = [(ManifestEntry, Int64)]()
-        try db.forEach("SELECT encoded, received_at_ms FROM items ORDER BY received_at_ms, origin, sequence") { (s) throws(MeshError) in
+        try db.forEach("SELECT encoded, received_at_ms FROM items WHERE kind = 1 ORDER BY received_at_ms, origin, sequence") { (s) throws(MeshError) in
             raw.append((try decodeItem(s.blob(0), receivedAtMs: s.int(1)), s.int(1)))
         }
         var complete = [ContentID: Bool]()
@@ -186,35 +188,22 @@ extension Store {
         }
     }
 
-    /// The earliest received entry announcing `contentID`, if any (indexed; no scan).
+    /// Every stored entry of every kind, in origin then sequence order (what gossip restores).
+    public func allEntries() throws(MeshError) -> [ManifestEntry] {
+        var out = [ManifestEntry]()
+        try db.forEach("SELECT encoded FROM items ORDER BY origin, sequence") { (s) throws(MeshError) in
+            out.append(try decodeItem(s.blob(0), receivedAtMs: 0))
+        }
+        return out
+    }
+
+    /// The earliest received put announcing `contentID`, if any (indexed; no scan).
     public func entry(contentID: ContentID) throws(MeshError) -> ManifestEntry? {
         var found: ManifestEntry?
-        try db.forEach("SELECT encoded, received_at_ms FROM items WHERE content_id = ? ORDER BY received_at_ms LIMIT 1",
+        try db.forEach("SELECT encoded, received_at_ms FROM items WHERE content_id = ? AND kind = 1 ORDER BY received_at_ms LIMIT 1",
                        [.blob(contentID.digest.bytes)]) { (s) throws(MeshError) in
             found = try decodeItem(s.blob(0), receivedAtMs: s.int(1))
         }
         return found
-    }
-
-    /// Finds the one item meant by `query`: a full content id, an exact name, or a content
-    /// id prefix of at least 6 hex digits. Several entries for the same content are one item
-    /// (the earliest received entry is returned); different contents are `.ambiguousName`.
-    public func resolve(_ query: String) throws(MeshError) -> ItemInfo {
-        let all = try items()
-        func pick(_ matches: [ItemInfo], how: String) throws(MeshError) -> ItemInfo? {
-            let ids = Set(matches.map(\.contentID))
-            if ids.count > 1 {
-                let list = ids.sorted().prefix(5).map(\.short).joined(separator: ", ")
-                throw MeshError(.ambiguousName, "\(how) '\(query)' matches \(ids.count) different items (\(list))",
-                                hint: "use the full content id from `meshnode ls`")
-            }
-            return matches.max { a, b in a.receivedAtMs > b.receivedAtMs }
-        }
-        if let id = ContentID(hex: query), let hit = try pick(all.filter { $0.contentID == id }, how: "id") { return hit }
-        if let hit = try pick(all.filter { $0.name == query }, how: "name") { return hit }
-        let lower = query.lowercased()
-        if lower.count >= 6, lower.count < 64, Hex.decode(lower.count % 2 == 0 ? lower : lower + "0") != nil,
-           let hit = try pick(all.filter { $0.contentID.description.hasPrefix(lower) }, how: "id prefix") { return hit }
-        throw MeshError(.unknownItem, "no item with id or name '\(query)'", hint: "list items with `meshnode ls`")
     }
 }

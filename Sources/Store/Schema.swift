@@ -94,6 +94,14 @@ public enum Schema {
             value  BLOB NOT NULL
         ) WITHOUT ROWID;
         """,
+        // 3: entries version 2: the hybrid logical clock (version-1 entries get created_ms << 16,
+        // as docs/PROTOCOL.md §4.2 says) and the retention expiry; tombstones share the table.
+        """
+        ALTER TABLE items ADD COLUMN hlc INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE items ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;
+        UPDATE items SET hlc = (min(max(created_ms, 0), 281474976710655) << 16);
+        CREATE INDEX items_by_hlc ON items(hlc);
+        """,
     ]
 
     /// Brings `db` to `currentVersion`, or throws `.schemaTooNew`.

@@ -1,5 +1,6 @@
 // Store: persistence (SQLite manifest, chunk files, node identity).
 @_exported import Gossip
+@_exported import Sync
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import Sync
 import Dispatch
 import Foundation
 import Synchronization
@@ -105,9 +106,12 @@ extension Store {
     /// at any point leaves no visible item; chunk files already renamed are complete and
     /// correct (harmless orphans until reused).
     ///
-    /// Re-ingesting the same content under the same name and type returns the existing entry.
+    /// Putting the content of the name's current version again returns that version's entry;
+    /// anything else becomes the name's newest version (docs/PROTOCOL.md §4.4), stamped with
+    /// the next clock and, per `policy`, its retention expiry.
     public func ingest(path: String, name: String? = nil, type: ItemType? = nil, signer: any Signer,
-                       nowMs: Int64 = WallClock.nowMs(), progress: ProgressHandler? = nil) throws(MeshError) -> IngestResult {
+                       policy: KeepPolicy = KeepPolicy(), nowMs: Int64 = WallClock.nowMs(),
+                       progress: ProgressHandler? = nil) throws(MeshError) -> IngestResult {
         let itemName = name ?? FS.basename(of: path)
         try Self.validateName(itemName, what: "item name")
         let itemType = type ?? ItemType.guess(fromName: itemName)
@@ -196,14 +200,6 @@ extension Store {
 
         let newChunks = (0..<n).filter { work.wrote[$0] }.count
         return try db.transaction { () throws(MeshError) -> IngestResult in
-            let me = signer.nodeID
-            // Idempotent re-put: same origin, content, name and type.
-            var existing: ManifestEntry?
-            try db.forEach("SELECT encoded FROM items WHERE origin = ? AND content_id = ? AND name = ? AND type = ? LIMIT 1",
-                           [.blob(me.key.bytes), .blob(recipe.contentID.digest.bytes), .text(itemName),
-                            .int(Int64(itemType.rawValue))]) { (s) throws(MeshError) in
-                existing = try decodeItem(s.blob(0), receivedAtMs: 0)
-            }
             try insertRecipeRows(recipe)
             try sql { () throws(SQLiteError) in
                 var seen = Set<ChunkHash>()
@@ -212,14 +208,9 @@ extension Store {
                                  [.blob(chunks[i].digest.bytes), .int(Int64(recipe.length(ofChunk: i))), .int(nowMs)])
                 }
             }
-            if let existing { return IngestResult(entry: existing, chunkCount: n, newChunks: newChunks, isNewEntry: false) }
-            let seq = try highestSequence(origin: me) + 1
-            let entry = ManifestEntry(origin: me, sequence: seq, contentID: recipe.contentID, sizeBytes: size,
-                                      chunkSizeBytes: chunkSize, type: itemType, createdAtMs: nowMs,
-                                      name: itemName).signed(by: signer)
-            try insertItemRow(entry, receivedAtMs: nowMs)
-            try bumpOrigin(me, to: seq)
-            return IngestResult(entry: entry, chunkCount: n, newChunks: newChunks, isNewEntry: true)
+            let (entry, isNew) = try recordVersion(of: recipe, name: itemName, type: itemType, policy: policy,
+                                                   signer: signer, nowMs: nowMs)
+            return IngestResult(entry: entry, chunkCount: n, newChunks: newChunks, isNewEntry: isNew)
         }
     }
 

@@ -11,7 +11,7 @@ struct MeshnodeCommand: ParsableCommand {
         abstract: "A gossip peer-to-peer mesh node that replicates training data between hosts.",
         discussion: "Every verb takes --data DIR (default $MESHNODE_DATA, then ~/.meshnode).",
         version: "0.1.0",
-        subcommands: [Init.self, Put.self, Get.self, Ls.self, Verify.self, Status.self, Run.self, Peers.self,
+        subcommands: [Init.self, Put.self, Get.self, Ls.self, Rm.self, Verify.self, Status.self, Run.self, Peers.self,
                       Authority.self, Admit.self])
 }
 
@@ -118,67 +118,6 @@ extension MeshnodeCommand {
                 let written = try store.export(info, to: output, progress: bar.handler)
                 bar.finish()
                 FileHandleOut.stdout("wrote \(formatBytes(info.entry.sizeBytes)) to \(written)\n")
-            }
-        }
-    }
-
-    struct ItemJSON: Encodable {
-        var id: String
-        var name: String
-        var type: String
-        var size: UInt64
-        var origin: String
-        var sequence: UInt64
-        var chunk_size: UInt32
-        var created_ms: Int64
-        var received_ms: Int64
-        var complete: Bool
-        /// Node ids known to hold the item complete (the origin, this node when complete, and
-        /// what a running node has learned from its peers).
-        var holders: [String] = []
-
-        init(_ i: ItemInfo) {
-            id = i.contentID.description
-            name = i.name
-            type = i.entry.type.description
-            size = i.entry.sizeBytes
-            origin = i.entry.origin.description
-            sequence = i.entry.sequence
-            chunk_size = i.entry.chunkSizeBytes
-            created_ms = i.entry.createdAtMs
-            received_ms = i.receivedAtMs
-            complete = i.isComplete
-        }
-    }
-
-    struct Ls: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the items in the manifest.")
-
-        @OptionGroup var options: DataOptions
-        @Flag(help: "Print a JSON array, one object per item.") var json = false
-
-        func run() throws {
-            try runReportingErrors { () throws(MeshError) in
-                let store = try Store.open(dataDir: options.dataDir)
-                let items = try store.items()
-                if json {
-                    let self_ = try? store.loadIdentity().nodeID
-                    let known = runningNodeHolders(dataDir: options.dataDir)
-                    FileHandleOut.stdout(jsonText(items.map { i in
-                        var j = ItemJSON(i)
-                        var h = Set(known?[i.contentID.description] ?? [i.entry.origin.description])
-                        if i.isComplete, let self_ { h.insert(self_.description) }
-                        j.holders = h.sorted()
-                        return j
-                    }))
-                    return
-                }
-                var rows = [["ID", "NAME", "TYPE", "SIZE", "ORIGIN", "SEQ", "STATE"]]
-                for i in items {
-                    rows.append([i.contentID.short, i.name, i.entry.type.description, formatBytes(i.entry.sizeBytes),
-                                 i.entry.origin.short, "\(i.entry.sequence)", i.isComplete ? "complete" : "incomplete"])
-                }
-                FileHandleOut.stdout(table(rows))
             }
         }
     }

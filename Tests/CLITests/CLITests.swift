@@ -179,18 +179,52 @@ struct CLITests {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 
-    @Test("A name that matches several items is a one-line error listing them")
-    func ambiguousName() throws {
+    @Test("A second put of a changed file is the name's new current version; NAME@1 and the id still give the first")
+    func secondPutIsANewVersion() throws {
         let node = try CLINode()
         let a = node.dir.sub("a"), b = node.dir.sub("b")
         try writePseudoRandomFile(a, size: 1000, seed: 3)
         try writePseudoRandomFile(b, size: 1000, seed: 4)
         let ida = try node.put(a, ["--name", "games.npz", "--type", "npz"])
         let idb = try node.put(b, ["--name", "games.npz", "--type", "npz"])
-        let r = try node.run(["get", "games.npz", "-o", node.dir.sub("out")])
-        expectOneLineError(r, status: .ambiguousName, mentioning: "2 different items")
-        #expect(r.stderr.contains(String(ida.prefix(12))) && r.stderr.contains(String(idb.prefix(12))))
-        #expect(try node.run(["get", ida, "-o", node.dir.sub("out")]).status == 0)
+        #expect(ida != idb)
+        let out = node.dir.sub("out")
+        #expect(try node.run(["get", "games.npz", "-o", out]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == Data(contentsOf: URL(fileURLWithPath: b)))
+        #expect(try node.run(["get", "games.npz@1", "-o", node.dir.sub("first")]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: node.dir.sub("first"))) == Data(contentsOf: URL(fileURLWithPath: a)))
+        #expect(try node.run(["get", ida, "-o", node.dir.sub("byid")]).status == 0)
+        let ls = try node.run(["ls"])
+        #expect(ls.status == 0)
+        #expect(ls.stdout.components(separatedBy: "\n").filter { $0.contains("games.npz") }.count == 1, "\(ls.stdout)")
+        let all = try node.run(["ls", "--versions", "games.npz"])
+        #expect(all.stdout.contains("@1") && all.stdout.contains("@2") && all.stdout.contains("current"), "\(all.stdout)")
+        expectOneLineError(try node.run(["get", "games.npz@3", "-o", node.dir.sub("none")]), status: .unknownItem, mentioning: "no version 3")
+        // The same content again is a no-op, not a third version.
+        _ = try node.put(b, ["--name", "games.npz", "--type", "npz"])
+        #expect(try node.run(["ls", "--versions", "games.npz"]).stdout.contains("@3") == false)
+    }
+
+    @Test("rm deletes a name from ls; a later put makes a new version; rm NAME@N deletes one version")
+    func rmDeletesANameOrAVersion() throws {
+        let node = try CLINode()
+        let a = node.dir.sub("a"), b = node.dir.sub("b"), c = node.dir.sub("c")
+        try writePseudoRandomFile(a, size: 1000, seed: 5)
+        try writePseudoRandomFile(b, size: 1000, seed: 6)
+        try writePseudoRandomFile(c, size: 1000, seed: 7)
+        _ = try node.put(a, ["--name", "m.onnx"])
+        let rm = try node.run(["rm", "m.onnx"])
+        #expect(rm.status == 0, "\(rm)")
+        #expect(!(try node.run(["ls"])).stdout.contains("m.onnx"))
+        expectOneLineError(try node.run(["get", "m.onnx", "-o", node.dir.sub("out")]), status: .unknownItem, mentioning: "deleted")
+        _ = try node.put(b, ["--name", "m.onnx"])
+        _ = try node.put(c, ["--name", "m.onnx"])
+        #expect(try node.run(["ls"]).stdout.contains("m.onnx"))
+        #expect(try node.run(["rm", "m.onnx@3", "--json"]).stdout.contains("\"scope\" : \"version\""))
+        #expect(try node.run(["get", "m.onnx", "-o", node.dir.sub("cur")]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: node.dir.sub("cur"))) == Data(contentsOf: URL(fileURLWithPath: b)))
+        let states = try node.run(["ls", "--versions", "m.onnx"]).stdout
+        #expect(states.contains("deleted") && states.contains("current"), "\(states)")
     }
 
     @Test("A store from a newer schema is refused with a one-line error")

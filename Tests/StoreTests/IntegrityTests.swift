@@ -161,7 +161,7 @@ struct IntegrityTests {
         #expect(meshError { _ = try f.store.resolve("no-such-item") }?.code == .unknownItem)
     }
 
-    @Test("A name shared by different contents is ambiguous; the same content under two origins is not")
+    @Test("A name put with different contents resolves to its newest version; a content id to its content")
     func ambiguity() throws {
         let f = try Fixture()
         let a = f.dir.sub("a"), b = f.dir.sub("b")
@@ -170,8 +170,11 @@ struct IntegrityTests {
         let ra = try f.store.ingest(path: a, name: "same", signer: f.identity)
         #expect(try f.store.resolve("same").contentID == ra.entry.contentID)
         #expect(try f.store.resolve(String(ra.entry.contentID.description.prefix(8))).contentID == ra.entry.contentID)
-        _ = try f.store.ingest(path: b, name: "same", signer: f.identity)
-        #expect(meshError { _ = try f.store.resolve("same") }?.code == .ambiguousName)
+        let rb = try f.store.ingest(path: b, name: "same", signer: f.identity)
+        #expect(rb.isNewEntry)
+        #expect(try f.store.resolve("same").contentID == rb.entry.contentID)
+        #expect(try f.store.resolve("same@1").contentID == ra.entry.contentID)
+        #expect(rb.entry.hlc > ra.entry.hlc)
         #expect(try f.store.resolve(ra.entry.contentID.description).contentID == ra.entry.contentID)
     }
 }

@@ -156,7 +156,7 @@ public final class MeshNode: @unchecked Sendable {
 
         var restore = GossipDurableState()
         restore.lastIncarnation = (try? store.incarnation()) ?? 0
-        restore.entries = ((try? store.items()) ?? []).map(\.entry)
+        restore.entries = (try? store.allEntries()) ?? []
         restore.entriesVerified = true  // the Store checked every signature before storing it
         restore.knownPeers = ((try? store.peers()) ?? []).compactMap { p in
             guard let addr = PeerAddress(p.address), p.nodeID != identity.nodeID, p.state != "left" else { return nil }
