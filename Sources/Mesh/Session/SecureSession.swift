@@ -46,7 +46,7 @@ public struct SessionHandshake: ~Copyable {
     private let expectedPeer: NodeID?
     private let admit: @Sendable (NodeID, [UInt8]) -> Bool
     private let tunnelSuite: Bool
-    private let ephemeral: EphemeralKeyPair
+    private var ephemeral: EphemeralKeyPair  // var only for `useFixedEphemeralKey` (tests)
     private var transcript: [UInt8] = []
     private var state: State = .idle
     private var peerID: NodeID?
@@ -76,6 +76,13 @@ public struct SessionHandshake: ~Copyable {
         self.admit = admit
         self.tunnelSuite = tunnelSuite
         self.ephemeral = EphemeralKeyPair()
+    }
+
+    /// Test seam, never used by the node: replaces the fresh ephemeral key with a fixed one
+    /// before the first frame, so that a transcript is reproducible (docs/test-vectors).
+    mutating func useFixedEphemeralKey(secretKey: [UInt8]) {
+        precondition(state == .idle, "the ephemeral key is fixed before the handshake starts")
+        ephemeral = EphemeralKeyPair(secretKey: secretKey)
     }
 
     /// The initiator's first frame.

@@ -42,6 +42,19 @@ struct EphemeralKeyPair: ~Copyable {
         secret = sk
     }
 
+    /// A fixed keypair from a 32-byte X25519 secret key: only for reproducible test vectors
+    /// (`SessionHandshake.useFixedEphemeralKey`).
+    init(secretKey: [UInt8]) {
+        precondition(secretKey.count == Int(crypto_kx_SECRETKEYBYTES))
+        Sodium.ensureInitialized()
+        let sk = GuardedBytes(count: secretKey.count)
+        sk.withMutableBytes { $0.update(from: secretKey, count: secretKey.count) }
+        var pk = [UInt8](repeating: 0, count: Int(crypto_kx_PUBLICKEYBYTES))
+        _ = sk.withBytes { crypto_scalarmult_base(&pk, $0) }
+        publicKey = Bytes32(bytes: pk)!
+        secret = sk
+    }
+
     func withKeys<R>(_ body: (UnsafePointer<UInt8>, UnsafePointer<UInt8>) -> R) -> R {
         let pk = publicKey.bytes
         return pk.withUnsafeBufferPointer { p in secret.withBytes { s in body(p.baseAddress!, s) } }
