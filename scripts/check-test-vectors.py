@@ -170,30 +170,52 @@ ENTRY_ENCODINGS = set()
 
 
 def entry_body(f):
-    return (u8(f["version"]) + u8(f["kind"]) + h(f["origin"]) + u64(f["sequence"]) + h(f["content_id"])
-            + u64(f["size"]) + u32(f["chunk_size"]) + u8(f["type"]) + i64(f["created_ms"]) + str16(f["name"]))
+    """Every field but the signature, in wire order (PROTOCOL.md §4.1 for version 2, §4.2 for 1)."""
+    head = u8(f["version"]) + u8(f["kind"]) + h(f["origin"]) + u64(f["sequence"])
+    if f["version"] == 1:
+        return (head + h(f["content_id"]) + u64(f["size"]) + u32(f["chunk_size"]) + u8(f["type"])
+                + i64(f["created_ms"]) + str16(f["name"]))
+    if f["kind"] == 1:
+        kind = (h(f["content_id"]) + u64(f["size"]) + u32(f["chunk_size"]) + u8(f["type"]) + u8(f["flags"])
+                + i64(f["created_ms"]) + i64(f["expires_ms"]) + str16(f["name"]))
+    elif f["kind"] == 2:
+        kind = u8(f["scope"])
+        if f["scope"] == 2:
+            kind += h(f["target_origin"]) + u64(f["target_sequence"])
+        kind += i64(f["created_ms"]) + str16(f["name"])
+    else:
+        kind = h(f["body"])
+    return head + u64(f["hlc"]) + u16(len(kind)) + kind
 
 
 def check_manifest_entries(doc):
     types = {0: "other", 1: "game", 2: "model", 3: "npz", 4: "checkpoint"}
+    highest_hlc = 0
     for n, e in enumerate(doc["entries"]):
         w, f = f"manifest-entries[{n}]", e["fields"]
         C.eq(w + ".origin", KEYS[e["signer"]][1], f["origin"])
         C.eq(w + ".origin_node_id", node_id_text(h(f["origin"])), e["origin_node_id"])
-        C.eq(w + ".type_name", types.get(f["type"]), f["type_name"])
         C.eq(w + ".name_utf8", f["name"].encode("utf-8"), f["name_utf8"])
-        C.true(w, f["version"] == 1 and f["kind"] == 1 and f["sequence"] >= 1, "version, kind or sequence invalid")
-        C.true(w, (f["size"], f["chunk_size"]) == CONTENT_IDS.get(f["content_id"], (None, None, None))[:2],
-               "content_id is not one of content-ids.json with this size and chunk size")
+        C.true(w, f["version"] in (1, 2) and f["kind"] in (1, 2) and f["sequence"] == n + 1,
+               "version, kind or sequence invalid")
+        if f["kind"] == 1:
+            C.eq(w + ".type_name", types.get(f["type"]), f["type_name"])
+            C.true(w, (f["size"], f["chunk_size"]) == CONTENT_IDS.get(f["content_id"], (None, None, None))[:2],
+                   "content_id is not one of content-ids.json with this size and chunk size")
+        if f["version"] == 2:
+            # §4.4: a node stamps each new entry above the highest clock it holds.
+            C.true(w, f["hlc"] > highest_hlc and f["hlc"] >> 16 >= f["created_ms"] - 1, "hlc does not follow §4.4")
+            highest_hlc = f["hlc"]
         body = entry_body(f)
         C.eq(w + ".body", body, e["body"])
-        signed = b"meshnode/entry/v1\0" + body
+        domain = b"meshnode/entry/v1\0" if f["version"] == 1 else b"meshnode/entry/v2\0"
+        signed = domain + body
         C.eq(w + ".signed_bytes", signed, e["signed_bytes"])
         check_signature(w, e["signer"], signed, e["signature"])
         enc = body + h(e["signature"])
         C.eq(w + ".encoded", enc, e["encoded"])
         C.eq(w + ".encoded_bytes", len(enc), e["encoded_bytes"])
-        C.true(w, len(enc) <= 416, "longer than the largest entry (416 bytes)")
+        C.true(w, len(enc) <= (416 if f["version"] == 1 else 4212), "longer than the largest entry of its version")
         ENTRY_ENCODINGS.add(enc.hex())
 
 

@@ -128,34 +128,54 @@ enum PrimitiveVectors {
 
     // MARK: - §4 manifest entries
 
-    /// The two entries alice originates (`meshnode put` into a 4096-byte-chunk store), in order.
+    /// What alice originates in a 4096-byte-chunk store, in order: two puts (`meshnode put`),
+    /// then a tombstone of the first name (`meshnode rm`); and one version-1 put (the old
+    /// encoding, which nodes still accept and relay), signed by alice.
     static func aliceEntries() throws -> [ManifestEntry] {
         let dir = TestDir("vectors-entries")
         let (store, _) = try Store.initialize(dataDir: dir.sub("alice"), name: "gpu-a", chunkSizeBytes: 4096,
                                               identity: VectorKeys.alice.identity)
         var out: [ManifestEntry] = []
+        let retention = KeepPolicy(retentionMs: [.game: 30 * 86_400_000])
         for (file, name, t) in [(SampleFile.pattern, "games_2026_01.db", Int64(0)), (SampleFile.small, "modèle-α.pt", 1234)] {
             let path = dir.sub(file.name)
             try Data(file.data).write(to: URL(fileURLWithPath: path))
-            let put = try store.ingest(path: path, name: name, signer: VectorKeys.alice.identity, nowMs: VectorKeys.baseTimeMs + t)
+            let put = try store.ingest(path: path, name: name, signer: VectorKeys.alice.identity, policy: retention,
+                                       nowMs: VectorKeys.baseTimeMs + t)
             out.append(put.entry)
         }
+        out.append(try store.delete("games_2026_01.db", signer: VectorKeys.alice.identity, nowMs: VectorKeys.baseTimeMs + 5000))
+        let v1 = ManifestEntry(format: 1, origin: VectorKeys.alice.id, sequence: 4, contentID: out[1].contentID,
+                               sizeBytes: out[1].sizeBytes, chunkSizeBytes: 4096, type: .checkpoint,
+                               createdAtMs: VectorKeys.baseTimeMs + 9000, name: "legacy.pt").signed(by: VectorKeys.alice.identity)
+        out.append(v1)
         return out
     }
 
     static func entryFields(_ e: ManifestEntry) -> VJ {
-        obj(("version", .n(ManifestEntry.formatVersion)),
-            ("kind", .n(e.kind.rawValue)),
-            ("origin", .hex(e.origin.key.bytes)),
-            ("sequence", .n(e.sequence)),
-            ("content_id", .hex(e.contentID.digest.bytes)),
-            ("size", .n(e.sizeBytes)),
-            ("chunk_size", .n(e.chunkSizeBytes)),
-            ("type", .n(e.type.rawValue)),
-            ("type_name", .string(e.type.description)),
-            ("created_ms", .n(e.createdAtMs)),
-            ("name", .string(e.name)),
-            ("name_utf8", .hex(Array(e.name.utf8))))
+        var fields: [(String, VJ)] = [("version", .n(e.format)), ("kind", .n(e.kindCode)),
+                                      ("origin", .hex(e.origin.key.bytes)), ("sequence", .n(e.sequence))]
+        if e.format >= 2 { fields.append(("hlc", .n(e.hlc))) }
+        switch e.payload {
+        case .put(let p):
+            fields += [("content_id", .hex(p.contentID.digest.bytes)), ("size", .n(p.sizeBytes)),
+                       ("chunk_size", .n(p.chunkSizeBytes)), ("type", .n(p.type.rawValue)),
+                       ("type_name", .string(p.type.description))]
+            if e.format >= 2 { fields.append(("flags", .n(p.flags))) }
+            fields.append(("created_ms", .n(p.createdAtMs)))
+            if e.format >= 2 { fields.append(("expires_ms", .n(p.expiresAtMs))) }
+            fields += [("name", .string(p.name)), ("name_utf8", .hex(Array(p.name.utf8)))]
+        case .tombstone(let t):
+            switch t.scope {
+            case .name: fields.append(("scope", .n(UInt8(1))))
+            case .version(let r):
+                fields += [("scope", .n(UInt8(2))), ("target_origin", .hex(r.origin.key.bytes)), ("target_sequence", .n(r.sequence))]
+            }
+            fields += [("created_ms", .n(t.createdAtMs)), ("name", .string(t.name)), ("name_utf8", .hex(Array(t.name.utf8)))]
+        case .unknown(_, let body):
+            fields.append(("body", .hex(body)))
+        }
+        return VJ.object(fields)
     }
 
     static func manifestEntries() throws -> VJ {
@@ -178,11 +198,7 @@ enum PrimitiveVectors {
         }
         return obj(
             ("description", .string("""
-                Signed manifest entries, as alice's `meshnode put` creates them (sequences 1 and 2 of one \
-                origin; the content ids are those of content-ids.json, pattern-10000 and small at chunk \
-                size 4096). body is every field but the signature; signed_bytes is "meshnode/entry/v1" \
-                NUL then the body; encoded is the body then the 64-byte Ed25519 signature. The second \
-                name is non-ASCII: its str16 length counts UTF-8 bytes.
+                Signed manifest entries, as alice's node creates them (sequences 1 to 3 of one origin: two                 version-2 puts by `meshnode put`, the first with a 30-day game retention stamped into                 expires_ms, then a version-2 name tombstone by `meshnode rm` of the first name; and                 sequence 4, a version-1 put, the old encoding nodes still accept and relay). The content                 ids are those of content-ids.json, pattern-10000 and small at chunk size 4096. body is                 every field but the signature, in wire order (for version 2: version, kind, origin,                 sequence, hlc, then the kind's fields with their u16 length); signed_bytes is                 "meshnode/entry/v2" NUL (or "meshnode/entry/v1" NUL for version 1) then the body;                 encoded is the body then the 64-byte Ed25519 signature. The second name is non-ASCII:                 its str16 length counts UTF-8 bytes.
                 """)),
             ("spec", .string("docs/PROTOCOL.md section 4 (manifest entries)")),
             ("entries", .array(rows)))
