@@ -75,7 +75,7 @@ extension MeshnodeCommand {
                 let bar = ProgressBar(label: "put", total: total)
                 let start = WallClock.monotonicSeconds()
                 let r = try store.ingest(path: file, name: name, type: itemType, signer: identity,
-                                         progress: bar.handler)
+                                         policy: runningNodePolicy(dataDir: options.dataDir), progress: bar.handler)
                 bar.finish()
                 let secs = WallClock.monotonicSeconds() - start
                 let e = r.entry

@@ -67,6 +67,20 @@ func announceToRunningNode(dataDir: String, sequence: UInt64) -> Result<Bool, Me
     }
 }
 
+/// The keep policy of the node running on `dataDir` (its `retention`, which a put stamps into
+/// the entry), or the defaults when none runs.
+func runningNodePolicy(dataDir: String) -> KeepPolicy {
+    guard let v = try? ControlClient(dataDirectory: dataDir).call("policy"), case .object(let o) = v else { return KeepPolicy() }
+    var p = KeepPolicy()
+    if case .object(let r)? = o["retention_ms"] {
+        for (k, ms) in r { if let t = ItemType(name: k), let n = ms.intValue { p.retentionMs[t] = n } }
+    }
+    if case .object(let r)? = o["keep_versions"] {
+        for (k, n) in r { if let t = ItemType(name: k), let n = n.intValue { p.keepVersions[t] = Int(n) } }
+    }
+    return p
+}
+
 /// What a running node says about itself, for `meshnode status`.
 struct RunningNode: Encodable {
     let status: NodeStatus

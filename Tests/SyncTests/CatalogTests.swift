@@ -105,3 +105,44 @@ struct CatalogTests {
         #expect(p.expiresAtMs(type: .npz, createdAtMs: 1_000) == 0)
     }
 }
+
+@Suite("Keeper: what a node keeps as entries arrive")
+struct KeeperTests {
+    @Test("New versions are wanted; versions pushed out of keep_versions are released")
+    func versionsOutsideTheWindowAreReleased() {
+        var k = Keeper(policy: KeepPolicy(keepVersions: [.model: 2]), nowMs: 0)
+        #expect(k.insert(putEntry(1, 1, hlc: 10), nowMs: 0).wanted.map(\.contentID) == [cid(101)])
+        #expect(k.insert(putEntry(1, 2, hlc: 20), nowMs: 0).wanted.map(\.contentID) == [cid(201)])
+        let c = k.insert(putEntry(1, 3, hlc: 30), nowMs: 0)
+        #expect(c.wanted.map(\.contentID) == [cid(301)])
+        #expect(c.released == [cid(101)])
+        #expect(k.keptContents == [cid(201), cid(301)])
+    }
+
+    @Test("A tombstone releases the name's contents; a content shared with another kept name stays kept")
+    func tombstoneReleasesUnsharedContents() {
+        var k = Keeper(nowMs: 0)
+        _ = k.insert(putEntry(1, 1, hlc: 10, name: "a", content: 7), nowMs: 0)
+        _ = k.insert(putEntry(1, 2, hlc: 11, name: "b", content: 7), nowMs: 0)
+        _ = k.insert(putEntry(1, 3, hlc: 12, name: "a", content: 8), nowMs: 0)
+        let c = k.insert(tombstone(2, 1, hlc: 20, name: "a"), nowMs: 0)
+        #expect(c.released == [cid(8)])
+        #expect(k.isKept(cid(7)))
+        #expect(!k.isKept(cid(8)))
+    }
+
+    @Test("A late older version that falls outside the window is never wanted")
+    func lateOlderVersionIsNotWanted() {
+        var k = Keeper(policy: KeepPolicy(keepVersions: [.model: 1]), nowMs: 0)
+        _ = k.insert(putEntry(1, 2, hlc: 20), nowMs: 0)
+        #expect(k.insert(putEntry(1, 1, hlc: 10), nowMs: 0).isEmpty)
+    }
+
+    @Test("Expiry releases a version when the node refreshes past its expires_ms")
+    func expiryReleasesOnRefresh() {
+        var k = Keeper(nowMs: 0)
+        _ = k.insert(putEntry(1, 1, hlc: 10, expires: 1000), nowMs: 0)
+        #expect(k.refresh(nowMs: 999).isEmpty)
+        #expect(k.refresh(nowMs: 1000).released == [cid(101)])
+    }
+}

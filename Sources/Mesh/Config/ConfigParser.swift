@@ -7,7 +7,7 @@ extension NodeConfig {
     public static let knownKeys = [
         "name", "role", "listen", "join", "trusted_keys", "authority_keys", "revoked_keys", "revoked_serials",
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
-        "session_encryption",
+        "session_encryption", "keep_versions", "retention",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -69,6 +69,21 @@ extension NodeConfig {
                     throw w.at(value, Validate.fail(path, "auto or always", got: v))
                 }
                 c.sessionEncryption = e
+            case "keep_versions":
+                for (t, v) in try w.mapping(value, path: path) {
+                    let type = try itemType(t, path: "\(path).\(t)", node: v, w)
+                    let text = try w.string(v, "\(path).\(t)")
+                    guard let n = Int(text), (1...1000).contains(n) else {
+                        throw w.at(v, Validate.fail("\(path).\(t)", "a number of versions from 1 to 1000", got: text))
+                    }
+                    c.keep.keepVersions[type] = n
+                }
+            case "retention":
+                for (t, v) in try w.mapping(value, path: path) {
+                    let type = try itemType(t, path: "\(path).\(t)", node: v, w)
+                    let d = try w.located(v) { () throws(MeshError) in try Validate.interval(w.string(v, "\(path).\(t)"), path: "\(path).\(t)") }
+                    c.keep.retentionMs[type] = Int64(d.milliseconds)
+                }
             case "hosts":
                 for (hostKey, hostNode) in try w.mapping(value, path: "hosts", allowNull: true) {
                     c.hosts[hostKey] = try parseHost(hostNode, path: "hosts.\(hostKey)", w)
@@ -78,6 +93,14 @@ extension NodeConfig {
             }
         }
         return c
+    }
+
+    /// An item type named as a mapping key (`keep_versions.model`, `retention.game`).
+    fileprivate static func itemType(_ key: String, path: String, node: Node, _ w: Walker) throws(MeshError) -> ItemType {
+        guard let t = ItemType(name: key) else {
+            throw w.at(node, Validate.fail(path, "a type: " + ItemType.allCases.map(\.description).joined(separator: ", "), got: key))
+        }
+        return t
     }
 
     private static func parseBandwidth(_ node: Node, _ w: Walker) throws(MeshError) -> BandwidthConfig {

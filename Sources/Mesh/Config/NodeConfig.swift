@@ -1,6 +1,7 @@
 // The node's configuration: YAML file, MESHNODE_* environment variables and flags, merged.
 import Foundation
 import Gossip
+import Sync
 import Logging
 import Yams
 
@@ -85,6 +86,8 @@ public struct NodeConfig: Equatable, Sendable {
     public var logLevel: Logger.Level = .info
     /// Whether sessions inside SSH tunnels are encrypted a second time.
     public var sessionEncryption: SessionEncryption = .auto
+    /// `keep_versions` (per type, default 3) and `retention` (per type, default: forever).
+    public var keep = KeepPolicy()
 
     /// `session_encryption`: `auto` skips the session cipher where an `ssh -W` tunnel already
     /// protects every hop but the peer host's own loopback (PROTOCOL §8.3, suite 0x04);

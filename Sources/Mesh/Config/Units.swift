@@ -1,8 +1,8 @@
 // Parsing of human-written durations and byte rates.
 
-/// Parses durations such as `500ms`, `30s`, `2m`, `1h`, `1h30m`, `1.5s`.
+/// Parses durations such as `500ms`, `30s`, `2m`, `1h`, `1h30m`, `1.5s`, `30d`.
 public enum DurationText {
-    /// nil if `text` is not a duration. Units: ms, s, m, h (combinable, largest first).
+    /// nil if `text` is not a duration. Units: ms, s, m, h, d (combinable, largest first).
     public static func parse(_ text: String) -> Duration? {
         let s = text.trimmingCharacters(in: .whitespaces)
         guard !s.isEmpty else { return nil }
@@ -18,6 +18,7 @@ public enum DurationText {
             let unit = s[unitStart..<i]
             let (scale, rank): (Double, Int)
             switch unit {
+            case "d": (scale, rank) = (86_400, 5)
             case "h": (scale, rank) = (3600, 4)
             case "m": (scale, rank) = (60, 3)
             case "s": (scale, rank) = (1, 2)
@@ -36,6 +37,7 @@ public enum DurationText {
     /// The shortest exact text for `d` (`1500ms`, `30s`, `2m`, `1h`).
     public static func format(_ d: Duration) -> String {
         let ms = d.milliseconds
+        if ms % 86_400_000 == 0, ms > 0 { return "\(ms / 86_400_000)d" }
         if ms % 3_600_000 == 0, ms > 0 { return "\(ms / 3_600_000)h" }
         if ms % 60_000 == 0, ms > 0 { return "\(ms / 60_000)m" }
         if ms % 1000 == 0 { return "\(ms / 1000)s" }

@@ -60,6 +60,7 @@ public struct NodeSettings: Sendable {
         o.blob.bandwidth = c.bandwidth
         o.blob.maxConcurrentDownloads = max(1, c.bandwidth.maxConcurrentTransfers)
         o.blob.testCorruptServing = ProcessInfo.processInfo.environment["MESHNODE_TEST_CORRUPT_SERVING"] == "1"
+        o.keep = c.keep
         return o
     }
 }

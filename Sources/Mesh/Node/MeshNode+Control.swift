@@ -160,9 +160,12 @@ extension MeshNode {
                 respond(.success(.object(["fetching": .string("\(id)")])))
             case "transfers":
                 respond(.success(try JSONValue(encoding: blobs?.transfers() ?? [])))
+            case "policy":
+                // What `meshnode put` through this node stamps (retention) and keeps (versions).
+                respond(.success(policyJSON()))
             default:
                 respond(.failure(MeshError(.controlUnknownVerb, "unknown control verb \"\(req.verb)\"",
-                                           hint: "known: peers, status, announce, holders, fetch, transfers")))
+                                           hint: "known: peers, status, announce, holders, fetch, transfers, policy")))
             }
         } catch let e as MeshError {
             respond(.failure(e))

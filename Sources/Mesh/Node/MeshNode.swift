@@ -32,6 +32,8 @@ public struct MeshNodeOptions: Sendable {
     /// When false (`session_encryption: always`), sessions are always encrypted, even inside
     /// an SSH tunnel that ends on the peer's loopback (`CipherSuite.sshTunnel`).
     public var allowSSHTunnelSuite = true
+    /// What this node keeps of each name's history, and the retention it stamps on its own puts.
+    public var keep = KeepPolicy()
 
     public init(listen: PeerAddress, advertise: PeerAddress? = nil, join: [PeerAddress] = [], gossip: GossipConfig = GossipConfig(),
                 admission: AdmissionPolicy = AdmissionPolicy(), credential: [UInt8] = []) {
@@ -125,6 +127,9 @@ public final class MeshNode: @unchecked Sendable {
     static let revalidateIntervalNs: Int64 = 60_000_000_000
     private var stopping = false
 
+    /// What this node keeps (the catalog of names and the keep policy; docs/SYNC.md).
+    public internal(set) var keeper: Keeper
+
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
     public internal(set) var blobs: BlobService?
 
@@ -158,6 +163,7 @@ public final class MeshNode: @unchecked Sendable {
         restore.lastIncarnation = (try? store.incarnation()) ?? 0
         restore.entries = (try? store.allEntries()) ?? []
         restore.entriesVerified = true  // the Store checked every signature before storing it
+        keeper = Keeper(policy: options.keep, entries: restore.entries, nowMs: WallClock.nowMs())
         restore.knownPeers = ((try? store.peers()) ?? []).compactMap { p in
             guard let addr = PeerAddress(p.address), p.nodeID != identity.nodeID, p.state != "left" else { return nil }
             return MemberSnapshot(restoring: p.nodeID, address: addr, incarnation: p.incarnation, name: p.name, role: p.role)
@@ -212,6 +218,7 @@ public final class MeshNode: @unchecked Sendable {
     public func announce(_ entry: ManifestEntry) {
         loop.assertInLoop("MeshNode.announce")
         guard !stopping else { return }
+        keep(entry)
         apply(gossip.onLocalEntry(entry, now: Self.now()))
     }
 
@@ -538,7 +545,7 @@ public final class MeshNode: @unchecked Sendable {
             case .persistEntry(let e):
                 do {
                     switch try store.insertRemoteEntry(e, verifier: verifier) {
-                    case .inserted, .duplicate: break
+                    case .inserted, .duplicate: keep(e)
                     case .fork(let existing):
                         runtime.forks += 1
                         logger.warning("fork: two entries with one origin and sequence", metadata: [
@@ -556,7 +563,8 @@ public final class MeshNode: @unchecked Sendable {
                     logger.error("could not persist the incarnation: \(error)")
                 }
             case .fetch(let id, let holders):
-                blobs?.want(id, holders: holders, reason: .replication)
+                // Gossip proposes; the keeper decides (a superseded, deleted or expired version is not fetched).
+                if keeper.isKept(id) { blobs?.want(id, holders: holders, reason: .replication) }
             case .membershipChanged(let t):
                 memberChanged(t)
             case .forkDetected(let a, _):
@@ -670,6 +678,7 @@ public final class MeshNode: @unchecked Sendable {
 
     private func sweep() {
         let now = Self.now()
+        refreshKeeper()
         // Certificates expire while their holders are members: re-check everyone now and then.
         if now - lastRevalidation > Self.revalidateIntervalNs, let trustPolicy {
             lastRevalidation = now
