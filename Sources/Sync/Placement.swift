@@ -1,0 +1,164 @@
+import Gossip
+
+/// What a node announces about itself for placement (docs/SYNC.md, "Placement").
+public struct NodeFacts: Hashable, Sendable {
+    public var roles: [String]
+    public var ephemeral: Bool
+    /// Nodes with the same non-empty group share storage (NFS): one copy serves them all.
+    public var nfsGroup: String
+    /// The node receives nothing (`exclude_from_sync`); it may still put.
+    public var excluded: Bool
+    public var diskTotalBytes: UInt64
+    public var diskFreeBytes: UInt64
+    /// Over `max_disk_usage`: it accepts no new replicas.
+    public var full: Bool
+
+    public init(roles: [String] = [], ephemeral: Bool = false, nfsGroup: String = "", excluded: Bool = false,
+                diskTotalBytes: UInt64 = 0, diskFreeBytes: UInt64 = 0, full: Bool = false) {
+        self.roles = roles
+        self.ephemeral = ephemeral
+        self.nfsGroup = nfsGroup
+        self.excluded = excluded
+        self.diskTotalBytes = diskTotalBytes
+        self.diskFreeBytes = diskFreeBytes
+        self.full = full
+    }
+
+    public var durable: Bool { !ephemeral }
+}
+
+/// One type's placement rule (`placement.TYPE`).
+public struct PlacementRule: Hashable, Sendable {
+    /// Roles whose nodes may hold the type; empty: every role.
+    public var roles: [String]
+    public var minCopies: Int
+    /// nil: every eligible node (`copies: all`, or no `max_copies`).
+    public var maxCopies: Int?
+
+    public init(roles: [String] = [], minCopies: Int = 1, maxCopies: Int? = nil) {
+        self.roles = roles
+        self.minCopies = max(1, minCopies)
+        self.maxCopies = maxCopies.map { max(1, $0) }
+    }
+
+    public func admitsRoles(_ nodeRoles: [String]) -> Bool {
+        roles.isEmpty || nodeRoles.contains { roles.contains($0) }
+    }
+}
+
+/// The placement rules by type. A type without a rule goes to every node, as before placement.
+public struct PlacementPolicy: Hashable, Sendable {
+    public var rules: [ItemType: PlacementRule]
+
+    public init(rules: [ItemType: PlacementRule] = [:]) { self.rules = rules }
+
+    /// The seeds' defaults: models to every selfplay and training node; games to training and
+    /// storage nodes, at least 2 copies; NPZ to training nodes; checkpoints to training nodes, at least 2.
+    public static let seedDefaults = PlacementPolicy(rules: [
+        .model: PlacementRule(roles: ["selfplay", "training"]),
+        .game: PlacementRule(roles: ["training", "storage"], minCopies: 2),
+        .npz: PlacementRule(roles: ["training"]),
+        .checkpoint: PlacementRule(roles: ["training"], minCopies: 2),
+    ])
+
+    public func rule(for type: ItemType) -> PlacementRule { rules[type] ?? PlacementRule() }
+}
+
+/// Deterministic placement: every node computes the same answer from the same facts.
+public enum Placement {
+    /// The rank of `node` for `content` (docs/SYNC.md): statically eligible nodes first, then
+    /// by weighted rendezvous score. Independent of who is alive or full, so that the drop rule
+    /// can never let two nodes rely on each other.
+    public struct Rank: Comparable, Hashable, Sendable {
+        public var eligible: Bool
+        public var score: Double
+        public var node: NodeID
+
+        public static func < (a: Rank, b: Rank) -> Bool {
+            if a.eligible != b.eligible { return !a.eligible }
+            if a.score != b.score { return a.score < b.score }
+            return a.node < b.node
+        }
+    }
+
+    /// `-w / ln(u)` with `u` in (0, 1) from a mix of the content id and the node id, and `w` the
+    /// node's capacity in GiB (at least 1): weighted rendezvous hashing.
+    public static func score(_ content: ContentID, _ node: NodeID, weightBytes: UInt64) -> Double {
+        let d = content.digest, k = node.key
+        let h = SplitMix64.mix(d.w0 ^ SplitMix64.mix(d.w1 ^ SplitMix64.mix(k.w0 ^ SplitMix64.mix(k.w1 ^ SplitMix64.mix(k.w2 ^ k.w3)))))
+        let u = (Double(h >> 11) + 0.5) / Double(1 << 53)
+        let w = max(1.0, Double(weightBytes) / Double(1 << 30))
+        return -w / naturalLogarithm(u)
+    }
+
+    public static func rank(_ content: ContentID, type: ItemType, node: NodeID, facts: NodeFacts, policy: PlacementPolicy) -> Rank {
+        let rule = policy.rule(for: type)
+        return Rank(eligible: !facts.excluded && rule.admitsRoles(facts.roles),
+                    score: score(content, node, weightBytes: facts.diskTotalBytes), node: node)
+    }
+
+    /// The nodes that should hold `content`, best first: alive, statically eligible, not full;
+    /// one per NFS group; at most `max_copies`. `alive` includes this node.
+    public static func targets(_ content: ContentID, type: ItemType, alive: [NodeID: NodeFacts],
+                               policy: PlacementPolicy) -> [NodeID] {
+        let rule = policy.rule(for: type)
+        var ranked = alive.map { (id, f) in (rank(content, type: type, node: id, facts: f, policy: policy), f) }
+            .filter { $0.0.eligible && !$0.1.full }
+        ranked.sort { $0.0 > $1.0 }
+        var out = [NodeID]()
+        var groups = Set<String>()
+        for (r, f) in ranked {
+            if !f.nfsGroup.isEmpty, !groups.insert(f.nfsGroup).inserted { continue }
+            out.append(r.node)
+            if let m = rule.maxCopies, out.count >= m { break }
+        }
+        return out
+    }
+
+    /// Whether `me` may drop its copy of `content` (docs/SYNC.md, "Dropping"): not a target (or
+    /// evicting for space), at least `min_copies` other alive durable holders ranked above it,
+    /// and, unless evicting, every target holding it.
+    public static func mayDrop(_ content: ContentID, type: ItemType, me: NodeID, alive: [NodeID: NodeFacts],
+                               holders: Set<NodeID>, policy: PlacementPolicy, evicting: Bool) -> Bool {
+        guard let myFacts = alive[me] else { return false }
+        let rule = policy.rule(for: type)
+        let tgts = targets(content, type: type, alive: alive, policy: policy)
+        if !evicting && tgts.contains(me) { return false }
+        let mine = rank(content, type: type, node: me, facts: myFacts, policy: policy)
+        var above = 0
+        var groupsCounted = Set<String>()
+        for h in holders where h != me {
+            guard let f = alive[h], f.durable else { continue }
+            if !f.nfsGroup.isEmpty, !groupsCounted.insert(f.nfsGroup).inserted { continue }
+            if rank(content, type: type, node: h, facts: f, policy: policy) > mine { above += 1 }
+        }
+        guard above >= rule.minCopies else { return false }
+        if evicting { return true }
+        return tgts.allSatisfy { t in t == me || holders.contains(t) || sharesGroup(t, with: holders, alive: alive) }
+    }
+
+    static func sharesGroup(_ t: NodeID, with holders: Set<NodeID>, alive: [NodeID: NodeFacts]) -> Bool {
+        guard let g = alive[t]?.nfsGroup, !g.isEmpty else { return false }
+        return holders.contains { alive[$0]?.nfsGroup == g }
+    }
+
+    /// Complete copies that count toward `min_copies`: alive durable holders, one per NFS group.
+    public static func countedCopies(holders: Set<NodeID>, alive: [NodeID: NodeFacts]) -> Int {
+        var n = 0
+        var groups = Set<String>()
+        for h in holders {
+            guard let f = alive[h], f.durable else { continue }
+            if !f.nfsGroup.isEmpty, !groups.insert(f.nfsGroup).inserted { continue }
+            n += 1
+        }
+        return n
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+@inline(__always) func naturalLogarithm(_ x: Double) -> Double { Glibc.log(x) }
+#elseif canImport(Darwin)
+import Darwin
+@inline(__always) func naturalLogarithm(_ x: Double) -> Double { Darwin.log(x) }
+#endif

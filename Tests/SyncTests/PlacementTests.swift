@@ -1,0 +1,112 @@
+import Gossip
+import Testing
+@testable import Sync
+
+@Suite("Placement: targets and the drop rule, without a coordinator")
+struct PlacementTests {
+    let policy = PlacementPolicy(rules: [
+        .game: PlacementRule(roles: ["training", "storage"], minCopies: 2, maxCopies: 3),
+        .model: PlacementRule(roles: ["selfplay", "training"]),
+    ])
+
+    func cluster(_ n: Int, roles: (Int) -> [String] = { _ in ["training"] }) -> [NodeID: NodeFacts] {
+        var out = [NodeID: NodeFacts]()
+        for i in 0..<n { out[nid(i)] = NodeFacts(roles: roles(i), diskTotalBytes: 100 << 30) }
+        return out
+    }
+
+    @Test("Targets depend only on the facts: every node computes the same list")
+    func targetsAreDeterministic() {
+        let facts = cluster(8)
+        let t = Placement.targets(cid(1), type: .game, alive: facts, policy: policy)
+        #expect(t.count == 3)
+        for _ in 0..<20 {
+            let copy = Dictionary(uniqueKeysWithValues: facts.shuffled().map { ($0.key, $0.value) })
+            #expect(Placement.targets(cid(1), type: .game, alive: copy, policy: policy) == t)
+        }
+        // Different items spread over different nodes.
+        let firsts = Set((0..<50).map { Placement.targets(cid($0), type: .game, alive: facts, policy: policy)[0] })
+        #expect(firsts.count >= 5)
+    }
+
+    @Test("Excluded nodes, nodes of other roles and full nodes are never targets; a type without a rule goes everywhere")
+    func ineligibleNodesAreNeverTargets() {
+        var facts = cluster(6) { $0 < 3 ? ["training"] : ["selfplay"] }
+        facts[nid(0)]!.excluded = true
+        facts[nid(1)]!.full = true
+        let t = Placement.targets(cid(9), type: .game, alive: facts, policy: policy)
+        #expect(t == [nid(2)])
+        #expect(Set(Placement.targets(cid(9), type: .model, alive: facts, policy: policy)) == Set((2..<6).map(nid)))
+        #expect(Placement.targets(cid(9), type: .npz, alive: facts, policy: policy).count == 4)  // no rule: every node but the excluded and the full one
+    }
+
+    @Test("An NFS group counts as one candidate, and one holder in it serves the group")
+    func nfsGroupCountsOnce() {
+        var facts = cluster(5)
+        for i in 0..<3 { facts[nid(i)]!.nfsGroup = "gh200" }
+        let t = Placement.targets(cid(3), type: .model, alive: facts, policy: policy)
+        #expect(t.count == 3)  // one of the group + the two others
+        #expect(t.filter { facts[$0]!.nfsGroup == "gh200" }.count == 1)
+        #expect(Placement.countedCopies(holders: [nid(0), nid(1), nid(2)], alive: facts) == 1)
+    }
+
+    @Test("When a holder dies, the next node in rank becomes a target")
+    func nextInRankReplacesADeadTarget() {
+        var facts = cluster(6)
+        let t = Placement.targets(cid(5), type: .game, alive: facts, policy: policy)
+        facts[t[0]] = nil
+        let after = Placement.targets(cid(5), type: .game, alive: facts, policy: policy)
+        #expect(after.count == 3)
+        #expect(Array(after.prefix(2)) == Array(t.suffix(2)))
+    }
+
+    @Test("A non-target origin drops its copy once the targets hold it; a target never drops")
+    func originDropsOncePlacementIsMet() {
+        let facts = cluster(6) { $0 == 0 ? ["selfplay"] : ["training"] }
+        let t = Placement.targets(cid(7), type: .game, alive: facts, policy: policy)
+        let origin = nid(0)
+        #expect(!Placement.mayDrop(cid(7), type: .game, me: origin, alive: facts, holders: [origin], policy: policy, evicting: false))
+        #expect(!Placement.mayDrop(cid(7), type: .game, me: origin, alive: facts, holders: [origin, t[0]], policy: policy, evicting: false))
+        let all = Set(t + [origin])
+        #expect(Placement.mayDrop(cid(7), type: .game, me: origin, alive: facts, holders: all, policy: policy, evicting: false))
+        for x in t { #expect(!Placement.mayDrop(cid(7), type: .game, me: x, alive: facts, holders: all, policy: policy, evicting: false)) }
+    }
+
+    @Test("Ephemeral holders never count toward min_copies")
+    func ephemeralHoldersDoNotCount() {
+        var facts = cluster(4)
+        facts[nid(1)]!.ephemeral = true
+        facts[nid(2)]!.ephemeral = true
+        #expect(Placement.countedCopies(holders: [nid(1), nid(2), nid(3)], alive: facts) == 1)
+    }
+
+    @Test("However stale the views, nodes that drop at once never leave fewer than min_copies of the copies that were there",
+          arguments: 0..<200)
+    func simultaneousDropsKeepMinCopies(seed: Int) {
+        var rng = SplitMix64(seed: UInt64(seed))
+        let n = 3 + rng.below(8)
+        var facts = [NodeID: NodeFacts]()
+        for i in 0..<n {
+            facts[nid(i)] = NodeFacts(roles: rng.below(4) == 0 ? ["selfplay"] : ["training"], nfsGroup: "",
+                                      excluded: rng.below(8) == 0, diskTotalBytes: UInt64(1 + rng.below(4)) << 40,
+                                      full: rng.below(5) == 0)
+        }
+        let rule = PlacementRule(roles: ["training"], minCopies: 1 + rng.below(3), maxCopies: rng.below(2) == 0 ? nil : 1 + rng.below(4))
+        let pol = PlacementPolicy(rules: [.game: rule])
+        let holders = Set(facts.keys.filter { _ in rng.below(2) == 0 })
+        var dropped = Set<NodeID>()
+        for h in holders {
+            // Each node sees a possibly stale world: some others missing, some "full" flags flipped.
+            var view = facts
+            for k in facts.keys where k != h && rng.below(4) == 0 { view[k] = nil }
+            for k in view.keys where rng.below(6) == 0 { view[k]!.full.toggle() }
+            if Placement.mayDrop(cid(seed), type: .game, me: h, alive: view, holders: holders, policy: pol, evicting: rng.below(2) == 0) {
+                dropped.insert(h)
+            }
+        }
+        let remaining = holders.subtracting(dropped)
+        let durableBefore = holders.filter { facts[$0]!.durable }.count
+        #expect(remaining.count >= min(rule.minCopies, durableBefore), "seed \(seed): \(holders.count) holders, \(dropped.count) dropped")
+        if !holders.isEmpty { #expect(!remaining.isEmpty, "seed \(seed): the last copy was dropped") }
+    }
+}
