@@ -220,9 +220,11 @@ public final class MeshNode: @unchecked Sendable {
         apply(gossip.onLocalEntry(entry, now: Self.now()))
     }
 
-    /// Leaves gracefully: tells peers, gives the messages `flushDelay` to go out, then
+    /// Leaves gracefully: tells peers, ends every session cleanly, gives the messages
+    /// `flushDelay` to go out (and the clean closes up to `closeWait` more to be answered), then
     /// closes every handle and calls `completion` (on the loop).
-    public func stop(flushDelay: Duration = .milliseconds(300), completion: @escaping () -> Void) {
+    public func stop(flushDelay: Duration = .milliseconds(300), closeWait: Duration = .seconds(2),
+                     completion: @escaping () -> Void) {
         loop.assertInLoop("MeshNode.stop")
         guard !stopping else { return }
         stopping = true
@@ -230,9 +232,15 @@ public final class MeshNode: @unchecked Sendable {
         // Every established session ends cleanly (PROTOCOL §8.4), after the leave that may
         // still be going out on it; one still in its handshake is closed with everything below.
         for s in allSessions.values where s.established { s.shutdown() }
+        let giveUpAt = Self.now().advanced(byNanoseconds: Self.nanos(flushDelay) + Self.nanos(closeWait))
         do {
             let t = try LoopTimer(loop: loop)
             t.onFire = { [unowned self, t] in
+                // A peer slow to answer our `close` (a loaded host) would otherwise see its
+                // connection reset, not closed: wait a little for the answers.
+                if Self.now() < giveUpAt, self.allSessions.values.contains(where: { $0.isClosing && $0.isOpen }) {
+                    return t.start(after: .milliseconds(50))
+                }
                 t.close()
                 self.closeEverything()
                 completion()
