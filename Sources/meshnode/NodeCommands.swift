@@ -143,6 +143,10 @@ func fetchThroughRunningNode(dataDir: String, id: ContentID, sizeBytes: UInt64, 
         usleep(200_000)
         let rows = (try? client.call("transfers").decode(as: [TransferRow].self)) ?? []
         if let row = rows.first(where: { $0.id == "\(id)" }) {
+            if row.state == "abandoned" {
+                throw MeshError(.incomplete, "the running node gave up on \(id.short): every recipe its peers sent for it was refused",
+                                hint: "see the node's log and `meshnode status` (rejected: bad_recipe, malformed_blob_message); do all nodes run the same meshnode version?")
+            }
             bar.handler?(row.doneBytes)
             if row.doneBytes > lastDone {
                 lastDone = row.doneBytes

@@ -9,12 +9,13 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         let c = ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4))
         let msgs: [BlobMessage] = [
             .wantRecipe(requestID: 1, contentID: c),
-            .recipe(requestID: 2, contentID: c, sizeBytes: 5, chunkSizeBytes: 4, chunks: [ChunkHash(digest: .zero), ChunkHash(digest: Bytes32(w0: 9, w1: 9, w2: 9, w3: 9))]),
+            .recipe(requestID: 2, contentID: c, sizeBytes: 5000, chunkSizeBytes: 4096, chunks: [ChunkHash(digest: .zero), ChunkHash(digest: Bytes32(w0: 9, w1: 9, w2: 9, w3: 9))]),
             .wantHave(requestID: 3, contentID: c),
             .have(requestID: 4, contentID: c, chunkCount: 10, bitmap: ChunkBitmap.make(count: 10) { $0 % 3 == 0 }),
             .get(requestID: 5, contentID: c, indices: [0, 7, 9]),
             .chunk(requestID: 6, index: 7, data: [1, 2, 3]),
             .chunk(requestID: 6, index: 8, data: []),
+            .chunkPiece(requestID: 6, index: 9, chunkBytes: UInt32(BlobMessage.pieceBytes + 3), offset: UInt32(BlobMessage.pieceBytes), data: [7, 8, 9]),
             .error(requestID: 7, code: .busy, message: "at transfer limit"),
             .cancel(requestID: 8),
         ]
@@ -23,7 +24,7 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
 
     @Test func truncatedMutatedAndRandomMessagesNeverCrashTheDecoder() {
         let c = ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4))
-        let base = BlobMessage.recipe(requestID: 2, contentID: c, sizeBytes: 9, chunkSizeBytes: 4,
+        let base = BlobMessage.recipe(requestID: 2, contentID: c, sizeBytes: 9000, chunkSizeBytes: 4096,
                                       chunks: (0..<3).map { ChunkHash(digest: Bytes32(w0: UInt64($0), w1: 0, w2: 0, w3: 0)) }).encoded
         for cut in 0..<base.count { #expect(throws: DecodeError.self) { try BlobMessage.decode(Array(base[..<cut])) } }
         var seed: UInt64 = 99
@@ -35,6 +36,72 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
             let junk = (0..<Int(next() % 64)).map { _ in UInt8(truncatingIfNeeded: next()) }
             _ = try? BlobMessage.decode(junk)
         }
+    }
+
+    /// PROTOCOL §3 and §9.1: a recipe may name any chunk size `meshnode init` accepts
+    /// (4 KiB … 64 MiB) and no other. The decoder used to stop at 8 MiB, so stores with larger
+    /// chunks never replicated.
+    @Test func recipesWithEveryChunkSizeAStoreMayHaveDecodeAndNoOthers() throws {
+        let c = ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4))
+        func recipe(_ cs: UInt32) -> [UInt8] {
+            BlobMessage.recipe(requestID: 1, contentID: c, sizeBytes: 1, chunkSizeBytes: cs, chunks: [ChunkHash(digest: .zero)]).encoded
+        }
+        for cs: UInt32 in [4096, 2 << 20, 8 << 20, (8 << 20) + 1, 16 << 20, 64 << 20] {
+            guard case .recipe(_, _, _, let got, _) = try BlobMessage.decode(recipe(cs)) else { Issue.record("not a recipe"); continue }
+            #expect(got == cs)
+        }
+        for cs: UInt32 in [0, 1, 4095, (64 << 20) + 1, .max] {
+            #expect(throws: DecodeError.invalid(field: "recipe.chunkSize")) { try BlobMessage.decode(recipe(cs)) }
+        }
+    }
+
+    /// PROTOCOL §9.1: a chunk over 8 MiB never travels as one `chunk`; its pieces are 8 MiB each
+    /// but the last, at offsets that are multiples of 8 MiB, and every message fits a 16 MiB
+    /// frame with its tag.
+    @Test func largeChunksTravelAsPiecesWhoseHeadersAreCheckedExactly() throws {
+        let p = BlobMessage.pieceBytes
+        #expect(p == 8_388_608)
+        #expect(BlobMessage.pieceCount(chunkBytes: p) == 0)
+        #expect(BlobMessage.pieceCount(chunkBytes: p + 1) == 2)
+        #expect(BlobMessage.pieceCount(chunkBytes: 16 << 20) == 2)
+        #expect(BlobMessage.pieceCount(chunkBytes: 64 << 20) == 8)
+        #expect(BlobMessage.pieceHeaderBytes + p + SecureChannel.tagBytes <= 16 << 20)
+        #expect(1 + 4 + 32 + 8 + 4 + 4 + BlobMessage.maxRecipeChunks * 32 + SecureChannel.tagBytes <= 16 << 20)
+        // Well formed: first, middle and last pieces.
+        #expect(BlobMessage.pieceProblem(chunkBytes: 64 << 20, offset: 0, dataBytes: p) == nil)
+        #expect(BlobMessage.pieceProblem(chunkBytes: 64 << 20, offset: 7 * p, dataBytes: p) == nil)
+        #expect(BlobMessage.pieceProblem(chunkBytes: p + 5, offset: p, dataBytes: 5) == nil)
+        // A chunk that fits one `chunk` message, or over the chunk size limit.
+        #expect(BlobMessage.pieceProblem(chunkBytes: p, offset: 0, dataBytes: p) == .invalid(field: "chunk_piece.chunkBytes"))
+        #expect(BlobMessage.pieceProblem(chunkBytes: (64 << 20) + 1, offset: 0, dataBytes: p) == .invalid(field: "chunk_piece.chunkBytes"))
+        // An offset that is not a piece boundary, or past the chunk.
+        #expect(BlobMessage.pieceProblem(chunkBytes: 16 << 20, offset: 4096, dataBytes: p) == .invalid(field: "chunk_piece.offset"))
+        #expect(BlobMessage.pieceProblem(chunkBytes: 16 << 20, offset: 2 * p, dataBytes: 0) == .invalid(field: "chunk_piece.offset"))
+        // Data that is not exactly the piece.
+        #expect(BlobMessage.pieceProblem(chunkBytes: 16 << 20, offset: 0, dataBytes: p - 1) == .invalid(field: "chunk_piece.data"))
+        #expect(BlobMessage.pieceProblem(chunkBytes: p + 5, offset: p, dataBytes: 6) == .invalid(field: "chunk_piece.data"))
+        // The decoder applies the same rules, and a plain `chunk` over 8 MiB is refused.
+        let good = BlobMessage.chunkPiece(requestID: 1, index: 2, chunkBytes: UInt32(p + 5), offset: UInt32(p), data: [1, 2, 3, 4, 5])
+        #expect(try BlobMessage.decode(good.encoded) == good)
+        let bad = BlobMessage.chunkPiece(requestID: 1, index: 2, chunkBytes: UInt32(p + 5), offset: UInt32(p), data: [1, 2, 3, 4])
+        #expect(throws: DecodeError.self) { try BlobMessage.decode(bad.encoded) }
+        let big = BlobMessage.chunk(requestID: 1, index: 0, data: [UInt8](repeating: 1, count: p + 1))
+        #expect(throws: DecodeError.self) { try BlobMessage.decode(big.encoded) }
+        #expect(BlobMessage.Tag(rawValue: 0x18) == .chunkPiece)
+        #expect(BlobMessage.Tag(rawValue: 0x19) == nil)
+    }
+
+    @Test func anAssemblyTakesOnlyTheNextPieceOfItsChunk() {
+        let p = BlobMessage.pieceBytes
+        var a = ChunkAssembly(requestID: 4, source: node(1), index: 2, chunkBytes: p + 3, first: [UInt8](repeating: 9, count: p)[...])
+        #expect(!a.isComplete && a.nextOffset == p)
+        #expect(!a.continues(requestID: 4, index: 2, chunkBytes: p + 3, offset: 0))
+        #expect(!a.continues(requestID: 5, index: 2, chunkBytes: p + 3, offset: p))
+        #expect(!a.continues(requestID: 4, index: 3, chunkBytes: p + 3, offset: p))
+        #expect(!a.continues(requestID: 4, index: 2, chunkBytes: p + 4, offset: p))
+        #expect(a.continues(requestID: 4, index: 2, chunkBytes: p + 3, offset: p))
+        a.append([1, 2, 3])
+        #expect(a.isComplete && a.bytes.count == p + 3 && Array(a.bytes.suffix(4)) == [9, 1, 2, 3])
     }
 
     @Test func bitmapsAreLeastSignificantBitFirst() {

@@ -75,7 +75,7 @@ import Testing
         #expect(try NodeConfig.parse(yaml: "# nothing\n") == NodeConfig())
         let d = NodeConfig()
         #expect(d.listen.port == NodeConfig.defaultPort)
-        #expect(d.probeInterval == .seconds(1))
+        #expect(d.probeInterval == .milliseconds(800))  // PROTOCOL §6.2
         #expect(d.antiEntropyInterval == .seconds(30))
         #expect(d.sessionEncryption == .auto)
     }

@@ -1,4 +1,5 @@
 import CSodium
+import Foundation
 import Testing
 @testable import Gossip
 @testable import Mesh
@@ -176,6 +177,83 @@ private func establish(_ a: TestEd25519, _ b: TestEd25519, expected: NodeID? = n
         for k in 0..<4 { _ = try rb.open(ia.seal([UInt8(k)])) }
         #expect(throws: SessionError.authenticationFailed) { try rb.open(ia.seal([4])) }
         #expect(SecureChannel.rekeyIntervalFrames * 16 << 20 <= 256 << 30)
+    }
+}
+
+/// BLAKE2b-256 straight from libsodium, independent of the code under test.
+private func blake2b256(_ m: [UInt8]) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: 32)
+    crypto_generichash(&out, 32, m, UInt64(m.count), nil, 0)
+    return out
+}
+
+/// docs/PROTOCOL.md, for checks that the text states what the code does.
+private func protocolText() throws -> String {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    return try String(contentsOf: root.appendingPathComponent("docs/PROTOCOL.md"), encoding: .utf8)
+}
+
+@Suite struct HandshakeWireTests {
+    /// PROTOCOL §8.2: hello is 104 bytes plus the credential (≤ 256), accept 136 plus it, confirm
+    /// 64. The text used to say 334 for a hello that is really 360 bytes.
+    @Test func handshakeMessagesAreTheSizesTheSpecStatesAndNoLargerOneIsAccepted() throws {
+        let a = TestEd25519(), b = TestEd25519()
+        let credential = [UInt8](repeating: 0xa5, count: SessionHandshake.maxCredentialBytes)
+        var i = SessionHandshake(role: .initiator, signer: a, verifier: a, credential: credential) { _, _ in true }
+        var r = SessionHandshake(role: .responder, signer: b, verifier: b, credential: credential) { _, _ in true }
+        let hello = i.start()
+        #expect(hello.count == 360 && SessionHandshake.maxHelloBytes == 360)
+        guard case .send(let accept) = try r.receive(hello) else { Issue.record("no accept"); return }
+        #expect(accept.count == 392 && SessionHandshake.maxAcceptBytes == 392)
+        guard case .established(_, _, _, let confirm?) = try i.receive(accept) else { Issue.record("no confirm"); return }
+        #expect(confirm.count == 64 && SessionHandshake.confirmBytes == 64)
+        guard case .established = try r.receive(confirm) else { Issue.record("not established"); return }
+        #expect(SessionHandshake.maxHandshakeFrameBytes <= PeerSession.maxHandshakeFrameBytes)
+
+        // One byte more than the maximum is refused by its size, before it is parsed.
+        var r2 = SessionHandshake(role: .responder, signer: b, verifier: b) { _, _ in true }
+        #expect(throws: SessionError.malformed("hello of 361 bytes, over its 360-byte maximum")) { _ = try r2.receive(hello + [0]) }
+        var i2 = SessionHandshake(role: .initiator, signer: a, verifier: a) { _, _ in true }
+        _ = i2.start()
+        #expect(throws: SessionError.malformed("accept of 393 bytes, over its 392-byte maximum")) { _ = try i2.receive(accept + [0]) }
+        var i3 = SessionHandshake(role: .initiator, signer: a, verifier: a, credential: credential) { _, _ in true }
+        var r3 = SessionHandshake(role: .responder, signer: b, verifier: b) { _, _ in true }
+        guard case .send(let accept3) = try r3.receive(i3.start()), case .established(_, _, _, let confirm3?) = try i3.receive(accept3) else {
+            Issue.record("no confirm"); return
+        }
+        #expect(throws: SessionError.malformed("confirm of 65 bytes, over its 64-byte maximum")) { _ = try r3.receive(confirm3 + [0]) }
+
+        // The specification says the same.
+        let text = try protocolText()
+        #expect(text.contains("at most **360** bytes"))
+        #expect(text.contains("at most **392** bytes"))
+        #expect(text.contains("exactly **64** bytes"))
+        #expect(text.contains("`blob16` is a `u16` byte length"))
+    }
+
+    /// PROTOCOL §8.2: the transcript is the frame payloads without their u32 length prefixes;
+    /// the responder signs domain ‖ BLAKE2b-256(hello ‖ accept without its signature), the
+    /// initiator domain ‖ BLAKE2b-256(hello ‖ accept). Checked here with libsodium alone.
+    @Test func theHandshakeSignaturesCoverThePayloadsWithoutTheirLengthPrefixes() throws {
+        let a = TestEd25519(), b = TestEd25519()
+        var i = SessionHandshake(role: .initiator, signer: a, verifier: a, credential: [1, 2, 3]) { _, _ in true }
+        var r = SessionHandshake(role: .responder, signer: b, verifier: b) { _, _ in true }
+        let hello = i.start()
+        guard case .send(let accept) = try r.receive(hello) else { Issue.record("no accept"); return }
+        guard case .established(_, _, _, let confirm?) = try i.receive(accept) else { Issue.record("no confirm"); return }
+        let responderDomain = Array("meshnode/session/v1/responder\0".utf8)
+        let initiatorDomain = Array("meshnode/session/v1/initiator\0".utf8)
+        #expect(responderDomain.count == 30 && initiatorDomain.count == 30)
+        let unsigned = Array(accept.dropLast(64))
+        let signature = Array(accept.suffix(64))
+        let signedByResponder = responderDomain + blake2b256(hello + unsigned)
+        #expect(signedByResponder.count == 62)
+        #expect(crypto_sign_verify_detached(signature, signedByResponder, 62, b.nodeID.key.bytes) == 0)
+        let signedByInitiator = initiatorDomain + blake2b256(hello + accept)
+        #expect(crypto_sign_verify_detached(confirm, signedByInitiator, 62, a.nodeID.key.bytes) == 0)
+        // With the length prefixes in the transcript the signatures would not verify.
+        let prefixed = responderDomain + blake2b256(FrameDecoder.header(length: hello.count) + hello + FrameDecoder.header(length: accept.count) + unsigned)
+        #expect(crypto_sign_verify_detached(signature, prefixed, 62, b.nodeID.key.bytes) != 0)
     }
 }
 

@@ -1,4 +1,5 @@
 import Gossip
+import Store
 
 /// Chunk-exchange messages, carried as the plaintext of sealed session frames
 /// (docs/PROTOCOL.md §9). Every decoder is total: arbitrary bytes give a message or a
@@ -17,19 +18,46 @@ public enum BlobMessage: Equatable, Sendable {
     case get(requestID: UInt32, contentID: ContentID, indices: [UInt32])
     /// One chunk's bytes. The receiver hashes `data` and compares with its recipe.
     case chunk(requestID: UInt32, index: UInt32, data: [UInt8])
+    /// Part of a chunk too large for one `chunk` message: `data` is its bytes from `offset`
+    /// (a multiple of `pieceBytes`), of `chunkBytes` in all (PROTOCOL §9.2).
+    case chunkPiece(requestID: UInt32, index: UInt32, chunkBytes: UInt32, offset: UInt32, data: [UInt8])
     /// A request failed.
     case error(requestID: UInt32, code: BlobErrorCode, message: String)
     /// Stop sending what is left of a `get`.
     case cancel(requestID: UInt32)
 
     public static let maxIndicesPerGet = 64
+    /// The largest chunk sent as one `chunk` message, and the size of every `chunk_piece` but
+    /// a chunk's last: 8 MiB. A chunk of more bytes always travels as pieces.
     public static let maxChunkBytes = 8 << 20
+    public static let pieceBytes = maxChunkBytes
+    /// Chunk sizes a recipe may name (PROTOCOL §3): 4 KiB … 64 MiB.
+    public static let chunkSizeRange = Int(Chunking.minChunkSizeBytes)...Int(Chunking.maxChunkSizeBytes)
     public static let maxRecipeChunks = (16 << 20) / 32 - 16
     public static let maxErrorMessageBytes = 200
+    /// Bytes of a `chunk` message before the chunk: type, request id, index.
+    public static let chunkHeaderBytes = 9
+    /// Bytes of a `chunk_piece` message before its data: type, request id, index, chunk bytes, offset.
+    public static let pieceHeaderBytes = 17
 
     public enum Tag: UInt8 {
         case wantRecipe = 0x10, recipe = 0x11, wantHave = 0x12, have = 0x13
-        case get = 0x14, chunk = 0x15, error = 0x16, cancel = 0x17
+        case get = 0x14, chunk = 0x15, error = 0x16, cancel = 0x17, chunkPiece = 0x18
+    }
+
+    /// Why a piece's header is impossible (nil: it is well formed): the chunk must be too large
+    /// for a `chunk` message and within the chunk size limit, the offset a multiple of
+    /// `pieceBytes` inside it, and the data exactly the rest of that piece.
+    public static func pieceProblem(chunkBytes: Int, offset: Int, dataBytes: Int) -> DecodeError? {
+        guard chunkBytes > maxChunkBytes, chunkBytes <= chunkSizeRange.upperBound else { return .invalid(field: "chunk_piece.chunkBytes") }
+        guard offset % pieceBytes == 0, offset < chunkBytes else { return .invalid(field: "chunk_piece.offset") }
+        guard dataBytes == min(pieceBytes, chunkBytes - offset) else { return .invalid(field: "chunk_piece.data") }
+        return nil
+    }
+
+    /// How many `chunk_piece` messages carry a chunk of `chunkBytes` (0: it goes as one `chunk`).
+    public static func pieceCount(chunkBytes: Int) -> Int {
+        chunkBytes > maxChunkBytes ? (chunkBytes + pieceBytes - 1) / pieceBytes : 0
     }
 
     public func encode(into w: inout ByteWriter) {
@@ -49,6 +77,8 @@ public enum BlobMessage: Equatable, Sendable {
             for i in indices { w.u32(i) }
         case .chunk(let id, let index, let data):
             w.u8(Tag.chunk.rawValue); w.u32(id); w.u32(index); w.raw(data)
+        case .chunkPiece(let id, let index, let total, let offset, let data):
+            w.u8(Tag.chunkPiece.rawValue); w.u32(id); w.u32(index); w.u32(total); w.u32(offset); w.raw(data)
         case .error(let id, let code, let message):
             w.u8(Tag.error.rawValue); w.u32(id); w.u16(code.rawValue)
             w.string16(String(decoding: Array(message.utf8.prefix(Self.maxErrorMessageBytes)), as: UTF8.self))
@@ -75,7 +105,7 @@ public enum BlobMessage: Equatable, Sendable {
             let c = ContentID(digest: try r.bytes32())
             let size = try r.u64()
             let cs = try r.u32()
-            guard cs > 0, cs <= maxChunkBytes else { throw .invalid(field: "recipe.chunkSize") }
+            guard chunkSizeRange.contains(Int(cs)) else { throw .invalid(field: "recipe.chunkSize") }
             let n = Int(try r.u32())
             guard n <= maxRecipeChunks else { throw .tooLong(field: "recipe.chunks", length: n, limit: maxRecipeChunks) }
             guard r.remaining == n * 32 else { throw .invalid(field: "recipe.chunks") }
@@ -103,6 +133,12 @@ public enum BlobMessage: Equatable, Sendable {
             let index = try r.u32()
             guard r.remaining <= maxChunkBytes else { throw .tooLong(field: "chunk.data", length: r.remaining, limit: maxChunkBytes) }
             msg = .chunk(requestID: id, index: index, data: try r.raw(r.remaining))
+        case .chunkPiece:
+            let index = try r.u32()
+            let total = try r.u32()
+            let offset = try r.u32()
+            if let problem = pieceProblem(chunkBytes: Int(total), offset: Int(offset), dataBytes: r.remaining) { throw problem }
+            msg = .chunkPiece(requestID: id, index: index, chunkBytes: total, offset: offset, data: try r.raw(r.remaining))
         case .error:
             guard let code = BlobErrorCode(rawValue: try r.u16()) else { throw .invalid(field: "error.code") }
             msg = .error(requestID: id, code: code, message: try r.string16(field: "error.message", limit: maxErrorMessageBytes))

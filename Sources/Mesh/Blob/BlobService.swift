@@ -10,6 +10,8 @@ public struct TransferRow: Codable, Sendable, Equatable {
     public var doneBytes: UInt64
     public var rateBytesPerSecond: Double
     public var sources: Int
+    /// `queued`, `finding` (no recipe yet), `fetching`, or `abandoned` (every recipe offered
+    /// was refused; see the node's log).
     public var state: String
 
     enum CodingKeys: String, CodingKey {
@@ -37,7 +39,11 @@ public struct BlobCounters: Codable, Sendable, Equatable {
     /// Items that stalled (`stalledAfter`) and gave their slot to a waiting item.
     public var itemsRequeued: UInt64 = 0
     public var itemsCompleted: UInt64 = 0
-    /// Strikes against peers that sent chunks not matching their hash, by short node id.
+    /// Items given up on because the peers' recipes for them were all refused (PROTOCOL §9.3);
+    /// tried again on the next `get` of the item or after a restart.
+    public var itemsAbandoned: UInt64 = 0
+    /// Strikes against peers that sent chunks not matching their hash (or a chunk's pieces that
+    /// do not fit together), by short node id.
     public var strikes: [String: UInt64] = [:]
 
     enum CodingKeys: String, CodingKey {
@@ -47,13 +53,16 @@ public struct BlobCounters: Codable, Sendable, Equatable {
         case duplicateChunks = "duplicate_chunks"
         case requestsFailed = "requests_failed"
         case requestsTimedOut = "requests_timed_out", itemsRequeued = "items_requeued", itemsCompleted = "items_completed"
+        case itemsAbandoned = "items_abandoned"
     }
 }
 
 /// The chunk exchange of one node (docs/PROTOCOL.md §9): serves chunks to peers and
 /// fetches the items this node wants from every peer that holds them.
 ///
-/// Loop-confined. Chunk hashing, writes and reads run on `BlobWorkers`.
+/// Loop-confined. Chunk hashing, writes and reads run on `BlobWorkers`. Serving is in
+/// BlobServing.swift, fetching in BlobFetching.swift; this file holds the state, the message
+/// dispatch and the reactions to sessions coming and going.
 public final class BlobService: @unchecked Sendable {
     // @unchecked: loop-confined, like the node that owns it.
     public enum Reason: Sendable { case replication, request }
@@ -79,6 +88,8 @@ public final class BlobService: @unchecked Sendable {
         /// Testing aid only: serve every chunk with one byte flipped, so that receivers'
         /// verification, strikes and source failover can be exercised end to end.
         public var testCorruptServing = false
+        /// Recipes refused for one item before the node gives up on it (PROTOCOL §9.3).
+        public var maxRecipeRejections = 3
         public init() {}
     }
 
@@ -86,20 +97,27 @@ public final class BlobService: @unchecked Sendable {
     let config: Config
     let workers: BlobWorkers
     let logger: Logger
-    public private(set) var counters = BlobCounters()
+    public internal(set) var counters = BlobCounters()
 
-    private var downloads: [ContentID: Download] = [:]
-    private var waiting: [ContentID] = []
-    private var requests: [UInt32: Request] = [:]
-    private var nextRequestID: UInt32 = 1
+    var downloads: [ContentID: Download] = [:]
+    var waiting: [ContentID] = []
+    /// Downloads given up on (`Download.abandoned`); they hold no slot.
+    var abandonedCount = 0
+    var requests: [UInt32: Request] = [:]
+    var nextRequestID: UInt32 = 1
     /// Nodes known to hold an item complete (from `have` answers and announcements).
-    private var holders: [ContentID: Set<NodeID>] = [:]
-    private var recipes: [ContentID: Recipe] = [:]
-    private var serveQueues: [ObjectIdentifier: ServeQueue] = [:]
-    private var limiter: BandwidthLimiter<NodeID>
-    private var tick: LoopTimer?
-    private var completionWaiters: [ContentID: [(MeshError?) -> Void]] = [:]
-    private var lastChunkAt: [NodeID: Instant] = [:]
+    var holders: [ContentID: Set<NodeID>] = [:]
+    var recipes: [ContentID: Recipe] = [:]
+    var serveQueues: [ObjectIdentifier: ServeQueue] = [:]
+    /// The chunk being put together from `chunk_piece` messages, per session (at most one each).
+    var assemblies: [ObjectIdentifier: ChunkAssembly] = [:]
+    var limiter: BandwidthLimiter<NodeID>
+    var tick: LoopTimer?
+    var completionWaiters: [ContentID: [(MeshError?) -> Void]] = [:]
+    var lastChunkAt: [NodeID: Instant] = [:]
+    /// Items known to be complete here (bounded; forgetting one only costs a lookup). A chunk
+    /// of one that is later lost on disk is refused when asked for, and the asker goes elsewhere.
+    var knownComplete: Set<ContentID> = []
     /// Testing aid: serve chunks with one byte flipped (MESHNODE_TEST_CORRUPT_SERVING=1).
     let corruptServing: Bool
 
@@ -113,6 +131,12 @@ public final class BlobService: @unchecked Sendable {
         var hints: Set<NodeID>
         var recipeAsked: Set<NodeID> = []
         var recipeRequest: UInt32?
+        /// Peers whose recipe for this item was refused (not asked for it again), and how many.
+        var recipeRejectedBy: Set<NodeID> = []
+        var recipeRejections = 0
+        var lastRecipeProblem = ""
+        /// Given up on: every recipe offered was refused (PROTOCOL §9.3).
+        var abandoned = false
         var haveAsked: [NodeID: Instant] = [:]
         var lastDiscovery = Instant(nanoseconds: .min / 2)
         var writesInFlight = 0
@@ -164,11 +188,14 @@ public final class BlobService: @unchecked Sendable {
     final class ReadSlot: @unchecked Sendable {
         let id: UInt32
         let index: Int
-        /// The `chunk` message, read straight into its outgoing frame.
-        var result: Result<OutgoingFrame, MeshError>?
+        /// The messages carrying the chunk, read straight into their outgoing frames: one
+        /// `chunk`, or its `chunk_piece`s in order (a large chunk); sent ones are removed.
+        var result: Result<[OutgoingFrame], MeshError>?
         var code: BlobErrorCode = .internalError
+        /// Testing aid (`corruptServing`): the chunk already has its flipped byte.
+        var corrupted = false
         init(id: UInt32, index: Int) { self.id = id; self.index = index }
-        func finish(_ r: Result<OutgoingFrame, MeshError>, code: BlobErrorCode) {
+        func finish(_ r: Result<[OutgoingFrame], MeshError>, code: BlobErrorCode) {
             result = r
             self.code = code
         }
@@ -198,6 +225,7 @@ public final class BlobService: @unchecked Sendable {
         completionWaiters = [:]
     }
 
+
     // MARK: - Wanting items
 
     /// Starts fetching `id` (idempotent). `holders` are hints of who has it.
@@ -205,6 +233,8 @@ public final class BlobService: @unchecked Sendable {
         if let d = downloads[id] {
             d.hints.formUnion(hints)
             if reason == .request { d.reason = .request }
+            // Asked for again by someone waiting for it: give the peers' recipes another chance.
+            if d.abandoned, reason == .request { revive(d) }
             return
         }
         if (try? node.store.isComplete(id)) == true { return }
@@ -223,27 +253,47 @@ public final class BlobService: @unchecked Sendable {
         want(id, holders: [], reason: .request)
     }
 
-    private var activeCount: Int { downloads.count - waiting.count }
+    var activeCount: Int { downloads.count - waiting.count - abandonedCount }
 
-    private func isActive(_ d: Download) -> Bool { !waiting.contains(d.contentID) }
+    func isActive(_ d: Download) -> Bool { !d.abandoned && !waiting.contains(d.contentID) }
 
     // MARK: - Messages
 
+    /// One chunk-exchange message (type 0x10-0x18) from an established session.
     func received(type: UInt8, body: ArraySlice<UInt8>, from peer: NodeID, session: PeerSession) {
+        let b = body.startIndex
+        func u32(_ at: Int) -> UInt32 { body[at..<(at + 4)].reduce(0) { $0 << 8 | UInt32($1) } }
         // Chunks are most of the bytes: take them straight from the frame, one copy.
         if type == BlobMessage.Tag.chunk.rawValue {
             guard body.count >= 8, body.count - 8 <= BlobMessage.maxChunkBytes else {
                 node.count("malformed_blob_message", peer: peer.short, detail: "chunk message of \(body.count) bytes")
                 return
             }
-            let b = body.startIndex
-            func u32(_ at: Int) -> UInt32 { body[at..<(at + 4)].reduce(0) { $0 << 8 | UInt32($1) } }
-            gotChunk(u32(b), Int(u32(b + 4)), body[(b + 8)...], from: peer)
+            gotChunk(u32(b), Int(u32(b + 4)), body[(b + 8)...], from: peer, session: session)
+            return
+        }
+        if type == BlobMessage.Tag.chunkPiece.rawValue {
+            guard body.count >= 16 else {
+                node.count("malformed_blob_message", peer: peer.short, detail: "chunk_piece message of \(body.count) bytes")
+                return
+            }
+            let total = Int(u32(b + 8)), offset = Int(u32(b + 12))
+            if let problem = BlobMessage.pieceProblem(chunkBytes: total, offset: offset, dataBytes: body.count - 16) {
+                node.count("malformed_blob_message", peer: peer.short, detail: "\(problem)")
+                return
+            }
+            gotPiece(u32(b), Int(u32(b + 4)), chunkBytes: total, offset: offset, body[(b + 16)...], from: peer, session: session)
             return
         }
         let msg: BlobMessage
         do { msg = try BlobMessage.decode([type] + body) } catch {
             node.count("malformed_blob_message", peer: peer.short, detail: "\(error)")
+            // A recipe that cannot be decoded (e.g. a chunk size out of range) will not decode
+            // the next time either: it is refused like one that does not verify.
+            if type == BlobMessage.Tag.recipe.rawValue, body.count >= 36 {
+                let c = ContentID(digest: Bytes32(bytes: Array(body[(b + 4)..<(b + 36)]))!)
+                recipeRefused(u32(b), c, from: peer, why: "\(error)")
+            }
             return
         }
         switch msg {
@@ -254,7 +304,9 @@ public final class BlobService: @unchecked Sendable {
             serveQueues[ObjectIdentifier(session)]?.jobs.removeAll { $0.id == id }
         case .recipe(let id, let c, let size, let cs, let chunks): gotRecipe(id, c, size, cs, chunks, from: peer)
         case .have(let id, let c, let n, let bitmap): gotHave(id, c, Int(n), bitmap, from: peer)
-        case .chunk(let id, let index, let data): gotChunk(id, Int(index), data[...], from: peer)
+        case .chunk(let id, let index, let data): gotChunk(id, Int(index), data[...], from: peer, session: session)
+        case .chunkPiece(let id, let index, let total, let offset, let data):
+            gotPiece(id, Int(index), chunkBytes: Int(total), offset: Int(offset), data[...], from: peer, session: session)
         case .error(let id, let code, let message): gotError(id, code, message, from: peer)
         }
     }
@@ -263,10 +315,15 @@ public final class BlobService: @unchecked Sendable {
     /// current session, requests not yet bound to a session (sent while dialling) are lost too.
     ///
     /// A closed connection is one failure of its peer, however many requests it carried, so the
-    /// backoff grows with the number of failed connections, not with the window size.
+    /// backoff grows with the number of failed connections, not with the window size. A session
+    /// that ended cleanly (PROTOCOL §8.4) is no failure at all: its open requests go back to the
+    /// pool and are asked again at once, elsewhere or on a new session.
     func sessionClosed(_ s: PeerSession, peer: NodeID?, wasCurrent: Bool) {
         serveQueues[ObjectIdentifier(s)] = nil
-        failRequests { _, r in r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil) }
+        assemblies[ObjectIdentifier(s)] = nil
+        failRequests(blamingSource: !s.endedCleanly) { _, r in
+            r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil)
+        }
     }
 
     /// The messages queued for `peer` while its connection was being made have just been handed
@@ -294,14 +351,15 @@ public final class BlobService: @unchecked Sendable {
         }
     }
 
-    /// Fails the requests `isLost` picks, as one failure per source and item, then pumps.
-    private func failRequests(_ isLost: (UInt32, Request) -> Bool) {
+    /// Fails the requests `isLost` picks, as one failure per source and item (none when
+    /// `blamingSource` is false: their chunks just go back to the pool), then pumps.
+    func failRequests(blamingSource: Bool = true, _ isLost: (UInt32, Request) -> Bool) {
         let now = MeshNode.now()
         var lost: [ContentID: [NodeID: [Int]]] = [:]
         for (rid, r) in requests where isLost(rid, r) {
             if case .get(let remaining) = r.kind {
                 requests[rid] = nil
-                counters.requestsFailed += 1
+                if blamingSource { counters.requestsFailed += 1 }
                 lost[r.content, default: [:]][r.source, default: []] += remaining
             } else {
                 fail(rid, r, now: now)
@@ -309,7 +367,11 @@ public final class BlobService: @unchecked Sendable {
         }
         for (content, bySource) in lost {
             for (source, indices) in bySource {
-                downloads[content]?.scheduler?.onRequestFailed(indices, from: source, now: .nanoseconds(now.nanoseconds))
+                if blamingSource {
+                    downloads[content]?.scheduler?.onRequestFailed(indices, from: source, now: .nanoseconds(now.nanoseconds))
+                } else {
+                    downloads[content]?.scheduler?.unassign(indices, from: source)
+                }
             }
         }
         for d in downloads.values { pump(d) }
@@ -326,9 +388,9 @@ public final class BlobService: @unchecked Sendable {
         }
     }
 
-    // MARK: - Serving
 
-    private func recipe(_ c: ContentID) -> Recipe? {
+    /// The recipe of `c` if this node knows one (cached).
+    func recipe(_ c: ContentID) -> Recipe? {
         if let r = recipes[c] { return r }
         guard let r = try? node.store.recipe(c), r.contentID == c else { return nil }
         if recipes.count > 64 { recipes.removeAll() }
@@ -336,147 +398,7 @@ public final class BlobService: @unchecked Sendable {
         return r
     }
 
-    private func reply(_ m: BlobMessage, on session: PeerSession) {
-        var capacity = 64
-        if case .chunk(_, _, let data) = m { capacity += data.count }
-        var w = ByteWriter(capacity: capacity)
-        m.encode(into: &w)
-        session.send(frame: OutgoingFrame(message: w.bytes))  // the encoding starts with the type byte
-    }
-
-    private func serveRecipe(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
-        guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
-        reply(.recipe(requestID: id, contentID: c, sizeBytes: r.sizeBytes, chunkSizeBytes: r.chunkSizeBytes, chunks: r.chunks), on: session)
-    }
-
-    /// Which chunks of `r` this node holds, for a `have` answer. Peers ask this every few seconds
-    /// per item, so it avoids a `stat` per chunk on the loop thread (500 000 of them for a 1 TB
-    /// item): a complete item is remembered as such, and an item being fetched is answered from
-    /// its fetch's state. Only other items are looked up chunk by chunk.
-    private func bitmap(_ r: Recipe) -> (bitmap: [UInt8], complete: Bool) {
-        if knownComplete.contains(r.contentID) {
-            return (ChunkBitmap.make(count: r.chunks.count) { _ in true }, true)
-        }
-        if let s = downloads[r.contentID]?.scheduler, s.chunkCount == r.chunks.count {
-            return (ChunkBitmap.make(count: r.chunks.count) { s.holds($0) }, s.isComplete)
-        }
-        var complete = true
-        let b = ChunkBitmap.make(count: r.chunks.count) { i in
-            let has = node.store.hasChunk(r.chunks[i])
-            if !has { complete = false }
-            return has
-        }
-        if complete { rememberComplete(r.contentID) }
-        return (b, complete)
-    }
-
-    /// Items known to be complete here (bounded; forgetting one only costs a lookup). A chunk
-    /// of one that is later lost on disk is refused when asked for, and the asker goes elsewhere.
-    private var knownComplete: Set<ContentID> = []
-
-    private func rememberComplete(_ c: ContentID) {
-        if knownComplete.count >= 65_536 { knownComplete.removeAll() }
-        knownComplete.insert(c)
-    }
-
-    private func serveHave(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
-        guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
-        reply(.have(requestID: id, contentID: c, chunkCount: UInt32(r.chunks.count), bitmap: bitmap(r).bitmap), on: session)
-    }
-
-    private func enqueueServe(_ id: UInt32, _ c: ContentID, _ indices: [Int], session: PeerSession, peer: NodeID) {
-        let key = ObjectIdentifier(session)
-        let q = serveQueues[key] ?? ServeQueue()
-        serveQueues[key] = q
-        guard q.jobs.count < 64 else { return reply(.error(requestID: id, code: .busy, message: "too many queued requests"), on: session) }
-        q.jobs.append((id, c, indices))
-        serveNext(session: session, peer: peer)
-    }
-
-    /// Serves the queued `get`s of one session: up to `maxParallelReads` chunk reads run on
-    /// the workers at once, and the chunks go out strictly in the order they were asked for,
-    /// paced by the upload limits and the session's write queue.
-    private func serveNext(session: PeerSession, peer: NodeID) {
-        let key = ObjectIdentifier(session)
-        guard let q = serveQueues[key], session.isOpen else { return }
-        // Steps 1 and 2 repeat while a slot is free and jobs wait: slots that fail at once (a chunk
-        // not held, a bad index) are answered in step 2 without any read completing, so nothing
-        // else would call this again and the remaining jobs would wait for the next request.
-        repeat {
-            // 1. Start reads.
-            while q.inflight.count < Self.maxParallelReads, !q.jobs.isEmpty {
-                var job = q.jobs[0]
-                let index = job.indices.removeFirst()
-                if job.indices.isEmpty { q.jobs.removeFirst() } else { q.jobs[0] = job }
-                let slot = ReadSlot(id: job.id, index: index)
-                q.inflight.append(slot)
-                guard let r = recipe(job.content), index >= 0, index < r.chunks.count else {
-                    slot.finish(.failure(MeshError(.invalidInput, "no chunk \(index) of \(job.content.short)")), code: .badRequest)
-                    continue
-                }
-                let hash = r.chunks[index]
-                guard node.store.hasChunk(hash) else {
-                    slot.finish(.failure(MeshError(.unknownItem, "chunk \(index) not held")), code: .notHeld)
-                    continue
-                }
-                // The message up to the chunk bytes; the worker reads the chunk in after it.
-                var header = ByteWriter(capacity: 9)
-                BlobMessage.chunk(requestID: job.id, index: UInt32(index), data: []).encode(into: &header)
-                let start = UInt64(index) * UInt64(r.chunkSizeBytes)
-                let size = Int(min(UInt64(r.chunkSizeBytes), r.sizeBytes - min(start, r.sizeBytes)))
-                workers.read(hash, header: header.bytes, sizeBytes: size) { [weak self, weak session] result in
-                    slot.finish(result, code: .internalError)
-                    if let self, let session { self.serveNext(session: session, peer: peer) }
-                }
-            }
-            // 2. Send what is ready, in order.
-            while !q.sending, let head = q.inflight.first, let result = head.result {
-                switch result {
-                case .failure(let e):
-                    q.inflight.removeFirst()
-                    counters.chunksRefused += 1
-                    reply(.error(requestID: head.id, code: head.code, message: e.message), on: session)
-                case .success(let frame):
-                    if session.writeQueueBytes > config.maxQueuedServeBytes {
-                        q.sending = true
-                        after(.milliseconds(2)) { [weak self, weak session] in
-                            q.sending = false
-                            if let self, let session { self.serveNext(session: session, peer: peer) }
-                        }
-                        return
-                    }
-                    let chunkBytes = frame.messageCount - Self.chunkHeaderBytes
-                    let wait = limiter.reserve(chunkBytes, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
-                    q.inflight.removeFirst()
-                    if corruptServing, chunkBytes > 0 {
-                        frame.message[Self.chunkHeaderBytes + chunkBytes / 2] ^= 0xff
-                    }
-                    let send = { [weak self, weak session] in
-                        guard let self, let session, session.isOpen else { return }
-                        session.send(frame: frame)
-                        self.counters.chunksServed += 1
-                        self.counters.bytesServed += UInt64(chunkBytes)
-                    }
-                    if wait > 0 {
-                        q.sending = true
-                        after(.nanoseconds(Int64(wait))) { [weak self, weak session] in
-                            send()
-                            q.sending = false
-                            if let self, let session { self.serveNext(session: session, peer: peer) }
-                        }
-                        return
-                    }
-                    send()
-                }
-            }
-        } while !q.sending && q.inflight.count < Self.maxParallelReads && !q.jobs.isEmpty
-    }
-
-    /// Bytes of a `chunk` message before the chunk itself: type, request id, index.
-    static let chunkHeaderBytes = 9
-    static let maxParallelReads = 3
-
-    private func after(_ d: Duration, _ body: @escaping () -> Void) {
+    func after(_ d: Duration, _ body: @escaping () -> Void) {
         guard let t = try? LoopTimer(loop: node.loop) else { return body() }
         t.onFire = { [t] in
             t.close()
@@ -485,264 +407,15 @@ public final class BlobService: @unchecked Sendable {
         t.start(after: d)
     }
 
-    // MARK: - Fetching
-
-    private func newRequest(_ r: Request) -> UInt32 {
-        repeat { nextRequestID &+= 1 } while nextRequestID == 0 || requests[nextRequestID] != nil
-        requests[nextRequestID] = r
-        return nextRequestID
-    }
-
-    private func sendRequest(_ m: BlobMessage, to peer: NodeID) -> Bool {
-        var w = ByteWriter(capacity: 64)
-        m.encode(into: &w)
-        let bytes = w.bytes
-        return node.send(bytes[0], Array(bytes[1...]), toNode: peer)
-    }
-
-    /// Peers worth asking about `d`: hints, known holders, then other alive members.
-    private func candidates(_ d: Download) -> [NodeID] {
-        var out = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
-        let alive = node.gossip.aliveMembers.sorted()
-        for a in alive where !out.contains(a) { out.append(a) }
-        return out
-    }
-
-    private func pump(_ d: Download) {
-        guard isActive(d) else { return }
-        let now = MeshNode.now()
-        if d.recipe == nil, let r = recipe(d.contentID) { startScheduling(d, r) }
-        guard let scheduler = d.scheduler else {
-            // Ask one candidate at a time for the recipe.
-            guard d.recipeRequest == nil else { return }
-            for c in candidates(d) where !d.recipeAsked.contains(c) {
-                d.recipeAsked.insert(c)
-                let rid = newRequest(Request(content: d.contentID, source: c, kind: .recipe, sentAt: now, session: node.session(with: c).map(ObjectIdentifier.init)))
-                // Recorded before sending: a send on a session that is closing closes it at once,
-                // which fails this request (and clears `recipeRequest`) before `sendRequest` returns.
-                d.recipeRequest = rid
-                if sendRequest(.wantRecipe(requestID: rid, contentID: d.contentID), to: c) { return }
-                if d.recipeRequest == rid { d.recipeRequest = nil }
-                requests[rid] = nil
-            }
-            if d.recipeAsked.count >= candidates(d).count { d.recipeAsked = [] }  // go round again next tick
-            return
-        }
-        if now - d.lastDiscovery > MeshNode.nanos(config.discoveryInterval) {
-            d.lastDiscovery = now
-            var asked = 0
-            for c in candidates(d) where asked < config.discoveryFanout {
-                if let last = d.haveAsked[c], now - last < MeshNode.nanos(config.discoveryInterval) * 3 { continue }
-                d.haveAsked[c] = now
-                let rid = newRequest(Request(content: d.contentID, source: c, kind: .have, sentAt: now, session: node.session(with: c).map(ObjectIdentifier.init)))
-                if sendRequest(.wantHave(requestID: rid, contentID: d.contentID), to: c) { asked += 1 } else { requests[rid] = nil }
-            }
-        }
-        var s = scheduler
-        // Every tick, not only when there is work to hand out: a connection whose window is
-        // full still needs its successor opened before the predicted reset.
-        for src in s.sourceIDs { _ = node.pathBudget(src) }
-        var assignments = s.assign(now: .nanoseconds(now.nanoseconds))
-        // Give a connection only what it can carry before its path is likely to reset it;
-        // the rest waits for the successor connection the node opens meanwhile.
-        let chunkBytes = Int(d.recipe?.chunkSizeBytes ?? 0)
-        var outstanding: [NodeID: Int] = [:]
-        for i in assignments.indices {
-            let src = assignments[i].source
-            guard let budget = node.pathBudget(src) else { continue }
-            let current = node.session(with: src).map(ObjectIdentifier.init)
-            if outstanding[src] == nil {
-                outstanding[src] = requests.values.reduce(0) { acc, r in
-                    guard r.source == src, r.session == current, case .get(let rem) = r.kind else { return acc }
-                    return acc + rem.count * chunkBytes
-                }
-            }
-            var fits = max(0, (budget - outstanding[src]!) / max(chunkBytes, 1))
-            // A budget below one chunk (a slow path that also resets often) would otherwise starve
-            // the source for good: with no chunk arriving, its throughput estimate never recovers.
-            if fits == 0 && outstanding[src]! == 0 && budget > 0 { fits = 1 }
-            if fits < assignments[i].indices.count {
-                s.unassign(Array(assignments[i].indices[fits...]), from: src)
-                assignments[i].indices = Array(assignments[i].indices[..<fits])
-            }
-            outstanding[src]! += assignments[i].indices.count * chunkBytes
-        }
-        d.scheduler = s
-        for a in assignments where !a.indices.isEmpty {
-            let rid = newRequest(Request(content: d.contentID, source: a.source, kind: .get(remaining: a.indices), sentAt: now,
-                                         session: node.session(with: a.source).map(ObjectIdentifier.init)))
-            if !sendRequest(.get(requestID: rid, contentID: d.contentID, indices: a.indices.map(UInt32.init)), to: a.source) {
-                fail(rid, requests[rid]!, now: now)
-            }
-        }
-        finishIfComplete(d)
-    }
-
-    private func startScheduling(_ d: Download, _ r: Recipe) {
-        d.recipe = r
-        d.lastProgress = MeshNode.now()
-        let store = node.store
-        d.scheduler = FetchScheduler(chunkCount: r.chunks.count, chunkSizeBytes: Int(r.chunkSizeBytes),
-                                     present: { store.hasChunk(r.chunks[$0]) }, config: config.scheduler)
-        d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (store.hasChunk(r.chunks[$1]) ? UInt64(r.length(ofChunk: $1)) : 0) }
-        for h in holders[d.contentID] ?? [] { d.scheduler!.addSource(h, holds: .all) }
-        d.lastDiscovery = Instant(nanoseconds: .min / 2)
-    }
-
-    /// The open request `id` if `peer` was asked it about `content`; a reply that matches no such
-    /// request (late, duplicated, or another peer's id) is ignored, and nothing is removed.
-    private func request(_ id: UInt32, askedOf peer: NodeID, about content: ContentID) -> Request? {
-        guard let r = requests[id], r.source == peer, r.content == content else { return nil }
-        return r
-    }
-
-    private func gotRecipe(_ id: UInt32, _ c: ContentID, _ size: UInt64, _ cs: UInt32, _ chunks: [ChunkHash], from peer: NodeID) {
-        guard let req = request(id, askedOf: peer, about: c), case .recipe = req.kind, let d = downloads[c] else { return }
-        requests[id] = nil
-        if d.recipeRequest == id { d.recipeRequest = nil }
-        do {
-            try node.store.insertRecipe(contentID: c, sizeBytes: size, chunkSizeBytes: cs, chunks: chunks)
-        } catch {
-            node.count("bad_recipe", peer: peer.short, detail: error.description)
-            pump(d)
-            return
-        }
-        if let r = recipe(c) { startScheduling(d, r) }
-        pump(d)
-    }
-
-    private func gotHave(_ id: UInt32, _ c: ContentID, _ n: Int, _ bitmap: [UInt8], from peer: NodeID) {
-        if id != 0, let req = request(id, askedOf: peer, about: c), case .have = req.kind { requests[id] = nil }
-        // An item has at least one chunk unless it is empty; a count that disagrees with the
-        // recipe known here is not believed.
-        if let r = recipe(c) {
-            guard n == r.chunks.count else { return }
-        } else if n == 0 {
-            return
-        }
-        let complete = (0..<n).allSatisfy { ChunkBitmap.contains(bitmap, $0) }
-        if complete { holders[c, default: []].insert(peer) }
-        guard let d = downloads[c], var s = d.scheduler, n == s.chunkCount else { return }
-        let anything = (0..<n).contains { ChunkBitmap.contains(bitmap, $0) }
-        guard anything else { return }
-        s.addSource(peer, holds: complete ? .all : .bitmap(bitmap))
-        d.scheduler = s
-        pump(d)
-    }
-
-    private func gotChunk(_ id: UInt32, _ index: Int, _ data: ArraySlice<UInt8>, from peer: NodeID) {
-        guard var req = requests[id], req.source == peer, case .get(var remaining) = req.kind, let k = remaining.firstIndex(of: index),
-              let d = downloads[req.content], let r = d.recipe, index < r.chunks.count else { return }
-        let now = MeshNode.now()
-        let elapsed = Duration.nanoseconds(max(1, now - req.sentAt))
-        remaining.remove(at: k)
-        if remaining.isEmpty {
-            requests[id] = nil
-        } else {
-            req.kind = .get(remaining: remaining)
-            req.lastProgressAt = now
-            requests[id] = req
-        }
-        let since = max(req.sentAt, lastChunkAt[peer] ?? req.sentAt)
-        lastChunkAt[peer] = now
-        node.pathTransferred(peer, bytes: data.count, seconds: Double(max(1, now - since)) / 1e9)
-        let hash = r.chunks[index]
-        d.writesInFlight += 1
-        workers.write(hash, data) { [weak self] error in
-            guard let self else { return }
-            d.writesInFlight -= 1
-            guard var s = d.scheduler else { return }
-            if let error, error.code == .corrupt {
-                self.counters.corruptChunks += 1
-                self.counters.strikes[peer.short, default: 0] += 1
-                self.node.count("corrupt_chunk", peer: peer.short, detail: "chunk \(index) of \(d.contentID.short)")
-                s.onChunkCorrupt(index, from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
-            } else if let error {
-                self.logger.error("could not store a chunk: \(error)")
-                s.onRequestFailed([index], from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
-            } else {
-                // Two endgame copies can both arrive before either write ends: count the chunk once.
-                if s.holds(index) {
-                    self.counters.duplicateChunks += 1
-                } else {
-                    self.counters.chunksFetched += 1
-                    self.counters.bytesFetched += UInt64(data.count)
-                    d.doneBytes += UInt64(data.count)
-                    d.lastProgress = MeshNode.now()
-                }
-                let losers = s.onChunkVerified(index, from: peer, bytes: data.count, elapsed: elapsed)
-                for l in losers { self.cancelDuplicate(d, index: index, at: l) }
-            }
-            d.scheduler = s
-            self.pump(d)
-        }
-    }
-
-    private func cancelDuplicate(_ d: Download, index: Int, at source: NodeID) {
-        for (rid, var r) in requests where r.source == source && r.content == d.contentID {
-            guard case .get(var remaining) = r.kind, let k = remaining.firstIndex(of: index) else { continue }
-            remaining.remove(at: k)
-            if remaining.isEmpty {
-                requests[rid] = nil
-                _ = sendRequest(.cancel(requestID: rid), to: source)
-            } else {
-                r.kind = .get(remaining: remaining)
-                requests[rid] = r
-            }
-        }
-    }
-
-    private func gotError(_ id: UInt32, _ code: BlobErrorCode, _ message: String, from peer: NodeID) {
-        // Like every reply (PROTOCOL §9), an error counts only from the peer that was asked.
-        guard let r = requests[id], r.source == peer else { return }
-        fail(id, r, now: MeshNode.now())
-    }
-
-    private func fail(_ rid: UInt32, _ r: Request, now: Instant) {
-        requests[rid] = nil
-        guard let d = downloads[r.content] else { return }
-        switch r.kind {
-        case .recipe:
-            if d.recipeRequest == rid { d.recipeRequest = nil }
-        case .have:
-            break
-        case .get(let remaining):
-            counters.requestsFailed += 1
-            d.scheduler?.onRequestFailed(remaining, from: r.source, now: .nanoseconds(now.nanoseconds))
-        }
-    }
-
-    private func finishIfComplete(_ d: Download) {
-        guard let s = d.scheduler, s.isComplete, d.writesInFlight == 0 else { return }
-        guard (try? node.store.isComplete(d.contentID)) == true else { return }
-        downloads[d.contentID] = nil
-        waiting.removeAll { $0 == d.contentID }
-        rememberComplete(d.contentID)
-        counters.itemsCompleted += 1
-        holders[d.contentID, default: []].insert(node.identity.nodeID)
-        let secs = Double(MeshNode.now() - d.started) / 1e9
-        logger.info("item complete", metadata: ["item": "\(d.contentID.short)", "bytes": "\(d.recipe?.sizeBytes ?? 0)",
-                                                "seconds": "\(String(format: "%.2f", secs))"])
-        if let r = d.recipe {
-            let all = ChunkBitmap.make(count: r.chunks.count) { _ in true }
-            for peer in node.connectedNodes {
-                _ = sendRequest(.have(requestID: 0, contentID: d.contentID, chunkCount: UInt32(r.chunks.count), bitmap: all), to: peer)
-            }
-        }
-        for w in completionWaiters.removeValue(forKey: d.contentID) ?? [] { w(nil) }
-        if let next = waiting.first {
-            waiting.removeFirst()
-            if let nd = downloads[next] { pump(nd) }
-        }
-    }
-
-    private func onTick() {
+    func onTick() {
         let now = MeshNode.now()
         let timeout = MeshNode.nanos(config.requestTimeout)
         for (rid, r) in requests where now - r.lastProgressAt > timeout {
             if case .get = r.kind { counters.requestsTimedOut += 1 }
             fail(rid, r, now: now)
         }
+        // A chunk whose request failed or was cancelled while its pieces came in: let go of it.
+        for (key, a) in assemblies where !isAwaited(a) { assemblies[key] = nil }
         let stalled = MeshNode.nanos(config.stalledAfter)
         for d in downloads.values where !waiting.isEmpty && isActive(d) && now - d.lastProgress > stalled {
             // `d` goes to the back of the queue and the item waiting longest takes its slot.
@@ -777,7 +450,7 @@ public final class BlobService: @unchecked Sendable {
         downloads.values.map { d in
             TransferRow(id: "\(d.contentID)", name: d.entry?.name ?? "", sizeBytes: d.recipe?.sizeBytes ?? d.entry?.sizeBytes ?? 0,
                         doneBytes: d.doneBytes, rateBytesPerSecond: d.rate, sources: d.scheduler?.sourceIDs.count ?? 0,
-                        state: !isActive(d) ? "queued" : d.recipe == nil ? "finding" : "fetching")
+                        state: d.abandoned ? "abandoned" : !isActive(d) ? "queued" : d.recipe == nil ? "finding" : "fetching")
         }.sorted { $0.id < $1.id }
     }
 }

@@ -99,6 +99,40 @@ final class BlobWorkers: @unchecked Sendable {
         }
     }
 
+    /// Reads a stored chunk too large for one `chunk` message and cuts it into its
+    /// `chunk_piece` messages (PROTOCOL §9.2), each in its own outgoing frame, in order. The
+    /// copying happens here, on the worker, not on the loop. `done` runs on the loop.
+    func readPieces(_ hash: ChunkHash, requestID: UInt32, index: UInt32, sizeBytes: Int,
+                    done: @escaping @Sendable (Result<[OutgoingFrame], MeshError>) -> Void) {
+        let i = pick()
+        queues[i].async { [self] in
+            let r: Result<[OutgoingFrame], MeshError>
+            do throws(MeshError) {
+                let room = (sizeBytes + 4095) & ~4095  // O_DIRECT reads whole blocks
+                let whole = OutgoingFrame(messageCapacity: room, pageAlignedAt: 0)
+                try whole.appendInPlace(maxBytes: room) { (dest) throws(MeshError) -> Int in
+                    try stores[i].readChunkForPeer(hash, expectedBytes: sizeBytes, into: dest)
+                }
+                let chunk = UnsafeRawBufferPointer(whole.message)
+                var pieces = [OutgoingFrame]()
+                var offset = 0
+                while offset < sizeBytes {
+                    let n = min(BlobMessage.pieceBytes, sizeBytes - offset)
+                    var header = ByteWriter(capacity: BlobMessage.pieceHeaderBytes)
+                    BlobMessage.chunkPiece(requestID: requestID, index: index, chunkBytes: UInt32(sizeBytes),
+                                           offset: UInt32(offset), data: []).encode(into: &header)
+                    let f = OutgoingFrame(messageCapacity: header.bytes.count + n)
+                    f.append(header.bytes)
+                    f.append(UnsafeRawBufferPointer(rebasing: chunk[offset..<(offset + n)]))
+                    pieces.append(f)
+                    offset += n
+                }
+                r = .success(pieces)
+            } catch { r = .failure(error) }
+            loop.post { done(r) }
+        }
+    }
+
     /// Waits for queued work to finish (shutdown).
     func drain() { for q in queues { q.sync {} } }
 }

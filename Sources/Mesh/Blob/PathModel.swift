@@ -7,8 +7,10 @@
 /// take (`workBudgetBytes`), and opens the next connection early (`shouldOpenSuccessor`)
 /// so that the stream of chunks never stalls while a new session is set up.
 ///
-/// Lifetimes are only learned from connections that ended by a reset or timeout,
-/// not from ones that were closed on purpose; the *typical* lifetime is a low quantile
+/// Lifetimes are only learned from connections that ended abnormally (PROTOCOL §8.4: a
+/// reset, an end without `close`, an idle timeout, a tunnel exiting), never from a clean
+/// close, which was one side's choice: a peer that opens a session per request and closes
+/// each cleanly says nothing about the path. The *typical* lifetime is a low quantile
 /// (the 20th percentile) of the last `window` observations, because it is the short
 /// lives that lose work.
 ///
@@ -43,8 +45,9 @@ public struct PathModel: Sendable, Equatable {
         return sorted[Int(Double(sorted.count - 1) * 0.2)]
     }
 
-    /// A connection on this path ended after `lifetime` seconds. A reset is held pending until
-    /// `onSessionEstablished` (the path's doing) or `onPeerUnreachable` (the peer's).
+    /// A connection on this path ended after `lifetime` seconds; `byReset` says it ended
+    /// abnormally (anything but a clean close or a close of our own). Such an end is held
+    /// pending until `onSessionEstablished` (the path's doing) or `onPeerUnreachable` (the peer's).
     public mutating func onConnectionEnded(afterSeconds lifetime: Double, byReset: Bool) {
         guard byReset, lifetime > 0 else { return }
         resets += 1

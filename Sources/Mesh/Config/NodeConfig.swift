@@ -79,7 +79,8 @@ public struct NodeConfig: Equatable, Sendable {
     /// This node's admission certificate file (from `meshnode admit`), if it joins by authority.
     public var certificate: String?
     public var antiEntropyInterval: Duration = .seconds(30)
-    public var probeInterval: Duration = .seconds(1)
+    /// PROTOCOL §6.2's probe period (`GossipConfig.probeIntervalMs`).
+    public var probeInterval: Duration = .milliseconds(800)
     /// Per-peer connection settings, keyed by peer name or node id.
     public var hosts: [String: HostConfig] = [:]
     public var bandwidth = BandwidthConfig()

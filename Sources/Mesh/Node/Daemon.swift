@@ -48,7 +48,8 @@ public struct NodeSettings: Sendable {
         o.gossip.name = c.name ?? nodeName
         o.gossip.role = c.role
         o.gossip.probeIntervalMs = max(50, Int64(MeshNode.nanos(c.probeInterval) / 1_000_000))
-        o.gossip.probeTimeoutMs = max(20, o.gossip.probeIntervalMs * 2 / 5)
+        // PROTOCOL §6.2's ratio: a 400 ms probe timeout at the default 800 ms interval.
+        o.gossip.probeTimeoutMs = max(20, o.gossip.probeIntervalMs / 2)
         o.gossip.antiEntropyIntervalMs = max(100, Int64(MeshNode.nanos(c.antiEntropyInterval) / 1_000_000))
         o.admission = AdmissionPolicy(
             trustedNodes: Set(c.trustedKeys), authorities: Set(c.authorityKeys),

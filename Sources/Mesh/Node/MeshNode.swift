@@ -16,8 +16,11 @@ public struct MeshNodeOptions: Sendable {
     public var credential: [UInt8]
     /// A rejected input is logged at most once per (reason, peer) per this interval.
     public var rejectLogInterval: Duration = .seconds(10)
-    /// Sessions that carried no message for this long are closed.
+    /// Sessions that carried no message for this long are closed cleanly (PROTOCOL §8.4).
     public var sessionIdleTimeout: Duration = .seconds(60)
+    /// A session replaced by a newer one with the same peer drains this long, then is closed
+    /// cleanly.
+    public var sessionDrainTimeout: Duration = .seconds(15)
     /// A peer that has not sent us a datagram for this long, but has a session with
     /// us, is reached over that session (it is probably behind a TCP-only tunnel).
     public var udpSilenceBeforeStream: Duration = .seconds(20)
@@ -80,8 +83,8 @@ public final class MeshNode: @unchecked Sendable {
     public let logger: Logger
     let verifier = Ed25519Verifier()
 
-    public private(set) var gossip: GossipNode!
-    public private(set) var runtime = RuntimeCounters()
+    public internal(set) var gossip: GossipNode!
+    public internal(set) var runtime = RuntimeCounters()
     public private(set) var boundAddress: PeerAddress!
     public let startedAt: Instant
 
@@ -89,35 +92,34 @@ public final class MeshNode: @unchecked Sendable {
     private var udp: UDPSocket? { sockets?.udp }
     private var timers: [TimerID: LoopTimer] = [:]
     private var housekeeping: LoopTimer?
-    private var frameCounters = FrameCounters()
+    var frameCounters = FrameCounters()
 
     /// Established sessions by peer identity.
-    private var sessions: [NodeID: PeerSession] = [:]
+    var sessions: [NodeID: PeerSession] = [:]
     public var sessionCount: Int { allSessions.count }
     /// Kernel-level UDP counters (oversized datagrams are dropped here, before gossip sees them).
     public var udpStats: UDPSocket.Stats? { udp?.stats }
     /// Stream-level counters of every session (oversized frames, idle timeouts, ...).
     public var streamCounters: FrameCounters { frameCounters }
     /// Every open session, established or not.
-    private var allSessions: [ObjectIdentifier: PeerSession] = [:]
+    var allSessions: [ObjectIdentifier: PeerSession] = [:]
     /// Outbound sessions still in their handshake, by the address dialled.
-    private var dialing: [PeerAddress: PeerSession] = [:]
+    var dialing: [PeerAddress: PeerSession] = [:]
     /// Sessions replaced by a deliberately opened successor: they finish what is in flight
-    /// and are closed shortly after (`drainTimeout`).
-    private var draining: [ObjectIdentifier: Instant] = [:]
+    /// and are closed cleanly shortly after (`sessionDrainTimeout`).
+    var draining: [ObjectIdentifier: Instant] = [:]
     /// What this node has learned about each peer's path (connection lifetime, throughput).
-    public private(set) var paths: [NodeID: PathModel] = [:]
-    private var successorWanted: Set<NodeID> = []
+    public internal(set) var paths: [NodeID: PathModel] = [:]
+    var successorWanted: Set<NodeID> = []
     /// The last incarnation seen of each member.
     private var incarnationOf: [NodeID: UInt64] = [:]
-    static let drainTimeoutNs: Int64 = 15_000_000_000
-    private var lastMessage: [ObjectIdentifier: Instant] = [:]
+    var lastMessage: [ObjectIdentifier: Instant] = [:]
 
-    private var addressOfNode: [NodeID: PeerAddress] = [:]
-    private var nameOfNode: [NodeID: String] = [:]
+    var addressOfNode: [NodeID: PeerAddress] = [:]
+    var nameOfNode: [NodeID: String] = [:]
     /// `hosts` entries that name the address they describe.
-    private var hostsByAddress: [PeerAddress: HostConfig] = [:]
-    private var nodeAtAddress: [PeerAddress: NodeID] = [:]
+    var hostsByAddress: [PeerAddress: HostConfig] = [:]
+    var nodeAtAddress: [PeerAddress: NodeID] = [:]
     private var udpHeard: [PeerAddress: Instant] = [:]
     private var resolved: [String: SocketAddress] = [:]
     private var resolving: Set<String> = []
@@ -125,7 +127,10 @@ public final class MeshNode: @unchecked Sendable {
     private var trustPolicy: TrustPolicy?
     private var lastRevalidation = Instant.zero
     static let revalidateIntervalNs: Int64 = 60_000_000_000
-    private var stopping = false
+    var stopping = false
+    /// Messages (type, body) waiting for a connect to finish, by the address dialled.
+    var connecting: [PeerAddress: [(UInt8, [UInt8])]] = [:]
+    static let maxQueuedWhileConnecting = 256
 
     /// What this node keeps (the catalog of names and the keep policy; docs/SYNC.md).
     public internal(set) var keeper: Keeper
@@ -222,16 +227,27 @@ public final class MeshNode: @unchecked Sendable {
         apply(gossip.onLocalEntry(entry, now: Self.now()))
     }
 
-    /// Leaves gracefully: tells peers, gives the messages `flushDelay` to go out, then
+    /// Leaves gracefully: tells peers, ends every session cleanly, gives the messages
+    /// `flushDelay` to go out (and the clean closes up to `closeWait` more to be answered), then
     /// closes every handle and calls `completion` (on the loop).
-    public func stop(flushDelay: Duration = .milliseconds(300), completion: @escaping () -> Void) {
+    public func stop(flushDelay: Duration = .milliseconds(300), closeWait: Duration = .seconds(2),
+                     completion: @escaping () -> Void) {
         loop.assertInLoop("MeshNode.stop")
         guard !stopping else { return }
         stopping = true
         apply(gossip.leave(now: Self.now()))
+        // Every established session ends cleanly (PROTOCOL §8.4), after the leave that may
+        // still be going out on it; one still in its handshake is closed with everything below.
+        for s in allSessions.values where s.established { s.shutdown() }
+        let giveUpAt = Self.now().advanced(byNanoseconds: Self.nanos(flushDelay) + Self.nanos(closeWait))
         do {
             let t = try LoopTimer(loop: loop)
             t.onFire = { [unowned self, t] in
+                // A peer slow to answer our `close` (a loaded host) would otherwise see its
+                // connection reset, not closed: wait a little for the answers.
+                if Self.now() < giveUpAt, self.allSessions.values.contains(where: { $0.isClosing && $0.isOpen }) {
+                    return t.start(after: .milliseconds(50))
+                }
                 t.close()
                 self.closeEverything()
                 completion()
@@ -268,249 +284,7 @@ public final class MeshNode: @unchecked Sendable {
         apply(gossip.onDatagram(Array(bytes), from: addr, now: now))
     }
 
-    // MARK: - Sessions
-
-    private func accepted(_ stream: TCPStream) {
-        guard !stopping, allSessions.count < options.maxSessions else {
-            count("too_many_sessions", peer: stream.peerDescription)
-            stream.close()
-            return
-        }
-        let remote = stream.remoteAddress.map { PeerAddress(host: $0.host, port: $0.port) } ?? PeerAddress(host: "?", port: 0)
-        // Accept the SSH-tunnel suite only on a connection from loopback to loopback, as
-        // made by sshd on this host for an `ssh -W 127.0.0.1:PORT` (see
-        // `CipherSuite.sshTunnel`); a host whose local proxies forward network traffic to
-        // this port that way must say `session_encryption: always`.
-        let local = stream.localAddress.map(\.host) ?? ""
-        let loopback = Endpoint.isLoopback(host: remote.host) && Endpoint.isLoopback(host: local)
-        let hs = SessionHandshake(role: .responder, signer: identity, verifier: verifier, credential: options.credential,
-                                  tunnelSuite: options.allowSSHTunnelSuite && loopback,
-                                  admit: admitFunction())
-        let s = PeerSession(connection: FramedConnection(stream: stream, limits: frameLimits(), counters: frameCounters),
-                            direction: .inbound, remote: remote, via: "inbound", handshake: hs, now: Self.now())
-        register(s)
-    }
-
-    /// Messages (type, body) waiting for a connect to finish, by the address dialled.
-    private var connecting: [PeerAddress: [(UInt8, [UInt8])]] = [:]
-    static let maxQueuedWhileConnecting = 256
-
-    private func sendOverStream(_ bytes: [UInt8], to address: PeerAddress) {
-        runtime.gossipOverSession += 1
-        send(PeerSession.MessageType.gossip.rawValue, bytes, toAddress: address)
-    }
-
-    /// Sends one typed message to whoever listens at `address`, over the established session
-    /// with that node, a session still in its handshake, or a new connection.
-    /// Returns false when the message had to be dropped (session limit).
-    @discardableResult
-    func send(_ type: UInt8, _ body: [UInt8], toAddress address: PeerAddress) -> Bool {
-        if let node = nodeAtAddress[address], let s = sessions[node] {
-            s.send(type, body)
-        } else if let s = dialing[address] {
-            s.send(type, body)
-        } else if connecting[address] != nil {
-            connecting[address]!.append((type, body))
-            if connecting[address]!.count > Self.maxQueuedWhileConnecting { connecting[address]!.removeFirst() }
-        } else {
-            guard allSessions.count < options.maxSessions else {
-                count("too_many_sessions", peer: "\(address)")
-                return false
-            }
-            connecting[address] = [(type, body)]
-            dial(address)
-        }
-        return true
-    }
-
-    /// Sends one typed message to `node`, dialling its gossiped address if no session is up.
-    @discardableResult
-    func send(_ type: UInt8, _ body: [UInt8], toNode node: NodeID) -> Bool {
-        if let s = sessions[node] {
-            s.send(type, body)
-            return true
-        }
-        guard let address = addressOfNode[node] else { return false }
-        return send(type, body, toAddress: address)
-    }
-
-    /// The session messages to `node` currently go through (established or still in its handshake).
-    func session(with node: NodeID) -> PeerSession? {
-        sessions[node] ?? addressOfNode[node].flatMap { dialing[$0] }
-    }
-
-    /// Records bytes that arrived from `peer` in `seconds` (the path's throughput).
-    func pathTransferred(_ peer: NodeID, bytes: Int, seconds: Double) {
-        paths[peer, default: PathModel()].onTransferred(bytes: bytes, seconds: seconds)
-    }
-
-    /// How many more bytes the current session with `peer` should be asked to carry before
-    /// it is likely to be reset (nil: no limit known). Opens a successor session early, so
-    /// that the next requests have somewhere to go.
-    func pathBudget(_ peer: NodeID) -> Int? {
-        guard let s = sessions[peer], s.established, let model = paths[peer] else { return nil }
-        let age = Double(Self.now() - s.openedAt) / 1e9
-        if model.shouldOpenSuccessor(ageSeconds: age), !successorWanted.contains(peer), let address = addressOfNode[peer],
-           dialing[address] == nil, connecting[address] == nil {
-            successorWanted.insert(peer)
-            connecting[address] = []
-            logger.debug("opening a successor session", metadata: ["peer": "\(peer.short)", "age_s": "\(age)"])
-            dial(address)
-        }
-        return model.workBudgetBytes(ageSeconds: age)
-    }
-
-    /// Nodes this node has an established session with.
-    var connectedNodes: [NodeID] { Array(sessions.keys) }
-
-    /// How to reach `address`: the configured route, and the endpoint to ask the route's far
-    /// end for (the `hosts` entry's `address`, else the peer's advertised address).
-    func route(to address: PeerAddress) -> (endpoint: Endpoint, route: HostConfig.Route) {
-        let advertised = Endpoint(host: address.host, port: address.port)
-        if let h = hostsByAddress[address] { return (h.address ?? advertised, h.route) }
-        if let node = nodeAtAddress[address],
-           let h = options.hosts["\(node)"] ?? nameOfNode[node].flatMap({ options.hosts[$0] }) {
-            return (h.address ?? advertised, h.route)
-        }
-        return (advertised, .direct)
-    }
-
-    private func dial(_ address: PeerAddress) {
-        let (endpoint, route) = route(to: address)
-        let via: String
-        switch route {
-        case .direct: via = "direct"
-        case .ssh: via = "ssh"
-        case .socks5: via = "socks5"
-        }
-        let connected: (Result<any ByteStream, MeshError>) -> Void = { [weak self] result in
-            guard let self else { return }
-            let queued = self.connecting.removeValue(forKey: address) ?? []
-            switch result {
-            case .failure(let e):
-                if let n = self.nodeAtAddress[address] {
-                    self.dialDidNotReach(n)
-                    self.blobs?.dialFailed(peer: n)
-                }
-                self.count("connect_failed", peer: "\(address)", detail: e.description)
-            case .success(let stream):
-                guard !self.stopping else { return stream.close() }
-                // Inside our own `ssh -W` to a loopback address, ssh already protects every
-                // hop but the far host's loopback: offer to skip the second cipher pass.
-                let tunnel: Bool
-                if case .ssh = route { tunnel = self.options.allowSSHTunnelSuite && Endpoint.isLoopback(host: endpoint.host) } else { tunnel = false }
-                let hs = SessionHandshake(role: .initiator, signer: self.identity, verifier: self.verifier,
-                                          credential: self.options.credential, expectedPeer: self.nodeAtAddress[address],
-                                          tunnelSuite: tunnel, admit: self.admitFunction())
-                let s = PeerSession(connection: FramedConnection(stream: stream, limits: self.frameLimits(), counters: self.frameCounters),
-                                    direction: .outbound, remote: address, via: via, handshake: hs, now: Self.now())
-                self.dialing[address] = s
-                self.register(s)
-                for (t, b) in queued { s.send(t, b) }
-                if let n = self.nodeAtAddress[address] { self.blobs?.queuedRequestsSent(to: n, on: s) }
-            }
-        }
-        if case .direct = route {
-            // Leave from our own listen IP when bound to one (not a wildcard).
-            let local = SocketAddress(ip: boundAddress.host, port: 0).flatMap { a in a.ip.allSatisfy { $0 == 0 } ? nil : a }
-            TCPStream.connect(loop: loop, to: endpoint, from: local, timeout: .seconds(5)) { connected($0.map { $0 as any ByteStream }) }
-        } else {
-            StreamConnector.connect(loop: loop, to: endpoint, route: route, timeout: .seconds(10), completion: connected)
-        }
-    }
-
-    private func register(_ s: PeerSession) {
-        let key = ObjectIdentifier(s)
-        allSessions[key] = s
-        lastMessage[key] = Self.now()
-        runtime.sessionsOpened += 1
-        s.onEstablished = { [unowned self] s in self.established(s) }
-        s.onMessage = { [unowned self] s, type, body in self.message(s, type: type, body: body) }
-        s.onClose = { [unowned self] s, reason in self.sessionClosed(s, reason: reason) }
-        s.start()
-    }
-
-    /// A dial to `peer` ended without a session: any successor it was to be is not coming, and
-    /// the connections that died just before died with the peer, not by the path.
-    private func dialDidNotReach(_ peer: NodeID) {
-        successorWanted.remove(peer)
-        paths[peer]?.onPeerUnreachable()
-    }
-
-    private func established(_ s: PeerSession) {
-        guard let peer = s.peer else { return }
-        if s.direction == .outbound { dialing[s.remote] = nil }
-        runtime.sessionsEstablished[s.via, default: 0] += 1
-        if let c = s.cipher { runtime.sessionsByCipher["\(c)", default: 0] += 1 }
-        if let old = sessions[peer], old !== s, old.isOpen {
-            // The newest session wins and the old one drains: it still delivers what was
-            // asked on it, takes nothing new, and is closed after `drainTimeoutNs`. This one
-            // rule serves both a successor opened ahead of a predicted reset and two ends
-            // that dialled each other at once (each may keep a different session for a while;
-            // messages are accepted on any session).
-            draining[ObjectIdentifier(old)] = Self.now()
-            if successorWanted.contains(peer) { runtime.successorSessions += 1 }
-        }
-        // Whether or not the old session outlived the wait, the wanted successor is here.
-        successorWanted.remove(peer)
-        sessions[peer] = s
-        paths[peer]?.onSessionEstablished()
-        blobs?.sessionEstablished(peer: peer)
-        logger.debug("session up", metadata: ["peer": "\(peer.short)", "via": "\(s.via)", "dir": "\(s.direction.rawValue)"])
-    }
-
-    private func message(_ s: PeerSession, type: UInt8, body: ArraySlice<UInt8>) {
-        guard !stopping, let peer = s.peer else { return }
-        lastMessage[ObjectIdentifier(s)] = Self.now()
-        switch PeerSession.MessageType(rawValue: type) {
-        case .gossip:
-            let from = addressOfNode[peer] ?? s.remote
-            apply(gossip.onFrame(Array(body), from: from, now: Self.now()))
-        case nil where type >= 0x10 && type <= 0x1f:
-            blobs?.received(type: type, body: body, from: peer, session: s)
-        case nil:
-            count("unknown_message_type", peer: peer.short)
-            s.close(reason: .unknownMessageType(type))
-        }
-    }
-
-    private func sessionClosed(_ s: PeerSession, reason: SessionCloseReason?) {
-        let key = ObjectIdentifier(s)
-        allSessions[key] = nil
-        lastMessage[key] = nil
-        let wasDraining = draining.removeValue(forKey: key) != nil
-        runtime.sessionsClosed += 1
-        if let p = s.peer, s.established, !wasDraining {
-            // A connection that died under us (reset, timeout, broken tunnel) teaches the path's lifetime.
-            var byReset = false
-            if let reason {
-                switch reason {
-                case .replaced: byReset = false
-                case .stream(let e): byReset = e.code != .closed
-                default: byReset = true
-                }
-            }
-            paths[p, default: PathModel()].onConnectionEnded(afterSeconds: Double(Self.now() - s.openedAt) / 1e9, byReset: byReset)
-        }
-        if !s.established, s.direction == .outbound, let n = nodeAtAddress[s.remote] {
-            // A dial that got a stream but no session: through SSH or SOCKS5 this is how a
-            // refused connection at the far end shows.
-            dialDidNotReach(n)
-        }
-        let wasCurrent = s.peer.map { sessions[$0] === s } ?? false
-        if wasCurrent, let p = s.peer { sessions[p] = nil }
-        blobs?.sessionClosed(s, peer: s.peer ?? nodeAtAddress[s.remote], wasCurrent: wasCurrent || s.peer == nil)
-        if s.direction == .outbound, dialing[s.remote] === s { dialing[s.remote] = nil }
-        if let reason {
-            switch reason {
-            case .replaced: break
-            case .stream(let e) where e.code == .eof || e.code == .closed || e.code == .frameTooLarge: break
-            default: count(reason.reason, peer: s.peer?.short ?? "\(s.remote)", detail: reason.description)
-            }
-        }
-    }
-
-    private func admitFunction() -> @Sendable (NodeID, [UInt8]) -> Bool {
+    func admitFunction() -> @Sendable (NodeID, [UInt8]) -> Bool {
         Self.admits(options.admission, verifier)
     }
 
@@ -525,10 +299,11 @@ public final class MeshNode: @unchecked Sendable {
         }
     }
 
-    private func frameLimits() -> FrameLimits {
-        // A keepalive every 2 s and an 8 s idle timeout: a dead connection (a silently dropping
-        // middlebox, a vanished host) is noticed within seconds, and its work moves elsewhere.
-        FrameLimits(maxFrameBytes: 16 << 20, maxWriteQueueBytes: 64 << 20, idleTimeout: .seconds(8), keepaliveInterval: .seconds(2))
+    func frameLimits() -> FrameLimits {
+        // The protocol's timers (§8.1: a keepalive after 2 s of sending nothing, closed after 8 s
+        // of receiving nothing): a dead connection (a silently dropping middlebox, a vanished
+        // host) is noticed within seconds, and its work moves elsewhere.
+        FrameLimits(maxFrameBytes: 16 << 20, maxWriteQueueBytes: 64 << 20)
     }
 
     // MARK: - Directives
@@ -599,7 +374,7 @@ public final class MeshNode: @unchecked Sendable {
         incarnationOf[t.node] = t.incarnation
         if restarted || t.to == .suspect || t.to == .dead || t.to == .left { paths[t.node]?.onPeerUnreachable() }
         if t.to == .dead || t.to == .left, let s = sessions[t.node] {
-            s.close()
+            s.shutdown()
         }
     }
 
@@ -684,13 +459,15 @@ public final class MeshNode: @unchecked Sendable {
             lastRevalidation = now
             apply(gossip.revalidate(trust: trustPolicy, now: now))
         }
-        for (key, since) in draining where now - since > Self.drainTimeoutNs {
-            allSessions[key]?.close()
+        // Drained and idle sessions end cleanly (PROTOCOL §8.4), so that the peer does not take
+        // the end for its path resetting connections.
+        for (key, since) in draining where now - since > Self.nanos(options.sessionDrainTimeout) {
+            allSessions[key]?.shutdown()
         }
         let idle = Self.nanos(options.sessionIdleTimeout)
         for (key, s) in allSessions where now - (lastMessage[key] ?? s.openedAt) > idle {
             if let p = s.peer, let a = addressOfNode[p], options.gossip.streamOnlyPeers.contains(a) { continue }
-            s.close()
+            s.shutdown()
         }
         let udpCutoff = Self.nanos(options.udpSilenceBeforeStream) * 4
         udpHeard = udpHeard.filter { now - $0.value < udpCutoff }

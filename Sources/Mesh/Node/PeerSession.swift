@@ -4,13 +4,16 @@ import Gossip
 /// (docs/PROTOCOL.md §8): the handshake, then sealed, typed messages.
 ///
 /// Loop-confined. Created either by dialling (initiator) or by accepting (responder);
-/// reports `onEstablished` once, then `onMessage` per message, then `onClose` once.
+/// reports `onEstablished` once, then `onMessage` per message, `onClosing` once if the session
+/// is ended on purpose by either side (a clean close, §8.4), then `onClose` once.
 public final class PeerSession: @unchecked Sendable {
     // @unchecked: loop-confined like every handle it owns.
 
     /// Message types inside sealed frames (§8.3).
     public enum MessageType: UInt8, Sendable {
         case gossip = 0x01
+        /// The sender ends the session on purpose; nothing follows it (§8.4). Handled here.
+        case close = 0x02
     }
 
     public enum Direction: String, Sendable { case outbound, inbound }
@@ -30,9 +33,29 @@ public final class PeerSession: @unchecked Sendable {
 
     public var onEstablished: ((PeerSession) -> Void)?
     /// A message arrived: its type byte and body. Types ≥ 0x10 are chunk exchange (§9).
+    /// `close` (0x02) is handled by the session itself and never delivered.
     public var onMessage: ((PeerSession, UInt8, ArraySlice<UInt8>) -> Void)?
-    /// The session ended: `nil` when closed locally, else why (counted by reason).
+    /// The session has started a clean close (this side sent `close`, or the peer's arrived):
+    /// send nothing more on it. Called once, before `onClose`.
+    public var onClosing: ((PeerSession) -> Void)?
+    /// The session ended: `nil` when closed locally, else why (counted by reason). After a
+    /// clean close (`endedCleanly`) the reason is only how the stream went down.
     public var onClose: ((PeerSession, SessionCloseReason?) -> Void)?
+
+    /// This side sent `close` (§8.4).
+    public private(set) var closeSent = false
+    /// The peer's `close` arrived (§8.4).
+    public private(set) var closeReceived = false
+    /// The session was ended on purpose by one side: whatever happens to the stream after the
+    /// `close`, the end says nothing about the path (no lifetime is learned from it).
+    public var endedCleanly: Bool { closeSent || closeReceived }
+    /// A clean close is under way: the session takes no new messages.
+    public var isClosing: Bool { closeSent || closeReceived }
+
+    /// How long a node that sent `close` waits for the peer's `close` (or the end of the
+    /// stream) before it closes the connection anyway; also the longest wait for its own
+    /// last frames to drain (PROTOCOL §8.4).
+    public static let closeWait: Duration = .seconds(10)
 
     private var handshake: SessionHandshake?
     private var channel: SecureChannel?
@@ -42,6 +65,8 @@ public final class PeerSession: @unchecked Sendable {
 
     /// Frames queued before the session is up, at most this many bytes (older ones are dropped).
     public static let maxPendingBytes = 4 << 20
+    /// The frame limit during the handshake (PROTOCOL §8.1); each handshake message has its own,
+    /// smaller maximum (`SessionHandshake.maxHelloBytes`...), checked by the handshake.
     public static let maxHandshakeFrameBytes = 512
 
     public init(connection: FramedConnection, direction: Direction, remote: PeerAddress, via: String,
@@ -75,9 +100,10 @@ public final class PeerSession: @unchecked Sendable {
         }
     }
 
-    /// Sends one message; queued (bounded) until the session is established.
+    /// Sends one message; queued (bounded) until the session is established. Dropped once the
+    /// session is closing or closed.
     public func send(_ type: UInt8, _ body: [UInt8]) {
-        guard !closed else { return }
+        guard !closed, !closeSent else { return }
         let frame = OutgoingFrame(messageCapacity: 1 + body.count)
         frame.append(type)
         frame.append(body)
@@ -87,7 +113,7 @@ public final class PeerSession: @unchecked Sendable {
     /// Sends one message built in `frame` (its first message byte is the type); the frame is
     /// encrypted in place and written without a copy. The caller must not touch it again.
     public func send(frame: OutgoingFrame) {
-        guard !closed, frame.messageCount > 0 else { return }
+        guard !closed, !closeSent, frame.messageCount > 0 else { return }
         guard let channel else {
             pending.append(frame)
             pendingBytes += frame.messageCount
@@ -113,12 +139,62 @@ public final class PeerSession: @unchecked Sendable {
     public var writeQueueBytes: Int { connection.writeQueueBytes }
     public var isOpen: Bool { !closed && connection.isOpen }
 
+    /// Closes the connection at once, without a `close` message (errors, a node going down hard).
+    /// The peer sees the stream end without a clean close.
     public func close() { close(reason: nil) }
+
+    /// Ends the session on purpose (PROTOCOL §8.4): sends `close` as this side's last frame,
+    /// keeps reading until the peer's `close` or the end of the stream (at most `closeWait`),
+    /// then closes the connection. A session still in its handshake is simply closed.
+    public func shutdown() {
+        guard !closed else { return }
+        guard established else { return close() }
+        guard !closeSent else { return }
+        sendClose()
+        if closeReceived {
+            connection.closeWhenFlushed(within: Self.closeWait)
+        } else {
+            connection.closeAfter(Self.closeWait)
+        }
+    }
+
+    /// Seals and sends `close`, then sends nothing more.
+    private func sendClose() {
+        let first = !isClosing
+        let frame = OutgoingFrame(messageCapacity: 1)
+        frame.append(MessageType.close.rawValue)
+        send(frame: frame)
+        closeSent = true
+        connection.finishSending()
+        if first { notifyClosing() }
+    }
+
+    private func notifyClosing() {
+        let cb = onClosing
+        onClosing = nil
+        cb?(self)
+    }
+
+    /// The peer's `close` arrived: answer with ours (unless sent already) and close the
+    /// connection as soon as it has gone out.
+    private func closeArrived(_ body: ArraySlice<UInt8>) {
+        guard body.isEmpty else {
+            return close(reason: .session(.protocolViolation("close message with a \(body.count)-byte body")))
+        }
+        guard !closeReceived else { return }
+        let first = !isClosing
+        closeReceived = true
+        if !closeSent { sendClose() }
+        if first { notifyClosing() }
+        guard !closed else { return }
+        connection.closeWhenFlushed(within: Self.closeWait)
+    }
 
     public func close(reason: SessionCloseReason?) {
         guard !closed else { return }
         closed = true
         pending = []
+        onClosing = nil
         let cb = onClose
         onClose = nil
         connection.onClose = nil
@@ -130,6 +206,7 @@ public final class PeerSession: @unchecked Sendable {
     private func finish(_ reason: SessionCloseReason?) {
         guard !closed else { return }
         closed = true
+        onClosing = nil
         let cb = onClose
         onClose = nil
         cb?(self, reason)
@@ -146,10 +223,13 @@ public final class PeerSession: @unchecked Sendable {
             let n: Int
             do { n = try channel.open(inPlace: &frame) } catch { return close(reason: .session(error)) }
             guard n > 0 else { return close(reason: .session(.malformed("empty message"))) }
+            // Nothing the peer sends after its `close` counts (§8.4).
+            guard !closeReceived else { return }
+            if frame[0] == MessageType.close.rawValue { return closeArrived(frame[1..<n]) }
             onMessage?(self, frame[0], frame[1..<n])
             return
         }
-        guard frame.count <= Self.maxHandshakeFrameBytes else {
+        guard frame.count <= SessionHandshake.maxHandshakeFrameBytes else {
             return close(reason: .session(.malformed("handshake frame of \(frame.count) bytes")))
         }
         var h = handshake.take()!

@@ -33,8 +33,16 @@ public struct SessionHandshake: ~Copyable {
     public static let magic: [UInt8] = Array("MNS1".utf8)
     public static let version: UInt8 = 1
     public static let maxCredentialBytes = 256
+    /// hello = magic, version, initiator id, ephemeral key, ciphers, credential (blob16),
+    /// expected id: 104 bytes plus the credential, at most 360 (PROTOCOL §8.2).
+    public static let maxHelloBytes = 4 + 1 + 32 + 32 + 1 + 2 + maxCredentialBytes + 32
+    /// accept = magic, version, responder id, ephemeral key, cipher, credential (blob16),
+    /// signature: 136 bytes plus the credential, at most 392.
+    public static let maxAcceptBytes = 4 + 1 + 32 + 32 + 1 + 2 + maxCredentialBytes + 64
+    /// confirm = one signature, exactly.
+    public static let confirmBytes = 64
     /// No handshake frame is larger than this.
-    public static let maxHandshakeFrameBytes = 4 + 1 + 32 + 32 + 1 + 2 + maxCredentialBytes + 32 + 64
+    public static let maxHandshakeFrameBytes = max(maxHelloBytes, maxAcceptBytes)
 
     static let responderDomain = Array("meshnode/session/v1/responder\0".utf8)
     static let initiatorDomain = Array("meshnode/session/v1/initiator\0".utf8)
@@ -99,7 +107,18 @@ public struct SessionHandshake: ~Copyable {
 
     /// Feeds one received handshake frame.
     public mutating func receive(_ frame: [UInt8]) throws(SessionError) -> Step {
-        guard frame.count <= Self.maxHandshakeFrameBytes else { state = .failed; throw .malformed("handshake frame of \(frame.count) bytes") }
+        // Each message has an exact maximum (PROTOCOL §8.2); a frame over it is refused before
+        // it is parsed at all.
+        let limit: (name: String, bytes: Int)
+        switch (role, state) {
+        case (.responder, .idle): limit = ("hello", Self.maxHelloBytes)
+        case (.initiator, .sentHello): limit = ("accept", Self.maxAcceptBytes)
+        default: limit = ("confirm", Self.confirmBytes)
+        }
+        guard frame.count <= limit.bytes else {
+            state = .failed
+            throw .malformed("\(limit.name) of \(frame.count) bytes, over its \(limit.bytes)-byte maximum")
+        }
         do {
             switch (role, state) {
             case (.responder, .idle): return try onHello(frame)

@@ -1,20 +1,32 @@
 // Length-prefixed frames over any ByteStream, with limits, backpressure and dead-peer detection.
 
 /// Limits for a framed connection. Units are in the names.
+///
+/// The timer defaults are the protocol's (docs/PROTOCOL.md §8.1): a keepalive after 2 s of
+/// sending nothing, and the connection closed after 8 s of receiving nothing.
 public struct FrameLimits: Sendable, Equatable {
     /// Largest payload accepted or sent. A larger announced length closes the connection.
     public var maxFrameBytes: Int = 16 << 20
     /// Cap on bytes queued for sending; beyond it `send` throws `stream.write_buffer_full`.
     public var maxWriteQueueBytes: Int = 32 << 20
     /// Close the connection when nothing at all was received for this long.
-    public var idleTimeout: Duration = .seconds(15)
+    public var idleTimeout: Duration = FrameLimits.protocolIdleTimeout
     /// Send an empty keepalive frame when nothing was sent for this long (keeps a healthy but
     /// quiet peer from hitting its idle timeout). Must be well under the peer's `idleTimeout`.
-    public var keepaliveInterval: Duration = .seconds(5)
+    public var keepaliveInterval: Duration = FrameLimits.protocolKeepaliveInterval
+
+    /// PROTOCOL §8.1: a node that has sent no frame for this long sends a keepalive.
+    public static let protocolKeepaliveInterval: Duration = .seconds(2)
+    /// PROTOCOL §8.1: a node closes a connection on which no byte arrived for this long.
+    public static let protocolIdleTimeout: Duration = .seconds(8)
+    /// PROTOCOL §8.1: how late (at most, on a host that is not overloaded) a keepalive or an
+    /// idle close may come after its deadline. Never early.
+    public static let timerToleranceMs: UInt64 = 250
 
     public init() {}
     public init(maxFrameBytes: Int = 16 << 20, maxWriteQueueBytes: Int = 32 << 20,
-                idleTimeout: Duration = .seconds(15), keepaliveInterval: Duration = .seconds(5)) {
+                idleTimeout: Duration = FrameLimits.protocolIdleTimeout,
+                keepaliveInterval: Duration = FrameLimits.protocolKeepaliveInterval) {
         self.maxFrameBytes = maxFrameBytes
         self.maxWriteQueueBytes = maxWriteQueueBytes
         self.idleTimeout = idleTimeout
@@ -161,6 +173,11 @@ public struct FrameDecoder: Sendable {
 /// A zero-length frame is a keepalive: sent automatically when idle, consumed silently.
 /// A peer announcing more than `maxFrameBytes` is cut off (counted in `oversizedFrames`); a peer
 /// silent for `idleTimeout` is cut off (`idleTimeouts`). Loop thread only.
+///
+/// Both timers run on one one-shot libuv timer armed for the earlier deadline
+/// (`lastWrite + keepaliveInterval`, `lastRead + idleTimeout`), so each fires when it is due
+/// (PROTOCOL §8.1), not on the next tick of a coarse period. Traffic only moves the deadlines
+/// later: a timer that fires early finds nothing due and re-arms.
 public final class FramedConnection: @unchecked Sendable {
     public let stream: any ByteStream
     public let limits: FrameLimits
@@ -178,6 +195,12 @@ public final class FramedConnection: @unchecked Sendable {
     private var lastReadMs: UInt64
     private var lastWriteMs: UInt64
     private var closed = false
+    /// Set by `finishSending()`: no frame, not even a keepalive, goes out any more.
+    private var sendingFinished = false
+    /// When set, the connection is closed at this time even if its queue has not drained.
+    private var closeDeadlineMs: UInt64?
+    /// Close as soon as the write queue is empty (`closeWhenFlushed`).
+    private var closeWhenDrained = false
 
     public var loop: EventLoop { stream.loop }
     /// The largest frame accepted from the peer from the next frame on (e.g. 512 during a
@@ -208,16 +231,15 @@ public final class FramedConnection: @unchecked Sendable {
         guard !closed else { return }
         counters.connectionsOpened += 1
         stream.onRead = { [unowned self] bytes in self.received(bytes) }
-        stream.onDrain = { [unowned self] in self.onDrain?() }
+        stream.onDrain = { [unowned self] in self.drained() }
         stream.onClose = { [self] err in self.streamClosed(err) }  // strong: keeps self until closed
         let now = loop.nowMilliseconds
         lastReadMs = now
         lastWriteMs = now
         if let t = try? LoopTimer(loop: loop) {
             timer = t
-            let tick = min(limits.keepaliveInterval, limits.idleTimeout / 4)
-            t.onFire = { [unowned self] in self.tick() }
-            t.start(after: tick, repeating: tick)
+            t.onFire = { [unowned self] in self.timerFired() }
+            armTimer(now: now)
         }
         stream.startReading()
     }
@@ -250,6 +272,9 @@ public final class FramedConnection: @unchecked Sendable {
     /// Queues `frame` (its message after the headroom) as one frame, writing its length
     /// prefix; the stream sends it without copying. Same errors as `send(_:)`.
     public func send(frame: OutgoingFrame) throws(MeshError) {
+        guard !sendingFinished else {
+            throw MeshError(.closed, "\(peerDescription): this side has finished sending on the connection")
+        }
         try checkSize(frame.messageCount)
         frame.writeLengthPrefix()
         do {
@@ -265,6 +290,39 @@ public final class FramedConnection: @unchecked Sendable {
 
     /// Closes the connection; `onClose(nil)` follows.
     public func close() { stream.close() }
+
+    /// This side will send nothing more: later `send`s throw and no keepalive goes out
+    /// (PROTOCOL §8.4: nothing follows a `close`). Reading and the idle timeout go on.
+    public func finishSending() {
+        sendingFinished = true
+    }
+
+    /// Closes the connection once everything queued has been handed to the kernel (so the last
+    /// frames go out before an orderly FIN), or after `timeout` at the latest.
+    public func closeWhenFlushed(within timeout: Duration) {
+        loop.assertInLoop("FramedConnection.closeWhenFlushed")
+        guard !closed, stream.isOpen else { return }
+        if stream.writeQueueBytes == 0 { return stream.close() }
+        closeWhenDrained = true
+        let deadline = loop.nowMilliseconds + timeout.milliseconds
+        closeDeadlineMs = min(closeDeadlineMs ?? deadline, deadline)
+        armTimer(now: loop.nowMilliseconds)
+    }
+
+    /// Closes the connection `timeout` from now unless it has closed by then (for example a
+    /// peer that never answers a `close`).
+    public func closeAfter(_ timeout: Duration) {
+        loop.assertInLoop("FramedConnection.closeAfter")
+        guard !closed, stream.isOpen else { return }
+        let deadline = loop.nowMilliseconds + timeout.milliseconds
+        closeDeadlineMs = min(closeDeadlineMs ?? deadline, deadline)
+        armTimer(now: loop.nowMilliseconds)
+    }
+
+    private func drained() {
+        if closeWhenDrained, !closed, stream.isOpen { return stream.close() }
+        onDrain?()
+    }
 
     /// Closes the connection because of `error`; `onClose(error)` follows.
     public func close(error: MeshError) { stream.close(error: error) }
@@ -292,21 +350,44 @@ public final class FramedConnection: @unchecked Sendable {
         }
     }
 
-    private func tick() {
+    /// The earliest deadline: the idle close, the next keepalive (while this side still sends),
+    /// and a requested close.
+    private func nextDeadline() -> UInt64 {
+        var next = lastReadMs &+ limits.idleTimeout.milliseconds
+        if !sendingFinished { next = min(next, lastWriteMs &+ limits.keepaliveInterval.milliseconds) }
+        if let closeDeadlineMs { next = min(next, closeDeadlineMs) }
+        return next
+    }
+
+    private func armTimer(now: UInt64) {
+        guard let timer, !closed else { return }
+        let at = nextDeadline()
+        timer.start(after: .milliseconds(at > now ? at - now : 0))
+    }
+
+    private func timerFired() {
         guard !closed, stream.isOpen else { return }
         let now = loop.nowMilliseconds
+        if let closeDeadlineMs, now >= closeDeadlineMs {
+            stream.close()
+            return
+        }
         if now &- lastReadMs >= limits.idleTimeout.milliseconds {
             counters.idleTimeouts += 1
             stream.close(error: MeshError(.idleTimeout, "\(peerDescription) sent nothing for \(limits.idleTimeout)", hint: "the peer or the path to it is dead"))
             return
         }
-        if now &- lastWriteMs >= limits.keepaliveInterval.milliseconds && stream.writeQueueBytes == 0 {
-            do {
-                try stream.write(FrameDecoder.header(length: 0))
-                counters.keepalivesSent += 1
-                lastWriteMs = now
-            } catch {}
+        if !sendingFinished, now &- lastWriteMs >= limits.keepaliveInterval.milliseconds {
+            if stream.writeQueueBytes == 0 {
+                do {
+                    try stream.write(FrameDecoder.header(length: 0))
+                    counters.keepalivesSent += 1
+                } catch {}
+            }
+            // A frame still being written counts as sending: the peer is receiving its bytes.
+            lastWriteMs = now
         }
+        armTimer(now: now)
     }
 
     private func streamClosed(_ err: MeshError?) {

@@ -1,0 +1,166 @@
+import Gossip
+import Store
+
+/// Serving (docs/PROTOCOL.md §9): recipes, `have` bitmaps, and chunks in the order asked.
+extension BlobService {
+    func reply(_ m: BlobMessage, on session: PeerSession) {
+        var capacity = 64
+        if case .chunk(_, _, let data) = m { capacity += data.count }
+        var w = ByteWriter(capacity: capacity)
+        m.encode(into: &w)
+        session.send(frame: OutgoingFrame(message: w.bytes))  // the encoding starts with the type byte
+    }
+
+    func serveRecipe(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
+        guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
+        reply(.recipe(requestID: id, contentID: c, sizeBytes: r.sizeBytes, chunkSizeBytes: r.chunkSizeBytes, chunks: r.chunks), on: session)
+    }
+
+    /// Which chunks of `r` this node holds, for a `have` answer. Peers ask this every few seconds
+    /// per item, so it avoids a `stat` per chunk on the loop thread (500 000 of them for a 1 TB
+    /// item): a complete item is remembered as such, and an item being fetched is answered from
+    /// its fetch's state. Only other items are looked up chunk by chunk.
+    func bitmap(_ r: Recipe) -> (bitmap: [UInt8], complete: Bool) {
+        if knownComplete.contains(r.contentID) {
+            return (ChunkBitmap.make(count: r.chunks.count) { _ in true }, true)
+        }
+        if let s = downloads[r.contentID]?.scheduler, s.chunkCount == r.chunks.count {
+            return (ChunkBitmap.make(count: r.chunks.count) { s.holds($0) }, s.isComplete)
+        }
+        var complete = true
+        let b = ChunkBitmap.make(count: r.chunks.count) { i in
+            let has = node.store.hasChunk(r.chunks[i])
+            if !has { complete = false }
+            return has
+        }
+        if complete { rememberComplete(r.contentID) }
+        return (b, complete)
+    }
+
+    func rememberComplete(_ c: ContentID) {
+        if knownComplete.count >= 65_536 { knownComplete.removeAll() }
+        knownComplete.insert(c)
+    }
+
+    func serveHave(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
+        guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
+        reply(.have(requestID: id, contentID: c, chunkCount: UInt32(r.chunks.count), bitmap: bitmap(r).bitmap), on: session)
+    }
+
+    func enqueueServe(_ id: UInt32, _ c: ContentID, _ indices: [Int], session: PeerSession, peer: NodeID) {
+        let key = ObjectIdentifier(session)
+        let q = serveQueues[key] ?? ServeQueue()
+        serveQueues[key] = q
+        guard q.jobs.count < 64 else { return reply(.error(requestID: id, code: .busy, message: "too many queued requests"), on: session) }
+        q.jobs.append((id, c, indices))
+        serveNext(session: session, peer: peer)
+    }
+
+    /// Serves the queued `get`s of one session: up to `maxParallelReads` chunk reads run on
+    /// the workers at once (fewer for large chunks), and the chunks go out strictly in the order
+    /// they were asked for, paced by the upload limits and the session's write queue. A chunk
+    /// over 8 MiB goes out as its `chunk_piece`s, each paced like a chunk, with no other `chunk`
+    /// or `chunk_piece` between them (PROTOCOL §9.2).
+    func serveNext(session: PeerSession, peer: NodeID) {
+        let key = ObjectIdentifier(session)
+        guard let q = serveQueues[key], session.isOpen, !session.isClosing else { return }
+        // Steps 1 and 2 repeat while a slot is free and jobs wait: slots that fail at once (a chunk
+        // not held, a bad index) are answered in step 2 without any read completing, so nothing
+        // else would call this again and the remaining jobs would wait for the next request.
+        repeat {
+            // 1. Start reads.
+            while q.inflight.count < maxParallelReads(q), !q.jobs.isEmpty {
+                var job = q.jobs[0]
+                let index = job.indices.removeFirst()
+                if job.indices.isEmpty { q.jobs.removeFirst() } else { q.jobs[0] = job }
+                let slot = ReadSlot(id: job.id, index: index)
+                q.inflight.append(slot)
+                guard let r = recipe(job.content), index >= 0, index < r.chunks.count else {
+                    slot.finish(.failure(MeshError(.invalidInput, "no chunk \(index) of \(job.content.short)")), code: .badRequest)
+                    continue
+                }
+                let hash = r.chunks[index]
+                guard node.store.hasChunk(hash) else {
+                    slot.finish(.failure(MeshError(.unknownItem, "chunk \(index) not held")), code: .notHeld)
+                    continue
+                }
+                let size = r.length(ofChunk: index)
+                let done: @Sendable (Result<[OutgoingFrame], MeshError>) -> Void = { [weak self, weak session] result in
+                    slot.finish(result, code: .internalError)
+                    if let self, let session { self.serveNext(session: session, peer: peer) }
+                }
+                if BlobMessage.pieceCount(chunkBytes: size) > 0 {
+                    workers.readPieces(hash, requestID: job.id, index: UInt32(index), sizeBytes: size, done: done)
+                } else {
+                    // The message up to the chunk bytes; the worker reads the chunk in after it.
+                    var header = ByteWriter(capacity: BlobMessage.chunkHeaderBytes)
+                    BlobMessage.chunk(requestID: job.id, index: UInt32(index), data: []).encode(into: &header)
+                    workers.read(hash, header: header.bytes, sizeBytes: size) { done($0.map { [$0] }) }
+                }
+            }
+            // 2. Send what is ready, in order.
+            while !q.sending, let head = q.inflight.first, let result = head.result {
+                switch result {
+                case .failure(let e):
+                    q.inflight.removeFirst()
+                    counters.chunksRefused += 1
+                    reply(.error(requestID: head.id, code: head.code, message: e.message), on: session)
+                case .success(var frames):
+                    if session.writeQueueBytes > config.maxQueuedServeBytes {
+                        q.sending = true
+                        after(.milliseconds(2)) { [weak self, weak session] in
+                            q.sending = false
+                            if let self, let session { self.serveNext(session: session, peer: peer) }
+                        }
+                        return
+                    }
+                    guard !frames.isEmpty else {
+                        q.inflight.removeFirst()
+                        continue
+                    }
+                    // One `chunk`, or the next `chunk_piece` of a large chunk.
+                    let frame = frames.removeFirst()
+                    let last = frames.isEmpty
+                    head.result = .success(frames)
+                    let headerBytes = frame.message[0] == BlobMessage.Tag.chunkPiece.rawValue
+                        ? BlobMessage.pieceHeaderBytes : BlobMessage.chunkHeaderBytes
+                    let dataBytes = frame.messageCount - headerBytes
+                    let wait = limiter.reserve(dataBytes, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
+                    if last { q.inflight.removeFirst() }
+                    if corruptServing, dataBytes > 0, !head.corrupted {  // one flipped byte per chunk
+                        frame.message[headerBytes + dataBytes / 2] ^= 0xff
+                        head.corrupted = true
+                    }
+                    let send = { [weak self, weak session] in
+                        guard let self, let session, session.isOpen else { return }
+                        session.send(frame: frame)
+                        if last { self.counters.chunksServed += 1 }
+                        self.counters.bytesServed += UInt64(dataBytes)
+                    }
+                    if wait > 0 {
+                        q.sending = true
+                        after(.nanoseconds(Int64(wait))) { [weak self, weak session] in
+                            send()
+                            q.sending = false
+                            if let self, let session { self.serveNext(session: session, peer: peer) }
+                        }
+                        return
+                    }
+                    send()
+                }
+            }
+        } while !q.sending && q.inflight.count < maxParallelReads(q) && !q.jobs.isEmpty
+    }
+
+    static let maxParallelReads = 3
+    /// Chunk bytes a session's reads may hold at once, so that 64 MiB chunks are read one at a
+    /// time (each is held twice while it is cut into pieces).
+    static let maxParallelReadBytes = 24 << 20
+
+    /// How many chunk reads one session's queue may run at once: `maxParallelReads`, fewer for
+    /// chunks so large that three would hold more than `maxParallelReadBytes`.
+    func maxParallelReads(_ q: ServeQueue) -> Int {
+        guard let c = q.jobs.first?.content, let r = recipe(c) else { return Self.maxParallelReads }
+        return max(1, min(Self.maxParallelReads, Self.maxParallelReadBytes / max(1, Int(r.chunkSizeBytes))))
+    }
+}
