@@ -438,7 +438,8 @@ def check_anti_entropy(doc):
 # --- §9 chunk exchange -----------------------------------------------------------------------
 
 BLOB_TYPES = {0x10: "want_recipe", 0x11: "recipe", 0x12: "want_have", 0x13: "have", 0x14: "get", 0x15: "chunk",
-              0x16: "error", 0x17: "cancel"}
+              0x16: "error", 0x17: "cancel", 0x18: "chunk_piece"}
+PIECE_BYTES = 8388608  # P, PROTOCOL.md §9.1
 BLOB_ENCODINGS = set()
 
 
@@ -458,6 +459,8 @@ def blob_message(t, f):
         return out + u32(f["index"]) + h(f["data"])
     if name == "error":
         return out + u16(f["code"]) + str16(f["message"])
+    if name == "chunk_piece":
+        return out + u32(f["index"]) + u32(f["chunk_bytes"]) + u32(f["offset"]) + h(f["data"])
     return out  # cancel
 
 
@@ -481,6 +484,11 @@ def check_chunk_exchange(doc):
             recipe = hashes
         if name == "have":
             C.eq(w + " bitmap length", (f["count"] + 7) // 8, len(h(f["bitmap"])))
+        if name == "chunk_piece":
+            total, off = f["chunk_bytes"], f["offset"]
+            C.true(w, PIECE_BYTES < total <= 67108864 and off % PIECE_BYTES == 0 and off < total,
+                   "chunk_bytes or offset out of range (§9.1)")
+            C.eq(w + " piece length", min(PIECE_BYTES, total - off), len(h(f["data"])))
         if name == "chunk" and recipe is not None:
             C.eq(w + " hash of data (recipe hash at index)", b2b(h(f["data"])), recipe[f["index"]].hex())
 

@@ -295,6 +295,8 @@ enum SessionVectors {
             obj(("request_id", .n(id)), ("code", .n(code.rawValue)), ("message", .string(message)))
         case let .cancel(id):
             obj(("request_id", .n(id)))
+        case let .chunkPiece(id, index, total, offset, data):
+            obj(("request_id", .n(id)), ("index", .n(index)), ("chunk_bytes", .n(total)), ("offset", .n(offset)), ("data", .hex(data)))
         }
     }
 
@@ -313,6 +315,8 @@ enum SessionVectors {
             ("chunk 2 (the short last chunk, 1808 bytes)", .chunk(requestID: 3, index: 2, data: Array(data[8192...]))),
             ("error: not held", .error(requestID: 4, code: .notHeld, message: "chunk 1 is not held here")),
             ("cancel", .cancel(requestID: 3)),
+            ("chunk_piece: the last 16 bytes of a chunk of 8 MiB + 16 bytes (a 16 MiB-chunk store's short last chunk would look alike)",
+             .chunkPiece(requestID: 5, index: 0, chunkBytes: 8_388_624, offset: 8_388_608, data: Array(data[0..<16]))),
         ]
     }
 
