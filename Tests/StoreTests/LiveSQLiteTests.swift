@@ -84,6 +84,32 @@ struct LiveSQLiteTests {
         #expect(incremental >= 10)
     }
 
+    @Test("A WAL reset between two snapshots is followed from frame 1 of the new generation, without a full read")
+    func resetBetweenSnapshots() throws {
+        let f = try Fixture(chunkSizeBytes: 8 * 1024)
+        let path = f.dir.sub("g.db")
+        try runWriter(["--db", path, "--init", "200"])
+        let s = try LiveDatabaseSnapshotter(path: path, store: f.store, options: .init(walRestartThresholdBytes: nil))
+        let w = try Database(path: path, create: false)
+        for id in Int64(201)...260 { try insertRow(w, id: id) }
+        let first = try #require(try s.snapshot())
+        // Our reader blocks the reset: the checkpoint copies everything, then reports busy.
+        let blocked = try w.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        #expect(blocked.first?.first == .int(1), "\(blocked)")
+        // The next cycle's reader starts on the fully copied WAL (read lock 0) and the old one ends...
+        #expect(try s.snapshot() == nil)
+        // ...so now nothing stops the reset.
+        #expect(try w.query("PRAGMA wal_checkpoint(TRUNCATE)").first?.first == .int(0))
+        #expect(fileSize(path + "-wal") == 0)
+        for id in Int64(261)...300 { try insertRow(w, id: id) }
+        let second = try #require(try s.snapshot())
+        #expect(!second.counters.full, "\(describe(second.counters))")
+        #expect(second.counters.walGeneration != first.counters.walGeneration)
+        try expectValid(second, store: f.store, dir: f.dir, committedBefore: 300, label: "after the reset")
+        let g = try Fixture(chunkSizeBytes: 8 * 1024, label: "full")
+        #expect(try LiveDatabaseSnapshotter(path: path, store: g.store).snapshot()?.contentID == second.contentID)
+    }
+
     @Test("A damaged chunk of the previous snapshot makes a full read, not a damaged image")
     func damagedPreviousChunk() throws {
         let f = try Fixture(chunkSizeBytes: 16 * 1024)
@@ -325,5 +351,49 @@ struct LiveSQLiteWriterTests {
         try exportSnapshot(snap.recipe, store: f.store, to: out)
         let c = try checkImage(out, upTo: committed)
         #expect(c.integrity == "ok" && c.badPayloads == 0 && c.maxID == committed && c.rowsUpTo == committed, "\(c)")
+    }
+}
+
+/// Drives `scripts/bench-sqlite-snapshot.py`: snapshots the database the script prepared (and
+/// keeps writing to) every `MESHNODE_BENCH_SQLITE_INTERVAL` seconds for
+/// `MESHNODE_BENCH_SQLITE_DURATION` seconds, printing one `LIVESQLITE_BENCH {json}` line per
+/// cycle. Asserts nothing about speed.
+@Suite("Live SQLite snapshot benchmark", .ownThread(timeLimit: .minutes(30)),
+       .enabled(if: ProcessInfo.processInfo.environment["MESHNODE_BENCH_SQLITE_DB"] != nil))
+struct LiveSQLiteBenchmark {
+    @Test("Per-cycle cost of snapshotting a database under a steady writer")
+    func cycles() throws {
+        let env = ProcessInfo.processInfo.environment
+        let path = try #require(env["MESHNODE_BENCH_SQLITE_DB"])
+        let dataDir = try #require(env["MESHNODE_BENCH_SQLITE_STORE"])
+        let interval = Double(env["MESHNODE_BENCH_SQLITE_INTERVAL"] ?? "5") ?? 5
+        let duration = Double(env["MESHNODE_BENCH_SQLITE_DURATION"] ?? "60") ?? 60
+        let chunk = UInt32(env["MESHNODE_BENCH_SQLITE_CHUNK_BYTES"] ?? "") ?? Chunking.defaultChunkSizeBytes
+        let (store, _) = try Store.initialize(dataDir: dataDir, name: "bench", chunkSizeBytes: chunk)
+        let observer = try Observer(path)
+        let s = try LiveDatabaseSnapshotter(path: path, store: store)
+        let end = Date().addingTimeInterval(duration)
+        var cycle = 0
+        var next = Date()
+        while cycle == 0 || Date() < end {
+            Thread.sleep(until: next)
+            next = next.addingTimeInterval(interval)
+            let before = try observer.committed()
+            let snap = try s.snapshot()
+            let c = try #require(s.lastCounters)
+            let line: [String: Any] = [
+                "cycle": cycle, "db_bytes": fileSize(path), "wal_bytes": c.walBytes, "image_bytes": snap?.sizeBytes ?? 0,
+                "bytes_read": c.bytesRead, "bytes_hashed": c.bytesHashed, "new_chunk_bytes": c.newChunkBytes,
+                "chunks_touched": c.chunksTouched, "chunks_changed": c.chunksChanged, "pages_changed": c.pagesChanged,
+                "wal_frames_scanned": c.walFramesScanned, "wal_frames": c.walFrames, "full": c.full,
+                "full_reason": c.fullReason?.rawValue ?? "", "wal_generation": c.walGeneration.map { Int($0) } ?? -1,
+                "assisted": c.walRestartAssisted, "write_locked": c.walWriteLocked,
+                "checkpoint": c.checkpoint.map { "\($0.checkpointedFrames)/\($0.logFrames)" } ?? "", "attempts": c.attempts, "duration_ms": c.durationMs,
+                "changed": snap != nil, "rows_committed_before": before,
+            ]
+            let json = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
+            print("LIVESQLITE_BENCH " + String(decoding: json, as: UTF8.self))
+            cycle += 1
+        }
     }
 }

@@ -35,7 +35,7 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
         /// Cycles tried when the WAL is reset under one, before `snapshot()` gives up.
         public var maxAttempts: Int
 
-        public init(walRestartThresholdBytes: UInt64? = 16 << 20, writeLockWaitMs: Int32 = 100,
+        public init(walRestartThresholdBytes: UInt64? = 16 << 20, writeLockWaitMs: Int32 = 1_000,
                     busyTimeoutMs: Int32 = 5_000, maxAttempts: Int = 4) {
             self.walRestartThresholdBytes = walRestartThresholdBytes
             self.writeLockWaitMs = writeLockWaitMs
@@ -89,13 +89,23 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
         public var walFrames: UInt32 = 0
         /// Size of the -wal file.
         public var walBytes: UInt64 = 0
-        /// The cycle took the write lock and the checkpoint backfilled everything, so the WAL
-        /// can be reset by the writer's next transaction.
+        /// The cycle took the write lock to let the WAL be reset (`walRestartThresholdBytes`).
+        public var walWriteLocked = false
+        /// Frames in the WAL and frames in the database file after that cycle's checkpoint.
+        public var checkpoint: CheckpointFrames?
+        /// The checkpoint under the write lock backfilled everything, so the WAL can be reset by
+        /// the writer's next transaction.
         public var walRestartAssisted = false
         /// Cycles run (more than 1 when the WAL was reset under one).
         public var attempts = 0
         public var durationMs = 0
         public var journalMode: JournalMode?
+    }
+
+    /// What `sqlite3_wal_checkpoint_v2` reported.
+    public struct CheckpointFrames: Sendable, Equatable {
+        public var logFrames: Int32
+        public var checkpointedFrames: Int32
     }
 
     /// One consistent image of the database, stored as chunks with its recipe.
@@ -225,8 +235,11 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
         var writeLocked = false
         if attempt == 1, force == nil, continuity, let limit = options.walRestartThresholdBytes, let st = state,
            st.mode == .wal, let pos = st.position,
-           UInt64(pos.frame) * UInt64(WALHeader.frameHeaderSize + Int(st.pageSize)) >= limit {
+           UInt64(pos.frame) * UInt64(WALHeader.frameHeaderSize + Int(st.pageSize)) >= limit,
+           let h = try WALFile(databasePath: resolvedPath)?.readHeader(), pos.sameGeneration(as: h) {
+            // (Not when the WAL was reset since: its new generation starts small.)
             writeLocked = try conns.beginWriteLock(spare, waitMs: options.writeLockWaitMs)
+            counters.walWriteLocked = writeLocked
         }
         if !writeLocked { try conns.beginRead(spare) }
         // The new reader is ended unless it became the held one; a cycle that ended the held
@@ -307,10 +320,11 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
             conns.end(old)
             releasedHeld = true
             let ck = conns.checkpointPassive(old)
+            counters.checkpoint = ck
             try conns.beginRead(old)
             conns.hold(old)
             conns.end(spare)
-            if let ck, ck.logFrames >= 0, ck.logFrames == ck.checkpointedFrames, UInt32(ck.logFrames) == scan?.end.frame ?? 0 {
+            if let ck, ck.logFrames > 0, ck.logFrames == ck.checkpointedFrames, UInt32(ck.logFrames) == scan?.end.frame {
                 // The database file now holds the state at the last frame, and cannot change
                 // while our new reader lives (LiveSQLite, 3.): read changed pages from it.
                 source = .databaseFile

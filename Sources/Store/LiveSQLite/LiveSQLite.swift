@@ -46,7 +46,13 @@ import Glibc
 ///    if the header we read at the end of a snapshot is byte-identical to the one at its start,
 ///    no frame was overwritten in between.
 /// 5. In WAL mode a connection keeps its SHARED lock on the database file while it is open, so
-///    another connection closing cannot checkpoint-and-delete the WAL under us.
+///    another connection closing cannot checkpoint-and-delete the WAL under us. Those locks are
+///    POSIX advisory locks, which belong to the process: closing *any* descriptor of the file
+///    drops them all (https://www.sqlite.org/howtocorrupt.html §2.2). So the snapshotter never
+///    `open(2)`s a database: it reads it through SQLite's own VFS (`VFSFile`), which defers the
+///    close while locks are held. (The first version did open it; closing that descriptor let a
+///    writer delete the WAL under our connections, and SQLite then reported "database disk image
+///    is malformed".) The -wal file carries no locks and is read with `pread` directly.
 ///
 /// ## The cycle (WAL mode)
 ///
@@ -56,7 +62,8 @@ import Glibc
 /// 1. BEGINs a read transaction on the spare connection *before* ending the held one, so there
 ///    is never a moment without one of our readers.
 /// 2. Reads the WAL header and scans frames from its position (the last commit frame it
-///    scanned: salts, frame number, cumulative checksum), checking salts and the checksum
+///    scanned: salts, frame number, cumulative checksum; first re-read to check that the frame
+///    there still carries those salts and that checksum), checking salts and the checksum
 ///    chain, up to the last valid commit frame C. Pages of frames in (position, C] are the pages
 ///    changed since the previous snapshot; over-approximating is harmless. C is at least every
 ///    frame committed before the new read transaction began (those frames were in the file
@@ -100,7 +107,21 @@ import Glibc
 /// transaction resets the WAL (measured: salt-1 + 1). The changed pages are then read from the
 /// database file, which holds the state at E and cannot change under read lock 0 (3.). The
 /// writer waits for our write lock through its busy handler (Python's sqlite3 waits 5 s by
-/// default); a writer with no busy timeout would see SQLITE_BUSY, so `nil` disables this.
+/// default; we hold the lock for one scan of the WAL's newest frames and one checkpoint, tens of
+/// milliseconds, and wait for it at most `writeLockWaitMs`); a writer with no busy timeout would
+/// see SQLITE_BUSY, so `nil` disables this. If a reader of another process lags, the checkpoint
+/// is not complete, nothing is reset, and changed pages come from the WAL as usual.
+///
+/// ## Compared with the first analysis
+///
+/// Kept: a reader held without a gap, change detection from WAL frames (salts, checksum chain,
+/// last commit frame), a new generation scanned from frame 1, the size from the commit frame,
+/// the previous snapshot's chunks patched, full reads for anything unproven. Changed: (a) the
+/// held reader alone starves the WAL, hence the write-lock checkpoint above; (b) files are read
+/// through SQLite's VFS (5.); (c) the header is re-read after the pages were read, since a
+/// reader on read lock 0 does not stop a reset during the cycle (then the cycle is retried);
+/// (d) the position's own frame is checked before scanning past it, which also lets a restarted
+/// meshnode continue incrementally.
 ///
 /// ## The image is standalone
 ///
@@ -117,7 +138,9 @@ import Glibc
 /// is rolled back by SQLite first) and compares the header's file change counter, the size and
 /// the mtime with the previous snapshot's: all equal, nothing changed (cheap). Otherwise it
 /// reads the whole file. **The cost of those snapshots grows with the database, and writers
-/// wait for the duration of the read.** Put such databases in WAL mode to watch them cheaply.
+/// wait for the duration of the read.** Readers also starve behind a writer that commits
+/// constantly (SQLite's busy handler polls): a snapshot then fails after `busyTimeoutMs` and
+/// the next one retries. Put such databases in WAL mode to watch them cheaply.
 ///
 /// ## Restarts of meshnode
 ///

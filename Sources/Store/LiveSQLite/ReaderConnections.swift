@@ -108,13 +108,13 @@ final class ReaderConnections {
 
     /// A PASSIVE checkpoint on connection `i` (which must have no transaction): frames in the
     /// WAL and frames now in the database file (`sqlite3_wal_checkpoint_v2`).
-    func checkpointPassive(_ i: Int) -> (logFrames: Int32, checkpointedFrames: Int32)? {
+    func checkpointPassive(_ i: Int) -> LiveDatabaseSnapshotter.CheckpointFrames? {
         precondition(!open.contains(i))
         var log: Int32 = -1
         var done: Int32 = -1
         let rc = sqlite3_wal_checkpoint_v2(conns[i].handle, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &done)
         guard rc == SQLITE_OK else { return nil }
-        return (log, done)
+        return LiveDatabaseSnapshotter.CheckpointFrames(logFrames: log, checkpointedFrames: done)
     }
 
     /// Ends every transaction (the connections close when released).
