@@ -110,6 +110,25 @@ struct LiveSQLiteTests {
         #expect(try LiveDatabaseSnapshotter(path: path, store: g.store).snapshot()?.contentID == second.contentID)
     }
 
+    @Test("A database file replaced under its name is read whole from the new file, and a deleted one is a clear error")
+    func replacedAndDeleted() throws {
+        let f = try Fixture(chunkSizeBytes: 16 * 1024)
+        let path = f.dir.sub("g.db")
+        try runWriter(["--db", path, "--init", "100"])
+        let s = try LiveDatabaseSnapshotter(path: path, store: f.store)
+        _ = try #require(try s.snapshot())
+        let other = f.dir.sub("other.db")
+        try runWriter(["--db", other, "--init", "150"])
+        #expect(rename(other, path) == 0)
+        let snap = try #require(try s.snapshot())
+        #expect(snap.counters.full && snap.counters.fullReason == .fileReplaced, "\(describe(snap.counters))")
+        try expectValid(snap, store: f.store, dir: f.dir, committedBefore: 150, label: "replaced")
+        #expect(try s.snapshot() == nil)
+        #expect(unlink(path) == 0)
+        let e = meshError { _ = try s.snapshot() }
+        #expect(e?.code == .fileNotFound, "\(String(describing: e))")
+    }
+
     @Test("A damaged chunk of the previous snapshot makes a full read, not a damaged image")
     func damagedPreviousChunk() throws {
         let f = try Fixture(chunkSizeBytes: 16 * 1024)

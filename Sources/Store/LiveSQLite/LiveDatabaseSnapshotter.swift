@@ -217,7 +217,7 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
     /// Opens our descriptor and connections if needed; reopens both when the path now names
     /// another file (then nothing is continuous any more).
     private func openIfNeeded() throws(MeshError) -> (DatabaseFile, ReaderConnections) {
-        if let f = file, let c = conns, f.isStillAtPath { return (f, c) }
+        if let f = file, let c = conns, !c.broken, f.isStillAtPath { return (f, c) }
         close()
         let f = try DatabaseFile(path: resolvedPath)
         let c = try ReaderConnections(path: resolvedPath, busyTimeoutMs: options.busyTimeoutMs)

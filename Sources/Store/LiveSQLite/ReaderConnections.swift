@@ -16,6 +16,9 @@ final class ReaderConnections {
     private var open: Set<Int> = []
     private var writeLocked: Int?
     let busyTimeoutMs: Int32
+    /// A transaction could not be ended: the connections must be dropped (a reader left open
+    /// would hold back every checkpoint).
+    private(set) var broken = false
 
     init(path: String, busyTimeoutMs: Int32) throws(MeshError) {
         self.path = path
@@ -92,6 +95,7 @@ final class ReaderConnections {
             do throws(SQLiteError) { try conns[i].exec("PRAGMA query_only = 1") } catch { ok = false }
         }
         if held == i { held = nil }
+        if !ok { broken = true }
         return ok
     }
 
