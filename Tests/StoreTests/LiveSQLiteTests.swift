@@ -416,3 +416,32 @@ struct LiveSQLiteBenchmark {
         }
     }
 }
+
+/// Needs about 4 GiB of disk and a minute: run with `MESHNODE_BIG_TESTS=1`.
+@Suite("Live SQLite snapshots of databases over 1 GiB", .ownThread(timeLimit: .minutes(10)),
+       .enabled(if: ProcessInfo.processInfo.environment["MESHNODE_BIG_TESTS"] != nil))
+struct LiveSQLiteBigTests {
+    @Test("A database growing past 1 GiB stays incremental: the lock-byte page, in no WAL frame, is zeros in every image")
+    func growingPastTheLockBytePage() throws {
+        let f = try Fixture(chunkSizeBytes: Chunking.defaultChunkSizeBytes)
+        let path = f.dir.sub("big.db")
+        try runWriter(["--db", path, "--init", "10"])
+        let w = try Database(path: path, create: false)
+        try w.exec("CREATE TABLE big(x BLOB)")
+        // (A blob is at most 1e9 bytes.)
+        try w.exec("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 4) INSERT INTO big SELECT zeroblob(255 * 1024 * 1024) FROM c")
+        try w.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        #expect(fileSize(path) < 1 << 30)
+        let s = try LiveDatabaseSnapshotter(path: path, store: f.store)
+        let first = try #require(try s.snapshot())
+        #expect(first.sizeBytes < 1 << 30)
+        try w.exec("INSERT INTO big VALUES(zeroblob(16 * 1024 * 1024))")
+        for id in Int64(11)...20 { try insertRow(w, id: id) }
+        let second = try #require(try s.snapshot())
+        #expect(second.sizeBytes > 1 << 30)
+        #expect(!second.counters.full, "\(describe(second.counters))")
+        let g = try Fixture(chunkSizeBytes: Chunking.defaultChunkSizeBytes, label: "full")
+        let fresh = try #require(try LiveDatabaseSnapshotter(path: path, store: g.store).snapshot())
+        #expect(fresh.contentID == second.contentID)
+    }
+}

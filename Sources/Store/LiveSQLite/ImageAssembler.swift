@@ -177,6 +177,10 @@ extension Store {
                         }
                         bytesRead.wrappingAdd(UInt64(count), ordering: .relaxed)
                     }
+                    // The lock-byte page is zeros in every image (`DatabaseHeader.lockBytePage`).
+                    let lockStart = DatabaseHeader.pendingByte
+                    let lo = max(lockStart, start), hi = min(lockStart + pageSize, start + UInt64(len))
+                    if lo < hi { (buf.base + Int(lo - start)).initializeMemory(as: UInt8.self, repeating: 0, count: Int(hi - lo)) }
                     // The image is standalone: file format versions 1 (rollback journal), not 2 (WAL).
                     for o in DatabaseHeader.versionOffsets where UInt64(o) >= start && UInt64(o) < start + UInt64(len) {
                         buf.base.storeBytes(of: 1, toByteOffset: Int(UInt64(o) - start), as: UInt8.self)

@@ -358,10 +358,16 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
             pages = try databaseFilePages(header: header, file: file)
         }
         let overlay = (scan?.pages ?? [:]).filter { $0.key <= pages }
+        var full = full
         if full == nil, let st = state, pages > st.pages {
             // Every page past the previous image must have been written since (SQLite writes
-            // each page it allocates); if one is not, do not guess.
-            for p in (st.pages + 1)...pages where overlay[p] == nil { return .retry(.grownPagesNotInWAL) }
+            // each page it allocates, except the lock-byte page); if one is not, do not guess.
+            let lockPage = DatabaseHeader.lockBytePage(pageSize: header.pageSize)
+            if ((st.pages + 1)...pages).contains(where: { overlay[$0] == nil && $0 != lockPage }) {
+                // After a complete checkpoint the database file is the whole state: read it now.
+                guard case .databaseFile = source else { return .retry(.grownPagesNotInWAL) }
+                full = .grownPagesNotInWAL
+            }
         }
         // A full read lays the frames over the database file; after a complete checkpoint the
         // file alone is the state.
@@ -415,6 +421,7 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
             return .done(nil)
         }
         let pages = try databaseFilePages(header: header, file: file)
+        if let st = state, previous?.contentID != st.contentID { previous = try store.recipe(st.contentID) }  // (for chunksChanged)
         let plan = ImagePlan(sizeBytes: UInt64(pages) * UInt64(header.pageSize), chunkSizeBytes: store.config.chunkSizeBytes,
                              pageSize: header.pageSize, base: .databaseFile, overlay: [:], overlaySource: .databaseFile,
                              previous: previous)
