@@ -2,7 +2,7 @@
 """Benchmark of live SQLite snapshots (LiveDatabaseSnapshotter): cost per cycle vs database size.
 
 For each size it builds a WAL-mode database of that many MiB with scripts/sqlite-writer.py
-(rows of --row-bytes, ids increasing, an index on a timestamp), starts the writer at --rate
+(rows of --row-bytes, ids increasing, an index on a timestamp unless --no-index), starts the writer at --rate
 rows per second (one commit per row, SQLite's default autocheckpoint), and snapshots the
 database every --interval seconds for --duration seconds into a fresh store with --chunk-mib
 chunks, through the LiveSQLiteBenchmark test (`swift test`, env MESHNODE_BENCH_SQLITE_*).
@@ -11,7 +11,7 @@ previous snapshot must fetch), their max and median over the incremental cycles 
 snapshot is a full read and is reported apart), and the ratio between the sizes.
 
 usage: scripts/bench-sqlite-snapshot.py [--sizes 1024,10] [--interval 5] [--duration 60]
-                                        [--rate 100] [--row-bytes 1024] [--chunk-mib 2]
+                                        [--rate 100] [--row-bytes 1024] [--chunk-mib 2] [--no-index]
                                         [--skip-build] [--release] [--work DIR] [--keep]
 
 Everything lives in one temp dir (under $TMPDIR or /var/tmp), removed at the end unless --keep.
@@ -43,12 +43,12 @@ def build(release):
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=sys.stderr)
 
 
-def make_db(path, size_mib, row_bytes):
+def make_db(path, size_mib, row_bytes, no_index):
     # About 1.36 KB of file per 1 KB row (table leaf + index, measured); the real size is reported.
     rows = int(size_mib * MIB / (row_bytes * 1.36))
     print("creating %s: %d rows of %d bytes..." % (path, rows, row_bytes), file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, WRITER, "--db", path, "--init", str(rows), "--row-bytes", str(row_bytes)],
-                   check=True, stdout=sys.stderr)
+    subprocess.run([sys.executable, WRITER, "--db", path, "--init", str(rows), "--row-bytes", str(row_bytes)]
+                   + (["--no-index"] if no_index else []), check=True, stdout=sys.stderr)
     return os.path.getsize(path)
 
 
@@ -56,7 +56,7 @@ def run_size(args, work, size_mib):
     d = os.path.join(work, "db-%dmib" % size_mib)
     os.makedirs(d)
     db = os.path.join(d, "games.db")
-    db_bytes = make_db(db, size_mib, args.row_bytes)
+    db_bytes = make_db(db, size_mib, args.row_bytes, args.no_index)
     writer = subprocess.Popen([sys.executable, WRITER, "--db", db, "--rate", str(args.rate),
                                "--row-bytes", str(args.row_bytes), "--duration", str(args.duration + 120)],
                               stdout=subprocess.DEVNULL, stderr=sys.stderr)
@@ -117,6 +117,7 @@ def main():
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--row-bytes", type=int, default=1024)
     p.add_argument("--chunk-mib", type=int, default=2)
+    p.add_argument("--no-index", action="store_true", help="no index on the timestamp column (one b-tree, not two)")
     p.add_argument("--skip-build", action="store_true")
     p.add_argument("--release", action="store_true")
     p.add_argument("--work", help="directory for the temp dir (default $TMPDIR or /var/tmp)")
@@ -137,8 +138,9 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
     print()
-    print("writer: %g rows/s of %d bytes, one commit per row; snapshot every %gs for %gs; chunks %d MiB"
-          % (args.rate, args.row_bytes, args.interval, args.duration, args.chunk_mib))
+    print("writer: %g rows/s of %d bytes, one commit per row, %s; snapshot every %gs for %gs; chunks %d MiB"
+          % (args.rate, args.row_bytes, "no index" if args.no_index else "table + index on t",
+             args.interval, args.duration, args.chunk_mib))
     print("%-10s %-9s %-7s | %-19s | %-19s | %-19s | %-19s" % (
         "db", "full read", "cycles", "read MiB max/med", "hashed MiB max/med", "read+hashed max/med", "new chunks MiB max/med"))
     sums = {}

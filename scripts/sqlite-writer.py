@@ -2,8 +2,9 @@
 """A SQLite writer for the live-snapshot tests and benchmark (stdlib only).
 
 Creates or extends a `games` table the way a selfplay process does: rows with increasing
-ids, each a payload of --row-bytes whose content is a pure function of the id, so a reader
-can check every row of a snapshot with SQL alone (see PAYLOAD_SQL).
+ids and a timestamp `t` (indexed unless --no-index), each a payload of --row-bytes whose
+content is a pure function of the id, so a reader can check every row of a snapshot with SQL
+alone (see PAYLOAD_SQL).
 
   --init N             create the database (journal mode --mode) with N rows, then exit
   (otherwise)          insert --rate rows per second for --duration seconds
@@ -46,7 +47,8 @@ def init(args):
         sys.exit("%s exists" % args.db)
     db = connect(args.db, args.mode, args.page_size)
     db.execute("CREATE TABLE games(id INTEGER PRIMARY KEY, t REAL NOT NULL, payload TEXT NOT NULL)")
-    db.execute("CREATE INDEX games_by_t ON games(t)")
+    if not args.no_index:
+        db.execute("CREATE INDEX games_by_t ON games(t)")
     db.execute("BEGIN")
     now = time.time()
     for i in range(1, args.init + 1):
@@ -113,6 +115,7 @@ def main():
     p.add_argument("--init", type=int, help="create the database with this many rows and exit")
     p.add_argument("--row-bytes", type=int, default=1024)
     p.add_argument("--page-size", type=int, default=4096)
+    p.add_argument("--no-index", action="store_true", help="--init: no index on t (one b-tree instead of two)")
     p.add_argument("--rate", type=float, default=100.0, help="rows per second")
     p.add_argument("--batch", type=int, default=1, help="rows per commit")
     p.add_argument("--duration", type=float, default=20.0, help="seconds")
