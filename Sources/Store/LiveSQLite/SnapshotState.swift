@@ -126,11 +126,4 @@ extension Store {
             }
         }
     }
-
-    /// Forgets the recorded state of `path` (the next snapshot of it is a full read).
-    func forgetLiveSnapshotState(path: String) throws(MeshError) {
-        try sql { () throws(SQLiteError) in
-            try db.query("DELETE FROM node_state WHERE key = ?", [.text(LiveSnapshotState.key(path: path))])
-        }
-    }
 }
