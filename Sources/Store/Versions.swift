@@ -97,6 +97,21 @@ extension Store {
 
     // MARK: - Recording versions
 
+    /// Makes stored content (its recipe already in the store, e.g. a live SQLite snapshot) the
+    /// newest version of `name`, unless it already is the current one. Returns the entry and
+    /// whether it is new; the caller announces a new one.
+    public func recordVersion(of contentID: ContentID, name: String, type: ItemType, policy: KeepPolicy = KeepPolicy(),
+                              signer: any Signer, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> (ManifestEntry, isNew: Bool) {
+        try Self.validateName(name, what: "item name")
+        guard let recipe = try recipe(contentID), recipe.contentID == contentID else {
+            throw MeshError(.unknownItem, "no stored chunk list for content \(contentID.short)",
+                            hint: "store the content (its recipe and chunks) before recording a version of it")
+        }
+        return try db.transaction { () throws(MeshError) -> (ManifestEntry, isNew: Bool) in
+            try recordVersion(of: recipe, name: name, type: type, policy: policy, signer: signer, nowMs: nowMs)
+        }
+    }
+
     /// Within the caller's transaction: the entry for `recipe` under `name`. If the name's
     /// current version already has this content, that entry (not new); otherwise a new signed
     /// put with the next sequence and clock, stored.
