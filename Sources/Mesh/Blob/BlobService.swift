@@ -360,12 +360,9 @@ public final class BlobService: @unchecked Sendable {
         if let s = downloads[r.contentID]?.scheduler, s.chunkCount == r.chunks.count {
             return (ChunkBitmap.make(count: r.chunks.count) { s.holds($0) }, s.isComplete)
         }
-        var complete = true
-        let b = ChunkBitmap.make(count: r.chunks.count) { i in
-            let has = node.store.hasChunk(r.chunks[i])
-            if !has { complete = false }
-            return has
-        }
+        let held = (try? node.store.recordedChunks(r)) ?? Array(repeating: false, count: r.chunks.count)
+        let complete = !held.contains(false)
+        let b = ChunkBitmap.make(count: r.chunks.count) { held[$0] }
         if complete { rememberComplete(r.contentID) }
         return (b, complete)
     }
@@ -416,6 +413,7 @@ public final class BlobService: @unchecked Sendable {
                 }
                 let hash = r.chunks[index]
                 guard node.store.hasChunk(hash) else {
+                    if knownComplete.contains(job.content) { chunkLost(job.content) }  // its record was dropped elsewhere
                     slot.finish(.failure(MeshError(.unknownItem, "chunk \(index) not held")), code: .notHeld)
                     continue
                 }
@@ -424,8 +422,10 @@ public final class BlobService: @unchecked Sendable {
                 BlobMessage.chunk(requestID: job.id, index: UInt32(index), data: []).encode(into: &header)
                 let start = UInt64(index) * UInt64(r.chunkSizeBytes)
                 let size = Int(min(UInt64(r.chunkSizeBytes), r.sizeBytes - min(start, r.sizeBytes)))
+                let content = job.content
                 workers.read(hash, header: header.bytes, sizeBytes: size) { [weak self, weak session] result in
                     slot.finish(result, code: .internalError)
+                    if case .failure(let e) = result, e.code == .corrupt { self?.chunkLost(content) }  // BlobWorkers.read
                     if let self, let session { self.serveNext(session: session, peer: peer) }
                 }
             }
@@ -470,6 +470,13 @@ public final class BlobService: @unchecked Sendable {
                 }
             }
         } while !q.sending && q.inflight.count < Self.maxParallelReads && !q.jobs.isEmpty
+    }
+
+    /// The store no longer records a chunk of `c` (found missing or damaged on disk): `c` is not
+    /// complete here after all, so it is fetched again.
+    private func chunkLost(_ c: ContentID) {
+        knownComplete.remove(c)
+        want(c, holders: [], reason: .replication)
     }
 
     /// Bytes of a `chunk` message before the chunk itself: type, request id, index.
@@ -581,10 +588,10 @@ public final class BlobService: @unchecked Sendable {
     private func startScheduling(_ d: Download, _ r: Recipe) {
         d.recipe = r
         d.lastProgress = MeshNode.now()
-        let store = node.store
+        let held = (try? node.store.recordedChunks(r)) ?? Array(repeating: false, count: r.chunks.count)  // the record, not the files
         d.scheduler = FetchScheduler(chunkCount: r.chunks.count, chunkSizeBytes: Int(r.chunkSizeBytes),
-                                     present: { store.hasChunk(r.chunks[$0]) }, config: config.scheduler)
-        d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (store.hasChunk(r.chunks[$1]) ? UInt64(r.length(ofChunk: $1)) : 0) }
+                                     present: { held[$0] }, config: config.scheduler)
+        d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (held[$1] ? UInt64(r.length(ofChunk: $1)) : 0) }
         for h in holders[d.contentID] ?? [] { d.scheduler!.addSource(h, holds: .all) }
         d.lastDiscovery = Instant(nanoseconds: .min / 2)
     }
@@ -714,7 +721,12 @@ public final class BlobService: @unchecked Sendable {
 
     private func finishIfComplete(_ d: Download) {
         guard let s = d.scheduler, s.isComplete, d.writesInFlight == 0 else { return }
-        guard (try? node.store.isComplete(d.contentID)) == true else { return }
+        // The store's record decides. It lags the fetch only if a read found a chunk damaged and
+        // dropped its record meanwhile: then fetch again from the record.
+        guard (try? node.store.isComplete(d.contentID)) == true else {
+            if let r = d.recipe { startScheduling(d, r) }
+            return
+        }
         downloads[d.contentID] = nil
         waiting.removeAll { $0 == d.contentID }
         rememberComplete(d.contentID)
