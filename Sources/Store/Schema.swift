@@ -102,6 +102,16 @@ public enum Schema {
         UPDATE items SET hlc = (min(max(created_ms, 0), 281474976710655) << 16);
         CREATE INDEX items_by_hlc ON items(hlc);
         """,
+        // 4: chunk files being written. A chunk file gets its final name before the
+        // transaction that records it in `chunks` commits; its row here (committed before the
+        // name) lets a later open finish the write of a process that died in between.
+        """
+        CREATE TABLE chunk_writes(
+            hash    BLOB NOT NULL CHECK(length(hash) = 32),
+            writer  TEXT NOT NULL,
+            PRIMARY KEY(hash, writer)
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// Brings `db` to `currentVersion`, or throws `.schemaTooNew`.

@@ -51,7 +51,7 @@ extension Store {
             try db.scalarInt("SELECT received_at_ms FROM items WHERE origin = ? AND sequence = ?",
                              [.blob(v.entry.origin.key.bytes), .int(Int64(v.entry.sequence))]) ?? 0
         }
-        return VersionInfo(version: v, receivedAtMs: t, isComplete: try isRecordedComplete(v.entry.contentID))
+        return VersionInfo(version: v, receivedAtMs: t, isComplete: try isComplete(v.entry.contentID))
     }
 
     // MARK: - Resolving what a user typed
@@ -81,7 +81,7 @@ extension Store {
         var byID: [ContentID: ItemInfo] = [:]
         let isPrefix = lower.count >= 6 && lower.count < 64 && Hex.decode(lower.count % 2 == 0 ? lower : lower + "0") != nil
         if let id = ContentID(hex: lower), let e = try entry(contentID: id) {
-            return ItemInfo(entry: e, receivedAtMs: 0, isComplete: try isRecordedComplete(id))
+            return ItemInfo(entry: e, receivedAtMs: 0, isComplete: try isComplete(id))
         }
         if isPrefix {
             for i in try items() where i.contentID.description.hasPrefix(lower) { byID[i.contentID] = byID[i.contentID] ?? i }

@@ -118,6 +118,15 @@ extension Store {
         let base = plan.base
         let overlay = plan.overlay
         let source = plan.overlaySource
+        let shared = SharedStore(self)
+        let writer = WriterStamp.current
+        /// Journals a batch, then makes it durable and names it (ChunkJournal.swift).
+        @Sendable func commit(_ pending: inout [ChunkFiles.PendingChunk]) throws(MeshError) {
+            guard !pending.isEmpty else { return }
+            let hashes = pending.map(\.hash)
+            try shared.run { (s) throws(MeshError) in try s.beginChunkWrites(hashes, writer: writer) }
+            try files.commit(&pending)
+        }
         runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
             var pending = [ChunkFiles.PendingChunk]()
@@ -190,13 +199,13 @@ extension Store {
                     bytesHashed.wrappingAdd(UInt64(len), ordering: .relaxed)
                     work.results[k] = h.digest
                     let claimed = work.claimed.withLock { $0.insert(h).inserted }
-                    if claimed, let p = try files.writeTemp(h, raw, paddedCapacity: capacity) {
+                    if claimed, try !shared.run({ (s) throws(MeshError) in try s.isChunkRecorded(h) }) {
                         work.wrote[k] = true
                         newBytes.wrappingAdd(UInt64(len), ordering: .relaxed)
-                        pending.append(p)
+                        pending.append(try files.writeTemp(h, raw, paddedCapacity: capacity))
                         pendingBytes += len
                         if pendingBytes >= batchBytes || pending.count >= Self.syncBatchFiles {
-                            try files.commit(&pending)
+                            try commit(&pending)
                             pendingBytes = 0
                         }
                     }
@@ -205,7 +214,7 @@ extension Store {
                 }
             }
             do throws(MeshError) {
-                if work.failure.withLock({ $0 == nil }) { try files.commit(&pending) }
+                if work.failure.withLock({ $0 == nil }) { try commit(&pending) }
             } catch {
                 work.fail(error)
             }

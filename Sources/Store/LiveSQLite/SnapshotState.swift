@@ -113,12 +113,9 @@ extension Store {
                             path: String, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {
         try db.transaction { () throws(MeshError) in
             if let recipe { try insertRecipeRows(recipe) }
+            var seen = Set<ChunkHash>()
+            try insertChunkRows(chunks.filter { seen.insert($0.hash).inserted }, writer: WriterStamp.current, nowMs: nowMs)
             try sql { () throws(SQLiteError) in
-                var seen = Set<ChunkHash>()
-                for c in chunks where seen.insert(c.hash).inserted {
-                    try db.query("INSERT OR IGNORE INTO chunks(hash, size_bytes, stored_at_ms) VALUES(?, ?, ?)",
-                                 [.blob(c.hash.digest.bytes), .int(Int64(c.sizeBytes)), .int(nowMs)])
-                }
                 try db.query("""
                     INSERT INTO node_state(key, value) VALUES(?, ?)
                     ON CONFLICT(key) DO UPDATE SET value = excluded.value
