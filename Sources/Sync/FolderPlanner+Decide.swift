@@ -109,7 +109,12 @@ extension FolderPlanner {
         case .unchanged(let r):
             seen[p]?.changingSinceMs = nil
             reported[p] = nil
-            guard spec.mode.receives, r.source != .foreign else { return }
+            guard spec.mode.receives else { return }
+            if r.source == .foreign {
+                // Left in place when the folder was configured, until the cluster has its name.
+                if let cur { materialise(&d, cur.entry, replacing: r.stat, reason: .revertAdded, isComplete) }
+                return
+            }
             if let cur {
                 if cur.entry.contentID != r.contentID { materialise(&d, cur.entry, replacing: r.stat, reason: .update, isComplete) }
             } else if r.contentID != nil {
