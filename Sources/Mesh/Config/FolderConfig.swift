@@ -59,16 +59,16 @@ extension NodeConfig {
             for j in out.indices where j < i {
                 let a = real[i], b = real[j]
                 if a == b || a.hasPrefix(b == "/" ? "/" : b + "/") || b.hasPrefix(a == "/" ? "/" : a + "/") {
-                    throw w.at(nodes[i], MeshError(.configInvalid, "folders[\(i)].path: \(out[i].path) overlaps folders[\(j)] (\(out[j].path))",
+                    throw w.atLine(nodes[i], MeshError(.configInvalid, "folders[\(i)].path: \(out[i].path) overlaps folders[\(j)] (\(out[j].path))",
                                                    hint: "folders may not contain each other"))
                 }
                 let p = out[i].prefix, q = out[j].prefix
                 if p == q {
-                    throw w.at(nodes[i], MeshError(.configInvalid, "folders[\(i)].prefix: \"\(p)\" is also the prefix of folders[\(j)]",
+                    throw w.atLine(nodes[i], MeshError(.configInvalid, "folders[\(i)].prefix: \"\(p)\" is also the prefix of folders[\(j)]",
                                                    hint: "give each folder its own prefix"))
                 }
                 if p.hasPrefix(q) || q.hasPrefix(p) {
-                    throw w.at(nodes[i], MeshError(.configInvalid,
+                    throw w.atLine(nodes[i], MeshError(.configInvalid,
                                                    "folders[\(i)].prefix: \"\(p)\" overlaps the prefix \"\(q)\" of folders[\(j)]",
                                                    hint: "names under both would belong to two folders; use prefixes that do not start with each other"))
                 }
@@ -93,7 +93,7 @@ extension NodeConfig {
                 guard s != "/" else { throw w.at(v, MeshError(.configInvalid, "\(p): the root directory cannot be a watched folder")) }
                 var isDir: ObjCBool = false
                 guard FileManager.default.fileExists(atPath: s, isDirectory: &isDir), isDir.boolValue else {
-                    throw w.at(v, MeshError(.configInvalid, "\(p): \(s) is not an existing directory",
+                    throw w.atLine(v, MeshError(.configInvalid, "\(p): \(s) is not an existing directory",
                                             hint: "create it first (mkdir -p \(s))"))
                 }
                 dir = s
@@ -131,11 +131,11 @@ extension NodeConfig {
                 throw w.unknownKey(v, p, known: FolderConfig.knownKeys)
             }
         }
-        guard let dir else { throw w.at(node, MeshError(.configInvalid, "\(path).path: missing", hint: "each folder needs path: /an/absolute/directory")) }
+        guard let dir else { throw w.atLine(node, MeshError(.configInvalid, "\(path).path: missing", hint: "each folder needs path: /an/absolute/directory")) }
         c.path = dir
         c.prefix = prefix ?? (dir as NSString).lastPathComponent + "/"
         if prefix == nil, let why = prefixProblem(c.prefix) {
-            throw w.at(node, MeshError(.configInvalid, "\(path).prefix: the default prefix \"\(c.prefix)\" \(why)", hint: "set prefix explicitly"))
+            throw w.atLine(node, MeshError(.configInvalid, "\(path).prefix: the default prefix \"\(c.prefix)\" \(why)", hint: "set prefix explicitly"))
         }
         return c
     }
@@ -147,5 +147,15 @@ extension NodeConfig {
         guard prefix.utf8.count <= 200 else { return "is longer than 200 bytes" }
         if let why = FolderPaths.problem(relativePath: String(prefix.dropLast())) { return "is not a plain relative path: \(why)" }
         return nil
+    }
+}
+
+extension Walker {
+    /// Like `at`, but also when the error has a hint: the line is appended to it.
+    func atLine(_ node: Node, _ e: MeshError) -> MeshError {
+        guard let hint = e.hint, let m = node.mark else { return at(node, e) }
+        var e = e
+        e.hint = "\(hint); line \(m.line) of \(source)"
+        return e
     }
 }
