@@ -178,4 +178,35 @@ func writeFile(_ path: String, _ text: String) throws {
         #expect(p.a.currentRows().keys.sorted() == ["data/keep.txt", "data/new.txt"])
         #expect(p.folder(p.a)["puts"] as? Int == 1, "keep.txt was not put again after the restart")
     }
+
+    @Test(.ownThread(timeLimit: .minutes(2)))
+    func aSendFolderWhoseMarkerIsGoneLikeAnUnmountedDiskDeletesNothing() throws {
+        let p = try FolderPair()
+        try writeFile(p.send + "/x.txt", "x\n")
+        try eventually(15, "x.txt on B\n\(p.logs)") { p.same("x.txt") }
+        // The disk is unmounted (or the directory emptied): every file goes, the marker too.
+        for f in try FileManager.default.contentsOfDirectory(atPath: p.send) { try FileManager.default.removeItem(atPath: p.send + "/" + f) }
+        try eventually(10, "A reports the folder as not synced\n\(p.logs)") {
+            (p.folder(p.a)["blocked"] as? String)?.contains(".meshnode-folder is missing") == true
+        }
+        sleep(2)
+        #expect(p.exists(p.recv + "/x.txt"))
+        #expect(p.a.currentID("data/x.txt") != nil, "no tombstone was written")
+        #expect(p.folder(p.a)["tombstones"] as? Int == 0)
+        // Mounted again: in sync, and the same content is not a new version.
+        try writeFile(p.send + "/.meshnode-folder", "")
+        try writeFile(p.send + "/x.txt", "x\n")
+        try eventually(10, "A syncs the folder again") { p.folder(p.a)["blocked"] == nil }
+        sleep(1)
+        let v = try Meshnode.run(["ls", "--versions", "data/x.txt", "--data", p.a.dataDir, "--json"])
+        #expect(((try parseJSON(v.stdout)) as? [[String: Any]])?.count == 1, "\(v)")
+    }
+
+    @Test func foldersWithoutARunningNodeSaysSoAndExits17() throws {
+        let root = TestDir("folders-no-node")
+        let n = try TestNode(name: "solo", root: root, ip: "127.0.0.1")
+        let r = try Meshnode.run(["folders", "--data", n.dataDir])
+        #expect(r.status == 17, "\(r)")
+        #expect(r.stderr.contains("no node is running"), "\(r)")
+    }
 }

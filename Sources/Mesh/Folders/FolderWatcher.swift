@@ -35,7 +35,8 @@ final class DirectoryWatch: LoopHandle, @unchecked Sendable {
 /// directories are watched; beyond that (or when the kernel refuses more: inotify's
 /// `max_user_watches`), changes in the others are seen by the periodic rescan, and
 /// `fallback` says why. Loop-confined.
-final class FolderWatcher {
+final class FolderWatcher: @unchecked Sendable {
+    // @unchecked: loop-confined, like the handles it owns.
     let loop: EventLoop
     let root: String
     let maxWatches: Int
