@@ -84,6 +84,15 @@ public enum FolderFS {
 }
 
 extension Store {
+    /// The current version of one name (reads only that name's entries, unlike `catalog()`).
+    public func currentVersion(of name: String, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> Catalog.Version? {
+        var history = Catalog()
+        try db.forEach("SELECT encoded FROM items WHERE name = ?", [.text(name)]) { (s) throws(MeshError) in
+            history.insert(try decodeItem(s.blob(0), receivedAtMs: 0))
+        }
+        return history.current(name, nowMs: nowMs)
+    }
+
     /// The content id `path` would have if put with `chunkSizeBytes` (reads the whole file).
     public func contentID(ofFile path: String, chunkSizeBytes: UInt32) throws(MeshError) -> ContentID {
         let file = try POSIXFile(path: path, flags: O_RDONLY | O_NOFOLLOW, what: "reading")
@@ -121,6 +130,10 @@ extension Store {
         }
         let dir = try FolderFS.makeDirectories(root: root, relativeDir: parts.dropLast().joined(separator: "/"))
         let target = dir + "/" + base
+        if case .directory? = FolderFS.lstatEntry(target) {
+            throw MeshError(.fileUnreadable, "\(target) is a directory, where \(entry.name) needs a file",
+                            hint: "rename or remove the directory")
+        }
         guard FolderFS.matches(target, replacing) else {
             throw MeshError(.fileChanged, "\(target) changed before it could be written", hint: "it is looked at again")
         }

@@ -84,10 +84,13 @@ public struct FolderPlanner: Sendable {
     public mutating func observe(_ scan: FolderScan, nowMs: Int64) {
         for (p, o) in scan.files where !filter.ignores(p) { update(p, o, nowMs: nowMs) }
         for p in scan.absent { update(p, nil, nowMs: nowMs) }
-        if !scan.subtrees.isEmpty {
+        // Nothing is left under a directory scanned whole but what the scan found, and nothing
+        // at all under a path that is absent (a directory moved away reports only itself).
+        let roots = scan.subtrees + scan.absent
+        if !roots.isEmpty {
             var known = Set(records.keys)
             for (p, s) in seen where s.file != nil { known.insert(p) }
-            for root in scan.subtrees {
+            for root in roots {
                 for p in known where scan.files[p] == nil && (root.isEmpty || p.hasPrefix(root + "/")) {
                     update(p, nil, nowMs: nowMs)
                 }

@@ -49,6 +49,12 @@ struct FolderStateTests {
         // Identical content already there is adopted, not rewritten.
         let (st2, wrote2) = try f.store.materialise(e, root: root, relativePath: "deep/a.bin", replacing: st, adoptIdentical: true)
         #expect(!wrote2 && st2 == st)
+        // A directory in the way is an error of its own (not "changed": retrying at once would not help).
+        try FileManager.default.createDirectory(atPath: root + "/dir", withIntermediateDirectories: true)
+        let e3 = meshError { _ = try f.store.materialise(e, root: root, relativePath: "dir", replacing: nil, adoptIdentical: false) }
+        #expect(e3?.code == .fileUnreadable && e3?.message.contains("is a directory") == true)
+        #expect(try f.store.currentVersion(of: "x/deep/a.bin")?.entry == e)
+        #expect(try f.store.currentVersion(of: "nothing") == nil)
     }
 
     @Test("Materialise never writes through a symbolic link in the path")

@@ -214,6 +214,21 @@ struct FolderPlannerSendTests {
         #expect(h.run().isEmpty)
     }
 
+    @Test("A directory moved away (only its own name is reported absent) takes every file under it with it")
+    func directoryMovedAway() {
+        var h = Harness(.send, records: ["d/a": record(1, content: 1), "d/e/b": record(2, content: 2), "dx": record(3, content: 3)])
+        h.put("p/d/a", content: 1, origin: 1)
+        h.put("p/d/e/b", content: 2, origin: 1)
+        h.put("p/dx", content: 3, origin: 1)
+        h.disk = ["d/a": file(1), "d/e/b": file(2), "dx": file(3)]
+        h.fullScan()
+        #expect(h.run().isEmpty)
+        h.disk = ["dx": file(3)]
+        h.planner.observe(FolderScan(absent: ["d"]), nowMs: h.now)
+        let out = h.run()
+        #expect(Set(out.compactMap { if case .tombstone(let p, _, _) = $0 { p } else { nil } }) == ["d/a", "d/e/b"])
+    }
+
     @Test("A send folder never writes: newer versions and deletions elsewhere leave its files alone")
     func sendNeverWrites() {
         var h = Harness(.send, records: ["a": record(1, content: 1)])

@@ -131,7 +131,7 @@ final class FolderWorker: @unchecked Sendable {
     func tombstone(_ path: String, name: String, content: ContentID) -> Result {
         do throws(MeshError) {
             // Never delete a version that arrived from elsewhere since the decision.
-            let cur = try store.catalog().current(name, nowMs: WallClock.nowMs())
+            let cur = try store.currentVersion(of: name)
             var entry: ManifestEntry?
             if cur?.entry.contentID == content { entry = try store.delete(name, signer: signer) }
             try store.removeFolderRecord(folder: folderID, path: path)
