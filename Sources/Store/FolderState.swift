@@ -8,17 +8,36 @@ import Sync
 /// starts it afresh (its files are compared with the catalog again; nothing is lost, as
 /// puts of unchanged content are no-ops).
 extension Store {
-    /// The id of the folder at `path` with `prefix`, creating it if needed; `isNew` when it
-    /// was created now (the folder was never scanned before).
+    /// The id of the folder at `path` with `prefix`, creating it if needed; `isNew` until its
+    /// first complete scan was recorded (`applyFolderRecords(..., markScanned: true)`), so a
+    /// crash before that makes the next start treat the folder as new again.
     public func folderState(path: String, prefix: String, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> (id: Int64, isNew: Bool) {
         try db.transaction { () throws(MeshError) -> (id: Int64, isNew: Bool) in
             try sql { () throws(SQLiteError) -> (id: Int64, isNew: Bool) in
-                if let id = try db.scalarInt("SELECT id FROM folder_roots WHERE path = ? AND prefix = ?", [.text(path), .text(prefix)]) {
-                    return (id, false)
+                let rows = try db.query("SELECT id, scanned_ms FROM folder_roots WHERE path = ? AND prefix = ?", [.text(path), .text(prefix)])
+                if let row = rows.first, case .int(let id) = row[0] {
+                    return (id, row[1] == .null)
                 }
                 _ = try db.query("INSERT INTO folder_roots(path, prefix, created_ms) VALUES(?, ?, ?)",
                                  [.text(path), .text(prefix), .int(nowMs)])
                 return (db.lastInsertRowID, true)
+            }
+        }
+    }
+
+    /// Stores (a record) or drops (nil) the records of several paths of folder `id` in one
+    /// transaction; with `markScanned`, also records that the folder's first complete scan is
+    /// in (after which `folderState` no longer reports it new).
+    public func applyFolderRecords(folder id: Int64, _ changes: [(path: String, record: FolderRecord?)], markScanned: Bool = false,
+                                   nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {
+        try db.transaction { () throws(MeshError) in
+            for c in changes {
+                if let r = c.record { try setFolderRecord(folder: id, path: c.path, r) } else { try removeFolderRecord(folder: id, path: c.path) }
+            }
+            if markScanned {
+                try sql { () throws(SQLiteError) in
+                    _ = try db.query("UPDATE folder_roots SET scanned_ms = coalesce(scanned_ms, ?) WHERE id = ?", [.int(nowMs), .int(id)])
+                }
             }
         }
     }

@@ -102,14 +102,16 @@ public enum Schema {
         UPDATE items SET hlc = (min(max(created_ms, 0), 281474976710655) << 16);
         CREATE INDEX items_by_hlc ON items(hlc);
         """,
-        // 4: watched folders (Store/FolderState.swift): each folder (its path and name prefix) and,
-        // per relative path, what the folder last saw or wrote there.
+        // 4: watched folders (Store/FolderState.swift): each folder (its path and name prefix; when
+        // its first complete scan was recorded) and, per relative path, what the folder last saw
+        // or wrote there.
         """
         CREATE TABLE folder_roots(
             id          INTEGER PRIMARY KEY,
             path        TEXT    NOT NULL,
             prefix      TEXT    NOT NULL,
             created_ms  INTEGER NOT NULL,
+            scanned_ms  INTEGER,
             UNIQUE(path, prefix)
         );
         CREATE TABLE folder_files(

@@ -16,11 +16,13 @@ final class FolderPair {
     var configA: String { cluster.root.sub("a.yaml") }
     var configB: String { cluster.root.sub("b.yaml") }
 
-    init(modeA: String = "send", modeB: String = "receive") throws {
+    /// `existingInReceive`: files already in B's folder before it is first configured.
+    init(modeA: String = "send", modeB: String = "receive", existingInReceive: [String: String] = [:]) throws {
         cluster = try TestCluster(size: 2)
         send = cluster.root.sub("send")
         recv = cluster.root.sub("recv")
         for d in [send, recv] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        for (name, text) in existingInReceive { try Data(text.utf8).write(to: URL(fileURLWithPath: recv + "/" + name)) }
         let ids = cluster.nodes.map(\.id)
         try cluster.writeConfig(trusted: ids, extra: "folders:\n  - {path: \(send), mode: \(modeA), prefix: data/}\n", to: configA)
         try cluster.writeConfig(trusted: ids, extra: "folders:\n  - {path: \(recv), mode: \(modeB), prefix: data/}\n", to: configB)
@@ -103,7 +105,7 @@ func writeFile(_ path: String, _ text: String) throws {
 
     @Test(.ownThread(timeLimit: .minutes(3)))
     func aLocalEditInAReceiveFolderIsReportedAndReverted() throws {
-        let p = try FolderPair()
+        let p = try FolderPair(existingInReceive: ["notes.txt": "was here before the folder was configured\n"])
         try writeFile(p.send + "/a.txt", "the cluster's a\n")
         try writeFile(p.send + "/b.txt", "the cluster's b\n")
         try eventually(15, "a and b on B\n\(p.logs)") { p.same("a.txt") && p.same("b.txt") }
@@ -121,7 +123,9 @@ func writeFile(_ path: String, _ text: String) throws {
         // `status` has the folder's one-line summary with the count.
         let s = try Meshnode.run(["status", "--data", p.b.dataDir])
         #expect(s.stdout.contains("folder") && s.stdout.contains("3 local edits reverted"), "\(s)")
-        // Nothing was put from the receive folder.
+        // A file that was there before the folder was configured is left alone; nothing was put
+        // from the receive folder.
+        #expect(p.exists(p.recv + "/notes.txt"))
         #expect(p.folder(p.b)["puts"] as? Int == 0)
         #expect(p.a.currentRows().keys.sorted() == ["data/a.txt", "data/b.txt"])
     }

@@ -6,18 +6,18 @@ import Testing
 
 @Suite("Folder state and materialising files")
 struct FolderStateTests {
-    @Test("Folder records survive reopening the store; a folder is new only the first time")
+    @Test("Folder records survive reopening the store; a folder is new until its first scan is recorded")
     func recordsPersist() throws {
         let f = try Fixture()
         let (id, isNew) = try f.store.folderState(path: "/data/games", prefix: "games/")
         #expect(isNew)
+        #expect(try f.store.folderState(path: "/data/games", prefix: "games/") == (id, true), "a crash before the first scan: new again")
         let r = FolderRecord(stat: FileStat(sizeBytes: 1 << 40, mtimeNs: 1_700_000_000_123_456_789, inode: UInt64.max - 3),
                              contentID: ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4)),
                              entry: EntryRef(origin: f.identity.nodeID, sequence: 42), source: .put, updatedMs: 99)
         let foreign = FolderRecord(stat: FileStat(sizeBytes: 5, mtimeNs: 6, inode: 7), contentID: nil, entry: nil, source: .foreign, updatedMs: 1)
         try f.store.setFolderRecord(folder: id, path: "a/b.db", r)
-        try f.store.setFolderRecord(folder: id, path: "old.db", foreign)
-        try f.store.removeFolderRecord(folder: id, path: "nothing-there")
+        try f.store.applyFolderRecords(folder: id, [("old.db", foreign), ("nothing-there", nil)], markScanned: true)
         let again = try Store.open(dataDir: f.dataDir)
         let (id2, isNew2) = try again.folderState(path: "/data/games", prefix: "games/")
         #expect(id2 == id && !isNew2)

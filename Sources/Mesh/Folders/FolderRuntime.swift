@@ -142,6 +142,7 @@ final class FolderRuntime: @unchecked Sendable {
         blocked = nil
         createMarker = false
         for p in out.problems { note(p, path: nil) }
+        let firstScan = full && !planner.ready && out.scan.subtrees.contains("")
         planner.observe(out.scan, nowMs: now)
         let before = Set(out.directories.filter { watcher.isWatched($0) })
         if full {
@@ -158,6 +159,13 @@ final class FolderRuntime: @unchecked Sendable {
             if !fresh.isEmpty { fullScanWanted = true }
         } else {
             for d in fresh { changed(d) }
+        }
+        if firstScan {
+            // The records the first scan makes (files left in place in a new receive folder) go
+            // first; only then is the folder no longer new.
+            plan()
+            worker.markScanned { [self] e in note("could not record the first scan: \(e.message)", path: nil) }
+            return
         }
         plan()
     }
