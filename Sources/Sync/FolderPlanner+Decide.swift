@@ -24,7 +24,8 @@ extension FolderPlanner {
         }
         var checks: [String] = []
         var n = 0
-        while n < limit, let p = dirty.popFirst() {
+        // At the cap of actions in flight, the rest waits for a `completed` (which plans again).
+        while n < limit, busy.count < spec.maxActionsInFlight, let p = dirty.popFirst() {
             n += 1
             var d = Decision(path: p, nowMs: nowMs)
             decide(&d, catalog: catalog, isComplete: isComplete)
@@ -32,7 +33,7 @@ extension FolderPlanner {
             if d.check { checks.append(p) }
         }
         if !checks.isEmpty { out.append(.check(checks.sorted())) }
-        if !dirty.isEmpty {
+        if !dirty.isEmpty && busy.count < spec.maxActionsInFlight {
             out.append(.wakeAt(nowMs))
         } else if let next = wake.values.min() {
             out.append(.wakeAt(next))

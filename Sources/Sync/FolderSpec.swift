@@ -33,13 +33,17 @@ public struct FolderSpec: Sendable, Equatable {
     /// (a change to the file retries at once).
     public var retryBaseMs: Int64
     public var retryMaxMs: Int64
+    /// Actions (puts, writes, removals, tombstones) in flight at once; the rest wait in the
+    /// planner, so the shell's queues stay bounded.
+    public var maxActionsInFlight: Int
 
     public static let defaultSettleMs: Int64 = 300
     public static let defaultSnapshotIntervalMs: Int64 = 60_000
 
     public init(mode: FolderMode = .both, type: ItemType? = nil, prefix: String, include: [String] = [], exclude: [String] = [],
                 settleMs: Int64 = FolderSpec.defaultSettleMs, snapshotIntervalMs: Int64 = FolderSpec.defaultSnapshotIntervalMs,
-                excludedSubtrees: [String] = [], retryBaseMs: Int64 = 2_000, retryMaxMs: Int64 = 300_000) {
+                excludedSubtrees: [String] = [], retryBaseMs: Int64 = 2_000, retryMaxMs: Int64 = 300_000,
+                maxActionsInFlight: Int = 64) {
         self.mode = mode
         self.type = type
         self.prefix = prefix
@@ -50,6 +54,7 @@ public struct FolderSpec: Sendable, Equatable {
         self.excludedSubtrees = excludedSubtrees
         self.retryBaseMs = retryBaseMs
         self.retryMaxMs = retryMaxMs
+        self.maxActionsInFlight = max(1, maxActionsInFlight)
     }
 }
 

@@ -290,6 +290,25 @@ struct FolderPlannerSendTests {
         #expect(h.run(for: 1_000) == [.put(path: "a", name: "p/a", type: .other, expect: stat(2))])
     }
 
+    @Test("At most maxActionsInFlight actions run at once; the rest follow as they complete")
+    func boundedActionsInFlight() {
+        var h = Harness(.send)
+        h.planner = FolderPlanner(spec: FolderSpec(mode: .send, prefix: "p/", maxActionsInFlight: 4), isNew: false)
+        for i in 0..<10 { h.disk["f\(i)"] = file(i) }
+        h.fullScan()
+        var puts = h.run().filter(\.isPut).count
+        #expect(puts == 4)
+        #expect(h.planOnce().filter { if case .wakeAt(let t) = $0 { t <= h.now } else { false } }.isEmpty, "no busy wake-ups while waiting")
+        var completed = 0
+        while completed < 10, let p = h.planner.busy.keys.sorted().first {
+            h.completePut(p, content: 100 + completed)
+            completed += 1
+            puts += h.run().filter(\.isPut).count
+            #expect(h.planner.busy.count <= 4)
+        }
+        #expect(puts == 10 && completed == 10)
+    }
+
     @Test("Each round decides at most `limit` paths and asks to be called again for the rest")
     func boundedRounds() {
         var h = Harness(.send)
