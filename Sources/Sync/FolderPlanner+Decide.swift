@@ -31,6 +31,7 @@ extension FolderPlanner {
             decide(&d, catalog: catalog, isComplete: isComplete)
             out += d.out
             if d.check { checks.append(p) }
+            checks += d.extraChecks
         }
         if !checks.isEmpty { out.append(.check(checks.sorted())) }
         if !dirty.isEmpty && busy.count < spec.maxActionsInFlight {
@@ -47,6 +48,7 @@ extension FolderPlanner {
         let nowMs: Int64
         var out: [FolderDirective] = []
         var check = false
+        var extraChecks: [String] = []
     }
 
     /// The local state of a path against its record.
@@ -108,6 +110,12 @@ extension FolderPlanner {
 
         switch local {
         case .unchanged(let r):
+            if spec.mode.sends, let f = s?.file, f.isSQLite, let w = wal[p], walAtSnapshot[p] != .some(w.file?.stat) {
+                // A live database in WAL mode: its main file may not change until a checkpoint
+                // (and it is as recorded, so it counts as settled).
+                snapshotIfDue(&d, name: name, file: f, record: r, mainSettled: true)
+                return
+            }
             seen[p]?.changingSinceMs = nil
             reported[p] = nil
             guard spec.mode.receives else { return }
@@ -125,7 +133,7 @@ extension FolderPlanner {
 
         case .changed(let f, let r):
             if spec.mode.sends && f.isSQLite {
-                snapshotIfDue(&d, name: name, file: f, record: r, settled: settled)
+                snapshotIfDue(&d, name: name, file: f, record: r, mainSettled: settled)
                 return
             }
             guard settled else { return needSettle(&d, s!) }
@@ -203,13 +211,16 @@ extension FolderPlanner {
         }
     }
 
-    /// A live SQLite database that changed: snapshot it once it settled, or every
-    /// `snapshotIntervalMs` while it keeps changing, and never more often than that.
-    mutating func snapshotIfDue(_ d: inout Decision, name: String, file f: FileObservation, record r: FolderRecord?, settled: Bool) {
+    /// A live SQLite database that changed (its main file, or its `-wal`): snapshot it once it
+    /// settled, or every `snapshotIntervalMs` while it keeps changing, and never more often.
+    mutating func snapshotIfDue(_ d: inout Decision, name: String, file f: FileObservation, record r: FolderRecord?, mainSettled: Bool) {
         let p = d.path
         let s = seen[p]!
+        let w = wal[p]
         let interval = spec.snapshotIntervalMs
-        let changingSince = s.changingSinceMs ?? s.sinceMs
+        let changingSince = [s.changingSinceMs, walChangingSince[p]].compactMap { $0 }.min() ?? s.sinceMs
+        let walSettled = w.map { $0.lastSeenMs - $0.sinceMs >= spec.settleMs } ?? true
+        let settled = mainSettled && walSettled
         let lastPut = r?.source == .put ? r?.updatedMs : nil
         let deferred = deferredSnapshot[p]
         let last = [lastPut, deferred?.atMs].compactMap { $0 }.max()
@@ -217,14 +228,28 @@ extension FolderPlanner {
         // A snapshot deferred because the file was still changing does not hold back the one
         // of it once it settled.
         if !rateOK, settled, let df = deferred, !df.settled, lastPut.map({ $0 < df.atMs }) ?? true { rateOK = true }
+        // Nor does one deferred because of a -wal that has gone since (the database was closed).
+        if !rateOK, settled, let df = deferred, let w, w.file == nil, w.sinceMs >= df.atMs, lastPut.map({ $0 < df.atMs }) ?? true {
+            rateOK = true
+        }
         let due = settled || d.nowMs - changingSince >= interval
         if rateOK && due {
             busy[p] = .snapshot
             snapshotSettled[p] = settled
+            walInFlight.updateValue(w?.file?.stat, forKey: p)
             d.out.append(.snapshot(path: p, name: name, type: type(for: name), expect: f.stat, settled: settled))
             return
         }
-        if !settled { needSettle(&d, s) }
+        if !mainSettled { needSettle(&d, s) }
+        if let w, !walSettled {
+            // The -wal needs its second look too.
+            let at = w.sinceMs + spec.settleMs
+            if d.nowMs >= at {
+                if checking.insert(p + "-wal").inserted { d.extraChecks.append(p + "-wal") }
+            } else {
+                wake[p] = min(wake[p] ?? .max, at)
+            }
+        }
         var at: Int64 = .max
         if !due { at = changingSince + interval }
         if !rateOK, let last { at = min(at, last + interval) }

@@ -62,6 +62,15 @@ public struct FolderPlanner: Sendable {
     /// The last snapshot attempt the hook deferred, and whether the file had settled then.
     var deferredSnapshot: [String: (atMs: Int64, settled: Bool)] = [:]
     var snapshotSettled: [String: Bool] = [:]
+    /// The `-wal` beside each database, by the database's path: a live database in WAL mode
+    /// changes there, not in its main file, until a checkpoint.
+    var wal: [String: Seen] = [:]
+    /// When a database's `-wal` first changed since its last snapshot.
+    var walChangingSince: [String: Int64] = [:]
+    /// The `-wal` stat each database's last snapshot saw (nil inside: there was no `-wal`),
+    /// and the one of the snapshot in flight.
+    var walAtSnapshot: [String: FileStat?] = [:]
+    var walInFlight: [String: FileStat?] = [:]
     var dirty: Set<String> = []
     var wake: [String: Int64] = [:]
     var sweepCatalog = false
@@ -84,6 +93,13 @@ public struct FolderPlanner: Sendable {
     public mutating func observe(_ scan: FolderScan, nowMs: Int64) {
         for (p, o) in scan.files where !filter.ignores(p) { update(p, o, nowMs: nowMs) }
         for p in scan.absent { update(p, nil, nowMs: nowMs) }
+        for (p, o) in scan.files where p.hasSuffix("-wal") { updateWAL(String(p.dropLast(4)), o.stat, nowMs: nowMs) }
+        for p in scan.absent where p.hasSuffix("-wal") { updateWAL(String(p.dropLast(4)), nil, nowMs: nowMs) }
+        for root in scan.subtrees {
+            for (base, w) in wal where w.file != nil && scan.files[base + "-wal"] == nil && (root.isEmpty || base.hasPrefix(root + "/")) {
+                updateWAL(base, nil, nowMs: nowMs)
+            }
+        }
         // Nothing is left under a directory scanned whole but what the scan found, and nothing
         // at all under a path that is absent (a directory moved away reports only itself).
         let roots = scan.subtrees + scan.absent
@@ -143,6 +159,10 @@ public struct FolderPlanner: Sendable {
             reported[path] = nil
             let sqlite = seen[path]?.file?.isSQLite ?? false
             seen[path] = Seen(file: FileObservation(kind: .regular, stat: r.stat, isSQLite: sqlite), sinceMs: nowMs, lastSeenMs: nowMs)
+            if let w = walInFlight.removeValue(forKey: path) {
+                walAtSnapshot.updateValue(w, forKey: path)
+                walChangingSince[path] = nil
+            }
         case .forgotten:
             records[path] = nil
             retry[path] = nil
@@ -157,7 +177,31 @@ public struct FolderPlanner: Sendable {
             retry[path] = (nowMs + delay, n)
             wake[path] = nowMs + delay
         }
-        if kind == .snapshot { snapshotSettled[path] = nil }
+        if kind == .snapshot {
+            snapshotSettled[path] = nil
+            walInFlight[path] = nil
+        }
+    }
+
+    mutating func updateWAL(_ base: String, _ stat: FileStat?, nowMs: Int64) {
+        checking.remove(base + "-wal")
+        let o = stat.map { FileObservation(kind: .regular, stat: $0) }
+        if var w = wal[base] {
+            w.lastSeenMs = nowMs
+            if w.file?.stat == stat {
+                wal[base] = w
+                if seen[base] != nil { dirty.insert(base) }
+                return
+            }
+            w.file = o
+            w.sinceMs = nowMs
+            wal[base] = w
+        } else {
+            guard o != nil else { return }
+            wal[base] = Seen(file: o, sinceMs: nowMs, lastSeenMs: nowMs)
+        }
+        if walChangingSince[base] == nil { walChangingSince[base] = nowMs }
+        if seen[base] != nil { dirty.insert(base) }
     }
 
     mutating func update(_ p: String, _ o: FileObservation?, nowMs: Int64) {

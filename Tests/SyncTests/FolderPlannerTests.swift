@@ -349,6 +349,62 @@ struct FolderPlannerSQLiteTests {
         if snaps.count == 2 { #expect(snaps[1].0 - snaps[0].0 >= 10_000) }
     }
 
+    @Test("A database in WAL mode whose main file stays the same is snapshotted when its -wal changes, at most every interval")
+    func walChanges() {
+        var h = Harness(.send, records: ["g.db": record(1, content: 1)], snapshotMs: 10_000)
+        h.put("p/g.db", content: 1, origin: 1)
+        h.disk["g.db"] = file(1, sqlite: true)
+        h.fullScan()
+        #expect(h.run().isEmpty, "no -wal, main file as recorded")
+        h.now += 20_000
+        h.disk["g.db-wal"] = file(50)
+        h.planner.observe(FolderScan(files: ["g.db-wal": file(50)]), nowMs: h.now)
+        #expect(h.run() == [.snapshot(path: "g.db", name: "p/g.db", type: .game, expect: stat(1), settled: true)])
+        h.planner.completed("g.db", .recorded(FolderRecord(stat: stat(1), contentID: cid(2), entry: nil, source: .put, updatedMs: h.now)), nowMs: h.now)
+        #expect(h.run().isEmpty, "the -wal as the snapshot saw it")
+        // The -wal keeps growing: the next snapshot comes an interval after the last one.
+        var snaps: [Int64] = []
+        let start = h.now
+        for i in 51..<200 {
+            h.now += 100
+            h.disk["g.db-wal"] = file(i)
+            h.planner.observe(FolderScan(files: ["g.db-wal": file(i)]), nowMs: h.now)
+            for d in h.run(for: 0) where d.kindName == "snapshot" {
+                snaps.append(h.now - start)
+                h.planner.completed("g.db", .recorded(FolderRecord(stat: stat(1), contentID: cid(i), entry: nil, source: .put, updatedMs: h.now)), nowMs: h.now)
+            }
+        }
+        #expect(snaps.count == 1 && snaps[0] >= 10_000, "\(snaps)")
+        // What changed after that snapshot is snapshotted an interval later, settled by then.
+        let tail = h.run(for: 20_000)
+        #expect(tail.map(\.kindName) == ["snapshot"])
+        if case .snapshot(_, _, _, _, let settled)? = tail.first { #expect(settled) }
+        h.planner.completed("g.db", .recorded(FolderRecord(stat: stat(1), contentID: cid(250), entry: nil, source: .put, updatedMs: h.now)), nowMs: h.now)
+        #expect(h.run(for: 30_000).isEmpty)
+        // A checkpoint removes the -wal (and changes the main file): one more snapshot, once settled.
+        h.disk["g.db-wal"] = nil
+        h.disk["g.db"] = file(300, sqlite: true)
+        h.now += 10_000
+        h.planner.observe(FolderScan(files: ["g.db": file(300, sqlite: true)], absent: ["g.db-wal"]), nowMs: h.now)
+        #expect(h.run() == [.snapshot(path: "g.db", name: "p/g.db", type: .game, expect: stat(300), settled: true)])
+    }
+
+    @Test("A snapshot deferred because of a -wal is retried once the -wal is gone and the database settled, not an interval later")
+    func deferredUntilTheWALIsGone() {
+        var h = Harness(.send, snapshotMs: 60_000)
+        h.disk["g.db"] = file(1, sqlite: true)
+        h.disk["g.db-wal"] = file(2)
+        h.fullScan()
+        #expect(h.run().map(\.kindName) == ["snapshot"])
+        h.planner.completed("g.db", .deferred, nowMs: h.now)
+        h.now += 5_000
+        h.disk["g.db-wal"] = nil
+        h.planner.observe(FolderScan(absent: ["g.db-wal"]), nowMs: h.now)
+        let start = h.now
+        #expect(h.run(for: 2_000) == [.snapshot(path: "g.db", name: "p/g.db", type: .game, expect: stat(1), settled: true)])
+        #expect(h.now - start < 1_000)
+    }
+
     @Test("A snapshot the hook deferred is not retried before the interval, unless the database settled meanwhile")
     func deferredSnapshot() {
         var h = Harness(.send, snapshotMs: 10_000)

@@ -127,13 +127,18 @@ enum FolderScanner {
                         FS.unlink(abs)
                         continue
                     }
-                    if filter.ignores(rel) { continue }
+                    // Sidecars are never synced, but a -wal tells the planner its database changed.
+                    if filter.ignores(rel) && !name.hasSuffix("-wal") { continue }
                     if out.filesSeen >= limits.maxFiles {
                         out.truncated = true
                         out.problems.append("more than \(limits.maxFiles) files: the rest of the folder is not synced (and nothing is taken as deleted)")
                         return
                     }
-                    if o.kind == .regular, known[rel] != o.stat, o.stat.sizeBytes >= 16 { o.isSQLite = FolderFS.hasSQLiteHeader(abs) }
+                    // The header is read for files that changed, and for databases with a -wal
+                    // (a live one in WAL mode changes there, not in its main file).
+                    if o.kind == .regular, o.stat.sizeBytes >= 16, known[rel] != o.stat || FS.exists(abs + "-wal") {
+                        o.isSQLite = FolderFS.hasSQLiteHeader(abs)
+                    }
                     out.scan.files[rel] = o
                     out.filesSeen += 1
                 }
