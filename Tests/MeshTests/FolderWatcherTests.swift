@@ -49,7 +49,7 @@ struct FolderWatcherTests {
         }
     }
 
-    @Test("A full scan lists files with their stat and SQLite header, skips ignored and excluded paths, and needs the marker")
+    @Test("A full scan lists files with their stat and SQLite header, skips excluded paths, and needs the marker")
     func fullScan() throws {
         let dir = TestDir("scan")
         let fm = FileManager.default
@@ -65,7 +65,8 @@ struct FolderWatcherTests {
         #expect(blocked.scan.subtrees.isEmpty)
         let out = FolderScanner.full(root: dir.path, filter: filter, known: [:], createMarker: true, limits: .init())
         #expect(out.blocked == nil)
-        #expect(Set(out.scan.files.keys) == ["a.txt", "sub/g.db", "link"])
+        // A -wal is listed (a live database changes there) but is never synced (the planner ignores it).
+        #expect(Set(out.scan.files.keys) == ["a.txt", "sub/g.db", "sub/g.db-wal", "link"])
         #expect(out.scan.files["sub/g.db"]?.isSQLite == true)
         #expect(out.scan.files["a.txt"]?.isSQLite == false)
         #expect(out.scan.files["link"]?.kind == .symlink)
