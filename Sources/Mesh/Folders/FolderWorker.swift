@@ -24,8 +24,6 @@ final class FolderWorker: @unchecked Sendable {
     private let loop: EventLoop
     /// Set when the service closes: jobs not started yet are dropped.
     let closed = Atomic<Bool>(false)
-    /// Jobs queued and not finished, for status.
-    let queued = Atomic<Int>(0)
 
     init(loop: EventLoop, dataDir: String, root: String, folderID: Int64, signer: NodeIdentity, policy: KeepPolicy,
          label: String) throws(MeshError) {
@@ -48,13 +46,11 @@ final class FolderWorker: @unchecked Sendable {
         var adopted = false
     }
 
-    func abs(_ path: String) -> String { root + "/" + path }
+    func absolute(_ path: String) -> String { root + "/" + path }
 
     /// Runs `job` on the queue and `done` with its result on the loop (unless closed).
     func run(_ job: @escaping @Sendable (FolderWorker) -> Result, done: @escaping @Sendable (Result) -> Void) {
-        queued.add(1, ordering: .relaxed)
         queue.async { [self] in
-            defer { queued.subtract(1, ordering: .relaxed) }
             guard !closed.load(ordering: .relaxed) else { return }
             let r = job(self)
             _ = loop.post { [self] in if !closed.load(ordering: .relaxed) { done(r) } }
@@ -103,8 +99,8 @@ final class FolderWorker: @unchecked Sendable {
 
     /// What is at `path` now, as an observation (nil: absent or not a file).
     func observe(_ path: String) -> FileObservation? {
-        if case .file(var o)? = FolderFS.lstatEntry(abs(path)) {
-            if o.kind == .regular, o.stat.sizeBytes >= 16 { o.isSQLite = FolderFS.hasSQLiteHeader(abs(path)) }
+        if case .file(var o)? = FolderFS.lstatEntry(absolute(path)) {
+            if o.kind == .regular, o.stat.sizeBytes >= 16 { o.isSQLite = FolderFS.hasSQLiteHeader(absolute(path)) }
             return o
         }
         return nil
@@ -113,7 +109,7 @@ final class FolderWorker: @unchecked Sendable {
     func changed(_ path: String) -> Result { Result(outcome: .changedMeanwhile(observe(path))) }
 
     func put(_ path: String, name: String, type: ItemType, expect: FileStat) -> Result {
-        let file = abs(path)
+        let file = absolute(path)
         guard FolderFS.regularStat(file) == expect else { return changed(path) }
         do throws(MeshError) {
             let r = try store.ingest(path: file, name: name, type: type, signer: signer, policy: policy,
@@ -141,7 +137,7 @@ final class FolderWorker: @unchecked Sendable {
 
     func snapshot(_ path: String, name: String, type: ItemType, expect: FileStat, settled: Bool) -> Result {
         do throws(MeshError) {
-            switch try snapshotDatabase(path: abs(path), name: name, type: type, expect: expect, settled: settled) {
+            switch try snapshotDatabase(path: absolute(path), name: name, type: type, expect: expect, settled: settled) {
             case .version(let r): return recordPut(path, r, expect: expect)
             case .deferred(let why): return Result(outcome: .deferred, error: MeshError(.init("folder.live_database"), why))
             }
@@ -180,7 +176,7 @@ final class FolderWorker: @unchecked Sendable {
     }
 
     func remove(_ path: String, expect: FileStat) -> Result {
-        let file = abs(path)
+        let file = absolute(path)
         guard FolderFS.matches(file, expect) else { return changed(path) }
         do throws(MeshError) {
             guard Glibc.unlink(file) == 0 || errno == ENOENT else { throw MeshError.posix(errno, "removing", path: file) }
