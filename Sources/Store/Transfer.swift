@@ -110,9 +110,14 @@ extension Store {
     /// Putting the content of the name's current version again returns that version's entry;
     /// anything else becomes the name's newest version (docs/PROTOCOL.md §4.4), stamped with
     /// the next clock and, per `policy`, its retention expiry.
+    ///
+    /// `beforeRecording` runs after every chunk is durable and before the entry is committed;
+    /// if it throws, nothing is recorded (watched folders check there that the file did not
+    /// change while it was read, so that no version is ever a mix of two states of a file).
     public func ingest(path: String, name: String? = nil, type: ItemType? = nil, signer: any Signer,
                        policy: KeepPolicy = KeepPolicy(), nowMs: Int64 = WallClock.nowMs(),
-                       progress: ProgressHandler? = nil) throws(MeshError) -> IngestResult {
+                       progress: ProgressHandler? = nil,
+                       beforeRecording: (() throws(MeshError) -> Void)? = nil) throws(MeshError) -> IngestResult {
         let itemName = name ?? FS.basename(of: path)
         try Self.validateName(itemName, what: "item name")
         let itemType = type ?? ItemType.guess(fromName: itemName)
@@ -210,6 +215,7 @@ extension Store {
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
 
         let newChunks = (0..<n).filter { work.wrote[$0] }.count
+        try beforeRecording?()
         return try db.transaction { () throws(MeshError) -> IngestResult in
             try insertRecipeRows(recipe)
             var seen = Set<ChunkHash>()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Store
+import Mesh
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +13,7 @@ struct MeshnodeCommand: ParsableCommand {
         discussion: "Every verb takes --data DIR (default $MESHNODE_DATA, then ~/.meshnode).",
         version: "0.1.0",
         subcommands: [Init.self, Put.self, Get.self, Ls.self, Rm.self, Verify.self, Status.self, Run.self, Peers.self,
-                      Authority.self, Admit.self])
+                      Folders.self, Authority.self, Admit.self])
 }
 
 extension MeshnodeCommand {
@@ -196,6 +197,8 @@ extension MeshnodeCommand {
         /// Whether a node is running on this data dir, and what it reports.
         var running: Bool
         var node: RunningNode?
+        /// The running node's watched folders (as `meshnode folders --json`).
+        var folders: [FolderRow]?
     }
 
     struct Status: ParsableCommand {
@@ -217,6 +220,7 @@ extension MeshnodeCommand {
                 var report = j
                 report.node = runningNode(dataDir: options.dataDir)
                 report.running = report.node != nil
+                if report.running { report.folders = try? runningNodeFolders(dataDir: options.dataDir) }
                 if json {
                     FileHandleOut.stdout(jsonText(report))
                     return
@@ -231,7 +235,8 @@ extension MeshnodeCommand {
                     ["peers", "\(s.peers) known"],
                     ["outbox", "\(s.outbox) pending pushes"],
                     ["forks", "\(s.forks)"],
-                ] + (report.node?.rows ?? [["running", "no (start the node with `meshnode run`)"]])))
+                ] + (report.node?.rows ?? [["running", "no (start the node with `meshnode run`)"]])
+                  + (report.folders ?? []).map { ["folder", $0.summary] }))
             }
         }
     }

@@ -89,6 +89,8 @@ public struct NodeConfig: Equatable, Sendable {
     public var sessionEncryption: SessionEncryption = .auto
     /// `keep_versions` (per type, default 3) and `retention` (per type, default: forever).
     public var keep = KeepPolicy()
+    /// Watched folders (`folders`; Config/FolderConfig.swift).
+    public var folders: [FolderConfig] = []
 
     /// `session_encryption`: `auto` skips the session cipher where an `ssh -W` tunnel already
     /// protects every hop but the peer host's own loopback (PROTOCOL §8.3, suite 0x04);

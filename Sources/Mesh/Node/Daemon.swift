@@ -62,6 +62,7 @@ public struct NodeSettings: Sendable {
         o.blob.maxConcurrentDownloads = max(1, c.bandwidth.maxConcurrentTransfers)
         o.blob.testCorruptServing = ProcessInfo.processInfo.environment["MESHNODE_TEST_CORRUPT_SERVING"] == "1"
         o.keep = c.keep
+        o.folders = c.folders
         return o
     }
 }
@@ -88,6 +89,7 @@ public enum CertificateFile {
 public enum Daemon {
     public static func run(_ settings: NodeSettings) throws(MeshError) {
         tuneAllocator()
+        unblockStopSignals()
         let level = settings.config.logLevel
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -149,6 +151,18 @@ public enum Daemon {
 }
 
 extension Daemon {
+    /// A process inherits the blocked signals of the thread that started it, and Dispatch or
+    /// Swift concurrency threads block nearly all: a node started from one would never see
+    /// SIGINT or SIGTERM and could only be killed. Unblocked here, before the loop thread is
+    /// created (it inherits this thread's mask).
+    static func unblockStopSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
     /// Chunks move through the node as 2 MiB buffers. glibc serves blocks that size with a
     /// fresh `mmap` (and returns them with `munmap`), so every buffer would cost 512 page
     /// faults; measured on a 1 GiB transfer that was most of the node's CPU time. Keeping such
