@@ -41,14 +41,14 @@ public enum FolderFS {
     /// The first 16 bytes of every SQLite 3 database file.
     public static let sqliteHeader: [UInt8] = Array("SQLite format 3\0".utf8)
 
-    /// Whether the file at `path` starts with the SQLite header (false when unreadable).
+    /// Whether the regular file (not a symlink) at `path` starts with the SQLite header (false
+    /// when unreadable). Read through SQLite's own file layer, never `open`/`close`: closing any
+    /// descriptor of a database drops every POSIX lock this process holds on it, including the
+    /// read lock of a live snapshotter (`LiveSQLite.isDatabase`).
     public static func hasSQLiteHeader(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: 16)
-        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 16, 0) }
-        return n == 16 && buf == sqliteHeader
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return false }
+        return LiveSQLite.isDatabase(path: path)
     }
 
     /// Creates the directories of `relativeDir` under `root` as needed, refusing any

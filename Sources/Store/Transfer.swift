@@ -72,6 +72,13 @@ public struct IngestResult: Sendable {
     public var newChunks: Int
     /// False when an identical entry already existed and was returned.
     public var isNewEntry: Bool
+
+    public init(entry: ManifestEntry, chunkCount: Int, newChunks: Int, isNewEntry: Bool) {
+        self.entry = entry
+        self.chunkCount = chunkCount
+        self.newChunks = newChunks
+        self.isNewEntry = isNewEntry
+    }
 }
 
 extension Store {

@@ -17,14 +17,15 @@ final class FolderPair {
     var configB: String { cluster.root.sub("b.yaml") }
 
     /// `existingInReceive`: files already in B's folder before it is first configured.
-    init(modeA: String = "send", modeB: String = "receive", existingInReceive: [String: String] = [:]) throws {
+    init(modeA: String = "send", modeB: String = "receive", existingInReceive: [String: String] = [:],
+         optionsA: String = "") throws {
         cluster = try TestCluster(size: 2)
         send = cluster.root.sub("send")
         recv = cluster.root.sub("recv")
         for d in [send, recv] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
         for (name, text) in existingInReceive { try Data(text.utf8).write(to: URL(fileURLWithPath: recv + "/" + name)) }
         let ids = cluster.nodes.map(\.id)
-        try cluster.writeConfig(trusted: ids, extra: "folders:\n  - {path: \(send), mode: \(modeA), prefix: data/}\n", to: configA)
+        try cluster.writeConfig(trusted: ids, extra: "folders:\n  - {path: \(send), mode: \(modeA), prefix: data/\(optionsA)}\n", to: configA)
         try cluster.writeConfig(trusted: ids, extra: "folders:\n  - {path: \(recv), mode: \(modeB), prefix: data/}\n", to: configB)
         try a.start(config: configA)
         try b.start(config: configB, join: [a.address])

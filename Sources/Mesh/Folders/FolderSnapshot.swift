@@ -16,27 +16,44 @@ extension FolderWorker {
     /// queue; `expect` is the stat the planner decided on, `settled` whether the file had
     /// stopped changing).
     ///
-    /// This is the only place that decides how a database is copied. Until the snapshot
-    /// engine (`LiveDatabaseSnapshotter` in `Sources/Store/LiveSQLite/`, a consistent copy
-    /// through SQLite itself) is wired here, the fallback ingests the raw file only when
-    /// that is safe: no `-wal` beside it (so every committed page is in the main file) and
-    /// its size and mtime settled (no writer is busy with it); otherwise it defers.
+    /// This is the only place that decides how a database is copied: always through SQLite
+    /// itself (`LiveDatabaseSnapshotter`, a consistent image while writers go on, at a cost that
+    /// grows with the change; docs/SYNC.md), never as a raw copy, so `settled` does not matter.
+    /// One snapshotter per database is kept for the worker's life: it holds the read
+    /// transaction that lets the next snapshot read only the pages that changed.
     func snapshotDatabase(path: String, name: String, type: ItemType, expect: FileStat, settled: Bool) throws(MeshError) -> SnapshotOutcome {
-        if FS.exists(path + "-wal") {
-            return .deferred("live database \(path) (a -wal file is beside it): snapshot engine not wired yet")
+        let snapshotter: LiveDatabaseSnapshotter
+        if let s = snapshotters[path] {
+            snapshotter = s
+        } else {
+            snapshotter = try LiveDatabaseSnapshotter(path: path, store: store)
+            snapshotters[path] = snapshotter
         }
-        guard settled else {
-            return .deferred("live database \(path) is still being written: snapshot engine not wired yet; it is put once it settles")
-        }
-        guard FolderFS.regularStat(path) == expect else {
-            throw MeshError(.fileChanged, "\(path) changed before it could be read", hint: "it is looked at again")
-        }
-        let r = try store.ingest(path: path, name: name, type: type, signer: signer, policy: policy,
-                                             beforeRecording: { () throws(MeshError) in
-            guard FolderFS.regularStat(path) == expect, !FS.exists(path + "-wal") else {
-                throw MeshError(.fileChanged, "\(path) changed while it was being read", hint: "it is put once it settles again")
+        let content: ContentID
+        var chunks = 0, newChunks = 0
+        do {
+            if let snap = try snapshotter.snapshot() {
+                content = snap.contentID
+                chunks = snap.recipe.chunks.count
+                newChunks = snap.counters.chunksChanged
+            } else if let last = snapshotter.lastContentID {
+                content = last  // unchanged since the last snapshot (which may not be recorded yet, after a crash)
+            } else {
+                return .deferred("live database \(path): nothing to snapshot yet")
             }
-        })
-        return .version(r)
+        } catch {
+            // A replaced or deleted file, a broken connection: start afresh next time.
+            snapshotter.close()
+            snapshotters[path] = nil
+            throw error
+        }
+        let (entry, isNew) = try store.recordVersion(of: content, name: name, type: type, policy: policy, signer: signer)
+        return .version(IngestResult(entry: entry, chunkCount: chunks, newChunks: newChunks, isNewEntry: isNew))
+    }
+
+    /// Ends the read transactions of every database this worker snapshots (the folder closes).
+    func closeSnapshotters() {
+        for s in snapshotters.values { s.close() }
+        snapshotters = [:]
     }
 }

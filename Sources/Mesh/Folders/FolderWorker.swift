@@ -24,6 +24,8 @@ final class FolderWorker: @unchecked Sendable {
     private let loop: EventLoop
     /// Set when the service closes: jobs not started yet are dropped.
     let closed = Atomic<Bool>(false)
+    /// One live snapshotter per database path (FolderSnapshot.swift); touched only on `queue`.
+    var snapshotters: [String: LiveDatabaseSnapshotter] = [:]
 
     init(loop: EventLoop, dataDir: String, root: String, folderID: Int64, signer: NodeIdentity, policy: KeepPolicy,
          label: String) throws(MeshError) {
@@ -192,5 +194,8 @@ final class FolderWorker: @unchecked Sendable {
         }
     }
 
-    func close() { closed.store(true, ordering: .relaxed) }
+    func close() {
+        closed.store(true, ordering: .relaxed)
+        queue.async { [self] in closeSnapshotters() }  // ends our read transactions on the watched databases
+    }
 }
