@@ -375,7 +375,7 @@ extension BlobService {
             return
         }
         downloads[d.contentID] = nil
-        waiting.removeAll { $0 == d.contentID }
+        waiting.remove(d.contentID)
         rememberComplete(d.contentID)
         counters.itemsCompleted += 1
         holders[d.contentID, default: []].insert(node.identity.nodeID)
