@@ -95,12 +95,14 @@ extension Store {
         }
     }
 
-    /// Hashes with a journal row of a process that may still be writing them.
+    /// Hashes with a journal row of a process that may still be writing them (a collection's
+    /// rows, `gc <stamp>`, are deletions, not writes: GarbageCollector.swift).
     func chunksBeingWritten() throws(MeshError) -> Set<ChunkHash> {
         var out = Set<ChunkHash>()
         try db.forEach("SELECT hash, writer FROM chunk_writes") { (s) throws(MeshError) in
             guard let d = Bytes32(bytes: s.blob(0)) else { return }
-            if WriterStamp(s.text(1))?.mayBeRunning ?? false { out.insert(ChunkHash(digest: d)) }
+            let w = s.text(1)
+            if Self.gcStamp(ofWriter: w) == nil, WriterStamp(w)?.mayBeRunning ?? false { out.insert(ChunkHash(digest: d)) }
         }
         return out
     }
@@ -150,11 +152,18 @@ extension Store {
     @discardableResult
     func finishInterruptedChunkWrites(nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> ChunkSettlement {
         var rows = [(hash: ChunkHash, writer: String, running: Bool)]()
+        var collections = [(hash: ChunkHash, writer: String)]()
         try db.forEach("SELECT hash, writer FROM chunk_writes") { (s) throws(MeshError) in
             guard let d = Bytes32(bytes: s.blob(0)) else { return }
             let w = s.text(1)
+            if let gc = Self.gcStamp(ofWriter: w) {
+                // A collection's deletions: those of a dead one are finished (GarbageCollector.swift).
+                if !gc.mayBeRunning { collections.append((ChunkHash(digest: d), w)) }
+                return
+            }
             rows.append((ChunkHash(digest: d), w, WriterStamp(w)?.mayBeRunning ?? false))
         }
+        if !collections.isEmpty { try finishInterruptedCollections(collections) }
         var result = ChunkSettlement()
         guard rows.contains(where: { !$0.running }) else { return result }
         let busy = Set(rows.filter(\.running).map(\.hash))

@@ -137,6 +137,8 @@ public final class MeshNode: @unchecked Sendable {
 
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
     public internal(set) var blobs: BlobService?
+    /// Garbage collection (MeshNode+GC.swift).
+    var collector: NodeCollector?
 
     /// Opens sockets and starts gossip. Call on the loop thread (e.g. inside `loop.execute`).
     public init(loop: EventLoop, store: Store, identity: NodeIdentity, options: MeshNodeOptions, logger: Logger) throws(MeshError) {
@@ -198,6 +200,7 @@ public final class MeshNode: @unchecked Sendable {
         }
         do {
             blobs = try BlobService(node: self, config: options.blob, dataDir: store.dataDir, logger: logger)
+            collector = try NodeCollector(node: self)
         } catch {
             closeEverything()
             throw error
@@ -261,6 +264,8 @@ public final class MeshNode: @unchecked Sendable {
 
     /// Closes every handle at once, without telling peers (used after `stop`'s flush, and on fatal errors).
     public func closeEverything() {
+        collector?.close()
+        collector = nil
         blobs?.close()
         blobs = nil
         for t in timers.values { t.close() }
