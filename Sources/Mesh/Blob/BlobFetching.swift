@@ -397,6 +397,8 @@ extension BlobService {
             }
         }
         for w in completionWaiters.removeValue(forKey: d.contentID) ?? [] { w(nil) }
+        // Fetched on request but not kept: garbage once whoever asked has it.
+        if !node.keeper.isKept(d.contentID) { node.collector?.released() }
         if let next = waiting.first {
             waiting.removeFirst()
             if let nd = downloads[next] { pump(nd) }
