@@ -34,6 +34,11 @@ public struct ChunkSettlement: Sendable, Equatable {
 /// dedup only against recorded chunks, and replace unrecorded files), rewritten when its chunk
 /// is fetched again, and settled by `verify`. Stores older than the journal get one full sweep
 /// at their first open (`unrecordedFilesSwept`).
+///
+/// A garbage collection journals the chunks it has unrecorded and is about to unlink, as
+/// writer `gc <stamp>` (GarbageCollector.swift). Those rows are deletions, not writes: they
+/// never make a chunk "being written", and an open finishes those of a dead collection by
+/// unlinking the files still unrecorded and not being written.
 extension Store {
     /// `node_state` key set once the one-time sweep of unrecorded chunk files has run.
     static let sweptKey = "unrecorded_chunk_files_swept"

@@ -382,7 +382,14 @@ extension BlobService {
             return
         }
         downloads[d.contentID] = nil
-        downloadPins.unpin(d.contentID)
+        if d.reason == .request {
+            // Whoever asked (`meshnode get`) exports it next: a collection leaves it alone a while
+            // even if nothing keeps it (an old version).
+            let c = d.contentID
+            after(Self.requestedPinGrace) { [weak self] in self?.downloadPins.unpin(c) }
+        } else {
+            downloadPins.unpin(d.contentID)
+        }
         waiting.removeAll { $0 == d.contentID }
         rememberComplete(d.contentID)
         counters.itemsCompleted += 1
@@ -397,8 +404,6 @@ extension BlobService {
             }
         }
         for w in completionWaiters.removeValue(forKey: d.contentID) ?? [] { w(nil) }
-        // Fetched on request but not kept: garbage once whoever asked has it.
-        if !node.keeper.isKept(d.contentID) { node.collector?.released() }
         if let next = waiting.first {
             waiting.removeFirst()
             if let nd = downloads[next] { pump(nd) }

@@ -123,6 +123,8 @@ public final class BlobService: @unchecked Sendable {
     /// The contents being fetched: their recipes stay through a garbage collection although
     /// nothing may keep them yet (a fetch on request), read by GC off the loop.
     public let downloadPins = ContentPins()
+    /// How long a content fetched on request stays pinned after it completed.
+    static let requestedPinGrace: Duration = .seconds(600)
 
     // Loop-confined; @unchecked so worker completions (posted back to the loop) may hold them.
     final class Download: @unchecked Sendable {
