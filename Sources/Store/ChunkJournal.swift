@@ -140,8 +140,16 @@ extension Store {
             good = try got.get() == bytes.count && Blake2b256.hash(bytes) == hash.digest
         }
         if good {
-            try recordChunks([(hash, Int(st.st_size))], writer: nil, nowMs: nowMs)
-            return .recorded
+            // Recorded only if the file checked is still there, looked at under the write lock: a
+            // collection unlinks unrecorded files only while it holds it (GarbageCollector.swift).
+            testHooks.beforeRecording?("settle")
+            let recorded = try db.transaction { () throws(MeshError) -> Bool in
+                var now = stat()
+                guard stat(path, &now) == 0, now.st_ino == st.st_ino, now.st_dev == st.st_dev else { return false }
+                try insertChunkRows([(hash, Int(st.st_size))], writer: nil, nowMs: nowMs)
+                return true
+            }
+            return recorded ? .recorded : .absent
         }
         // Delete only the file that was checked, and only if no live writer has journalled the
         // chunk since (its write would replace this file by rename).

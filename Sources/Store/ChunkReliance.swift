@@ -5,7 +5,8 @@
 /// Test-only hooks of one `Store` handle (set by `@testable` tests; nil in production).
 struct StoreTestHooks {
     /// Called by a writer right before the transaction that records what it stored and checks
-    /// what it relied on (label: `ingest`, `live-snapshot`): where a concurrent GC would strike.
+    /// what it relied on (label: `ingest`, `live-snapshot`; `settle` before an unrecorded file
+    /// found good is recorded): where a concurrent GC would strike.
     var beforeRecording: ((String) -> Void)?
     /// Called at each step of a collection; throwing aborts the open transaction.
     var gcStep: ((GarbageStep) throws(MeshError) -> Void)?

@@ -108,7 +108,8 @@ enum GarbageStep: Sendable, Equatable {
 ///      A writer journals a chunk (a write transaction, so it waits for this one) before it
 ///      names its file, and ends the journal row only in the transaction that records it:
 ///      so a file being written is never unlinked, and a file unlinked here was named by no
-///      one who will record it.
+///      one who will record it. (Settling an unrecorded file, at open or in `verify`, records
+///      it only after checking under the write lock that the file it hashed is still there.)
 ///
 ///    A crash before the unrecord commit changes nothing. After it, the chunks are
 ///    unrecorded and journalled by a dead `gc` writer; the next open (of any command) deletes
@@ -151,7 +152,8 @@ extension Store {
     /// The stamp of a collection's journal row, nil for a row of an ordinary writer.
     static func gcStamp(ofWriter w: String) -> WriterStamp? {
         guard w.hasPrefix("gc ") else { return nil }
-        return WriterStamp(String(w.dropFirst(3))) ?? WriterStamp(bootID: "-", pid: 0, startTicks: 0)
+        // A row this version cannot read counts as a dead collection's (no boot id is "?").
+        return WriterStamp(String(w.dropFirst(3))) ?? WriterStamp(bootID: "?", pid: 0, startTicks: 0)
     }
 
     /// Deletes what no kept version needs: the recipes of contents not kept (nor pinned), then

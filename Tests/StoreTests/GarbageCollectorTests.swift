@@ -355,6 +355,32 @@ struct GarbageCollectorTests {
         #expect(d.recorded == d.files && d.journalled.isEmpty)
     }
 
+    @Test("An unrecorded file that a collection unlinks while an open settles it is not recorded without its file")
+    func settlingRacesAnUnlink() throws {
+        var g = try GCFixture()
+        let v1 = try g.put("model.onnx", size: 65_536, seed: 90)
+        let h = try #require(try g.store.recipe(v1.contentID)?.chunks.first)
+        let settling = try Store.open(dataDir: g.dataDir)
+        // The chunk is unrecorded (a collection's first transaction) and a dead writer's journal
+        // row names it, so an open settles its file.
+        try g.f.db().query("DELETE FROM chunks WHERE hash = ?", [.blob(h.digest.bytes)])
+        try g.f.db().query("INSERT INTO chunk_writes(hash, writer) VALUES(?, ?)",
+                           [.blob(h.digest.bytes), .text(deadCollector.description)])
+        // The collection's second transaction runs between the settling's hash check and its record.
+        var unlinked = false
+        settling.testHooks.beforeRecording = { label in
+            guard label == "settle", !unlinked else { return }
+            unlinked = true
+            try? g.store.unlinkUnrecorded([h], writer: Store.gcWriter(.current))
+        }
+        let result = try settling.finishInterruptedChunkWrites()
+        #expect(unlinked)
+        #expect(result.recorded == 0)
+        let d = try g.disk()
+        #expect(d.recordedWithoutFile.isEmpty, "recorded without a file")
+        #expect(d.journalled.isEmpty)
+    }
+
     @Test("Verify takes a recorded chunk without a file that no recipe needs for garbage, not damage")
     func verifyTreatsUnreferencedMissingAsGarbage() throws {
         var g = try GCFixture()
