@@ -105,7 +105,9 @@ extension Store {
     /// and only then commits recipe, chunk presence and the signed entry (with the next local
     /// sequence number) in one SQLite transaction. A crash at any point leaves no visible
     /// item; chunk files already named are complete and correct, and the next open records
-    /// them (from the journal).
+    /// them (from the journal). Chunks skipped because the store recorded them are checked again
+    /// inside that transaction: one a concurrent `gc` deleted meanwhile is read again from the
+    /// file and stored before the put commits (GarbageCollector.swift).
     ///
     /// Putting the content of the name's current version again returns that version's entry;
     /// anything else becomes the name's newest version (docs/PROTOCOL.md §4.4), stamped with
