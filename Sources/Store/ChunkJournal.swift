@@ -34,6 +34,11 @@ public struct ChunkSettlement: Sendable, Equatable {
 /// dedup only against recorded chunks, and replace unrecorded files), rewritten when its chunk
 /// is fetched again, and settled by `verify`. Stores older than the journal get one full sweep
 /// at their first open (`unrecordedFilesSwept`).
+///
+/// A garbage collection journals the chunks it has unrecorded and is about to unlink, as
+/// writer `gc <stamp>` (GarbageCollector.swift). Those rows are deletions, not writes: they
+/// never make a chunk "being written", and an open finishes those of a dead collection by
+/// unlinking the files still unrecorded and not being written.
 extension Store {
     /// `node_state` key set once the one-time sweep of unrecorded chunk files has run.
     static let sweptKey = "unrecorded_chunk_files_swept"
@@ -95,12 +100,14 @@ extension Store {
         }
     }
 
-    /// Hashes with a journal row of a process that may still be writing them.
+    /// Hashes with a journal row of a process that may still be writing them (a collection's
+    /// rows, `gc <stamp>`, are deletions, not writes: GarbageCollector.swift).
     func chunksBeingWritten() throws(MeshError) -> Set<ChunkHash> {
         var out = Set<ChunkHash>()
         try db.forEach("SELECT hash, writer FROM chunk_writes") { (s) throws(MeshError) in
             guard let d = Bytes32(bytes: s.blob(0)) else { return }
-            if WriterStamp(s.text(1))?.mayBeRunning ?? false { out.insert(ChunkHash(digest: d)) }
+            let w = s.text(1)
+            if Self.gcStamp(ofWriter: w) == nil, WriterStamp(w)?.mayBeRunning ?? false { out.insert(ChunkHash(digest: d)) }
         }
         return out
     }
@@ -133,8 +140,16 @@ extension Store {
             good = try got.get() == bytes.count && Blake2b256.hash(bytes) == hash.digest
         }
         if good {
-            try recordChunks([(hash, Int(st.st_size))], writer: nil, nowMs: nowMs)
-            return .recorded
+            // Recorded only if the file checked is still there, looked at under the write lock: a
+            // collection unlinks unrecorded files only while it holds it (GarbageCollector.swift).
+            testHooks.beforeRecording?("settle")
+            let recorded = try db.transaction { () throws(MeshError) -> Bool in
+                var now = stat()
+                guard stat(path, &now) == 0, now.st_ino == st.st_ino, now.st_dev == st.st_dev else { return false }
+                try insertChunkRows([(hash, Int(st.st_size))], writer: nil, nowMs: nowMs)
+                return true
+            }
+            return recorded ? .recorded : .absent
         }
         // Delete only the file that was checked, and only if no live writer has journalled the
         // chunk since (its write would replace this file by rename).
@@ -150,11 +165,18 @@ extension Store {
     @discardableResult
     func finishInterruptedChunkWrites(nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> ChunkSettlement {
         var rows = [(hash: ChunkHash, writer: String, running: Bool)]()
+        var collections = [(hash: ChunkHash, writer: String)]()
         try db.forEach("SELECT hash, writer FROM chunk_writes") { (s) throws(MeshError) in
             guard let d = Bytes32(bytes: s.blob(0)) else { return }
             let w = s.text(1)
+            if let gc = Self.gcStamp(ofWriter: w) {
+                // A collection's deletions: those of a dead one are finished (GarbageCollector.swift).
+                if !gc.mayBeRunning { collections.append((ChunkHash(digest: d), w)) }
+                return
+            }
             rows.append((ChunkHash(digest: d), w, WriterStamp(w)?.mayBeRunning ?? false))
         }
+        if !collections.isEmpty { try finishInterruptedCollections(collections) }
         var result = ChunkSettlement()
         guard rows.contains(where: { !$0.running }) else { return result }
         let busy = Set(rows.filter(\.running).map(\.hash))

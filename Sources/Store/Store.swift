@@ -78,6 +78,8 @@ public final class Store {
     public let config: StoreConfig
     let db: Database
     let chunkFiles: ChunkFiles
+    /// Set by tests only (`StoreTestHooks`).
+    var testHooks = StoreTestHooks()
 
     public static let configFileName = "node.json"
     public static let databaseFileName = "manifest.sqlite"

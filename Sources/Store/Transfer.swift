@@ -112,7 +112,9 @@ extension Store {
     /// and only then commits recipe, chunk presence and the signed entry (with the next local
     /// sequence number) in one SQLite transaction. A crash at any point leaves no visible
     /// item; chunk files already named are complete and correct, and the next open records
-    /// them (from the journal).
+    /// them (from the journal). Chunks skipped because the store recorded them are checked again
+    /// inside that transaction: one a concurrent `gc` deleted meanwhile is read again from the
+    /// file and stored before the put commits (GarbageCollector.swift).
     ///
     /// Putting the content of the name's current version again returns that version's entry;
     /// anything else becomes the name's newest version (docs/PROTOCOL.md §4.4), stamped with
@@ -222,16 +224,30 @@ extension Store {
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
 
         let newChunks = (0..<n).filter { work.wrote[$0] }.count
-        try beforeRecording?()
-        return try db.transaction { () throws(MeshError) -> IngestResult in
-            try insertRecipeRows(recipe)
-            var seen = Set<ChunkHash>()
-            let rows = (0..<n).filter { seen.insert(chunks[$0]).inserted }.map { (hash: chunks[$0], sizeBytes: recipe.length(ofChunk: $0)) }
-            try insertChunkRows(rows, writer: writer, nowMs: nowMs)
-            let (entry, isNew) = try recordVersion(of: recipe, name: itemName, type: itemType, policy: policy,
-                                                   signer: signer, nowMs: nowMs)
-            return IngestResult(entry: entry, chunkCount: n, newChunks: newChunks, isNewEntry: isNew)
+        var seen = Set<ChunkHash>()
+        let rows = (0..<n).filter { seen.insert(chunks[$0]).inserted }.map { (hash: chunks[$0], sizeBytes: recipe.length(ofChunk: $0)) }
+        let wrote = Set((0..<n).filter { work.wrote[$0] }.map { chunks[$0] })
+        // Chunks this put found recorded and did not write: a concurrent gc may unrecord them
+        // before the commit, so the final transaction checks them (GarbageCollector.swift).
+        let relied = rows.map(\.hash).filter { !wrote.contains($0) }
+        var lost = [ChunkHash]()
+        for _ in 0..<Self.maxRecordAttempts {
+            try beforeRecording?()
+            testHooks.beforeRecording?("ingest")
+            let result = try db.transaction { () throws(MeshError) -> IngestResult? in
+                lost = try unrecordedAmong(relied)
+                guard lost.isEmpty else { return nil }
+                try insertRecipeRows(recipe)
+                try insertChunkRows(rows, writer: writer, nowMs: nowMs)
+                let (entry, isNew) = try recordVersion(of: recipe, name: itemName, type: itemType, policy: policy,
+                                                       signer: signer, nowMs: nowMs)
+                return IngestResult(entry: entry, chunkCount: n, newChunks: newChunks, isNewEntry: isNew)
+            }
+            if let result { return result }
+            try restoreChunks(lost, of: recipe, fd: fd, path: path, nowMs: nowMs)
         }
+        throw MeshError(.databaseError, "\(lost.count) chunks of \(path) that the store held were deleted by a concurrent gc \(Self.maxRecordAttempts) times",
+                        hint: "put the file again")
     }
 
     // MARK: - Export

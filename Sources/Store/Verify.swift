@@ -36,13 +36,17 @@ extension Store {
         /// older than the journal). Settled now: recorded if their bytes match their name,
         /// deleted if not; those another running process is writing are left to it.
         public var unrecordedFiles: ChunkSettlement
+        /// Recorded chunks without a file that no recipe references: garbage, not damage (their
+        /// records were dropped; nothing needed them).
+        public var garbageRecordsDropped = 0
         /// No damage: every recorded chunk's file is there with the right bytes, and every
         /// chunk list is sound. (Unrecorded files were not damage: nothing counted on them.)
         public var ok: Bool { badChunks.isEmpty && badRecipes.isEmpty }
     }
 
     /// Makes the record and the files agree, and says how they differed. Re-hashes the file of
-    /// every chunk the store records: one missing, of the wrong size or with the wrong bytes is
+    /// every chunk the store records: one missing (unless no recipe references it: then it is
+    /// garbage, and only its record goes), of the wrong size or with the wrong bytes is
     /// damage, reported with the items it breaks, and its record is dropped (so those items
     /// show incomplete and are fetched again; an I/O error is only reported). A chunk file that
     /// nothing records is settled (`VerifyReport.unrecordedFiles`). Every chunk list must
@@ -121,6 +125,15 @@ extension Store {
                 }
             }
         }
+        // A recorded chunk without a file that no recipe references needs nothing: garbage (its
+        // record goes, as a collection would have taken it), not damage.
+        var garbage = [ChunkHash]()
+        var damage = [(ChunkHash, BadChunk.Problem, String)]()
+        for b in bad {
+            if b.1 == .missing, try !isChunkReferenced(b.0) { garbage.append(b.0) } else { damage.append(b) }
+        }
+        bad = damage
+        try forgetChunks(garbage)
         try forgetChunks(bad.filter { $0.1 != .unreadable }.map(\.0))
         // Recipes must recompute their ids.
         var ids = [ContentID]()
@@ -140,6 +153,6 @@ extension Store {
             return BadChunk(hash: hash, problem: problem, path: path, items: all.filter { contents.contains($0.contentID) })
         }
         return VerifyReport(chunksChecked: checked, bytesChecked: bytes, badChunks: badChunks, badRecipes: badRecipes,
-                            unrecordedFiles: unrecorded)
+                            unrecordedFiles: unrecorded, garbageRecordsDropped: garbage.count)
     }
 }

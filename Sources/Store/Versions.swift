@@ -113,12 +113,14 @@ extension Store {
     public func recordVersion(of contentID: ContentID, name: String, type: ItemType, policy: KeepPolicy = KeepPolicy(),
                               signer: any Signer, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> (ManifestEntry, isNew: Bool) {
         try Self.validateName(name, what: "item name")
-        guard let recipe = try recipe(contentID), recipe.contentID == contentID else {
-            throw MeshError(.unknownItem, "no stored chunk list for content \(contentID.short)",
-                            hint: "store the content (its recipe and chunks) before recording a version of it")
-        }
         return try db.transaction { () throws(MeshError) -> (ManifestEntry, isNew: Bool) in
-            try recordVersion(of: recipe, name: name, type: type, policy: policy, signer: signer, nowMs: nowMs)
+            // Looked up inside the transaction: a gc cannot delete the recipe between the check
+            // and the new entry that makes the content kept.
+            guard let recipe = try recipe(contentID), recipe.contentID == contentID else {
+                throw MeshError(.unknownItem, "no stored chunk list for content \(contentID.short)",
+                                hint: "store the content (its recipe and chunks) before recording a version of it")
+            }
+            return try recordVersion(of: recipe, name: name, type: type, policy: policy, signer: signer, nowMs: nowMs)
         }
     }
 

@@ -12,7 +12,7 @@ struct MeshnodeCommand: ParsableCommand {
         abstract: "A gossip peer-to-peer mesh node that replicates training data between hosts.",
         discussion: "Every verb takes --data DIR (default $MESHNODE_DATA, then ~/.meshnode).",
         version: "0.1.0",
-        subcommands: [Init.self, Put.self, Get.self, Ls.self, Rm.self, Verify.self, Status.self, Run.self, Peers.self,
+        subcommands: [Init.self, Put.self, Get.self, Ls.self, Rm.self, Verify.self, GC.self, Status.self, Run.self, Peers.self,
                       Folders.self, Authority.self, Admit.self])
 }
 
@@ -159,6 +159,9 @@ extension MeshnodeCommand {
                     FileHandleOut.stdout("bad chunk list for \(r): it does not recompute its content id\n")
                 }
                 if let line = unrecordedLine(report.unrecordedFiles) { FileHandleOut.stdout(line + "\n") }
+                if report.garbageRecordsDropped > 0 {
+                    FileHandleOut.stdout("\(report.garbageRecordsDropped) recorded chunks had no file and no recipe needed them: garbage, their records were dropped\n")
+                }
                 guard report.ok else {
                     let broken = Set(report.badChunks.flatMap { $0.items.map(\.contentID) }).count
                     throw MeshError(.corrupt, "\(report.badChunks.count) bad chunks, \(report.badRecipes.count) bad chunk lists, \(broken) items affected",
@@ -194,6 +197,9 @@ extension MeshnodeCommand {
         var peers: Int
         var outbox: Int
         var forks: Int
+        /// Bytes and chunks recorded that no kept (or pinned) content references: what `gc` reclaims.
+        var reclaimable: UInt64
+        var reclaimable_chunks: Int
         /// Whether a node is running on this data dir, and what it reports.
         var running: Bool
         var node: RunningNode?
@@ -205,6 +211,9 @@ extension MeshnodeCommand {
         static let configuration = CommandConfiguration(abstract: "Report on the local store.")
 
         @OptionGroup var options: DataOptions
+        @Option(help: ArgumentHelp("Config file whose keep_versions decide what counts as reclaimable when no node runs (default: $MESHNODE_CONFIG).",
+                                   valueName: "FILE"))
+        var config: String?
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -212,13 +221,24 @@ extension MeshnodeCommand {
                 let store = try Store.open(dataDir: options.dataDir)
                 let s = try store.status()
                 let nodeID = try? store.loadIdentity().nodeID
+                let node = runningNode(dataDir: options.dataDir)
+                // What `gc` would reclaim: by the running node's keep policy (its downloads in
+                // progress pinned), else by the config file's.
+                let reclaim: Reclaimable
+                if let node {
+                    let pinned = Set(node.status.transfers.compactMap { ContentID(hex: $0.id) })
+                    reclaim = try store.reclaimable(policy: runningNodePolicy(dataDir: options.dataDir), pinned: pinned)
+                } else {
+                    reclaim = try store.reclaimable(policy: try configuredKeepPolicy(configFlag: config))
+                }
                 let j = StatusJSON(node_id: nodeID?.description, name: s.name, data_dir: s.dataDir,
                                    schema_version: s.schemaVersion, chunk_size: s.chunkSizeBytes, items: s.items,
                                    incomplete_items: s.incompleteItems, bytes: s.itemBytes, chunks: s.chunks,
                                    chunk_bytes: s.chunkBytes, peers: s.peers, outbox: s.outbox, forks: s.forks,
+                                   reclaimable: reclaim.bytes, reclaimable_chunks: reclaim.chunks,
                                    running: false, node: nil)
                 var report = j
-                report.node = runningNode(dataDir: options.dataDir)
+                report.node = node
                 report.running = report.node != nil
                 if report.running { report.folders = try? runningNodeFolders(dataDir: options.dataDir) }
                 if json {
@@ -232,6 +252,7 @@ extension MeshnodeCommand {
                     ["items", "\(s.items) (\(s.incompleteItems) incomplete)"],
                     ["bytes", "\(formatBytes(s.itemBytes)) in items"],
                     ["chunks", "\(s.chunks) (\(formatBytes(s.chunkBytes)) on disk, chunk size \(formatBytes(UInt64(s.chunkSizeBytes))))"],
+                    ["reclaimable", "\(formatBytes(reclaim.bytes)) in \(reclaim.chunks) chunks no kept version needs (`meshnode gc`)"],
                     ["peers", "\(s.peers) known"],
                     ["outbox", "\(s.outbox) pending pushes"],
                     ["forks", "\(s.forks)"],

@@ -91,7 +91,8 @@ struct RunningNode: Encodable {
         let s = status
         let members = ["alive", "suspect", "dead", "left"].map { "\(s.members[$0] ?? 0) \($0)" }.joined(separator: ", ")
         let rejected = s.rejected.isEmpty ? "none" : s.rejected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        return [
+        let gc: [[String]] = s.gc.map { [["gc", Self.gcLine($0)]] } ?? []
+        let base: [[String]] = [
             ["running", "yes, up \(Int(s.uptimeSeconds))s, listening on \(s.listen) (advertised \(s.advertise)), incarnation \(s.incarnation)"],
             ["members", members],
             ["gossip", "\(s.messagesSent) messages sent, \(s.messagesReceived) received, \(s.sessions) sessions"],
@@ -101,11 +102,26 @@ struct RunningNode: Encodable {
             ["rejected", rejected],
             ["chunks", "\(s.blobs.chunksFetched) fetched (\(formatBytes(s.blobs.bytesFetched))), \(s.blobs.chunksServed) served (\(formatBytes(s.blobs.bytesServed))), \(s.blobs.corruptChunks) corrupt"],
             ["strikes", s.blobs.strikes.isEmpty ? "none" : s.blobs.strikes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],
-        ] + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
+        ]
+        return base + gc + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
             let pct = t.sizeBytes > 0 ? Double(t.doneBytes) * 100 / Double(t.sizeBytes) : 0
             return ["transfer", "\(String(t.id.prefix(12))) \(t.name) \(t.state): \(formatBytes(t.doneBytes)) of \(formatBytes(t.sizeBytes)) "
                 + "(\(String(format: "%.0f", pct))%) at \(formatBytes(UInt64(t.rateBytesPerSecond)))/s from \(t.sources) sources"]
         })
+    }
+}
+
+extension RunningNode {
+    /// The node's garbage collection, on one line of `status`.
+    static func gcLine(_ g: NodeGCStatus) -> String {
+        var parts = ["\(g.runs) runs (\(g.failures) failed), \(formatBytes(g.bytesReclaimed)) reclaimed"]
+        if let b = g.reclaimableBytes { parts.append("\(formatBytes(b)) reclaimable") }
+        if g.running {
+            parts.append("running now")
+        } else if let next = g.nextRunInMs {
+            parts.append("next in \(next / 1000) s")
+        }
+        return parts.joined(separator: ", ")
     }
 }
 

@@ -26,7 +26,8 @@ extension BlobService {
     }
 
     func pump(_ d: Download) {
-        guard isActive(d) else { return }
+        // (A write completing after `unwant` removed the download must not revive it.)
+        guard downloads[d.contentID] === d, isActive(d) else { return }
         let now = MeshNode.now()
         if d.recipe == nil, let r = recipe(d.contentID) { startScheduling(d, r) }
         guard let scheduler = d.scheduler else {
@@ -108,6 +109,12 @@ extension BlobService {
     }
 
     func startScheduling(_ d: Download, _ r: Recipe) {
+        // A collection may have deleted the stored recipe (the fetch began after it read the
+        // pins, from a cached or earlier recipe): store it again, or the record could never
+        // show the item complete.
+        if !node.store.hasRecipe(r.contentID) {
+            try? node.store.insertRecipe(contentID: r.contentID, sizeBytes: r.sizeBytes, chunkSizeBytes: r.chunkSizeBytes, chunks: r.chunks)
+        }
         d.recipe = r
         d.lastProgress = MeshNode.now()
         let held = (try? node.store.recordedChunks(r)) ?? Array(repeating: false, count: r.chunks.count)  // the record, not the files
@@ -375,6 +382,14 @@ extension BlobService {
             return
         }
         downloads[d.contentID] = nil
+        if d.reason == .request {
+            // Whoever asked (`meshnode get`) exports it next: a collection leaves it alone a while
+            // even if nothing keeps it (an old version).
+            let c = d.contentID
+            after(Self.requestedPinGrace) { [weak self] in self?.downloadPins.unpin(c) }
+        } else {
+            downloadPins.unpin(d.contentID)
+        }
         waiting.remove(d.contentID)
         rememberComplete(d.contentID)
         counters.itemsCompleted += 1

@@ -120,6 +120,11 @@ public final class BlobService: @unchecked Sendable {
     var knownComplete: Set<ContentID> = []
     /// Testing aid: serve chunks with one byte flipped (MESHNODE_TEST_CORRUPT_SERVING=1).
     let corruptServing: Bool
+    /// The contents being fetched: their recipes stay through a garbage collection although
+    /// nothing may keep them yet (a fetch on request), read by GC off the loop.
+    public let downloadPins = ContentPins()
+    /// How long a content fetched on request stays pinned after it completed.
+    static let requestedPinGrace: Duration = .seconds(600)
 
     // Loop-confined; @unchecked so worker completions (posted back to the loop) may hold them.
     final class Download: @unchecked Sendable {
@@ -211,8 +216,8 @@ public final class BlobService: @unchecked Sendable {
         let t = try LoopTimer(loop: node.loop) { [unowned self] in self.onTick() }
         t.start(after: .milliseconds(250), repeating: .milliseconds(250))
         tick = t
-        // Resume what a previous run left incomplete.
-        for item in (try? node.store.items()) ?? [] where !item.isComplete {
+        // Resume what a previous run left incomplete (and this node still keeps).
+        for item in (try? node.store.items()) ?? [] where !item.isComplete && node.keeper.isKept(item.contentID) {
             want(item.contentID, holders: [item.entry.origin], reason: .replication, entry: item.entry)
         }
     }
@@ -241,9 +246,43 @@ public final class BlobService: @unchecked Sendable {
         let d = Download(id, reason: reason, hints: Set(hints), now: MeshNode.now())
         d.entry = entry ?? (try? node.store.entry(contentID: id)) ?? nil
         downloads[id] = d
+        downloadPins.pin(id)
         if activeCount > config.maxConcurrentDownloads { waiting.append(id) }
         logger.debug("want", metadata: ["item": "\(id.short)"])
         pump(d)
+    }
+
+    /// Stops fetching `id` because this node no longer keeps it (the keeper released it): its
+    /// requests are cancelled and its slot goes to the next item; the chunks that arrived
+    /// become garbage for the next collection. A fetch someone asked for (`.request`) goes on.
+    public func unwant(_ id: ContentID) {
+        guard let d = downloads[id], d.reason == .replication else { return }
+        let wasActive = isActive(d)
+        downloads[id] = nil
+        downloadPins.unpin(id)
+        waiting.remove(id)
+        if d.abandoned { abandonedCount -= 1 }
+        for (rid, r) in requests where r.content == id {
+            requests[rid] = nil
+            if case .get = r.kind { _ = sendRequest(.cancel(requestID: rid), to: r.source) }
+        }
+        for w in completionWaiters.removeValue(forKey: id) ?? [] {
+            w(MeshError(.incomplete, "\(id.short) is no longer kept by this node (a newer version, a delete or its retention)"))
+        }
+        logger.info("item released: its fetch stops", metadata: ["item": "\(id.short)"])
+        if wasActive, let next = waiting.first {
+            waiting.removeFirst()
+            if let nd = downloads[next] { pump(nd) }
+        }
+    }
+
+    /// A collection deleted the recipes of `contents`: forget what is cached about them here.
+    public func forgetCollected(_ contents: [ContentID]) {
+        for c in contents {
+            recipes[c] = nil
+            knownComplete.remove(c)
+            holders[c]?.remove(node.identity.nodeID)
+        }
     }
 
     /// Calls `done` once `id` is complete here (nil) or can no longer be fetched.

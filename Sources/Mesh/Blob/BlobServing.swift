@@ -43,7 +43,8 @@ extension BlobService {
     /// complete here after all, so it is fetched again.
     func chunkLost(_ c: ContentID) {
         knownComplete.remove(c)
-        want(c, holders: [], reason: .replication)
+        // (Not when the chunk went because nothing keeps the item any more: a collection.)
+        if node.keeper.isKept(c) { want(c, holders: [], reason: .replication) }
     }
 
     func serveHave(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {

@@ -156,6 +156,7 @@ public struct ConfigOverrides: Equatable, Sendable {
         ("MESHNODE_TEST_CORRUPT_SERVING", "testing only: 1 makes the node serve every chunk with one byte flipped"),
         ("MESHNODE_WORKERS", "worker threads for put/get/verify"),
         ("MESHNODE_NO_TMPFILE", "testing: named temp files instead of O_TMPFILE"),
+        ("MESHNODE_GC_BATCH_FILES", "testing: chunk files a gc deletes per transaction (1...1000, default 1000)"),
         ("MESHNODE_BIN", "tests: the meshnode binary under test"),
         ("MESHNODE_CRASH_SEED", "tests: seed of the kill -9 delays"),
     ]

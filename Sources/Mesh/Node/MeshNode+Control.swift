@@ -68,9 +68,11 @@ public struct NodeStatus: Codable, Sendable {
     /// Per peer (short id): the learned typical connection lifetime (s) and throughput (B/s).
     public var paths: [String: PathRow]
     public var successorSessions: UInt64
+    /// Garbage collection: runs, the last report, reclaimable bytes (nil from older nodes).
+    public var gc: NodeGCStatus?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs
+        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received"
@@ -110,7 +112,7 @@ extension MeshNode {
                           blobs: blobs?.counters ?? BlobCounters(), sessionsByRoute: runtime.sessionsEstablished,
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
-                          successorSessions: runtime.successorSessions)
+                          successorSessions: runtime.successorSessions, gc: collector?.status())
     }
 
     /// `badSignature` → `bad_signature`: every counter name in `status` is snake case.
@@ -122,7 +124,8 @@ extension MeshNode {
         return out
     }
 
-    /// Serves one control request (loop thread). Verbs: `peers`, `status`, `announce`, ... `folders`.
+    /// Serves one control request (loop thread). Verbs: `peers`, `status`, `announce`, `holders`,
+    /// `fetch`, `transfers`, `policy`, `gc`, `folders`.
     public func handleControl(_ req: ControlRequest, respond: @escaping (ControlResponse) -> Void) {
         do {
             switch req.verb {
@@ -162,12 +165,15 @@ extension MeshNode {
                 respond(.success(try JSONValue(encoding: blobs?.transfers() ?? [])))
             case "folders":
                 respond(.success(try JSONValue(encoding: folders?.rows() ?? [])))
+            case "gc":
+                // Collect garbage now (`dry_run`: only report what would go); answered when done.
+                controlGC(req, respond: respond)
             case "policy":
                 // What `meshnode put` through this node stamps (retention) and keeps (versions).
                 respond(.success(policyJSON()))
             default:
                 respond(.failure(MeshError(.controlUnknownVerb, "unknown control verb \"\(req.verb)\"",
-                                           hint: "known: peers, status, announce, holders, fetch, transfers, policy, folders")))
+                                           hint: "known: peers, status, announce, holders, fetch, transfers, policy, gc, folders")))
             }
         } catch let e as MeshError {
             respond(.failure(e))

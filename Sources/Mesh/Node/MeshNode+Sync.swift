@@ -3,19 +3,16 @@ import Store
 import Sync
 
 extension MeshNode {
-    /// Folds an entry that is now stored into the keeper; fetches what it newly wants.
-    /// (What it releases is reclaimed by GC; a download already running finishes.)
+    /// Folds an entry that is now stored into the keeper; fetches what it newly wants, and
+    /// stops fetching what it released, which GC then reclaims (MeshNode+GC.swift).
     func keep(_ e: ManifestEntry) {
-        let change = keeper.insert(e, nowMs: WallClock.nowMs())
-        for w in change.wanted where w.origin != identity.nodeID {
-            blobs?.want(w.contentID, holders: [w.origin], reason: .replication, entry: w)
-        }
+        applyKeeperChange(keeper.insert(e, nowMs: WallClock.nowMs()))
         folders?.nameChanged(e.name)
     }
 
     /// Re-evaluates retention expiries (housekeeping).
     func refreshKeeper() {
-        _ = keeper.refresh(nowMs: WallClock.nowMs())
+        applyKeeperChange(keeper.refresh(nowMs: WallClock.nowMs()))
     }
 
     /// The keep policy a `meshnode put` through this node should stamp (retention by type).

@@ -141,6 +141,8 @@ public final class MeshNode: @unchecked Sendable {
     public internal(set) var blobs: BlobService?
     /// The watched folders (MeshNode+Folders.swift); nil when none are configured.
     public internal(set) var folders: FolderService?
+    /// Garbage collection (MeshNode+GC.swift).
+    var collector: NodeCollector?
 
     /// Opens sockets and starts gossip. Call on the loop thread (e.g. inside `loop.execute`).
     public init(loop: EventLoop, store: Store, identity: NodeIdentity, options: MeshNodeOptions, logger: Logger) throws(MeshError) {
@@ -203,6 +205,7 @@ public final class MeshNode: @unchecked Sendable {
         do {
             blobs = try BlobService(node: self, config: options.blob, dataDir: store.dataDir, logger: logger)
             try startFolders()
+            collector = try NodeCollector(node: self)
         } catch {
             closeEverything()
             throw error
@@ -267,6 +270,8 @@ public final class MeshNode: @unchecked Sendable {
     /// Closes every handle at once, without telling peers (used after `stop`'s flush, and on fatal errors).
     public func closeEverything() {
         stopFolders()
+        collector?.close()
+        collector = nil
         blobs?.close()
         blobs = nil
         for t in timers.values { t.close() }

@@ -78,6 +78,9 @@ struct AssembledImage {
     var recipe: Recipe
     /// The rebuilt chunks, in image order (chunk presence to record).
     var touched: [(hash: ChunkHash, sizeBytes: Int)]
+    /// Rebuilt chunks that were recorded already, so not written: the record transaction checks
+    /// that they still are (a concurrent gc may have unrecorded them; GarbageCollector.swift).
+    var relied: [ChunkHash]
     /// Rebuilt chunks whose hash differs from the previous image's at that index.
     var chunksChanged: Int
     var bytesRead: UInt64
@@ -236,18 +239,22 @@ extension Store {
         }
         var rebuilt = [(hash: ChunkHash, sizeBytes: Int)]()
         var changed = 0
+        var wrote = Set<ChunkHash>()
         for (k, i) in touched.enumerated() {
             let h = ChunkHash(digest: work.results[k])
             if i >= previousChunks.count || previousChunks[i] != h { changed += 1 }
             chunks[i] = h
             rebuilt.append((h, plan.length(ofChunk: i)))
+            if work.wrote[k] { wrote.insert(h) }
         }
+        var seen = Set<ChunkHash>()
+        let relied = rebuilt.map(\.hash).filter { !wrote.contains($0) && seen.insert($0).inserted }
         // Renames become durable before the manifest can point at them (as in `ingest`).
         var dirs = Set<String>()
         for c in rebuilt { dirs.insert(FS.dirname(of: chunkPath(c.hash))) }
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
         let recipe = Recipe(sizeBytes: plan.sizeBytes, chunkSizeBytes: plan.chunkSizeBytes, chunks: chunks)
-        return .built(AssembledImage(recipe: recipe, touched: rebuilt, chunksChanged: changed,
+        return .built(AssembledImage(recipe: recipe, touched: rebuilt, relied: relied, chunksChanged: changed,
                                      bytesRead: bytesRead.load(ordering: .relaxed),
                                      bytesHashed: bytesHashed.load(ordering: .relaxed),
                                      newChunkBytes: newBytes.load(ordering: .relaxed)))

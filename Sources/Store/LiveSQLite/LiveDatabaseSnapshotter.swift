@@ -205,8 +205,8 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
                 force = force ?? reason
             }
         }
-        throw MeshError(.databaseError, "the WAL of \(path) was reset during \(attempts) snapshot attempts in a row",
-                        hint: "something checkpoints it constantly; the next snapshot tries again")
+        throw MeshError(.databaseError, "the snapshot of \(path) was retried \(attempts) times in a row (its WAL was reset, or a gc deleted chunks it reused)",
+                        hint: "something checkpoints it constantly, or gc runs constantly; the next snapshot tries again")
     }
 
     private enum CycleOutcome {
@@ -345,7 +345,7 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
             succeeded = true
             if var st = state, st.position != scan?.end {
                 st.position = scan?.end
-                try store.recordLiveSnapshot(recipe: nil, chunks: [], state: st, path: resolvedPath)
+                _ = try store.recordLiveSnapshot(recipe: nil, chunks: [], state: st, path: resolvedPath)
                 state = st
             }
             return .done(nil)
@@ -395,8 +395,11 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
             sizeBytes: image.recipe.sizeBytes, chunkSizeBytes: image.recipe.chunkSizeBytes, pageSize: UInt32(pageSize),
             position: scan?.end, changeCounter: 0, fileSizeBytes: 0, mtimeNs: 0)
         let unchanged = state?.contentID == image.recipe.contentID
-        try store.recordLiveSnapshot(recipe: unchanged ? nil : image.recipe, chunks: image.touched, state: newState,
-                                     path: resolvedPath)
+        guard try store.recordLiveSnapshot(recipe: unchanged ? nil : image.recipe, chunks: image.touched, relied: image.relied,
+                                           state: newState, path: resolvedPath) else {
+            // A gc unrecorded chunks this image reused: build it again (they are written then).
+            return .retry(full)
+        }
         handOff()
         state = newState
         previous = image.recipe
@@ -436,8 +439,10 @@ public final class LiveDatabaseSnapshotter: @unchecked Sendable {
             pageSize: UInt32(header.pageSize), position: nil, changeCounter: header.changeCounter,
             fileSizeBytes: size, mtimeNs: mtime)
         let unchanged = state?.contentID == image.recipe.contentID
-        try store.recordLiveSnapshot(recipe: unchanged ? nil : image.recipe, chunks: image.touched, state: newState,
-                                     path: resolvedPath)
+        guard try store.recordLiveSnapshot(recipe: unchanged ? nil : image.recipe, chunks: image.touched, relied: image.relied,
+                                           state: newState, path: resolvedPath) else {
+            return .retry(force)  // a gc unrecorded chunks this image reused: read it again
+        }
         state = newState
         previous = image.recipe
         counters.full = true

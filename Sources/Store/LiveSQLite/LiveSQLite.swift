@@ -160,8 +160,13 @@ import Glibc
 /// - A commit frame whose fsync failed is valid on disk before SQLite gives the transaction up
 ///   and overwrites it; a snapshot in that window can hold that transaction (as SQLite's own
 ///   recovery after a crash at that moment would).
-/// - Every snapshot is a new content id with its own recipe; the store keeps them all (there is
-///   no garbage collection of superseded snapshots yet).
+/// - Every snapshot is a new content id with its own recipe. Superseded snapshots are reclaimed
+///   by GC once the keep policy no longer keeps their versions; the last snapshot of each
+///   database stays (its `node_state` row pins it: the base of the next snapshot, and content
+///   whose version may not be recorded yet), also after the database is no longer watched.
+/// - A rebuilt chunk that was in the store already is not written again; if a concurrent GC
+///   deletes it before the snapshot is recorded, the record transaction sees it and the cycle
+///   is retried (`Store.recordLiveSnapshot`).
 public enum LiveSQLite {
     /// The first 16 bytes of every SQLite database file.
     public static let headerMagic: [UInt8] = Array("SQLite format 3".utf8) + [0]

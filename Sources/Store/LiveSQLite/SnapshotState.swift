@@ -109,9 +109,16 @@ extension Store {
     /// Records a live snapshot in one transaction: its recipe (when new), the presence of the
     /// chunks it rebuilt (their files are already durable) and the snapshotter's state.
     /// Creates no manifest entry: the caller signs one for `recipe.contentID`.
-    func recordLiveSnapshot(recipe: Recipe?, chunks: [(hash: ChunkHash, sizeBytes: Int)], state: LiveSnapshotState,
-                            path: String, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {
-        try db.transaction { () throws(MeshError) in
+    ///
+    /// `relied` are rebuilt chunks that were recorded already and so were not written: if a
+    /// concurrent gc unrecorded one of them since, nothing is recorded and the result is false
+    /// (the cycle is retried, and writes them; GarbageCollector.swift). The check runs inside
+    /// the transaction, which holds the write lock, so no collection can go in between.
+    func recordLiveSnapshot(recipe: Recipe?, chunks: [(hash: ChunkHash, sizeBytes: Int)], relied: [ChunkHash] = [],
+                            state: LiveSnapshotState, path: String, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> Bool {
+        if !chunks.isEmpty { testHooks.beforeRecording?("live-snapshot") }
+        return try db.transaction { () throws(MeshError) -> Bool in
+            guard try unrecordedAmong(relied).isEmpty else { return false }
             if let recipe { try insertRecipeRows(recipe) }
             var seen = Set<ChunkHash>()
             try insertChunkRows(chunks.filter { seen.insert($0.hash).inserted }, writer: WriterStamp.current, nowMs: nowMs)
@@ -121,6 +128,7 @@ extension Store {
                     ON CONFLICT(key) DO UPDATE SET value = excluded.value
                     """, [.text(LiveSnapshotState.key(path: path)), .blob(state.encoded())])
             }
+            return true
         }
     }
 }
