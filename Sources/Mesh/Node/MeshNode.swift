@@ -138,6 +138,9 @@ public final class MeshNode: @unchecked Sendable {
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
     public internal(set) var blobs: BlobService?
 
+    /// Metrics, health state and the HTTP server of `/metrics` and `/health` (MeshNode+Metrics.swift).
+    public let observability = NodeObservability()
+
     /// Opens sockets and starts gossip. Call on the loop thread (e.g. inside `loop.execute`).
     public init(loop: EventLoop, store: Store, identity: NodeIdentity, options: MeshNodeOptions, logger: Logger) throws(MeshError) {
         loop.assertInLoop("MeshNode.init")
@@ -261,6 +264,7 @@ public final class MeshNode: @unchecked Sendable {
 
     /// Closes every handle at once, without telling peers (used after `stop`'s flush, and on fatal errors).
     public func closeEverything() {
+        observability.close()
         blobs?.close()
         blobs = nil
         for t in timers.values { t.close() }
@@ -330,11 +334,13 @@ public final class MeshNode: @unchecked Sendable {
                     }
                 } catch {
                     runtime.persistErrors += 1
+                    noteStoreWriteError(error)
                     logger.error("could not persist an entry: \(error)")
                 }
             case .persistIncarnation(let n):
                 do { try store.setIncarnation(n) } catch {
                     runtime.persistErrors += 1
+                    noteStoreWriteError(error)
                     logger.error("could not persist the incarnation: \(error)")
                 }
             case .fetch(let id, let holders):
@@ -362,6 +368,7 @@ public final class MeshNode: @unchecked Sendable {
                                 incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "")
         do { try store.upsertPeer(record) } catch {
             runtime.persistErrors += 1
+            noteStoreWriteError(error)
             logger.error("could not persist a member: \(error)")
         }
         if t.from != t.to {
