@@ -57,6 +57,7 @@ public enum HTTPRequestParser {
         var end: Int?
         var i = 0
         while i < bytes.count {
+            if i >= maxHeadBytes { return .refused(.tooLarge) }
             let b = bytes[i]
             if b == 0x0A {
                 var line = bytes[lineStart..<i]
@@ -79,7 +80,6 @@ public enum HTTPRequestParser {
             } else if b < 0x20 && b != 0x09 || b == 0x7F {
                 return .refused(.malformed("control byte 0x\(String(b, radix: 16)) in the request head"))
             }
-            if i >= maxHeadBytes { return .refused(.tooLarge) }
             i += 1
         }
         // Refuse a request line that cannot become one, before it is complete.

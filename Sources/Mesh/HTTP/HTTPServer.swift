@@ -29,13 +29,15 @@ public final class HTTPServer: @unchecked Sendable {
         public var responses: [Int: UInt64] = [:]
         /// Refusals by reason (the `onRejected` reasons).
         public var rejected: [String: UInt64] = [:]
+        /// The most bytes ever queued on one connection (at most `writePieceBytes`).
+        public var peakWriteQueueBytes = 0
     }
 
     public typealias Handler = (HTTPRequestHead) -> HTTPResponse
 
     public let loop: EventLoop
     public let limits: Limits
-    public private(set) var counters = Counters()
+    public fileprivate(set) var counters = Counters()
     /// Called on every refusal with its reason, the client's address and a detail.
     public var onRejected: ((_ reason: String, _ peer: String, _ detail: String) -> Void)?
     public var localAddress: SocketAddress { listener.localAddress }
@@ -178,7 +180,8 @@ public final class HTTPServer: @unchecked Sendable {
                 do { try stream.write([UnsafeRawBufferPointer(rebasing: all[range])]) } catch { return false }
                 return true
             }
-            if !ok { stream.close() }
+            if !ok { return stream.close() }
+            server.counters.peakWriteQueueBytes = max(server.counters.peakWriteQueueBytes, stream.writeQueueBytes)
         }
     }
 }

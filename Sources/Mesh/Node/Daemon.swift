@@ -91,6 +91,7 @@ public enum CertificateFile {
 public enum Daemon {
     public static func run(_ settings: NodeSettings) throws(MeshError) {
         tuneAllocator()
+        unblockStopSignals()
         let level = settings.config.logLevel
         settings.config.logFormat.bootstrap(level: level)
         let logger: Logger = {
@@ -149,6 +150,20 @@ public enum Daemon {
 }
 
 extension Daemon {
+    /// The signal mask survives `exec`: a node started from a thread that blocks SIGINT and
+    /// SIGTERM (a test harness's worker thread, some supervisors) would never see them, and
+    /// every stop would end in SIGKILL. Unblocked here, before any thread is started, so that
+    /// the loop thread inherits the unblocked mask.
+    static func unblockStopSignals() {
+        #if canImport(Glibc)
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        #endif
+    }
+
     /// Chunks move through the node as 2 MiB buffers. glibc serves blocks that size with a
     /// fresh `mmap` (and returns them with `munmap`), so every buffer would cost 512 page
     /// faults; measured on a 1 GiB transfer that was most of the node's CPU time. Keeping such

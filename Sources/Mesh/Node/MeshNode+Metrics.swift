@@ -175,13 +175,14 @@ extension MeshNode {
 
     /// Serves `/metrics` and `/health` at `setting` (nil: the default, 127.0.0.1:9946, where a
     /// port already taken is logged and skipped; configured: a bind failure is an error).
-    public func startHTTP(_ setting: NodeConfig.MetricsListen?) throws(MeshError) {
+    public func startHTTP(_ setting: NodeConfig.MetricsListen?,
+                          defaultEndpoint: Endpoint = NodeConfig.defaultMetricsListen) throws(MeshError) {
         loop.assertInLoop("MeshNode.startHTTP")
         let endpoint: Endpoint
         switch setting {
         case .off?: return
         case .at(let e)?: endpoint = e
-        case nil: endpoint = NodeConfig.defaultMetricsListen
+        case nil: endpoint = defaultEndpoint
         }
         guard let address = SocketAddress(endpoint) else {
             throw MeshError(.configInvalid, "metrics_listen: \(endpoint) is not an IP address", hint: "write e.g. 127.0.0.1:9946")
