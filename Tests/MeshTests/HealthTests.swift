@@ -45,7 +45,7 @@ import Testing
         #expect(HealthChecks.disk(inputs(freePercent: 5)).reason == "5.0 % free (48.8 KiB of 976.6 KiB): below 10 %")
     }
 
-    @Test func gossipAloneWithSeedsIsDegradedAndAloneWithoutSeedsHealthy() {
+    @Test func gossipIsDegradedAloneWithSeedsOrMostlySuspectAndUnhealthyWhileLeaving() {
         var i = inputs()
         #expect(HealthChecks.gossip(i) == ComponentHealth(.healthy, "alone (no seeds configured)"))
         i.seedsConfigured = 2
@@ -55,6 +55,8 @@ import Testing
         #expect(HealthChecks.gossip(i) == ComponentHealth(.healthy, "3 alive, 1 suspect, 0 dead"))
         i.membersSuspect = 3
         #expect(HealthChecks.gossip(i).status == .degraded)
+        i.stopping = true
+        #expect(HealthChecks.gossip(i) == ComponentHealth(.unhealthy, "leaving the mesh: the node is shutting down"))
     }
 
     @Test func stalledOrAbandonedTransfersAreDegraded() {

@@ -88,7 +88,10 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     fileprivate final class Connection {
-        unowned let server: HTTPServer
+        /// Weak: a connection's close callback may run after the server is gone.
+        weak var server: HTTPServer?
+        let limits: Limits
+        let loop: EventLoop
         let stream: TCPStream
         var buffer: [UInt8] = []
         var timer: LoopTimer?
@@ -98,21 +101,23 @@ public final class HTTPServer: @unchecked Sendable {
 
         init(server: HTTPServer, stream: TCPStream) {
             self.server = server
+            limits = server.limits
+            loop = server.loop
             self.stream = stream
         }
 
         func start() {
-            stream.maxWriteQueueBytes = server.limits.writePieceBytes
+            stream.maxWriteQueueBytes = limits.writePieceBytes
             stream.onRead = { [unowned self] bytes in self.received(bytes) }
             stream.onDrain = { [unowned self] in self.writeNext() }
             stream.onClose = { [self] _ in
                 self.timer?.close()
                 self.timer = nil
-                self.server.remove(self)
+                self.server?.remove(self)
             }
             do {
-                let t = try LoopTimer(loop: server.loop) { [unowned self] in self.timedOut() }
-                t.start(after: server.limits.requestTimeout)
+                let t = try LoopTimer(loop: loop) { [unowned self] in self.timedOut() }
+                t.start(after: limits.requestTimeout)
                 timer = t
             } catch {
                 return stream.close()
@@ -123,12 +128,14 @@ public final class HTTPServer: @unchecked Sendable {
         func close() { stream.close() }
 
         func received(_ bytes: UnsafeRawBufferPointer) {
-            guard !responding else { return }
-            let limit = server.limits.maxHeadBytes
+            guard !responding, let server else { return }
+            let limit = limits.maxHeadBytes
             buffer.append(contentsOf: bytes.prefix(limit + 1 - min(limit + 1, buffer.count)))
-            // Parse when a line may have ended, while the request line is still short (so garbage
-            // is refused at once), or at the limit; not on every byte of a slow client.
-            guard bytes.contains(0x0A) || buffer.count <= 32 || buffer.count > limit else { return }
+            // Parse when a line may have ended, when a byte no head may hold arrived, while the
+            // request line is still short (so garbage is refused at once), or at the limit; not
+            // on every byte of a slow client.
+            let refusable = bytes.contains { ($0 < 0x20 && $0 != 0x09 && $0 != 0x0D) || $0 == 0x7F }  // LF included
+            guard refusable || buffer.count <= 32 || buffer.count > limit else { return }
             switch HTTPRequestParser.parse(buffer, maxHeadBytes: limit) {
             case .needMore:
                 return
@@ -150,11 +157,11 @@ public final class HTTPServer: @unchecked Sendable {
 
         func timedOut() {
             if responding {
-                server.reject("http_response_timeout", stream, "the response was not taken within \(server.limits.responseTimeout)")
+                server?.reject("http_response_timeout", stream, "the response was not taken within \(limits.responseTimeout)")
                 return stream.close()
             }
-            server.reject("http_request_timeout", stream, "no complete request within \(server.limits.requestTimeout) (\(buffer.count) bytes)")
-            respond(HTTPResponse(status: 408, text: "no complete request within \(server.limits.requestTimeout)"))
+            server?.reject("http_request_timeout", stream, "no complete request within \(limits.requestTimeout) (\(buffer.count) bytes)")
+            respond(HTTPResponse(status: 408, text: "no complete request within \(limits.requestTimeout)"))
         }
 
         /// Sends `r` and closes once it is written; reads nothing more.
@@ -163,9 +170,9 @@ public final class HTTPServer: @unchecked Sendable {
             responding = true
             buffer = []
             stream.stopReading()
-            server.responded(r.status)
+            server?.responded(r.status)
             pending = r.serialized()
-            timer?.start(after: server.limits.responseTimeout)
+            timer?.start(after: limits.responseTimeout)
             writeNext()
         }
 
@@ -173,7 +180,7 @@ public final class HTTPServer: @unchecked Sendable {
         func writeNext() {
             guard responding, stream.isOpen, stream.writeQueueBytes == 0 else { return }
             guard sent < pending.count else { return stream.close() }
-            let n = min(server.limits.writePieceBytes, pending.count - sent)
+            let n = min(limits.writePieceBytes, pending.count - sent)
             let range = sent..<(sent + n)
             sent += n
             let ok = pending.withUnsafeBytes { all -> Bool in
@@ -181,7 +188,7 @@ public final class HTTPServer: @unchecked Sendable {
                 return true
             }
             if !ok { return stream.close() }
-            server.counters.peakWriteQueueBytes = max(server.counters.peakWriteQueueBytes, stream.writeQueueBytes)
+            if let server { server.counters.peakWriteQueueBytes = max(server.counters.peakWriteQueueBytes, stream.writeQueueBytes) }
         }
     }
 }

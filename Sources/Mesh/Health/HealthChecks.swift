@@ -15,6 +15,8 @@ public struct HealthInputs: Sendable {
     public var membersSuspect = 0
     public var membersDead = 0
     public var seedsConfigured = 0
+    /// The node is leaving the mesh (SIGTERM): it takes no new work.
+    public var stopping = false
     // transfers
     public var transfersActive = 0
     public var transfersQueued = 0
@@ -63,6 +65,7 @@ public enum HealthChecks {
     }
 
     public static func gossip(_ i: HealthInputs) -> ComponentHealth {
+        if i.stopping { return ComponentHealth(.unhealthy, "leaving the mesh: the node is shutting down") }
         let counts = "\(i.membersAlive) alive, \(i.membersSuspect) suspect, \(i.membersDead) dead"
         if i.membersAlive == 0 && i.membersSuspect == 0 {
             if i.seedsConfigured == 0 { return ComponentHealth(.healthy, "alone (no seeds configured)") }

@@ -30,6 +30,7 @@ extension MeshNode {
             }
         }
         i.seedsConfigured = options.join.count
+        i.stopping = stopping
         if let blobs {
             i.transfersActive = blobs.activeDownloads
             i.transfersQueued = blobs.queuedDownloads
