@@ -22,26 +22,18 @@ struct ChunkFiles: Sendable {
         "\(tmpDir)/\(getpid()).\(FS.randomToken()).\(suffix)"
     }
 
-    /// Writes verified bytes under the chunk's final name unless a file of the right size
-    /// is already there (dedup): temp file, fdatasync, rename. Returns true if it wrote.
-    /// The caller fsyncs the fan-out directory before relying on the rename.
-    func store(_ hash: ChunkHash, _ bytes: UnsafeRawBufferPointer, paddedCapacity: Int? = nil) throws(MeshError) -> Bool {
-        guard let pending = try writeTemp(hash, bytes, paddedCapacity: paddedCapacity) else { return false }
-        var batch = [pending]
-        try commit(&batch)
-        return true
-    }
-
     /// A chunk written to a temp file, not yet synced nor visible under its name.
     struct PendingChunk {
+        let hash: ChunkHash
         let fd: Int32
         /// The named temp file, or "" for an unnamed O_TMPFILE inode (linked at commit).
         let tmp: String
         let final: String
     }
 
-    /// Writes a chunk to a temp file without syncing it, unless a file of the right size is
-    /// already under its final name (then nil: dedup). `commit` makes it durable and visible.
+    /// Writes a chunk to a temp file without syncing it; `commit` makes it durable and gives it
+    /// its final name. Callers skip chunks the store already records (dedup): a file under the
+    /// final name that is not recorded is not trusted, and `commit` replaces it.
     ///
     /// The temp file is an unnamed `O_TMPFILE` inode in the chunk's own directory where the
     /// file system supports it (nothing to clean up after a crash: the kernel frees it), else
@@ -50,9 +42,8 @@ struct ChunkFiles: Sendable {
     /// rounded up to 4096, then truncated to the exact size. That skips the page cache,
     /// which on this class of machine is several times slower than the disk. File systems
     /// without O_DIRECT (tmpfs) fall back to buffered writes.
-    func writeTemp(_ hash: ChunkHash, _ bytes: UnsafeRawBufferPointer, paddedCapacity: Int? = nil) throws(MeshError) -> PendingChunk? {
+    func writeTemp(_ hash: ChunkHash, _ bytes: UnsafeRawBufferPointer, paddedCapacity: Int? = nil) throws(MeshError) -> PendingChunk {
         let final = path(hash)
-        if let size = FS.regularFileSize(final), size == UInt64(bytes.count) { return nil }
         let dir = FS.dirname(of: final)
         let padded = (bytes.count + 4095) & ~4095
         var useDirect = false
@@ -102,13 +93,15 @@ struct ChunkFiles: Sendable {
             if !tmp.isEmpty { FS.unlink(tmp) }
             throw error
         }
-        return PendingChunk(fd: fd, tmp: tmp, final: final)
+        return PendingChunk(hash: hash, fd: fd, tmp: tmp, final: final)
     }
 
     /// Makes pending chunks durable (fdatasync each; after the first, the journal commit
     /// usually covers the rest, which is why chunks are committed in batches), then gives
     /// each its final name (link of the unnamed inode, or rename of the named temp file).
-    /// A final name that appeared meanwhile holds the same verified bytes: that is fine.
+    /// A file already under that name is replaced atomically: it is one the store does not
+    /// record (left by an interrupted write, perhaps damaged), or a copy another writer just
+    /// named, with the same verified bytes. Either way a reader sees a whole file, old or new.
     /// Empties `batch`; on failure, removes what is left.
     func commit(_ batch: inout [PendingChunk]) throws(MeshError) {
         defer { discard(&batch) }
@@ -117,15 +110,34 @@ struct ChunkFiles: Sendable {
         }
         for p in batch {
             if p.tmp.isEmpty {
-                if linkat(p.fd, "", AT_FDCWD, p.final, AT_EMPTY_PATH) == 0 || errno == EEXIST { continue }
-                // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd works for everyone.
-                if linkat(AT_FDCWD, "/proc/self/fd/\(p.fd)", AT_FDCWD, p.final, AT_SYMLINK_FOLLOW) == 0 || errno == EEXIST { continue }
-                throw MeshError.posix(errno, "naming chunk", path: p.final)
+                var e = link(p.fd, as: p.final)
+                if e == EEXIST {
+                    // link(2) never replaces: name the inode in tmp/ (swept at open if killed
+                    // right here), then rename it over the old file.
+                    let tmp = tempPath("chunk")
+                    e = link(p.fd, as: tmp)
+                    if e == 0 {
+                        do { try FS.rename(tmp, p.final) } catch {
+                            FS.unlink(tmp)
+                            throw error
+                        }
+                    }
+                }
+                if e != 0 { throw MeshError.posix(e, "naming chunk", path: p.final) }
             } else {
                 try FS.mkdir(FS.dirname(of: p.final))
                 try FS.rename(p.tmp, p.final)  // the deferred unlink of tmp then finds nothing
             }
         }
+    }
+
+    /// Gives the unnamed inode `fd` the name `path`: 0, or the errno (EEXIST if taken).
+    private func link(_ fd: Int32, as path: String) -> Int32 {
+        if linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0 { return 0 }
+        if errno == EEXIST { return EEXIST }
+        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd works for everyone.
+        if linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 { return 0 }
+        return errno
     }
 
     /// Removes pending chunks without making them visible.

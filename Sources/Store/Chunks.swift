@@ -6,14 +6,19 @@ extension Store {
     /// Where a chunk's file lives: `chunks/ab/<hex>`.
     public func chunkPath(_ hash: ChunkHash) -> String { chunkFiles.path(hash) }
 
-    /// True if the chunk's file is present (its bytes are checked by `verify`/`readChunk`).
-    public func hasChunk(_ hash: ChunkHash) -> Bool { FS.regularFileSize(chunkPath(hash)) != nil }
+    /// True when the store records the chunk as present (`chunks`, the one truth: see
+    /// `ChunkJournal.swift`); false also when the database cannot be read.
+    public func hasChunk(_ hash: ChunkHash) -> Bool { (try? isChunkRecorded(hash)) ?? false }
 
-    /// Reads a chunk and checks it against its hash; a mismatch is `.corrupt`.
+    /// Reads a recorded chunk and checks it against its hash; a mismatch is `.corrupt`.
     public func readChunk(_ hash: ChunkHash) throws(MeshError) -> [UInt8] {
         let path = chunkPath(hash)
-        guard FS.exists(path) else {
+        guard try isChunkRecorded(hash) else {
             throw MeshError(.unknownItem, "chunk \(hash) is not in this store", hint: "fetch it from a peer")
+        }
+        guard FS.exists(path) else {
+            throw MeshError(.corrupt, "chunk \(hash) is missing from the store (\(path))",
+                            hint: "run `meshnode verify` to find every damaged item")
         }
         let bytes = try FS.readSmallFile(path, limitBytes: Int(Chunking.maxChunkSizeBytes))
         guard Blake2b256.hash(bytes) == hash.digest else {
@@ -38,23 +43,12 @@ extension Store {
     }
 
     /// Stores a chunk received from elsewhere: verified against `hash` first, then written
-    /// crash-safely (temp, fsync, rename, directory fsync) and recorded as present.
+    /// crash-safely and recorded as present (see `writeChunks`).
     public func writeChunk(_ hash: ChunkHash, bytes: [UInt8], nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {
         guard bytes.count <= Int(Chunking.maxChunkSizeBytes) else {
             throw MeshError(.invalidInput, "chunk \(hash) is \(bytes.count) bytes, over the limit", hint: "the sender is broken")
         }
-        guard Blake2b256.hash(bytes) == hash.digest else {
-            throw MeshError(.corrupt, "received chunk does not match its hash \(hash)",
-                            hint: "the sender is broken or malicious; fetch it from another peer")
-        }
-        let wrote = try withBytes(bytes) { (raw) throws(MeshError) -> Bool in
-            try chunkFiles.store(hash, raw)
-        }
-        if wrote { try FS.fsyncDirectory(FS.dirname(of: chunkPath(hash))) }
-        try sql { () throws(SQLiteError) in
-            try db.query("INSERT OR IGNORE INTO chunks(hash, size_bytes, stored_at_ms) VALUES(?, ?, ?)",
-                         [.blob(hash.digest.bytes), .int(Int64(bytes.count)), .int(nowMs)])
-        }
+        try writeChunks([(hash, bytes)], nowMs: nowMs)
     }
 
     /// Stores several chunks received from elsewhere: each is verified against its hash,
@@ -82,11 +76,18 @@ extension Store {
     /// 4096-aligned staging buffer, hashed there (while it is in cache) and written from
     /// there, bypassing the page cache (O_DIRECT): copying into the cache cost a fifth of a
     /// receiving node's CPU. One sync round covers the batch.
+    ///
+    /// Only chunks the table already records are skipped (their files were checked when they
+    /// were recorded). A file that is there but not recorded (left by a write that was killed
+    /// before recording it) is not trusted: it is written again and replaced, and recorded.
+    /// The order keeps the table's invariant (`ChunkJournal.swift`): journal, write + sync,
+    /// name, directory sync, then record and end the journal rows in one transaction.
     private func stageAndStore(_ chunks: [(hash: ChunkHash, bytes: ArraySlice<UInt8>)], verify: Bool,
                                nowMs: Int64) throws(MeshError) -> [Bool] {
         guard !chunks.isEmpty else { return [] }
         var good = [Bool]()
-        var kept = [(hash: ChunkHash, sizeBytes: Int)]()
+        var written = [(hash: ChunkHash, sizeBytes: Int)]()
+        var seen = Set<ChunkHash>()
         var pending = [ChunkFiles.PendingChunk]()
         defer { chunkFiles.discard(&pending) }
         var dirs = Set<String>()
@@ -108,41 +109,50 @@ extension Store {
                 continue
             }
             good.append(true)
-            kept.append((c.hash, c.bytes.count))
-            let p = try chunkFiles.writeTemp(c.hash, raw, paddedCapacity: capacity)
-            if let p { pending.append(p) }
+            // Twice in one batch (endgame duplicates), or recorded already: nothing to write.
+            guard seen.insert(c.hash).inserted, try !isChunkRecorded(c.hash) else { continue }
+            written.append((c.hash, c.bytes.count))
+            pending.append(try chunkFiles.writeTemp(c.hash, raw, paddedCapacity: capacity))
             dirs.insert(FS.dirname(of: chunkPath(c.hash)))
         }
-        guard !kept.isEmpty else { return good }
+        guard !written.isEmpty else { return good }
+        let writer = WriterStamp.current
+        try beginChunkWrites(written.map(\.hash), writer: writer)
         try chunkFiles.commit(&pending)
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
-        try db.transaction { () throws(MeshError) in
-            try sql { () throws(SQLiteError) in
-                for c in kept {
-                    try db.query("INSERT OR IGNORE INTO chunks(hash, size_bytes, stored_at_ms) VALUES(?, ?, ?)",
-                                 [.blob(c.hash.digest.bytes), .int(Int64(c.sizeBytes)), .int(nowMs)])
-                }
-            }
-        }
+        try recordChunks(written, writer: writer, nowMs: nowMs)
         return good
     }
 
-    /// The chunks of `contentID` that are not on disk, in file order, without duplicates.
-    /// Nil if the recipe itself is unknown.
+    /// The chunks of `contentID` that the store does not record as present, in file order,
+    /// without duplicates. Nil if the recipe itself is unknown.
     public func missingChunks(_ contentID: ContentID) throws(MeshError) -> [ChunkHash]? {
         guard let r = try recipe(contentID) else { return nil }
+        let held = try recordedChunks(r)
         var seen = Set<ChunkHash>()
         var out = [ChunkHash]()
-        for c in r.chunks where !seen.contains(c) {
-            seen.insert(c)
-            if !hasChunk(c) { out.append(c) }
-        }
+        for (i, c) in r.chunks.enumerated() where !held[i] && seen.insert(c).inserted { out.append(c) }
         return out
     }
 
-    /// True when the recipe is known and every chunk is recorded present, by the manifest
-    /// alone (no file system access: fast enough for listings). `verify` checks the disk.
-    public func isRecordedComplete(_ contentID: ContentID) throws(MeshError) -> Bool {
+    /// Per index of `recipe`, whether the store records that chunk as present: one indexed
+    /// query, whatever the number of chunks (500 000 for a 1 TB item).
+    public func recordedChunks(_ recipe: Recipe) throws(MeshError) -> [Bool] {
+        var held = [Bool](repeating: false, count: recipe.chunks.count)
+        try db.forEach("""
+            SELECT rc.idx FROM recipe_chunks rc JOIN chunks c ON c.hash = rc.hash WHERE rc.content_id = ?
+            """, [.blob(recipe.contentID.digest.bytes)]) { (s) throws(MeshError) in
+            let i = Int(s.int(0))
+            if i >= 0 && i < held.count { held[i] = true }
+        }
+        return held
+    }
+
+    /// True when the recipe is known and every chunk is recorded present: the one test of
+    /// completeness, used by `ls`, `status`, holders, `have` announcements, the fetcher and
+    /// `get` alike. By the table alone (no file system access: fast enough for listings); the
+    /// table's invariant keeps it true to the files, and `verify` checks them.
+    public func isComplete(_ contentID: ContentID) throws(MeshError) -> Bool {
         try sql { () throws(SQLiteError) -> Bool in
             let id = SQLValue.blob(contentID.digest.bytes)
             guard try db.scalarInt("SELECT 1 FROM recipes WHERE content_id = ?", [id]) != nil else { return false }
@@ -153,11 +163,4 @@ extension Store {
             return missing == 0
         }
     }
-
-    /// True when the recipe is known and every chunk file is on disk (checks the file system).
-    public func isComplete(_ contentID: ContentID) throws(MeshError) -> Bool {
-        guard let missing = try missingChunks(contentID) else { return false }
-        return missing.isEmpty
-    }
-
 }

@@ -5,8 +5,8 @@ public struct ItemInfo: Sendable, Hashable {
     public var entry: ManifestEntry
     /// When this node stored the entry (ms since the epoch).
     public var receivedAtMs: Int64
-    /// True when the recipe and every chunk are recorded present, so `get` can export it
-    /// (by the manifest's records; `Store.verify` checks the files themselves).
+    /// True when the recipe and every chunk are recorded present (`Store.isComplete`, the one
+    /// test every reader uses), so `get` can export it.
     public var isComplete: Bool
 
     public var contentID: ContentID { entry.contentID }
@@ -181,7 +181,7 @@ extension Store {
         return try raw.map { (e, t) throws(MeshError) in
             let c: Bool
             if let known = complete[e.contentID] { c = known } else {
-                c = try isRecordedComplete(e.contentID)
+                c = try isComplete(e.contentID)
                 complete[e.contentID] = c
             }
             return ItemInfo(entry: e, receivedAtMs: t, isComplete: c)

@@ -102,6 +102,42 @@ public enum Schema {
         UPDATE items SET hlc = (min(max(created_ms, 0), 281474976710655) << 16);
         CREATE INDEX items_by_hlc ON items(hlc);
         """,
+        // 4: chunk files being written. A chunk file gets its final name before the
+        // transaction that records it in `chunks` commits; its row here (committed before the
+        // name) lets a later open finish the write of a process that died in between.
+        """
+        CREATE TABLE chunk_writes(
+            hash    BLOB NOT NULL CHECK(length(hash) = 32),
+            writer  TEXT NOT NULL,
+            PRIMARY KEY(hash, writer)
+        ) WITHOUT ROWID;
+        """,
+        // 5: watched folders (Store/FolderState.swift): each folder (its path and name prefix; when
+        // its first complete scan was recorded) and, per relative path, what the folder last saw
+        // or wrote there.
+        """
+        CREATE TABLE folder_roots(
+            id          INTEGER PRIMARY KEY,
+            path        TEXT    NOT NULL,
+            prefix      TEXT    NOT NULL,
+            created_ms  INTEGER NOT NULL,
+            scanned_ms  INTEGER,
+            UNIQUE(path, prefix)
+        );
+        CREATE TABLE folder_files(
+            folder      INTEGER NOT NULL REFERENCES folder_roots(id),
+            rel_path    TEXT    NOT NULL,
+            size_bytes  INTEGER NOT NULL,
+            mtime_ns    INTEGER NOT NULL,
+            inode       INTEGER NOT NULL,
+            content_id  BLOB    CHECK(content_id IS NULL OR length(content_id) = 32),
+            origin      BLOB    CHECK(origin IS NULL OR length(origin) = 32),
+            sequence    INTEGER,
+            source      INTEGER NOT NULL,
+            updated_ms  INTEGER NOT NULL,
+            PRIMARY KEY(folder, rel_path)
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// Brings `db` to `currentVersion`, or throws `.schemaTooNew`.

@@ -162,8 +162,8 @@ public final class Store {
         return c
     }
 
-    /// Opens an existing data dir: checks the schema (migrating older ones), and
-    /// sweeps temp files left by processes that no longer run.
+    /// Opens an existing data dir: checks the schema (migrating older ones), sweeps temp
+    /// files left by processes that no longer run, and finishes their chunk writes.
     public static func open(dataDir: String) throws(MeshError) -> Store {
         let configPath = "\(dataDir)/\(configFileName)"
         guard FS.exists(configPath) else {
@@ -196,6 +196,10 @@ public final class Store {
         try FS.mkdir("\(dataDir)/chunks")
         let store = Store(dataDir: dataDir, config: config, db: db)
         store.sweepTemporaryFiles()
+        // Chunk files a killed writer named but did not record are recorded or removed now
+        // (ChunkJournal.swift). Best effort: a store this process cannot write (a read-only
+        // `ls`) still opens, and the next open that can settles them.
+        try? store.settleChunkFilesAtOpen()
         return store
     }
 

@@ -72,6 +72,13 @@ public struct IngestResult: Sendable {
     public var newChunks: Int
     /// False when an identical entry already existed and was returned.
     public var isNewEntry: Bool
+
+    public init(entry: ManifestEntry, chunkCount: Int, newChunks: Int, isNewEntry: Bool) {
+        self.entry = entry
+        self.chunkCount = chunkCount
+        self.newChunks = newChunks
+        self.isNewEntry = isNewEntry
+    }
 }
 
 extension Store {
@@ -100,18 +107,24 @@ extension Store {
     /// Ingests the file at `path` as a new item originated and signed by `signer`.
     ///
     /// Streams the file in constant memory (one chunk buffer per worker), hashes chunks on
-    /// every core, writes each chunk not already stored as temp + fdatasync + rename, fsyncs
-    /// the touched chunk directories, and only then commits recipe, chunk presence and the
-    /// signed entry (with the next local sequence number) in one SQLite transaction. A crash
-    /// at any point leaves no visible item; chunk files already renamed are complete and
-    /// correct (harmless orphans until reused).
+    /// every core, writes each chunk the store does not record yet as temp + fdatasync +
+    /// rename (journalled first, `ChunkJournal.swift`), fsyncs the touched chunk directories,
+    /// and only then commits recipe, chunk presence and the signed entry (with the next local
+    /// sequence number) in one SQLite transaction. A crash at any point leaves no visible
+    /// item; chunk files already named are complete and correct, and the next open records
+    /// them (from the journal).
     ///
     /// Putting the content of the name's current version again returns that version's entry;
     /// anything else becomes the name's newest version (docs/PROTOCOL.md §4.4), stamped with
     /// the next clock and, per `policy`, its retention expiry.
+    ///
+    /// `beforeRecording` runs after every chunk is durable and before the entry is committed;
+    /// if it throws, nothing is recorded (watched folders check there that the file did not
+    /// change while it was read, so that no version is ever a mix of two states of a file).
     public func ingest(path: String, name: String? = nil, type: ItemType? = nil, signer: any Signer,
                        policy: KeepPolicy = KeepPolicy(), nowMs: Int64 = WallClock.nowMs(),
-                       progress: ProgressHandler? = nil) throws(MeshError) -> IngestResult {
+                       progress: ProgressHandler? = nil,
+                       beforeRecording: (() throws(MeshError) -> Void)? = nil) throws(MeshError) -> IngestResult {
         let itemName = name ?? FS.basename(of: path)
         try Self.validateName(itemName, what: "item name")
         let itemType = type ?? ItemType.guess(fromName: itemName)
@@ -143,6 +156,15 @@ extension Store {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let capacity = (Int(chunkSize) + 4095) & ~4095
         let batchBytes = Self.syncBatchBytes
+        let shared = SharedStore(self)
+        let writer = WriterStamp.current
+        /// Journals a batch, then makes it durable and names it.
+        @Sendable func commit(_ pending: inout [ChunkFiles.PendingChunk]) throws(MeshError) {
+            guard !pending.isEmpty else { return }
+            let hashes = pending.map(\.hash)
+            try shared.run { (s) throws(MeshError) in try s.beginChunkWrites(hashes, writer: writer) }
+            try files.commit(&pending)
+        }
         runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
             // New chunks are synced and renamed in batches of about `syncBatchBytes` per worker.
@@ -161,14 +183,15 @@ extension Store {
                     let raw = UnsafeRawBufferPointer(start: buf.base, count: len)
                     let h = ChunkHash(digest: Blake2b256.hash(raw))
                     work.results[i] = h.digest
-                    // A chunk repeated inside the file is written by the first worker to claim it.
+                    // A chunk repeated inside the file is written by the first worker to claim it,
+                    // and one the store records already is not written again (dedup).
                     let claimed = work.claimed.withLock { $0.insert(h).inserted }
-                    if claimed, let p = try files.writeTemp(h, raw, paddedCapacity: capacity) {
+                    if claimed, try !shared.run({ (s) throws(MeshError) in try s.isChunkRecorded(h) }) {
                         work.wrote[i] = true
-                        pending.append(p)
+                        pending.append(try files.writeTemp(h, raw, paddedCapacity: capacity))
                         pendingBytes += len
                         if pendingBytes >= batchBytes || pending.count >= Self.syncBatchFiles {
-                            try files.commit(&pending)
+                            try commit(&pending)
                             pendingBytes = 0
                         }
                     }
@@ -179,7 +202,7 @@ extension Store {
                 }
             }
             do throws(MeshError) {
-                if work.failure.withLock({ $0 == nil }) { try files.commit(&pending) }
+                if work.failure.withLock({ $0 == nil }) { try commit(&pending) }
             } catch {
                 work.fail(error)
             }
@@ -199,15 +222,12 @@ extension Store {
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
 
         let newChunks = (0..<n).filter { work.wrote[$0] }.count
+        try beforeRecording?()
         return try db.transaction { () throws(MeshError) -> IngestResult in
             try insertRecipeRows(recipe)
-            try sql { () throws(SQLiteError) in
-                var seen = Set<ChunkHash>()
-                for i in 0..<n where seen.insert(chunks[i]).inserted {
-                    try db.query("INSERT OR IGNORE INTO chunks(hash, size_bytes, stored_at_ms) VALUES(?, ?, ?)",
-                                 [.blob(chunks[i].digest.bytes), .int(Int64(recipe.length(ofChunk: i))), .int(nowMs)])
-                }
-            }
+            var seen = Set<ChunkHash>()
+            let rows = (0..<n).filter { seen.insert(chunks[$0]).inserted }.map { (hash: chunks[$0], sizeBytes: recipe.length(ofChunk: $0)) }
+            try insertChunkRows(rows, writer: writer, nowMs: nowMs)
             let (entry, isNew) = try recordVersion(of: recipe, name: itemName, type: itemType, policy: policy,
                                                    signer: signer, nowMs: nowMs)
             return IngestResult(entry: entry, chunkCount: n, newChunks: newChunks, isNewEntry: isNew)
@@ -222,6 +242,10 @@ extension Store {
     /// into a temp file next to the target; the temp file is fsynced, `.db`/game items must
     /// pass `PRAGMA integrity_check`, and only then is it renamed into place. On any failure
     /// the temp file is removed and the target is untouched. Returns the path written.
+    ///
+    /// A recorded chunk whose file turns out missing, of the wrong size or with the wrong bytes
+    /// is damage (`.corrupt`): its record is dropped, so that the store no longer counts it
+    /// and the item shows incomplete until the chunk is fetched (or put) again.
     @discardableResult
     public func export(_ item: ItemInfo, to path: String, progress: ProgressHandler? = nil) throws(MeshError) -> String {
         let e = item.entry
@@ -233,20 +257,9 @@ extension Store {
             throw MeshError(.corrupt, "the stored chunk list of \(e.contentID.short) does not match its id",
                             hint: "the database is damaged; run `meshnode verify`")
         }
+        // Complete by the one test every reader uses (the `chunks` table), or not exported.
         let missing = try missingChunks(e.contentID) ?? []
         if !missing.isEmpty {
-            // Missing chunks the store believed it had are damage; others have not arrived yet.
-            var lost = [ChunkHash]()
-            for c in missing {
-                let known = try sql { () throws(SQLiteError) in
-                    try db.scalarInt("SELECT 1 FROM chunks WHERE hash = ?", [.blob(c.digest.bytes)]) != nil
-                }
-                if known { lost.append(c) }
-            }
-            if let first = lost.first {
-                throw MeshError(.corrupt, "chunk \(first) of \(e.name) is missing from the store (\(lost.count) chunks lost)",
-                                hint: "run `meshnode verify` to find every damaged item")
-            }
             throw MeshError(.incomplete, "item \(e.name) (\(e.contentID.short)) is incomplete: \(missing.count) of \(recipe.chunkCount) chunks have not arrived yet",
                             hint: "wait for replication (a running node fetches them from peers), then try again")
         }
@@ -320,17 +333,26 @@ extension Store {
         let useDirect = direct
         let capacity = (Int(recipe.chunkSizeBytes) + 4095) & ~4095
         let workers = min(Self.workerCount, max(n, 1))
+        // Damaged chunks are collected, not fatal at once, so that one export finds them all.
+        let damaged = Mutex<[(index: Int, error: MeshError)]>([])
         runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
             while let i = work.take() {
                 do throws(MeshError) {
                     let hash = recipe.chunks[i]
                     let len = recipe.length(ofChunk: i)
-                    let got = try files.read(hash, into: buf.base, capacity: capacity, expected: len, itemName: name)
+                    let got: Int
+                    do throws(MeshError) { got = try files.read(hash, into: buf.base, capacity: capacity, expected: len, itemName: name) } catch {
+                        guard error.code == .corrupt else { throw error }
+                        damaged.withLock { $0.append((i, error)) }
+                        continue
+                    }
                     let raw = UnsafeRawBufferPointer(start: buf.base, count: got)
                     guard got == len, Blake2b256.hash(raw) == hash.digest else {
-                        throw MeshError(.corrupt, "chunk \(hash) of \(name) is corrupt on disk",
-                                        hint: "run `meshnode verify` to find every damaged item")
+                        damaged.withLock {
+                            $0.append((i, MeshError(.corrupt, "chunk \(hash) of \(name) is corrupt on disk")))
+                        }
+                        continue
                     }
                     let writeLen = useDirect ? (len + 4095) & ~4095 : len
                     try writeAt(fd: fd, path: tmp, from: buf.base, count: writeLen, offset: recipe.offset(ofChunk: i))
@@ -342,6 +364,14 @@ extension Store {
             }
         }
         try work.throwIfFailed()
+        let bad = damaged.withLock { $0 }.sorted { $0.index < $1.index }
+        if let first = bad.first {
+            let hashes = Array(Set(bad.map { recipe.chunks[$0.index] }))
+            try forgetChunks(hashes)
+            let more = hashes.count > 1 ? " (and \(hashes.count - 1) more damaged chunk\(hashes.count > 2 ? "s" : ""))" : ""
+            throw MeshError(.corrupt, "\(first.error.message)\(more); the store no longer counts \(hashes.count == 1 ? "it" : "them") as present",
+                            hint: "a running node fetches \(hashes.count == 1 ? "it" : "them") again from peers when `meshnode get` asks (or put the item again from the original file)")
+        }
         if direct, ftruncate(outFD, off_t(recipe.sizeBytes)) != 0 { throw MeshError.posix(errno, "truncating", path: tmp) }
         guard fsync(outFD) == 0 else { throw MeshError.posix(errno, "syncing", path: tmp) }
     }
@@ -370,6 +400,21 @@ extension Store {
             throw MeshError(.corrupt, "\(name) fails PRAGMA integrity_check: \(result.prefix(200))",
                             hint: "the item's content is damaged at its origin; nothing was written")
         }
+    }
+}
+
+/// A store used by worker threads one at a time, while the thread that owns it waits for them.
+final class SharedStore: @unchecked Sendable {
+    // @unchecked: every use of `store` holds `lock`, and its owner does not touch it meanwhile.
+    private let store: Store
+    private let lock = NSLock()
+
+    init(_ store: Store) { self.store = store }
+
+    func run<T>(_ body: (Store) throws(MeshError) -> T) throws(MeshError) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(store)
     }
 }
 

@@ -19,6 +19,15 @@ extension Store {
     /// Every name's history, from every stored entry (docs/SYNC.md "Views of a name").
     public func catalog() throws(MeshError) -> Catalog { Catalog(try allEntries()) }
 
+    /// The history of one name only (its puts and tombstones; an indexed query).
+    public func catalog(of name: String) throws(MeshError) -> Catalog {
+        var c = Catalog()
+        try db.forEach("SELECT encoded FROM items WHERE name = ?", [.text(name)]) { (s) throws(MeshError) in
+            c.insert(try decodeItem(s.blob(0), receivedAtMs: 0))
+        }
+        return c
+    }
+
     /// The highest hybrid-logical-clock stamp of every stored entry (0 for an empty store).
     public func highestClock() throws(MeshError) -> UInt64 {
         try sql { () throws(SQLiteError) in UInt64(bitPattern: try db.scalarInt("SELECT coalesce(max(hlc), 0) FROM items") ?? 0) }
@@ -51,7 +60,7 @@ extension Store {
             try db.scalarInt("SELECT received_at_ms FROM items WHERE origin = ? AND sequence = ?",
                              [.blob(v.entry.origin.key.bytes), .int(Int64(v.entry.sequence))]) ?? 0
         }
-        return VersionInfo(version: v, receivedAtMs: t, isComplete: try isRecordedComplete(v.entry.contentID))
+        return VersionInfo(version: v, receivedAtMs: t, isComplete: try isComplete(v.entry.contentID))
     }
 
     // MARK: - Resolving what a user typed
@@ -60,10 +69,11 @@ extension Store {
     /// (version N), a full content id, or a content id prefix of at least 6 hex digits.
     /// A content id names content, so any put of it will do.
     public func resolve(_ query: String, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> ItemInfo {
-        let cat = try catalog()
-        if let v = cat.current(query, nowMs: nowMs) { return try info(v).item }
+        let named = try catalog(of: query)
+        if let v = named.current(query, nowMs: nowMs) { return try info(v).item }
         if let at = query.lastIndex(of: "@"), let n = Int(query[query.index(after: at)...]) {
             let name = String(query[..<at])
+            let cat = try catalog(of: name)
             if cat.histories[name] != nil {
                 guard let v = cat.version(name, number: n, nowMs: nowMs) else {
                     let count = cat.versions(of: name, nowMs: nowMs).count
@@ -73,7 +83,7 @@ extension Store {
                 return try info(v).item
             }
         }
-        if cat.histories[query] != nil {
+        if named.histories[query] != nil {
             throw MeshError(.unknownItem, "'\(query)' was deleted or has expired",
                             hint: "its versions are listed by `meshnode ls --versions \(query)`; get one as NAME@N")
         }
@@ -81,7 +91,7 @@ extension Store {
         var byID: [ContentID: ItemInfo] = [:]
         let isPrefix = lower.count >= 6 && lower.count < 64 && Hex.decode(lower.count % 2 == 0 ? lower : lower + "0") != nil
         if let id = ContentID(hex: lower), let e = try entry(contentID: id) {
-            return ItemInfo(entry: e, receivedAtMs: 0, isComplete: try isRecordedComplete(id))
+            return ItemInfo(entry: e, receivedAtMs: 0, isComplete: try isComplete(id))
         }
         if isPrefix {
             for i in try items() where i.contentID.description.hasPrefix(lower) { byID[i.contentID] = byID[i.contentID] ?? i }
@@ -96,6 +106,21 @@ extension Store {
     }
 
     // MARK: - Recording versions
+
+    /// Makes stored content (its recipe already in the store, e.g. a live SQLite snapshot) the
+    /// newest version of `name`, unless it already is the current one. Returns the entry and
+    /// whether it is new; the caller announces a new one.
+    public func recordVersion(of contentID: ContentID, name: String, type: ItemType, policy: KeepPolicy = KeepPolicy(),
+                              signer: any Signer, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> (ManifestEntry, isNew: Bool) {
+        try Self.validateName(name, what: "item name")
+        guard let recipe = try recipe(contentID), recipe.contentID == contentID else {
+            throw MeshError(.unknownItem, "no stored chunk list for content \(contentID.short)",
+                            hint: "store the content (its recipe and chunks) before recording a version of it")
+        }
+        return try db.transaction { () throws(MeshError) -> (ManifestEntry, isNew: Bool) in
+            try recordVersion(of: recipe, name: name, type: type, policy: policy, signer: signer, nowMs: nowMs)
+        }
+    }
 
     /// Within the caller's transaction: the entry for `recipe` under `name`. If the name's
     /// current version already has this content, that entry (not new); otherwise a new signed
@@ -127,14 +152,14 @@ extension Store {
     /// (the newest put of that content, when a content id is given). Returns the entry,
     /// already stored; the caller announces it.
     public func delete(_ query: String, signer: any Signer, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> ManifestEntry {
-        let cat = try catalog()
         let scope: ManifestEntry.Tombstone.Scope
         let name: String
-        if cat.current(query, nowMs: nowMs) != nil {
+        if try catalog(of: query).current(query, nowMs: nowMs) != nil {
             scope = .name
             name = query
         } else {
             let target = try resolve(query, nowMs: nowMs)
+            let cat = try catalog(of: target.name)
             // A content id names content: delete the live version(s) that carry it; prefer the current one.
             let live = cat.versions(of: target.name, nowMs: nowMs).filter { $0.state == .live }
             guard let v = live.last(where: { $0.entry.ref == target.entry.ref }) ?? live.last(where: { $0.entry.contentID == target.contentID }) else {

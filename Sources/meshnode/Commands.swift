@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Store
+import Mesh
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +13,7 @@ struct MeshnodeCommand: ParsableCommand {
         discussion: "Every verb takes --data DIR (default $MESHNODE_DATA, then ~/.meshnode).",
         version: "0.1.0",
         subcommands: [Init.self, Put.self, Get.self, Ls.self, Rm.self, Verify.self, Status.self, Run.self, Peers.self, Health.self,
-                      Authority.self, Admit.self])
+                      Folders.self, Authority.self, Admit.self])
 }
 
 extension MeshnodeCommand {
@@ -115,7 +116,19 @@ extension MeshnodeCommand {
                     info = try store.resolve(info.contentID.description)
                     bar.finish()
                 }
-                let written = try store.export(info, to: output, progress: bar.handler)
+                let written: String
+                do throws(MeshError) {
+                    written = try store.export(info, to: output, progress: bar.handler)
+                } catch {
+                    // Chunks the export found damaged are no longer counted as present: the
+                    // running node fetches them again, once, else the damage is the error.
+                    guard error.code == .corrupt, (try? store.isComplete(info.contentID)) == false else { throw error }
+                    do throws(MeshError) {
+                        try fetchThroughRunningNode(dataDir: options.dataDir, id: info.contentID, sizeBytes: info.entry.sizeBytes,
+                                                    bar: bar, isComplete: { (try? store.isComplete(info.contentID)) == true })
+                    } catch _ { throw error }
+                    written = try store.export(info, to: output, progress: bar.handler)
+                }
                 bar.finish()
                 FileHandleOut.stdout("wrote \(formatBytes(info.entry.sizeBytes)) to \(written)\n")
             }
@@ -139,21 +152,32 @@ extension MeshnodeCommand {
                 for b in report.badChunks {
                     let items = b.items.isEmpty ? "no item" :
                         b.items.map { "'\($0.name)' (\($0.contentID.short))" }.joined(separator: ", ")
-                    FileHandleOut.stdout("bad chunk \(b.hash) (\(b.problem.rawValue)) at \(b.path): breaks \(items)\n")
+                    let what = b.dropped ? "no longer counted as present" : "kept (an I/O error: check the disk)"
+                    FileHandleOut.stdout("bad chunk \(b.hash) (\(b.problem.rawValue)) at \(b.path): breaks \(items); \(what)\n")
                 }
                 for r in report.badRecipes {
                     FileHandleOut.stdout("bad chunk list for \(r): it does not recompute its content id\n")
                 }
+                if let line = unrecordedLine(report.unrecordedFiles) { FileHandleOut.stdout(line + "\n") }
                 guard report.ok else {
                     let broken = Set(report.badChunks.flatMap { $0.items.map(\.contentID) }).count
                     throw MeshError(.corrupt, "\(report.badChunks.count) bad chunks, \(report.badRecipes.count) bad chunk lists, \(broken) items affected",
-                                    hint: "restore the damaged items from a peer (or put them again from the original files)")
+                                    hint: "the damaged items now show incomplete: `meshnode get` has the running node fetch them again from peers (or put them again from the original files)")
                 }
-                let extra = report.unreferencedChunks > 0
-                    ? " (\(report.unreferencedChunks) not recorded in the manifest: left by interrupted puts, harmless)" : ""
-                FileHandleOut.stdout("ok: \(report.chunksChecked) chunks, \(formatBytes(report.bytesChecked)) verified\(extra)\n")
+                FileHandleOut.stdout("ok: \(report.chunksChecked) chunks, \(formatBytes(report.bytesChecked)) verified\n")
             }
         }
+    }
+
+    /// What `verify` did with chunk files that nothing recorded (nil if there were none).
+    static func unrecordedLine(_ u: ChunkSettlement) -> String? {
+        guard u.recorded + u.removed + u.inFlight > 0 else { return nil }
+        var parts = [String]()
+        if u.recorded > 0 { parts.append("\(u.recorded) had the right bytes and are now recorded") }
+        if u.removed > 0 { parts.append("\(u.removed) had wrong bytes and were deleted (fetched again when needed)") }
+        if u.inFlight > 0 { parts.append("\(u.inFlight) are being written by a running meshnode and were left to it") }
+        return "chunk files the store had not recorded (a write stopped between naming and recording them): "
+            + parts.joined(separator: "; ")
     }
 
     struct StatusJSON: Encodable {
@@ -173,6 +197,8 @@ extension MeshnodeCommand {
         /// Whether a node is running on this data dir, and what it reports.
         var running: Bool
         var node: RunningNode?
+        /// The running node's watched folders (as `meshnode folders --json`).
+        var folders: [FolderRow]?
     }
 
     struct Status: ParsableCommand {
@@ -194,6 +220,7 @@ extension MeshnodeCommand {
                 var report = j
                 report.node = runningNode(dataDir: options.dataDir)
                 report.running = report.node != nil
+                if report.running { report.folders = try? runningNodeFolders(dataDir: options.dataDir) }
                 if json {
                     FileHandleOut.stdout(jsonText(report))
                     return
@@ -208,7 +235,8 @@ extension MeshnodeCommand {
                     ["peers", "\(s.peers) known"],
                     ["outbox", "\(s.outbox) pending pushes"],
                     ["forks", "\(s.forks)"],
-                ] + (report.node?.rows ?? [["running", "no (start the node with `meshnode run`)"]])))
+                ] + (report.node?.rows ?? [["running", "no (start the node with `meshnode run`)"]])
+                  + (report.folders ?? []).map { ["folder", $0.summary] }))
             }
         }
     }

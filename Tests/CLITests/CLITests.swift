@@ -237,35 +237,51 @@ struct CLITests {
         }
     }
 
-    @Test("A corrupt chunk makes verify fail naming the chunk and item, and get refuse")
+    @Test("A corrupt chunk makes verify fail naming the chunk and item, and get refuse; the item then shows incomplete")
     func corruptChunk() throws {
         let node = try CLINode()
         let file = node.dir.sub("model.pt")
         try writePseudoRandomFile(file, size: 200_000, seed: 5)
         let id = try node.put(file)
         let other = node.dir.sub("other.bin")
-        try writePseudoRandomFile(other, size: 50_000, seed: 6)
+        try writePseudoRandomFile(other, size: 150_000, seed: 6)
         _ = try node.put(other)
-        // The second chunk of model.pt, by recomputing its hash from the file.
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
-        let chunk = bytes.subdata(in: 65536..<131072)
-        let hash = chunk.withUnsafeBytes { Blake2b256.hash($0) }.hex
-        let path = "\(node.data)/chunks/\(hash.prefix(2))/\(hash)"
-        #expect(FileManager.default.fileExists(atPath: path))
-        let fd = open(path, O_WRONLY)
-        var byte: UInt8 = 0x5a
-        _ = pwrite(fd, &byte, 1, 777)
-        close(fd)
+        /// Overwrites a byte of the chunk at `offset` of `file` in the store; returns its hash.
+        func damage(_ file: String, chunkAt offset: Int) throws -> String {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+            let hash = bytes.subdata(in: offset..<(offset + 65536)).withUnsafeBytes { Blake2b256.hash($0) }.hex
+            let path = "\(node.data)/chunks/\(hash.prefix(2))/\(hash)"
+            #expect(FileManager.default.fileExists(atPath: path))
+            let fd = open(path, O_WRONLY)
+            var byte: UInt8 = 0x5a
+            _ = pwrite(fd, &byte, 1, 777)
+            close(fd)
+            return hash
+        }
+        let hash = try damage(file, chunkAt: 65536)
         let v = try node.run(["verify"])
         #expect(v.status == MeshError.Code.corrupt.exitStatus, "\(v)")
-        #expect(v.stdout.contains(hash) && v.stdout.contains("model.pt"), "\(v)")
+        #expect(v.stdout.contains(hash) && v.stdout.contains("model.pt") && v.stdout.contains("no longer counted"), "\(v)")
         #expect(!v.stdout.contains("other.bin"))
         expectOneLineError(v, status: .corrupt)
+        // verify stopped counting the chunk: every reader now sees the item incomplete.
+        let ls = try node.run(["ls", "--json"])
+        let rows = try #require(try parseJSON(ls.stdout) as? [[String: Any]])
+        #expect(rows.first { $0["name"] as? String == "model.pt" }?["complete"] as? Bool == false, "\(ls)")
         let out = node.dir.sub("restored.pt")
-        expectOneLineError(try node.run(["get", id, "-o", out]), status: .corrupt, mentioning: hash)
+        expectOneLineError(try node.run(["get", id, "-o", out]), status: .incomplete, mentioning: "no node is running")
         #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(try node.run(["verify"]).status == 0)
+        // get finds damage verify has not seen: it refuses, names the chunk, and leaves nothing.
+        let hash2 = try damage(other, chunkAt: 0)
+        let out2 = node.dir.sub("o2")
+        expectOneLineError(try node.run(["get", "other.bin", "-o", out2]), status: .corrupt, mentioning: hash2)
+        #expect(!FileManager.default.fileExists(atPath: out2))
         #expect(try FileManager.default.contentsOfDirectory(atPath: node.dir.path).allSatisfy { !$0.contains(".tmp") })
-        #expect(try node.run(["get", "other.bin", "-o", node.dir.sub("o2")]).status == 0)
+        // Putting the file again brings the chunk back.
+        _ = try node.put(other)
+        #expect(try node.run(["get", "other.bin", "-o", out2]).status == 0)
+        #expect(FileManager.default.contentsEqual(atPath: other, andPath: out2))
     }
 
     @Test("A missing identity or an uninitialised data dir is a one-line error saying to run init")

@@ -6,7 +6,7 @@ import Testing
 
 @Suite("Store integrity", .ownThread(timeLimit: .minutes(2)))
 struct IntegrityTests {
-    @Test("A flipped byte in a chunk is found by verify, which names the chunk and the items it breaks")
+    @Test("A flipped byte in a chunk is found by verify, which names the chunk and the items it breaks and stops counting it")
     func flippedByte() throws {
         let f = try Fixture()
         let a = f.dir.sub("a.bin"), b = f.dir.sub("b.bin")
@@ -23,25 +23,48 @@ struct IntegrityTests {
         let bad = try #require(report.badChunks.first)
         #expect(bad.hash == victim)
         #expect(bad.problem == .hashMismatch)
+        #expect(bad.dropped)
         #expect(Set(bad.items.map(\.name)) == ["a.bin", "b.bin"])
-        // Export re-verifies and refuses, leaving nothing at the target.
-        let out = f.dir.sub("out.bin")
-        #expect(throws: MeshError.self) { try f.store.export(try f.store.resolve("a.bin"), to: out) }
-        let e = try #require(meshError { try f.store.export(try f.store.resolve("a.bin"), to: out) })
-        #expect(e.code == .corrupt)
-        #expect(e.message.contains(victim.description))
-        #expect(!FS.exists(out))
-        #expect(FS.list(f.dir.path).filter { $0.contains("meshnode") }.isEmpty)
-        // readChunk refuses too; a deleted chunk is reported as missing.
-        #expect(throws: MeshError.self) { try f.store.readChunk(victim) }
-        FS.unlink(f.store.chunkPath(victim))
-        let r2 = try f.store.verify()
-        #expect(r2.badChunks.map(\.problem) == [.missing])
-        // A chunk the store recorded but lost is damage, not "not arrived yet".
-        #expect(meshError { try f.store.export(try f.store.resolve("a.bin"), to: out) }?.code == .corrupt)
+        // One truth: the damaged chunk is no longer counted, by any reader.
+        #expect(!f.store.hasChunk(victim))
+        #expect(!FS.exists(f.store.chunkPath(victim)))
         #expect(try f.store.missingChunks(ra.entry.contentID) == [victim])
         #expect(try !f.store.isComplete(ra.entry.contentID))
-        #expect(try f.store.items().allSatisfy { $0.isComplete })  // by the records; verify finds the loss
+        #expect(try f.store.items().allSatisfy { !$0.isComplete })
+        #expect(try f.store.status().incompleteItems == 2)
+        let out = f.dir.sub("out.bin")
+        #expect(meshError { try f.store.export(try f.store.resolve("a.bin"), to: out) }?.code == .incomplete)
+        #expect(!FS.exists(out))
+        // Nothing else is wrong now; putting the file again brings the chunk back.
+        #expect(try f.store.verify().ok)
+        #expect(try f.store.ingest(path: a, signer: f.identity).newChunks == 1)
+        try f.store.export(try f.store.resolve("a.bin"), to: out)
+        #expect(try hashOfFile(out) == hashOfFile(a))
+    }
+
+    @Test("get re-verifies every chunk: a damaged or missing one fails the export, leaves nothing behind and is no longer counted")
+    func exportFindsDamage() throws {
+        let f = try Fixture()
+        let a = f.dir.sub("a.bin")
+        try writePseudoRandomFile(a, size: 300_000, seed: 12)
+        let ra = try f.store.ingest(path: a, signer: f.identity)
+        let chunks = try #require(try f.store.recipe(ra.entry.contentID)).chunks
+        flipByte(f.store.chunkPath(chunks[1]), at: 1234)
+        FS.unlink(f.store.chunkPath(chunks[3]))
+        let out = f.dir.sub("out.bin")
+        let e = try #require(meshError { try f.store.export(try f.store.resolve("a.bin"), to: out) })
+        #expect(e.code == .corrupt)
+        #expect(e.message.contains(chunks[1].description))
+        #expect(e.message.contains("1 more damaged"))
+        #expect(!FS.exists(out))
+        #expect(FS.list(f.dir.path).filter { $0.contains("meshnode") }.isEmpty)
+        // Both are dropped from the record (the bad file with them): the item is incomplete.
+        #expect(try f.store.missingChunks(ra.entry.contentID) == [chunks[1], chunks[3]])
+        #expect(!FS.exists(f.store.chunkPath(chunks[1])))
+        #expect(try !f.store.isComplete(ra.entry.contentID))
+        #expect(meshError { _ = try f.store.readChunk(chunks[1]) }?.code == .unknownItem)
+        #expect(meshError { try f.store.export(try f.store.resolve("a.bin"), to: out) }?.code == .incomplete)
+        #expect(try f.store.verify().ok)
     }
 
     @Test("A chunk served to a peer is read whole into page-aligned memory, and a wrong size on disk is refused")
@@ -129,17 +152,18 @@ struct IntegrityTests {
         #expect(FS.exists(mine))
     }
 
-    @Test("A valid chunk left by an interrupted put is reported as unreferenced, not as damage")
+    @Test("A valid chunk file that nothing records is recorded by verify, and reported as such, not as damage")
     func orphanChunk() throws {
         let f = try Fixture()
         let bytes = [UInt8](repeating: 42, count: 1000)
         let hash = ChunkHash(digest: Blake2b256.hash(bytes))
-        let path = f.store.chunkPath(hash)
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try Data(bytes).write(to: URL(fileURLWithPath: f.store.chunkPath(hash)))
+        #expect(!f.store.hasChunk(hash))
         let report = try f.store.verify()
         #expect(report.ok)
-        #expect(report.unreferencedChunks == 1)
+        #expect(report.unrecordedFiles.recorded == 1)
         #expect(f.store.hasChunk(hash))
+        #expect(try f.store.verify().unrecordedFiles == ChunkSettlement())
     }
 
     @Test("Opening a directory that was never initialised says to run init")

@@ -23,7 +23,7 @@ struct RoundTripTests {
         #expect(FS.regularFileSize(out) == UInt64(size))
         let report = try f.store.verify()
         #expect(report.ok)
-        #expect(report.unreferencedChunks == 0)
+        #expect(report.unrecordedFiles == ChunkSettlement())
     }
 
     @Test("A 100 MB file round trips with the default 2 MiB chunks", .ownThread(timeLimit: .minutes(1)))

@@ -110,12 +110,12 @@ extension BlobService {
     func startScheduling(_ d: Download, _ r: Recipe) {
         d.recipe = r
         d.lastProgress = MeshNode.now()
-        let store = node.store
+        let held = (try? node.store.recordedChunks(r)) ?? Array(repeating: false, count: r.chunks.count)  // the record, not the files
         var cfg = config.scheduler
         cfg.windowChunks = Self.windowChunks(chunkSizeBytes: Int(r.chunkSizeBytes), configured: cfg.windowChunks)
         d.scheduler = FetchScheduler(chunkCount: r.chunks.count, chunkSizeBytes: Int(r.chunkSizeBytes),
-                                     present: { store.hasChunk(r.chunks[$0]) }, config: cfg)
-        d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (store.hasChunk(r.chunks[$1]) ? UInt64(r.length(ofChunk: $1)) : 0) }
+                                     present: { held[$0] }, config: cfg)
+        d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (held[$1] ? UInt64(r.length(ofChunk: $1)) : 0) }
         for h in holders[d.contentID] ?? [] { d.scheduler!.addSource(h, holds: .all) }
         d.lastDiscovery = Instant(nanoseconds: .min / 2)
     }
@@ -373,9 +373,14 @@ extension BlobService {
 
     func finishIfComplete(_ d: Download) {
         guard let s = d.scheduler, s.isComplete, d.writesInFlight == 0 else { return }
-        guard (try? node.store.isComplete(d.contentID)) == true else { return }
+        // The store's record decides. It lags the fetch only if a read found a chunk damaged and
+        // dropped its record meanwhile: then fetch again from the record.
+        guard (try? node.store.isComplete(d.contentID)) == true else {
+            if let r = d.recipe { startScheduling(d, r) }
+            return
+        }
         downloads[d.contentID] = nil
-        waiting.removeAll { $0 == d.contentID }
+        waiting.remove(d.contentID)
         rememberComplete(d.contentID)
         counters.itemsCompleted += 1
         node.itemSynced(d.contentID, entry: d.entry, startedAt: d.started)

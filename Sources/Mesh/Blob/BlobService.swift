@@ -102,7 +102,7 @@ public final class BlobService: @unchecked Sendable {
     public internal(set) var counters = BlobCounters()
 
     var downloads: [ContentID: Download] = [:]
-    var waiting: [ContentID] = []
+    var waiting = WaitQueue()
     /// Downloads given up on (`Download.abandoned`); they hold no slot.
     var abandonedCount = 0
     var requests: [UInt32: Request] = [:]

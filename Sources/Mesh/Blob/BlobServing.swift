@@ -27,12 +27,9 @@ extension BlobService {
         if let s = downloads[r.contentID]?.scheduler, s.chunkCount == r.chunks.count {
             return (ChunkBitmap.make(count: r.chunks.count) { s.holds($0) }, s.isComplete)
         }
-        var complete = true
-        let b = ChunkBitmap.make(count: r.chunks.count) { i in
-            let has = node.store.hasChunk(r.chunks[i])
-            if !has { complete = false }
-            return has
-        }
+        let held = (try? node.store.recordedChunks(r)) ?? Array(repeating: false, count: r.chunks.count)
+        let complete = !held.contains(false)
+        let b = ChunkBitmap.make(count: r.chunks.count) { held[$0] }
         if complete { rememberComplete(r.contentID) }
         return (b, complete)
     }
@@ -40,6 +37,13 @@ extension BlobService {
     func rememberComplete(_ c: ContentID) {
         if knownComplete.count >= 65_536 { knownComplete.removeAll() }
         knownComplete.insert(c)
+    }
+
+    /// The store no longer records a chunk of `c` (found missing or damaged on disk): `c` is not
+    /// complete here after all, so it is fetched again.
+    func chunkLost(_ c: ContentID) {
+        knownComplete.remove(c)
+        want(c, holders: [], reason: .replication)
     }
 
     func serveHave(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
@@ -81,12 +85,15 @@ extension BlobService {
                 }
                 let hash = r.chunks[index]
                 guard node.store.hasChunk(hash) else {
+                    if knownComplete.contains(job.content) { chunkLost(job.content) }  // its record was dropped elsewhere
                     slot.finish(.failure(MeshError(.unknownItem, "chunk \(index) not held")), code: .notHeld)
                     continue
                 }
                 let size = r.length(ofChunk: index)
+                let content = job.content
                 let done: @Sendable (Result<[OutgoingFrame], MeshError>) -> Void = { [weak self, weak session] result in
                     slot.finish(result, code: .internalError)
+                    if case .failure(let e) = result, e.code == .corrupt { self?.chunkLost(content) }  // BlobWorkers.read
                     if let self, let session { self.serveNext(session: session, peer: peer) }
                 }
                 if BlobMessage.pieceCount(chunkBytes: size) > 0 {

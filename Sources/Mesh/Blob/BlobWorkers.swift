@@ -80,7 +80,7 @@ final class BlobWorkers: @unchecked Sendable {
     /// Reads a stored chunk of `sizeBytes` to send to a peer (which verifies it) straight
     /// into a new outgoing frame that already holds `header` (the message up to the chunk
     /// bytes). The chunk lands page-aligned so the read can bypass the page cache. `done`
-    /// runs on the loop.
+    /// runs on the loop; a `.corrupt` failure means the chunk's record was dropped.
     func read(_ hash: ChunkHash, header: [UInt8], sizeBytes: Int,
               done: @escaping @Sendable (Result<OutgoingFrame, MeshError>) -> Void) {
         let i = pick()
@@ -94,7 +94,12 @@ final class BlobWorkers: @unchecked Sendable {
                     try stores[i].readChunkForPeer(hash, expectedBytes: sizeBytes, into: dest)
                 }
                 r = .success(frame)
-            } catch { r = .failure(error) }
+            } catch {
+                // Recorded, but its file is missing or of the wrong size: the record goes, so that
+                // the store stops counting the chunk (and announcing it) until it is fetched again.
+                if error.code == .corrupt { try? stores[i].forgetChunks([hash]) }
+                r = .failure(error)
+            }
             loop.post { done(r) }
         }
     }
@@ -128,7 +133,11 @@ final class BlobWorkers: @unchecked Sendable {
                     offset += n
                 }
                 r = .success(pieces)
-            } catch { r = .failure(error) }
+            } catch {
+                // As in `read`: a recorded chunk whose file is missing or short loses its record.
+                if error.code == .corrupt { try? stores[i].forgetChunks([hash]) }
+                r = .failure(error)
+            }
             loop.post { done(r) }
         }
     }

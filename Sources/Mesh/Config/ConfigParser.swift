@@ -7,7 +7,7 @@ extension NodeConfig {
     public static let knownKeys = [
         "name", "role", "listen", "join", "trusted_keys", "authority_keys", "revoked_keys", "revoked_serials",
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
-        "session_encryption", "keep_versions", "retention", "metrics_listen", "log_format",
+        "session_encryption", "keep_versions", "retention", "folders", "metrics_listen", "log_format",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -88,6 +88,7 @@ extension NodeConfig {
                     let d = try w.located(v) { () throws(MeshError) in try Validate.interval(w.string(v, "\(path).\(t)"), path: "\(path).\(t)") }
                     c.keep.retentionMs[type] = Int64(d.milliseconds)
                 }
+            case "folders": c.folders = try parseFolders(value, w)
             case "hosts":
                 for (hostKey, hostNode) in try w.mapping(value, path: "hosts", allowNull: true) {
                     c.hosts[hostKey] = try parseHost(hostNode, path: "hosts.\(hostKey)", w)
@@ -195,7 +196,7 @@ extension NodeConfig {
 }
 
 /// Typed access to a composed YAML tree with key-path errors.
-private struct Walker {
+struct Walker {
     let source: String
 
     func isNull(_ n: Node) -> Bool {

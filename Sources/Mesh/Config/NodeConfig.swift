@@ -89,6 +89,8 @@ public struct NodeConfig: Equatable, Sendable {
     public var sessionEncryption: SessionEncryption = .auto
     /// `keep_versions` (per type, default 3) and `retention` (per type, default: forever).
     public var keep = KeepPolicy()
+    /// Watched folders (`folders`; Config/FolderConfig.swift).
+    public var folders: [FolderConfig] = []
     /// `metrics_listen`: where `/metrics` and `/health` are served. nil: not configured, so
     /// `defaultMetricsListen`, and a port already taken there is only a warning.
     public var metricsListen: MetricsListen?

@@ -65,6 +65,7 @@ public struct NodeSettings: Sendable {
         o.blob.maxConcurrentDownloads = max(1, c.bandwidth.maxConcurrentTransfers)
         o.blob.testCorruptServing = ProcessInfo.processInfo.environment["MESHNODE_TEST_CORRUPT_SERVING"] == "1"
         o.keep = c.keep
+        o.folders = c.folders
         return o
     }
 }
@@ -150,18 +151,16 @@ public enum Daemon {
 }
 
 extension Daemon {
-    /// The signal mask survives `exec`: a node started from a thread that blocks SIGINT and
-    /// SIGTERM (a test harness's worker thread, some supervisors) would never see them, and
-    /// every stop would end in SIGKILL. Unblocked here, before any thread is started, so that
-    /// the loop thread inherits the unblocked mask.
+    /// A process inherits the blocked signals of the thread that started it, and Dispatch or
+    /// Swift concurrency threads block nearly all: a node started from one would never see
+    /// SIGINT or SIGTERM and could only be killed. Unblocked here, before the loop thread is
+    /// created (it inherits this thread's mask).
     static func unblockStopSignals() {
-        #if canImport(Glibc)
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
-        #endif
     }
 
     /// Chunks move through the node as 2 MiB buffers. glibc serves blocks that size with a

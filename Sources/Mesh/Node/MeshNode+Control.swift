@@ -122,7 +122,7 @@ extension MeshNode {
         return out
     }
 
-    /// Serves one control request (loop thread). Verbs: `peers`, `status`, `health`, `announce`.
+    /// Serves one control request (loop thread). Verbs: `peers`, `status`, `health`, `announce`, ... `folders`.
     public func handleControl(_ req: ControlRequest, respond: @escaping (ControlResponse) -> Void) {
         do {
             switch req.verb {
@@ -162,12 +162,14 @@ extension MeshNode {
                 respond(.success(.object(["fetching": .string("\(id)")])))
             case "transfers":
                 respond(.success(try JSONValue(encoding: blobs?.transfers() ?? [])))
+            case "folders":
+                respond(.success(try JSONValue(encoding: folders?.rows() ?? [])))
             case "policy":
                 // What `meshnode put` through this node stamps (retention) and keeps (versions).
                 respond(.success(policyJSON()))
             default:
                 respond(.failure(MeshError(.controlUnknownVerb, "unknown control verb \"\(req.verb)\"",
-                                           hint: "known: peers, status, health, announce, holders, fetch, transfers, policy")))
+                                           hint: "known: peers, status, health, announce, holders, fetch, transfers, policy, folders")))
             }
         } catch let e as MeshError {
             respond(.failure(e))

@@ -10,6 +10,7 @@ extension MeshNode {
         for w in change.wanted where w.origin != identity.nodeID {
             blobs?.want(w.contentID, holders: [w.origin], reason: .replication, entry: w)
         }
+        folders?.nameChanged(e.name)
     }
 
     /// Re-evaluates retention expiries (housekeeping).

@@ -37,6 +37,8 @@ public struct MeshNodeOptions: Sendable {
     public var allowSSHTunnelSuite = true
     /// What this node keeps of each name's history, and the retention it stamps on its own puts.
     public var keep = KeepPolicy()
+    /// Watched folders (the config's `folders`; Folders/FolderService.swift).
+    public var folders: [FolderConfig] = []
 
     public init(listen: PeerAddress, advertise: PeerAddress? = nil, join: [PeerAddress] = [], gossip: GossipConfig = GossipConfig(),
                 admission: AdmissionPolicy = AdmissionPolicy(), credential: [UInt8] = []) {
@@ -137,6 +139,8 @@ public final class MeshNode: @unchecked Sendable {
 
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
     public internal(set) var blobs: BlobService?
+    /// The watched folders (MeshNode+Folders.swift); nil when none are configured.
+    public internal(set) var folders: FolderService?
 
     /// Metrics, health state and the HTTP server of `/metrics` and `/health` (MeshNode+Metrics.swift).
     public let observability = NodeObservability()
@@ -201,6 +205,7 @@ public final class MeshNode: @unchecked Sendable {
         }
         do {
             blobs = try BlobService(node: self, config: options.blob, dataDir: store.dataDir, logger: logger)
+            try startFolders()
         } catch {
             closeEverything()
             throw error
@@ -264,6 +269,7 @@ public final class MeshNode: @unchecked Sendable {
 
     /// Closes every handle at once, without telling peers (used after `stop`'s flush, and on fatal errors).
     public func closeEverything() {
+        stopFolders()
         observability.close()
         blobs?.close()
         blobs = nil

@@ -95,8 +95,21 @@ enum Subprocess {
             cArgs.forEach { free($0) }
             cEnv.forEach { free($0) }
         }
+        // A child inherits the signal mask of the thread that spawns it, and test threads block
+        // signals: without this a child could never be stopped with SIGTERM.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGPIPE] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, cEnv)
+        let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cArgs, cEnv)
         guard rc == 0 else {
             throw NSError(domain: "Subprocess", code: Int(rc),
                           userInfo: [NSLocalizedDescriptionKey: "cannot start \(argv[0]): \(String(cString: strerror(rc)))"])

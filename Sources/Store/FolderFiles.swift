@@ -1,0 +1,188 @@
+import Sync
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension MeshError.Code {
+    /// A file in a watched folder was not as expected when an action came to it (it changed
+    /// meanwhile); the action was not done.
+    public static let fileChanged = Self("fileChanged")
+}
+
+/// Files in watched folders: what a path is, without following links.
+public enum FolderFS {
+    /// What is at `path` (not following a final symlink): nil when nothing is, or a directory
+    /// (reported as `.directory`).
+    public enum Entry: Equatable, Sendable {
+        case file(FileObservation)
+        case directory(inode: UInt64)
+    }
+
+    public static func lstatEntry(_ path: String) -> Entry? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        let fmt = st.st_mode & S_IFMT
+        if fmt == S_IFDIR { return .directory(inode: UInt64(st.st_ino)) }
+        let kind: FileObservation.Kind = fmt == S_IFREG ? .regular : fmt == S_IFLNK ? .symlink : .other
+        return .file(FileObservation(kind: kind, stat: fileStat(st)))
+    }
+
+    public static func fileStat(_ st: stat) -> FileStat {
+        FileStat(sizeBytes: UInt64(max(0, st.st_size)),
+                 mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec), inode: UInt64(st.st_ino))
+    }
+
+    /// The regular file's stat at `path` (not following links), nil for anything else.
+    public static func regularStat(_ path: String) -> FileStat? {
+        if case .file(let o)? = lstatEntry(path), o.kind == .regular { return o.stat }
+        return nil
+    }
+
+    /// The first 16 bytes of every SQLite 3 database file.
+    public static let sqliteHeader: [UInt8] = Array("SQLite format 3\0".utf8)
+
+    /// Whether the regular file (not a symlink) at `path` starts with the SQLite header (false
+    /// when unreadable). Read through SQLite's own file layer, never `open`/`close`: closing any
+    /// descriptor of a database drops every POSIX lock this process holds on it, including the
+    /// read lock of a live snapshotter (`LiveSQLite.isDatabase`).
+    public static func hasSQLiteHeader(_ path: String) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return false }
+        return LiveSQLite.isDatabase(path: path)
+    }
+
+    /// Creates the directories of `relativeDir` under `root` as needed, refusing any
+    /// component that exists but is not a real directory (a symlink could point anywhere:
+    /// a name chosen by a peer must never lead out of the folder). Returns the absolute path.
+    public static func makeDirectories(root: String, relativeDir: String) throws(MeshError) -> String {
+        var path = root
+        guard !relativeDir.isEmpty else { return path }
+        for c in relativeDir.split(separator: "/") {
+            path += "/" + c
+            switch lstatEntry(path) {
+            case .directory?: continue
+            case .file(let o)?:
+                throw MeshError(.fileUnreadable, "\(path) is \(o.kind == .symlink ? "a symbolic link" : "a file"), not a directory",
+                                hint: "a name in the cluster needs a directory there; rename or remove that entry")
+            case nil:
+                if mkdir(path, 0o755) != 0 && errno != EEXIST { throw MeshError.posix(errno, "creating directory", path: path) }
+                if case .directory? = lstatEntry(path) { continue }
+                throw MeshError(.fileUnreadable, "\(path) is not a directory", hint: "rename or remove that entry")
+            }
+        }
+        return path
+    }
+
+    /// Whether `path` is as `expected` says: absent (nil), or a regular file with that stat.
+    public static func matches(_ path: String, _ expected: FileStat?) -> Bool {
+        switch lstatEntry(path) {
+        case nil: return expected == nil
+        case .directory?: return false
+        case .file(let o)?: return o.kind == .regular && o.stat == expected
+        }
+    }
+}
+
+extension Store {
+    /// The current version of one name (reads only that name's entries, unlike `catalog()`).
+    public func currentVersion(of name: String, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> Catalog.Version? {
+        var history = Catalog()
+        try db.forEach("SELECT encoded FROM items WHERE name = ?", [.text(name)]) { (s) throws(MeshError) in
+            history.insert(try decodeItem(s.blob(0), receivedAtMs: 0))
+        }
+        return history.current(name, nowMs: nowMs)
+    }
+
+    /// The content id `path` would have if put with `chunkSizeBytes` (reads the whole file).
+    public func contentID(ofFile path: String, chunkSizeBytes: UInt32) throws(MeshError) -> ContentID {
+        let file = try POSIXFile(path: path, flags: O_RDONLY | O_NOFOLLOW, what: "reading")
+        let size = try file.sizeBytes()
+        let n = Chunking.chunkCount(sizeBytes: size, chunkSizeBytes: chunkSizeBytes)
+        let buf = ScratchBuffer(count: Int(chunkSizeBytes))
+        var chunks = [ChunkHash]()
+        chunks.reserveCapacity(n)
+        for i in 0..<n {
+            let len = Chunking.chunkLength(index: i, sizeBytes: size, chunkSizeBytes: chunkSizeBytes)
+            guard try file.pread(into: buf.base, count: len, offset: UInt64(i) * UInt64(chunkSizeBytes)) == len else {
+                throw MeshError(.fileChanged, "\(path) shrank while it was being read", hint: "it is read again once it settles")
+            }
+            chunks.append(ChunkHash(digest: Blake2b256.hash(UnsafeRawBufferPointer(start: buf.base, count: len))))
+        }
+        return Chunking.contentID(sizeBytes: size, chunkSizeBytes: chunkSizeBytes, chunks: chunks)
+    }
+
+    /// Writes `entry`'s content to `root/relativePath` for a watched folder: parent
+    /// directories are created (never through a symlink), the content is assembled in a temp
+    /// file in the target's directory with every chunk re-hashed, `.db`/game files must pass
+    /// `PRAGMA integrity_check`, the file is synced, given the version's creation time as its
+    /// mtime, and renamed into place, so the path shows the old file or the complete new one,
+    /// never a partial one.
+    ///
+    /// The path must still be as `replacing` says (nil: absent) just before the rename,
+    /// else `.fileChanged` and nothing is replaced. With `adoptIdentical`, a file already
+    /// there with the same content is kept as it is (`wrote` false). Returns the stat of the
+    /// file now at the path.
+    public func materialise(_ entry: ManifestEntry, root: String, relativePath: String, replacing: FileStat?,
+                            adoptIdentical: Bool) throws(MeshError) -> (stat: FileStat, wrote: Bool) {
+        let parts = relativePath.split(separator: "/", omittingEmptySubsequences: false)
+        guard let base = parts.last.map(String.init), !base.isEmpty else {
+            throw MeshError(.invalidInput, "'\(relativePath)' is not a file path", hint: "")
+        }
+        let dir = try FolderFS.makeDirectories(root: root, relativeDir: parts.dropLast().joined(separator: "/"))
+        let target = dir + "/" + base
+        if case .directory? = FolderFS.lstatEntry(target) {
+            throw MeshError(.fileUnreadable, "\(target) is a directory, where \(entry.name) needs a file",
+                            hint: "rename or remove the directory")
+        }
+        guard FolderFS.matches(target, replacing) else {
+            throw MeshError(.fileChanged, "\(target) changed before it could be written", hint: "it is looked at again")
+        }
+        if adoptIdentical, let st = replacing, st.sizeBytes == entry.sizeBytes,
+           (try? contentID(ofFile: target, chunkSizeBytes: entry.chunkSizeBytes)) == entry.contentID,
+           FolderFS.matches(target, st) {
+            return (st, false)
+        }
+        guard let recipe = try recipe(entry.contentID), recipe.contentID == entry.contentID else {
+            throw MeshError(.incomplete, "the content of \(entry.name) (\(entry.contentID.short)) is not here yet",
+                            hint: "it is written once its chunks have arrived")
+        }
+        if let missing = try missingChunks(entry.contentID), !missing.isEmpty {
+            throw MeshError(.incomplete, "\(missing.count) chunks of \(entry.name) (\(entry.contentID.short)) are missing",
+                            hint: "it is written once they have arrived")
+        }
+        let tmpName = "\(dir)/.\(base).meshnode-\(getpid())-\(FS.randomToken()).tmp"
+        let aligned = recipe.chunkSizeBytes % 4096 == 0 && recipe.sizeBytes > 0
+        let out = try openTemp(dir: dir, namedFallback: tmpName, tryDirect: aligned)
+        var named = out.named
+        defer {
+            _ = Glibc.close(out.fd)
+            if named { FS.unlink(tmpName) }
+        }
+        try writeAssembled(recipe, name: entry.name, fd: out.fd, direct: out.direct, path: tmpName, progress: nil)
+        if entry.createdAtMs > 0 {
+            let ms = entry.createdAtMs
+            var times = [timespec(tv_sec: Int(ms / 1000), tv_nsec: Int(ms % 1000) * 1_000_000),
+                         timespec(tv_sec: Int(ms / 1000), tv_nsec: Int(ms % 1000) * 1_000_000)]
+            _ = futimens(out.fd, &times)
+        }
+        var st = stat()
+        guard fstat(out.fd, &st) == 0 else { throw MeshError.posix(errno, "inspecting", path: tmpName) }
+        guard fsync(out.fd) == 0 else { throw MeshError.posix(errno, "syncing", path: tmpName) }
+        if !named {
+            guard linkat(AT_FDCWD, "/proc/self/fd/\(out.fd)", AT_FDCWD, tmpName, AT_SYMLINK_FOLLOW) == 0 else {
+                throw MeshError.posix(errno, "naming", path: tmpName)
+            }
+            named = true
+        }
+        if entry.type == .game || entry.name.lowercased().hasSuffix(".db") {
+            try checkSQLiteIntegrity(tmpName, name: entry.name)
+        }
+        guard FolderFS.matches(target, replacing) else {
+            throw MeshError(.fileChanged, "\(target) changed while its new version was being written", hint: "it is looked at again")
+        }
+        try FS.rename(tmpName, target)
+        named = false
+        try FS.fsyncDirectory(dir)
+        return (FolderFS.fileStat(st), true)
+    }
+}

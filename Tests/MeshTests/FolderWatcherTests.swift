@@ -1,0 +1,78 @@
+import Foundation
+import Sync
+import TestSupport
+import Testing
+@testable import Mesh
+
+@Suite("Folder watcher and scanner", .ownThread())
+struct FolderWatcherTests {
+    @Test("Every directory gets its own watch: a file in a subdirectory created later is reported, and a removed tree is dropped")
+    func subdirectoriesAreWatched() throws {
+        let dir = TestDir("watch")
+        let root = dir.path
+        try withLoop { loop in
+            let seen = Locked<Set<String>>([])
+            let w = try loop.execute { () -> FolderWatcher in
+                let w = FolderWatcher(loop: loop, root: root, maxWatches: 100)
+                w.onChange = { p in seen.mutate { _ = $0.insert(p) } }
+                w.sync([""])
+                return w
+            }
+            try FileManager.default.createDirectory(atPath: dir.sub("sub"), withIntermediateDirectories: true)
+            #expect(eventually(5) { seen.value.contains("sub") })
+            // As the service does for a new directory: watch it, then look at it.
+            try loop.execute { w.add(["sub"]) }
+            try Data("x".utf8).write(to: URL(fileURLWithPath: dir.sub("sub/f.txt")))
+            #expect(eventually(5) { seen.value.contains("sub/f.txt") }, "\(seen.value)")
+            #expect(try loop.execute { w.watchCount } == 2)
+            try FileManager.default.removeItem(atPath: dir.sub("sub"))
+            try loop.execute { w.removeTree("sub") }
+            #expect(try loop.execute { w.watchCount } == 1)
+            try loop.execute { w.close() }
+        }
+    }
+
+    @Test("Over the watch limit, the directories left unwatched are reported (they are found by rescans)")
+    func watchLimit() throws {
+        let dir = TestDir("watch-limit")
+        for d in ["a", "b", "c"] { try FileManager.default.createDirectory(atPath: dir.sub(d), withIntermediateDirectories: true) }
+        let root = dir.path
+        try withLoop { loop in
+            let (count, fallback) = try loop.execute { () -> (Int, String?) in
+                let w = FolderWatcher(loop: loop, root: root, maxWatches: 2)
+                w.sync(["", "a", "b", "c"])
+                defer { w.close() }
+                return (w.watchCount, w.fallback)
+            }
+            #expect(count == 2)
+            #expect(fallback?.contains("more than 2 directories") == true, "\(fallback ?? "nil")")
+        }
+    }
+
+    @Test("A full scan lists files with their stat and SQLite header, skips excluded paths, and needs the marker")
+    func fullScan() throws {
+        let dir = TestDir("scan")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dir.sub("sub/data"), withIntermediateDirectories: true)
+        try Data("plain text, long enough".utf8).write(to: URL(fileURLWithPath: dir.sub("a.txt")))
+        try Data(FolderFS.sqliteHeader + [UInt8](repeating: 0, count: 100)).write(to: URL(fileURLWithPath: dir.sub("sub/g.db")))
+        try Data().write(to: URL(fileURLWithPath: dir.sub("sub/g.db-wal")))
+        try Data().write(to: URL(fileURLWithPath: dir.sub("sub/data/node-file")))
+        try fm.createSymbolicLink(atPath: dir.sub("link"), withDestinationPath: "/etc/passwd")
+        let filter = FolderFilter(excludedSubtrees: ["sub/data"])
+        let blocked = FolderScanner.full(root: dir.path, filter: filter, known: [:], createMarker: false, limits: .init())
+        #expect(blocked.blocked?.contains(".meshnode-folder is missing") == true, "without the marker nothing is scanned")
+        #expect(blocked.scan.subtrees.isEmpty)
+        let out = FolderScanner.full(root: dir.path, filter: filter, known: [:], createMarker: true, limits: .init())
+        #expect(out.blocked == nil)
+        // A -wal is listed (a live database changes there) but is never synced (the planner ignores it).
+        #expect(Set(out.scan.files.keys) == ["a.txt", "sub/g.db", "sub/g.db-wal", "link"])
+        #expect(out.scan.files["sub/g.db"]?.isSQLite == true)
+        #expect(out.scan.files["a.txt"]?.isSQLite == false)
+        #expect(out.scan.files["link"]?.kind == .symlink)
+        #expect(out.scan.subtrees == [""])
+        #expect(Set(out.directories) == ["", "sub"])
+        let capped = FolderScanner.full(root: dir.path, filter: filter, known: [:], createMarker: false, limits: .init(maxFiles: 1))
+        #expect(capped.truncated && capped.scan.subtrees.isEmpty, "a truncated scan infers no deletion")
+    }
+}
