@@ -12,7 +12,7 @@ struct MeshnodeCommand: ParsableCommand {
         abstract: "A gossip peer-to-peer mesh node that replicates training data between hosts.",
         discussion: "Every verb takes --data DIR (default $MESHNODE_DATA, then ~/.meshnode).",
         version: "0.1.0",
-        subcommands: [Init.self, Put.self, Get.self, Ls.self, Rm.self, Verify.self, GC.self, Status.self, Run.self, Peers.self,
+        subcommands: [Init.self, Put.self, Get.self, Ls.self, Rm.self, Verify.self, GC.self, Status.self, Run.self, Peers.self, Health.self,
                       Folders.self, Authority.self, Admit.self])
 }
 

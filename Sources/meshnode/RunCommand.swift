@@ -30,12 +30,17 @@ extension MeshnodeCommand {
         @Option(help: "Node role shown to peers.") var role: String?
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
         var logLevel: String?
+        @Option(name: .customLong("log-format"), help: "text (default) or json: one JSON object per line, for journald and Loki.")
+        var logFormat: String?
+        @Option(name: .customLong("metrics-listen"),
+                help: ArgumentHelp("Where to serve /metrics and /health (default 127.0.0.1:9946), or off.", valueName: "HOST:PORT|off"))
+        var metricsListen: String?
 
         func run() throws {
             try runReportingErrors { () throws(MeshError) in
                 let settings = try NodeSettings.resolve(
                     dataDir: options.dataDir, configFlag: config, listen: listen, advertise: advertise, join: join,
-                    name: name, role: role, logLevel: logLevel)
+                    name: name, role: role, logLevel: logLevel, metricsListen: metricsListen, logFormat: logFormat)
                 try Daemon.run(settings)
             }
         }

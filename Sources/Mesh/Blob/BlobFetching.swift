@@ -92,7 +92,7 @@ extension BlobService {
             let rid = newRequest(Request(content: d.contentID, source: a.source, kind: .get(remaining: a.indices), sentAt: now,
                                          session: node.session(with: a.source).map(ObjectIdentifier.init)))
             if !sendRequest(.get(requestID: rid, contentID: d.contentID, indices: a.indices.map(UInt32.init)), to: a.source) {
-                fail(rid, requests[rid]!, now: now)
+                fail(rid, requests[rid]!, now: now, reason: .sendFailed)
             }
         }
         finishIfComplete(d)
@@ -274,6 +274,7 @@ extension BlobService {
     /// strike against the peer, and the chunk goes back to the pool for another source.
     func piecesInconsistent(_ id: UInt32, _ index: Int, from peer: NodeID, why: String) {
         node.count("inconsistent_chunk_pieces", peer: peer.short, detail: why)
+        countRequestError(.inconsistentPieces)
         counters.strikes[peer.short, default: 0] += 1
         guard var req = requests[id], req.source == peer, case .get(var remaining) = req.kind,
               let k = remaining.firstIndex(of: index) else { return }
@@ -317,9 +318,12 @@ extension BlobService {
                 self.counters.corruptChunks += 1
                 self.counters.strikes[peer.short, default: 0] += 1
                 self.node.count("corrupt_chunk", peer: peer.short, detail: "chunk \(index) of \(d.contentID.short)")
+                self.countRequestError(.corruptChunk)
                 s.onChunkCorrupt(index, from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
             } else if let error {
                 self.logger.error("could not store a chunk: \(error)")
+                self.countRequestError(.writeFailed)
+                self.node.noteStoreWriteError(error)
                 s.onRequestFailed([index], from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
             } else {
                 // Two endgame copies can both arrive before either write ends: count the chunk once.
@@ -356,10 +360,10 @@ extension BlobService {
     func gotError(_ id: UInt32, _ code: BlobErrorCode, _ message: String, from peer: NodeID) {
         // Like every reply (PROTOCOL §9), an error counts only from the peer that was asked.
         guard let r = requests[id], r.source == peer else { return }
-        fail(id, r, now: MeshNode.now())
+        fail(id, r, now: MeshNode.now(), reason: .errorReply)
     }
 
-    func fail(_ rid: UInt32, _ r: Request, now: Instant) {
+    func fail(_ rid: UInt32, _ r: Request, now: Instant, reason: P2PRequestError) {
         requests[rid] = nil
         guard let d = downloads[r.content] else { return }
         switch r.kind {
@@ -369,6 +373,7 @@ extension BlobService {
             break
         case .get(let remaining):
             counters.requestsFailed += 1
+            countRequestError(reason)
             d.scheduler?.onRequestFailed(remaining, from: r.source, now: .nanoseconds(now.nanoseconds))
         }
     }
@@ -393,6 +398,7 @@ extension BlobService {
         waiting.remove(d.contentID)
         rememberComplete(d.contentID)
         counters.itemsCompleted += 1
+        node.itemSynced(d.contentID, entry: d.entry, startedAt: d.started)
         holders[d.contentID, default: []].insert(node.identity.nodeID)
         let secs = Double(MeshNode.now() - d.started) / 1e9
         logger.info("item complete", metadata: ["item": "\(d.contentID.short)", "bytes": "\(d.recipe?.sizeBytes ?? 0)",

@@ -33,6 +33,8 @@ public struct BlobCounters: Codable, Sendable, Equatable {
     /// not counted in `chunksFetched`/`bytesFetched`.
     public var duplicateChunks: UInt64 = 0
     public var requestsFailed: UInt64 = 0
+    /// Failed chunk requests and chunks refused on arrival, by `P2PRequestError` reason.
+    public var requestErrors: [String: UInt64] = [:]
     /// Requests that got no answer within `requestTimeout`. Requests on a connection known to be
     /// dead (closed, or a dial that failed) are failed at once and are not counted here.
     public var requestsTimedOut: UInt64 = 0
@@ -51,7 +53,7 @@ public struct BlobCounters: Codable, Sendable, Equatable {
         case chunksFetched = "chunks_fetched", bytesFetched = "bytes_fetched", chunksServed = "chunks_served"
         case bytesServed = "bytes_served", corruptChunks = "corrupt_chunks", chunksRefused = "chunks_refused"
         case duplicateChunks = "duplicate_chunks"
-        case requestsFailed = "requests_failed"
+        case requestsFailed = "requests_failed", requestErrors = "request_errors"
         case requestsTimedOut = "requests_timed_out", itemsRequeued = "items_requeued", itemsCompleted = "items_completed"
         case itemsAbandoned = "items_abandoned"
     }
@@ -360,7 +362,7 @@ public final class BlobService: @unchecked Sendable {
     func sessionClosed(_ s: PeerSession, peer: NodeID?, wasCurrent: Bool) {
         serveQueues[ObjectIdentifier(s)] = nil
         assemblies[ObjectIdentifier(s)] = nil
-        failRequests(blamingSource: !s.endedCleanly) { _, r in
+        failRequests(blamingSource: !s.endedCleanly, reason: .sessionClosed) { _, r in
             r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil)
         }
     }
@@ -392,16 +394,19 @@ public final class BlobService: @unchecked Sendable {
 
     /// Fails the requests `isLost` picks, as one failure per source and item (none when
     /// `blamingSource` is false: their chunks just go back to the pool), then pumps.
-    func failRequests(blamingSource: Bool = true, _ isLost: (UInt32, Request) -> Bool) {
+    func failRequests(blamingSource: Bool = true, reason: P2PRequestError = .dialFailed, _ isLost: (UInt32, Request) -> Bool) {
         let now = MeshNode.now()
         var lost: [ContentID: [NodeID: [Int]]] = [:]
         for (rid, r) in requests where isLost(rid, r) {
             if case .get(let remaining) = r.kind {
                 requests[rid] = nil
-                if blamingSource { counters.requestsFailed += 1 }
+                if blamingSource {
+                    counters.requestsFailed += 1
+                    countRequestError(reason)
+                }
                 lost[r.content, default: [:]][r.source, default: []] += remaining
             } else {
-                fail(rid, r, now: now)
+                fail(rid, r, now: now, reason: reason)
             }
         }
         for (content, bySource) in lost {
@@ -451,7 +456,7 @@ public final class BlobService: @unchecked Sendable {
         let timeout = MeshNode.nanos(config.requestTimeout)
         for (rid, r) in requests where now - r.lastProgressAt > timeout {
             if case .get = r.kind { counters.requestsTimedOut += 1 }
-            fail(rid, r, now: now)
+            fail(rid, r, now: now, reason: .timeout)
         }
         // A chunk whose request failed or was cancelled while its pieces came in: let go of it.
         for (key, a) in assemblies where !isAwaited(a) { assemblies[key] = nil }

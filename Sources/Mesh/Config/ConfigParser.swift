@@ -7,7 +7,7 @@ extension NodeConfig {
     public static let knownKeys = [
         "name", "role", "listen", "join", "trusted_keys", "authority_keys", "revoked_keys", "revoked_serials",
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
-        "session_encryption", "keep_versions", "retention", "folders",
+        "session_encryption", "keep_versions", "retention", "folders", "metrics_listen", "log_format",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -63,6 +63,10 @@ extension NodeConfig {
             case "log_level":
                 c.logLevel = try w.located(value) { () throws(MeshError) in try Validate.logLevel(w.string(value, path), path: path) }
             case "bandwidth": c.bandwidth = try parseBandwidth(value, w)
+            case "metrics_listen":
+                c.metricsListen = try w.located(value) { () throws(MeshError) in try Validate.metricsListen(w.string(value, path), path: path) }
+            case "log_format":
+                c.logFormat = try w.located(value) { () throws(MeshError) in try Validate.logFormat(w.string(value, path), path: path) }
             case "session_encryption":
                 let v = try w.string(value, path)
                 guard let e = NodeConfig.SessionEncryption(rawValue: v) else {

@@ -91,6 +91,15 @@ public struct NodeConfig: Equatable, Sendable {
     public var keep = KeepPolicy()
     /// Watched folders (`folders`; Config/FolderConfig.swift).
     public var folders: [FolderConfig] = []
+    /// `metrics_listen`: where `/metrics` and `/health` are served. nil: not configured, so
+    /// `defaultMetricsListen`, and a port already taken there is only a warning.
+    public var metricsListen: MetricsListen?
+    public static let defaultMetricsListen = Endpoint(host: "127.0.0.1", port: 9946)
+    /// `log_format`: `text` (default) or `json` (one object per line).
+    public var logFormat: LogFormat = .text
+
+    /// `metrics_listen: HOST:PORT` (an IP literal) or `off`.
+    public enum MetricsListen: Equatable, Sendable { case off, at(Endpoint) }
 
     /// `session_encryption`: `auto` skips the session cipher where an `ssh -W` tunnel already
     /// protects every hop but the peer host's own loopback (PROTOCOL §8.3, suite 0x04);
@@ -126,6 +135,8 @@ public struct ConfigOverrides: Equatable, Sendable {
     public var logLevel: Logger.Level?
     public var antiEntropyInterval: Duration?
     public var probeInterval: Duration?
+    public var metricsListen: NodeConfig.MetricsListen?
+    public var logFormat: LogFormat?
 
     public init(configPath: String? = nil, dataDirectory: String? = nil, name: String? = nil, role: String? = nil,
                 listen: Endpoint? = nil, join: [Endpoint]? = nil, logLevel: Logger.Level? = nil,
@@ -152,6 +163,8 @@ public struct ConfigOverrides: Equatable, Sendable {
         ("MESHNODE_LOG_LEVEL", "trace|debug|info|notice|warning|error|critical"),
         ("MESHNODE_ANTI_ENTROPY_INTERVAL", "duration, e.g. 30s"),
         ("MESHNODE_PROBE_INTERVAL", "duration, e.g. 1s"),
+        ("MESHNODE_METRICS_LISTEN", "HOST:PORT for /metrics and /health, or off (config key metrics_listen)"),
+        ("MESHNODE_LOG_FORMAT", "text|json (config key log_format)"),
         ("MESHNODE_NO_PROGRESS", "any value: never draw progress bars (put, get)"),
         ("MESHNODE_TEST_CORRUPT_SERVING", "testing only: 1 makes the node serve every chunk with one byte flipped"),
         ("MESHNODE_WORKERS", "worker threads for put/get/verify"),
@@ -185,6 +198,8 @@ public struct ConfigOverrides: Equatable, Sendable {
         if let v = value("MESHNODE_LOG_LEVEL") { o.logLevel = try Validate.logLevel(v, path: "MESHNODE_LOG_LEVEL") }
         if let v = value("MESHNODE_ANTI_ENTROPY_INTERVAL") { o.antiEntropyInterval = try Validate.interval(v, path: "MESHNODE_ANTI_ENTROPY_INTERVAL") }
         if let v = value("MESHNODE_PROBE_INTERVAL") { o.probeInterval = try Validate.interval(v, path: "MESHNODE_PROBE_INTERVAL") }
+        if let v = value("MESHNODE_METRICS_LISTEN") { o.metricsListen = try Validate.metricsListen(v, path: "MESHNODE_METRICS_LISTEN") }
+        if let v = value("MESHNODE_LOG_FORMAT") { o.logFormat = try Validate.logFormat(v, path: "MESHNODE_LOG_FORMAT") }
         return o
     }
 
@@ -198,6 +213,8 @@ public struct ConfigOverrides: Equatable, Sendable {
         if let logLevel { c.logLevel = logLevel }
         if let antiEntropyInterval { c.antiEntropyInterval = antiEntropyInterval }
         if let probeInterval { c.probeInterval = probeInterval }
+        if let metricsListen { c.metricsListen = metricsListen }
+        if let logFormat { c.logFormat = logFormat }
         return c
     }
 
@@ -213,6 +230,8 @@ public struct ConfigOverrides: Equatable, Sendable {
         if let v = higher.logLevel { o.logLevel = v }
         if let v = higher.antiEntropyInterval { o.antiEntropyInterval = v }
         if let v = higher.probeInterval { o.probeInterval = v }
+        if let v = higher.metricsListen { o.metricsListen = v }
+        if let v = higher.logFormat { o.logFormat = v }
         return o
     }
 }
@@ -318,6 +337,20 @@ enum Validate {
         return l
     }
 
+    /// `off`, or HOST:PORT with an IP literal host (it is bound, never resolved).
+    static func metricsListen(_ s: String, path: String) throws(MeshError) -> NodeConfig.MetricsListen {
+        if s == "off" { return .off }
+        guard let e = Endpoint(s), SocketAddress(ip: e.host, port: e.port) != nil else {
+            throw fail(path, "HOST:PORT with an IP address (e.g. 127.0.0.1:9946 or [::1]:9946), or off", got: s)
+        }
+        return .at(e)
+    }
+
+    static func logFormat(_ s: String, path: String) throws(MeshError) -> LogFormat {
+        guard let f = LogFormat(rawValue: s) else { throw fail(path, "text or json", got: s) }
+        return f
+    }
+
     static func port(_ s: String, path: String) throws(MeshError) -> UInt16 {
         guard let p = Int(s), (1...65535).contains(p), s.allSatisfy({ $0.isASCII && $0.isNumber }) else {
             throw fail(path, "an integer 1-65535", got: s)
@@ -347,5 +380,11 @@ public enum ConfigValue {
     }
     public static func rate(_ text: String, name: String) throws(MeshError) -> Int64? {
         try Validate.rate(text, path: name)
+    }
+    public static func metricsListen(_ text: String, name: String) throws(MeshError) -> NodeConfig.MetricsListen {
+        try Validate.metricsListen(text, path: name)
+    }
+    public static func logFormat(_ text: String, name: String) throws(MeshError) -> LogFormat {
+        try Validate.logFormat(text, path: name)
     }
 }

@@ -16,6 +16,7 @@ public struct NodeSettings: Sendable {
     /// Resolves settings: flags > `MESHNODE_*` environment > config file > defaults.
     public static func resolve(dataDir: String, configFlag: String?, listen: String?, advertise: String?, join: [String],
                                name: String?, role: String?, logLevel: String?,
+                               metricsListen: String? = nil, logFormat: String? = nil,
                                environment: [String: String] = ProcessInfo.processInfo.environment) throws(MeshError) -> NodeSettings {
         var flags = ConfigOverrides(configPath: configFlag, dataDirectory: dataDir)
         if let listen { flags.listen = try Validate.endpoint(listen, path: "--listen") }
@@ -25,6 +26,8 @@ public struct NodeSettings: Sendable {
         if let name { flags.name = try Validate.name(name, path: "--name") }
         if let role { flags.role = try Validate.role(role, path: "--role") }
         if let logLevel { flags.logLevel = try Validate.logLevel(logLevel, path: "--log-level") }
+        if let metricsListen { flags.metricsListen = try Validate.metricsListen(metricsListen, path: "--metrics-listen") }
+        if let logFormat { flags.logFormat = try Validate.logFormat(logFormat, path: "--log-format") }
         let env = try ConfigOverrides.fromEnvironment(environment)
         let file = try NodeConfig.configPath(environment: env, flags: flags).map { (p) throws(MeshError) in try NodeConfig.load(path: p) }
         let config = NodeConfig.resolve(file: file, environment: env, flags: flags)
@@ -91,11 +94,7 @@ public enum Daemon {
         tuneAllocator()
         unblockStopSignals()
         let level = settings.config.logLevel
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        settings.config.logFormat.bootstrap(level: level)
         let logger: Logger = {
             var l = Logger(label: "meshnode")
             l.logLevel = level
@@ -123,6 +122,7 @@ public enum Daemon {
                 let store = try Store.open(dataDir: dir)
                 let node = try MeshNode(loop: loop, store: store, identity: identity, options: options, logger: logger)
                 box.node = node
+                try node.startHTTP(settings.config.metricsListen)
                 let control = try ControlServer(loop: loop, path: ControlProtocol.socketPath(dataDirectory: dir)) { req, respond in
                     node.handleControl(req, respond: respond)
                 }

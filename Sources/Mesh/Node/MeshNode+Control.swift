@@ -124,7 +124,7 @@ extension MeshNode {
         return out
     }
 
-    /// Serves one control request (loop thread). Verbs: `peers`, `status`, `announce`, `holders`,
+    /// Serves one control request (loop thread). Verbs: `peers`, `status`, `health`, `announce`, `holders`,
     /// `fetch`, `transfers`, `policy`, `gc`, `folders`.
     public func handleControl(_ req: ControlRequest, respond: @escaping (ControlResponse) -> Void) {
         do {
@@ -133,6 +133,8 @@ extension MeshNode {
                 respond(.success(try JSONValue(encoding: peerRows())))
             case "status":
                 respond(.success(try JSONValue(encoding: nodeStatus())))
+            case "health":
+                respond(.success(try JSONValue(encoding: healthReport())))
             case "announce":
                 // `meshnode put` ingested an item through its own store handle; announce it now.
                 guard let seq = req.args["sequence"]?.intValue, seq > 0 else {
@@ -173,7 +175,7 @@ extension MeshNode {
                 respond(.success(policyJSON()))
             default:
                 respond(.failure(MeshError(.controlUnknownVerb, "unknown control verb \"\(req.verb)\"",
-                                           hint: "known: peers, status, announce, holders, fetch, transfers, policy, gc, folders")))
+                                           hint: "known: peers, status, health, announce, holders, fetch, transfers, policy, gc, folders")))
             }
         } catch let e as MeshError {
             respond(.failure(e))

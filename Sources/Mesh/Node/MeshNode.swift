@@ -144,6 +144,9 @@ public final class MeshNode: @unchecked Sendable {
     /// Garbage collection (MeshNode+GC.swift).
     var collector: NodeCollector?
 
+    /// Metrics, health state and the HTTP server of `/metrics` and `/health` (MeshNode+Metrics.swift).
+    public let observability = NodeObservability()
+
     /// Opens sockets and starts gossip. Call on the loop thread (e.g. inside `loop.execute`).
     public init(loop: EventLoop, store: Store, identity: NodeIdentity, options: MeshNodeOptions, logger: Logger) throws(MeshError) {
         loop.assertInLoop("MeshNode.init")
@@ -272,6 +275,7 @@ public final class MeshNode: @unchecked Sendable {
         stopFolders()
         collector?.close()
         collector = nil
+        observability.close()
         blobs?.close()
         blobs = nil
         for t in timers.values { t.close() }
@@ -341,11 +345,13 @@ public final class MeshNode: @unchecked Sendable {
                     }
                 } catch {
                     runtime.persistErrors += 1
+                    noteStoreWriteError(error)
                     logger.error("could not persist an entry: \(error)")
                 }
             case .persistIncarnation(let n):
                 do { try store.setIncarnation(n) } catch {
                     runtime.persistErrors += 1
+                    noteStoreWriteError(error)
                     logger.error("could not persist the incarnation: \(error)")
                 }
             case .fetch(let id, let holders):
@@ -373,6 +379,7 @@ public final class MeshNode: @unchecked Sendable {
                                 incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "")
         do { try store.upsertPeer(record) } catch {
             runtime.persistErrors += 1
+            noteStoreWriteError(error)
             logger.error("could not persist a member: \(error)")
         }
         if t.from != t.to {
