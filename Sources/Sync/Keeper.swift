@@ -4,7 +4,10 @@ import Gossip
 /// value the shell feeds entries into (docs/SYNC.md, "What a node keeps").
 ///
 /// Placement will narrow `isKept` further (which nodes keep what at all); today a node
-/// keeps the newest `keep_versions` live versions of every name.
+/// keeps the newest `keep_versions` live versions of every name, and, while none of those is
+/// complete here yet, also the newest older live version it holds complete: a newer version
+/// announced but not yet fetched (its origin may vanish before anyone copies it) never costs
+/// the node its last complete copy of the name.
 public struct Keeper: Sendable {
     public private(set) var catalog = Catalog()
     public var policy: KeepPolicy
@@ -12,6 +15,11 @@ public struct Keeper: Sendable {
     private var keptRefs: [ContentID: Int] = [:]
     /// The kept versions of each name, as last computed.
     private var keptByName: [String: [EntryRef: ContentID]] = [:]
+    /// Names kept only through a fallback (an older complete version), by the kept contents
+    /// they wait for: when one of those completes, the fallback may go.
+    private var waitingFor: [ContentID: Set<String>] = [:]
+    /// Whether this node holds a content complete (the shell's store; pure for the simulator).
+    public typealias Completeness = (ContentID) -> Bool
 
     /// What an entry changed about what this node keeps.
     public struct Change: Sendable, Equatable {
@@ -22,24 +30,38 @@ public struct Keeper: Sendable {
         public var isEmpty: Bool { wanted.isEmpty && released.isEmpty }
     }
 
-    public init(policy: KeepPolicy = KeepPolicy(), entries: [ManifestEntry] = [], nowMs: Int64) {
+    public init(policy: KeepPolicy = KeepPolicy(), entries: [ManifestEntry] = [], nowMs: Int64,
+                isComplete: Completeness = { _ in true }) {
         self.policy = policy
         for e in entries { catalog.insert(e) }
-        for n in catalog.allNames { _ = recompute(n, nowMs: nowMs) }
+        for n in catalog.allNames { _ = recompute(n, nowMs: nowMs, isComplete: isComplete) }
     }
 
     /// Folds in one entry (any kind, any arrival order; duplicates change nothing).
-    public mutating func insert(_ e: ManifestEntry, nowMs: Int64) -> Change {
+    public mutating func insert(_ e: ManifestEntry, nowMs: Int64, isComplete: Completeness = { _ in true }) -> Change {
         guard e.kind != nil else { return Change() }
         catalog.insert(e)
-        return recompute(e.name, nowMs: nowMs)
+        return recompute(e.name, nowMs: nowMs, isComplete: isComplete)
     }
 
     /// Re-evaluates every name at `nowMs` (retention expiries, a changed policy).
-    public mutating func refresh(nowMs: Int64) -> Change {
+    public mutating func refresh(nowMs: Int64, isComplete: Completeness = { _ in true }) -> Change {
         var out = Change()
         for n in catalog.allNames {
-            let c = recompute(n, nowMs: nowMs)
+            let c = recompute(n, nowMs: nowMs, isComplete: isComplete)
+            out.wanted += c.wanted
+            out.released += c.released
+        }
+        return out
+    }
+
+    /// `content` is now complete here: names that kept an older version only because none of
+    /// their newer kept ones was complete may let it go.
+    public mutating func completed(_ content: ContentID, nowMs: Int64, isComplete: Completeness) -> Change {
+        guard let names = waitingFor.removeValue(forKey: content) else { return Change() }
+        var out = Change()
+        for n in names.sorted() {
+            let c = recompute(n, nowMs: nowMs, isComplete: isComplete)
             out.wanted += c.wanted
             out.released += c.released
         }
@@ -63,8 +85,21 @@ public struct Keeper: Sendable {
         return out
     }
 
-    private mutating func recompute(_ name: String, nowMs: Int64) -> Change {
-        let now = catalog.keptVersions(of: name, policy: policy, nowMs: nowMs)
+    private mutating func recompute(_ name: String, nowMs: Int64, isComplete: Completeness) -> Change {
+        var now = catalog.keptVersions(of: name, policy: policy, nowMs: nowMs)
+        for (c, var names) in waitingFor where names.contains(name) {
+            names.remove(name)
+            waitingFor[c] = names.isEmpty ? nil : names
+        }
+        if !now.isEmpty, !now.contains(where: { isComplete($0.entry.contentID) }) {
+            // None of the kept versions is here yet: hold on to the newest older one that is.
+            let oldest = now.last!.number
+            let older = catalog.versions(of: name, nowMs: nowMs).filter { $0.state == .live && $0.number < oldest }
+            if let fallback = older.last(where: { isComplete($0.entry.contentID) }) {
+                now.append(fallback)
+                for v in now.dropLast() { waitingFor[v.entry.contentID, default: []].insert(name) }
+            }
+        }
         var fresh = [EntryRef: ContentID]()
         for v in now { fresh[v.entry.ref] = v.entry.contentID }
         let old = keptByName[name] ?? [:]

@@ -146,3 +146,40 @@ struct KeeperTests {
         #expect(k.refresh(nowMs: 1000).released == [cid(101)])
     }
 }
+
+@Suite("Keeper: a newer version not yet here never costs the last complete one")
+struct KeeperFallbackTests {
+    @Test("With keep_versions 1, the old version stays kept until the new one is complete here")
+    func oldVersionStaysUntilTheNewOneIsComplete() {
+        var complete: Set<ContentID> = [cid(101)]
+        let isComplete: Keeper.Completeness = { complete.contains($0) }
+        var k = Keeper(policy: KeepPolicy(keepVersions: [.model: 1]), nowMs: 0)
+        _ = k.insert(putEntry(1, 1, hlc: 10), nowMs: 0, isComplete: isComplete)
+        let c = k.insert(putEntry(1, 2, hlc: 20), nowMs: 0, isComplete: isComplete)
+        #expect(c.wanted.map(\.contentID) == [cid(201)])
+        #expect(c.released.isEmpty, "version 1 released before version 2 arrived")
+        #expect(k.isKept(cid(101)) && k.isKept(cid(201)))
+        complete.insert(cid(201))
+        let done = k.completed(cid(201), nowMs: 0, isComplete: isComplete)
+        #expect(done.released == [cid(101)])
+        #expect(!k.isKept(cid(101)))
+    }
+
+    @Test("A name whose newest version is already complete keeps no fallback")
+    func noFallbackWhenTheNewestIsHere() {
+        var k = Keeper(policy: KeepPolicy(keepVersions: [.model: 1]), nowMs: 0)
+        _ = k.insert(putEntry(1, 1, hlc: 10), nowMs: 0)
+        #expect(k.insert(putEntry(1, 2, hlc: 20), nowMs: 0).released == [cid(101)])
+    }
+
+    @Test("A deleted name keeps nothing, fallback or not")
+    func tombstoneDropsTheFallback() {
+        let isComplete: Keeper.Completeness = { $0 == cid(101) }
+        var k = Keeper(policy: KeepPolicy(keepVersions: [.model: 1]), nowMs: 0)
+        _ = k.insert(putEntry(1, 1, hlc: 10), nowMs: 0, isComplete: isComplete)
+        _ = k.insert(putEntry(1, 2, hlc: 20), nowMs: 0, isComplete: isComplete)
+        let c = k.insert(tombstone(2, 1, hlc: 30), nowMs: 0, isComplete: isComplete)
+        #expect(Set(c.released) == [cid(101), cid(201)])
+        #expect(k.keptContents.isEmpty)
+    }
+}

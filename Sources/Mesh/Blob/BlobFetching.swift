@@ -399,6 +399,7 @@ extension BlobService {
         rememberComplete(d.contentID)
         counters.itemsCompleted += 1
         node.itemSynced(d.contentID, entry: d.entry, startedAt: d.started)
+        node.contentCompleted(d.contentID)
         holders[d.contentID, default: []].insert(node.identity.nodeID)
         let secs = Double(MeshNode.now() - d.started) / 1e9
         logger.info("item complete", metadata: ["item": "\(d.contentID.short)", "bytes": "\(d.recipe?.sizeBytes ?? 0)",

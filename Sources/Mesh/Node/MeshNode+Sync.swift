@@ -6,13 +6,24 @@ extension MeshNode {
     /// Folds an entry that is now stored into the keeper; fetches what it newly wants, and
     /// stops fetching what it released, which GC then reclaims (MeshNode+GC.swift).
     func keep(_ e: ManifestEntry) {
-        applyKeeperChange(keeper.insert(e, nowMs: WallClock.nowMs()))
+        applyKeeperChange(keeper.insert(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
         folders?.nameChanged(e.name)
     }
 
     /// Re-evaluates retention expiries (housekeeping).
     func refreshKeeper() {
-        applyKeeperChange(keeper.refresh(nowMs: WallClock.nowMs()))
+        applyKeeperChange(keeper.refresh(nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
+    }
+
+    /// A download finished: an older version kept only until this one arrived may go now.
+    func contentCompleted(_ id: ContentID) {
+        applyKeeperChange(keeper.completed(id, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
+    }
+
+    /// What the keeper asks about completeness: the store's record.
+    var storeCompleteness: Keeper.Completeness {
+        let store = self.store
+        return { (try? store.isComplete($0)) == true }
     }
 
     /// The keep policy a `meshnode put` through this node should stamp (retention by type).

@@ -177,7 +177,8 @@ public final class MeshNode: @unchecked Sendable {
         restore.lastIncarnation = (try? store.incarnation()) ?? 0
         restore.entries = (try? store.allEntries()) ?? []
         restore.entriesVerified = true  // the Store checked every signature before storing it
-        keeper = Keeper(policy: options.keep, entries: restore.entries, nowMs: WallClock.nowMs())
+        keeper = Keeper(policy: options.keep, entries: restore.entries, nowMs: WallClock.nowMs(),
+                        isComplete: { (try? store.isComplete($0)) == true })
         restore.knownPeers = ((try? store.peers()) ?? []).compactMap { p in
             guard let addr = PeerAddress(p.address), p.nodeID != identity.nodeID, p.state != "left" else { return nil }
             return MemberSnapshot(restoring: p.nodeID, address: addr, incarnation: p.incarnation, name: p.name, role: p.role)
