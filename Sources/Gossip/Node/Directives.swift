@@ -61,7 +61,9 @@ public enum Directive: Sendable {
     case persistIncarnation(UInt64)
     /// The blob layer should fetch this content from one of these holders.
     case fetch(ContentID, holders: [NodeID])
-    /// A member was added or changed state. The shell also persists the member list from these.
+    /// A member was added, or changed state, incarnation or address (`from` == `to` for the
+    /// latter two: e.g. a member that restarted elsewhere). The shell keeps its own
+    /// node ↔ address maps and persists the member list from these.
     case membershipChanged(MemberTransition)
     /// Two validly signed, different entries with the same (origin, sequence). Both are kept.
     case forkDetected(ManifestEntry, ManifestEntry)

@@ -70,6 +70,10 @@ public struct GossipNode: Sendable {
         var address: PeerAddress
         var state: MemberState
         var incarnation: UInt64
+        /// The incarnation of the `alive` record that `address`, `name`, `role`, `credential`
+        /// and `streamOnly` come from. Below `incarnation` when implicit liveness (§6.1) raised
+        /// the incarnation without a record: an `alive` record at `incarnation` then still wins.
+        var fieldsIncarnation: UInt64
         var name: String
         var role: String
         var credential: [UInt8]
@@ -131,8 +135,13 @@ public struct GossipNode: Sendable {
         }
         for p in restore.knownPeers where p.node != id && members.count < config.maxMembers {
             guard p.state == .alive || p.state == .suspect else { continue }
-            let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation, name: p.name,
-                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: true)
+            // The shell persisted the address with the member's latest incarnation, which may be
+            // one known only by implicit liveness: any alive record at that incarnation still wins.
+            // No member knows this run's incarnation (nor, maybe, its address) yet: each gets our
+            // own alive record with our messages until it has been heard from.
+            let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation,
+                           fieldsIncarnation: 0, name: p.name,
+                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: false)
             members[p.node] = m
             memberHashOthers ^= Self.memberHashTerm(p.node, .alive)
             addressIndex[p.address] = p.node

@@ -570,7 +570,10 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     private func memberChanged(_ t: MemberTransition) {
-        if let old = addressOfNode[t.node], old != t.address, nodeAtAddress[old] == t.node { nodeAtAddress[old] = nil }
+        // A member may announce a new address at any transition (a restart elsewhere), in any
+        // state: both maps follow it, and the old address no longer names it.
+        let previous = addressOfNode[t.node]
+        if let old = previous, old != t.address, nodeAtAddress[old] == t.node { nodeAtAddress[old] = nil }
         addressOfNode[t.node] = t.address
         nodeAtAddress[t.address] = t.node
         let snap = gossip.memberSnapshots().first { $0.node == t.node }
@@ -584,6 +587,9 @@ public final class MeshNode: @unchecked Sendable {
         if t.from != t.to {
             logger.info("member \(t.to)", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")",
                                                      "address": "\(t.address)", "incarnation": "\(t.incarnation)"])
+        } else if let previous, previous != t.address {
+            logger.info("member moved", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")", "from": "\(previous)",
+                                                   "address": "\(t.address)", "incarnation": "\(t.incarnation)"])
         }
         // A suspicion, a death or a new incarnation (the peer restarted, or refuted a suspicion)
         // means a connection that just died may have died with the peer: not the path's doing.

@@ -35,6 +35,8 @@ public final class Simulator {
         var timerGen = [UInt64](repeating: 0, count: TimerID.allCases.count)
         var forkReports = 0
         var bootedAt: Int64 = -1
+        /// Restarts on a new address so far (`restartNewAddress`).
+        var moves = 0
         /// Stored (not computed from `gossip`) so hot paths never copy the node.
         var up = false
     }
@@ -415,7 +417,8 @@ public final class Simulator {
             if c.count > 2 {
                 let i = c[rng.below(c.count)]
                 crash(i)
-                scheduleAction(.restart(i), atS: Double(now) / 1e9 + options.downS)
+                let down = options.restartNewAddress ? options.downS * (0.1 + 1.9 * rng.unit()) : options.downS
+                scheduleAction(.restart(i), atS: Double(now) / 1e9 + down)
             }
             scheduleAction(.crash, atS: Double(now) / 1e9 + nextGap(perMin: options.crashesPerMin))
         case let .restart(i):
@@ -424,7 +427,8 @@ public final class Simulator {
             let restore = GossipDurableState(lastIncarnation: n.durableIncarnation,
                                              knownPeers: n.durablePeers.keys.sorted().map { n.durablePeers[$0]! },
                                              entries: n.durableEntries.keys.sorted { ($0.origin, $0.sequence) < ($1.origin, $1.sequence) }.map { n.durableEntries[$0]! })
-            log("restart n\(i) inc>\(n.durableIncarnation)")
+            if options.restartNewAddress && i >= 3 { relocate(i) }
+            log("restart n\(i) inc>\(n.durableIncarnation) at \(nodes[i].address)")
             boot(i, restore: restore, seeds: seedAddresses)
         case .leave:
             guard inPhase else { return }
@@ -471,6 +475,18 @@ public final class Simulator {
                 }
             }
         }
+    }
+
+    /// Gives a down node a new host and port: datagrams and frames to its old address are lost
+    /// from now on, as to a host that went away.
+    func relocate(_ i: Int) {
+        nodes[i].moves += 1
+        metrics.relocations += 1
+        let k = nodes[i].moves
+        let addr = PeerAddress(host: "10.\(64 + (k - 1) % 64).\((i >> 8) & 255).\(i & 255)", port: 7946 &+ UInt16(k % 1000))
+        addrIndex[nodes[i].address] = nil
+        addrIndex[addr] = i
+        nodes[i].address = addr
     }
 
     func crash(_ i: Int) {
@@ -644,10 +660,17 @@ public final class Simulator {
         }
         if itemsOnly { return v }
         let liveSet = Set(live)
+        let anyMoved = nodes.contains { $0.moves > 0 }
         for i in live {
             let g = nodes[i].gossip!
+            // Where this node believes each member listens (only needed once someone moved).
+            let addressOf = anyMoved ? Dictionary(g.memberSnapshots().map { ($0.node, $0.address) }) { a, _ in a } : [:]
             for j in nodes.indices where j != i && nodes[j].started {
                 let st = g.memberState(nodes[j].id)
+                if anyMoved, liveSet.contains(j), st == .alive, let a = addressOf[nodes[j].id], a != nodes[j].address {
+                    v.append("n\(i) sees live n\(j) alive at its old address \(a), not \(nodes[j].address)")
+                    if v.count >= limit { return v }
+                }
                 if liveSet.contains(j) {
                     // With datagram loss, false suspicions arise and are refuted all the time; a
                     // live member seen as suspect is then not a disagreement (it is not dead).
