@@ -276,6 +276,7 @@ extension GossipNode {
     /// Someone says this node is suspect, dead or left at `inc`: take a higher incarnation.
     mutating func refute(above inc: UInt64, out: inout [Directive]) {
         incarnation = max(incarnation, inc) + 1
+        counter = 0  // the message counter restarts at 1 with each incarnation (§5.3)
         counters.refutations += 1
         localHealth = min(config.maxLocalHealth, localHealth + 1)
         out.append(.persistIncarnation(incarnation))
