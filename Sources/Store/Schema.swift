@@ -94,6 +94,12 @@ public enum Schema {
             value  BLOB NOT NULL
         ) WITHOUT ROWID;
         """,
+        // 3: earlier versions stored remote entries whose chunk size is outside what
+        // docs/PROTOCOL.md §3 accepts (4 KiB … 64 MiB). Receivers refuse them and they no
+        // longer decode (every listing would fail on them), so they go.
+        """
+        DELETE FROM items WHERE chunk_size < \(ManifestEntry.minChunkSizeBytes) OR chunk_size > \(ManifestEntry.maxChunkSizeBytes);
+        """,
     ]
 
     /// Brings `db` to `currentVersion`, or throws `.schemaTooNew`.

@@ -62,6 +62,9 @@ public enum EntryInsertOutcome: Sendable, Equatable {
     case fork(existing: ManifestEntry)
     /// The signature does not verify; nothing stored.
     case badSignature
+    /// The entry breaks a rule of docs/PROTOCOL.md §3/§4 that decoding enforces (named
+    /// field, e.g. `entry.chunkSize` out of 4 KiB … 64 MiB); nothing stored.
+    case invalid(field: String)
 }
 
 /// A pending push of an entry to a peer (the gossip layer's durable retry queue).
@@ -96,15 +99,6 @@ public struct PeerRecord: Sendable, Hashable {
         self.lastSeenMs = lastSeenMs
         self.role = role
     }
-}
-
-/// Evidence of a fork: two validly signed, different entries with one (origin, sequence).
-public struct ForkEvidence: Sendable, Hashable {
-    public var origin: NodeID
-    public var sequence: UInt64
-    public var first: [UInt8]
-    public var second: [UInt8]
-    public var detectedMs: Int64
 }
 
 /// Totals for `meshnode status`.
@@ -585,32 +579,19 @@ public final class Store {
     /// as fork evidence (the stored one stays authoritative) and reported.
     public func insertRemoteEntry(_ e: ManifestEntry, verifier: any SignatureVerifier,
                                   nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> EntryInsertOutcome {
+        // An entry built in memory skipped the decoder's checks: the store enforces them too.
+        if let field = e.invalidField { return .invalid(field: field) }
         guard e.verify(with: verifier) else { return .badSignature }
         return try db.transaction { () throws(MeshError) -> EntryInsertOutcome in
             if let existing = try entry(origin: e.origin, sequence: e.sequence) {
                 if existing.encoded == e.encoded { return .duplicate }
-                try sql { () throws(SQLiteError) in
-                    try db.query("""
-                        INSERT OR IGNORE INTO forks(origin, sequence, entry_a, entry_b, detected_ms) VALUES(?, ?, ?, ?, ?)
-                        """, [.blob(e.origin.key.bytes), .int(Int64(e.sequence)), .blob(existing.encoded),
-                              .blob(e.encoded), .int(nowMs)])
-                }
+                try insertForkRow(existing, e, nowMs: nowMs)
                 return .fork(existing: existing)
             }
             try insertItemRow(e, receivedAtMs: nowMs)
             try bumpOrigin(e.origin, to: e.sequence)
             return .inserted
         }
-    }
-
-    /// Recorded forks.
-    public func forks() throws(MeshError) -> [ForkEvidence] {
-        var out = [ForkEvidence]()
-        try db.forEach("SELECT origin, sequence, entry_a, entry_b, detected_ms FROM forks ORDER BY id") { (s) throws(MeshError) in
-            out.append(ForkEvidence(origin: NodeID(key: Bytes32(bytes: s.blob(0)) ?? .zero), sequence: UInt64(s.int(1)),
-                                    first: s.blob(2), second: s.blob(3), detectedMs: s.int(4)))
-        }
-        return out
     }
 
     // MARK: - Listing and resolving

@@ -152,14 +152,18 @@ extension MeshnodeCommand {
     }
 
     struct Ls: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the items in the manifest.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the items in the manifest.",
+            discussion: "With --forks, list the forks kept as evidence instead: two validly signed, different entries with one origin and sequence.")
 
         @OptionGroup var options: DataOptions
-        @Flag(help: "Print a JSON array, one object per item.") var json = false
+        @Flag(help: "Print a JSON array, one object per item (or fork).") var json = false
+        @Flag(help: "List the forks kept as evidence (origin, sequence, both entries, when detected).") var forks = false
 
         func run() throws {
             try runReportingErrors { () throws(MeshError) in
                 let store = try Store.open(dataDir: options.dataDir)
+                if forks { return try listForks(store, json: json) }
                 let items = try store.items()
                 if json {
                     let self_ = try? store.loadIdentity().nodeID
@@ -268,7 +272,7 @@ extension MeshnodeCommand {
                     ["chunks", "\(s.chunks) (\(formatBytes(s.chunkBytes)) on disk, chunk size \(formatBytes(UInt64(s.chunkSizeBytes))))"],
                     ["peers", "\(s.peers) known"],
                     ["outbox", "\(s.outbox) pending pushes"],
-                    ["forks", "\(s.forks)"],
+                    ["forks", s.forks == 0 ? "0" : "\(s.forks) kept as evidence (list them with `meshnode ls --forks`)"],
                 ] + (report.node?.rows ?? [["running", "no (start the node with `meshnode run`)"]])))
             }
         }

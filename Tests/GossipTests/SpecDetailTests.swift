@@ -67,6 +67,38 @@ import Testing
         #expect(digests.map(\.memberCount) == [4])
     }
 
+    /// §3: a receiver accepts 4096 ≤ chunk_size ≤ 67108864 and refuses anything else, at decode.
+    @Test func anEntryWhoseChunkSizeIsOutOfRangeDoesNotDecode() throws {
+        func withChunkSize(_ c: UInt32) -> ManifestEntry {
+            var e = entry(origin: 1, seq: 1)
+            e.chunkSizeBytes = c
+            return e.signed(by: FakeSigner(nodeID: nodeID(1)))
+        }
+        for bad: UInt32 in [0, 1, 100, 4095, 67_108_865, 128 << 20, .max] {
+            #expect(throws: DecodeError.invalid(field: "entry.chunkSize")) { try ManifestEntry.decode(withChunkSize(bad).encoded) }
+            #expect(withChunkSize(bad).invalidField == "entry.chunkSize")
+        }
+        for good: UInt32 in [4096, 2 << 20, 67_108_864] {
+            #expect(try ManifestEntry.decode(withChunkSize(good).encoded) == withChunkSize(good))
+            #expect(withChunkSize(good).invalidField == nil)
+        }
+    }
+
+    /// §5.2 step 3: a message carrying such an entry does not decode: `malformed`, nothing stored.
+    @Test func entriesWithAnOutOfRangeChunkSizeAreCountedMalformedAndNotStored() {
+        var a = node(knowing: [1])
+        for (k, c) in ([100, 128 << 20] as [UInt32]).enumerated() {
+            var e = entry(origin: 1, seq: UInt64(k + 1))
+            e.chunkSizeBytes = c
+            let out = a.onDatagram(envelope(from: 1, counter: UInt64(2 + k), .entries(treePush: true, entries: [e.signed(by: FakeSigner(nodeID: nodeID(1)))])),
+                                   from: address(1), now: .milliseconds(10))
+            #expect(out.rejections == [.malformed])
+            #expect(out.persistedEntries.isEmpty)
+        }
+        #expect(a.counters.rejected[.malformed] == 2)
+        #expect(a.manifest.count == 0)
+    }
+
     /// §7.2: children at offsets ≥ n are skipped (not wrapped), and an origin outside the
     /// ring is rooted at `mix(first 8 bytes of its id, big-endian) mod n`.
     @Test func thePushTreeSkipsOffsetsAtOrBeyondNAndRootsAnOutsideOriginByItsBigEndianFirstWord() {

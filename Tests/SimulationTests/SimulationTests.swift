@@ -104,7 +104,7 @@ func check(_ o: SimOptions, sourceLocation: SourceLocation = #_sourceLocation) -
         _ = sim.run()
         #expect(sim.safetyViolations().isEmpty)
         let forged = ManifestEntry(origin: sim.nodes[1].id, sequence: 999, contentID: ContentID(digest: .zero), sizeBytes: 1,
-                                   chunkSizeBytes: 1, type: .other, createdAtMs: 0, name: "forged")
+                                   chunkSizeBytes: 4096, type: .other, createdAtMs: 0, name: "forged")
         _ = sim.nodes[0].gossip!.manifest.insert(forged, maxForks: 1)
         #expect(sim.safetyViolations().contains { $0.contains("forged") })
     }
@@ -116,7 +116,7 @@ func check(_ o: SimOptions, sourceLocation: SourceLocation = #_sourceLocation) -
         _ = sim.run()
         #expect(sim.livenessViolations(limit: 5).isEmpty)
         let extra = ManifestEntry(origin: sim.nodes[1].id, sequence: 500, contentID: ContentID(digest: .zero), sizeBytes: 1,
-                                  chunkSizeBytes: 1, type: .other, createdAtMs: 0, name: "only-here").signed(by: SimSigner(nodeID: sim.nodes[1].id))
+                                  chunkSizeBytes: 4096, type: .other, createdAtMs: 0, name: "only-here").signed(by: SimSigner(nodeID: sim.nodes[1].id))
         sim.genuine[EntryRef(origin: extra.origin, sequence: 500)] = extra
         _ = sim.nodes[1].gossip!.manifest.insert(extra, maxForks: 1)
         #expect(!sim.livenessViolations(limit: 5).isEmpty)

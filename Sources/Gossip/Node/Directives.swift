@@ -65,7 +65,9 @@ public enum Directive: Sendable {
     /// latter two: e.g. a member that restarted elsewhere). The shell keeps its own
     /// node ↔ address maps and persists the member list from these.
     case membershipChanged(MemberTransition)
-    /// Two validly signed, different entries with the same (origin, sequence). Both are kept.
+    /// Two validly signed, different entries with the same (origin, sequence): the one held
+    /// (it stays in the manifest) and the other. Reported once per (origin, sequence); the
+    /// shell keeps both durably as evidence (and gives them back in `GossipDurableState.forks`).
     case forkDetected(ManifestEntry, ManifestEntry)
     case rejected(RejectReason, from: PeerAddress)
 }
@@ -117,13 +119,17 @@ public struct GossipDurableState: Sendable {
     /// The entries come from a store that verified them on the way in: skip re-verifying
     /// (one Ed25519 verification each) at start-up. Otherwise bad ones are dropped.
     public var entriesVerified: Bool
+    /// Forks kept from before (from `forkDetected`): (the entry held, the other one). They
+    /// are evidence again, and are not reported a second time when the other entry returns.
+    public var forks: [(ManifestEntry, ManifestEntry)]
 
     public init(lastIncarnation: UInt64 = 0, knownPeers: [MemberSnapshot] = [], entries: [ManifestEntry] = [],
-                entriesVerified: Bool = false) {
+                entriesVerified: Bool = false, forks: [(ManifestEntry, ManifestEntry)] = []) {
         self.lastIncarnation = lastIncarnation
         self.knownPeers = knownPeers
         self.entries = entries
         self.entriesVerified = entriesVerified
+        self.forks = forks
     }
 }
 

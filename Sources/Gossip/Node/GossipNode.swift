@@ -133,6 +133,9 @@ public struct GossipNode: Sendable {
         for e in restore.entries where restore.entriesVerified || e.verify(with: verifier) {
             _ = manifest.insert(e, maxForks: config.maxForkEvidence)
         }
+        for (held, other) in restore.forks where restore.entriesVerified || (held.verify(with: verifier) && other.verify(with: verifier)) {
+            manifest.restoreFork(held, other, maxForks: config.maxForkEvidence)
+        }
         for p in restore.knownPeers where p.node != id && members.count < config.maxMembers {
             guard p.state == .alive || p.state == .suspect else { continue }
             // The shell persisted the address with the member's latest incarnation, which may be

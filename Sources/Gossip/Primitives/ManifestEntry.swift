@@ -11,6 +11,24 @@ public struct ManifestEntry: Hashable, Sendable {
     public static let formatVersion: UInt8 = 1
     /// The longest name, in UTF-8 bytes.
     public static let maxNameBytes = 255
+    /// The chunk sizes a receiver accepts (docs/PROTOCOL.md §3): 4 KiB … 64 MiB. The one place
+    /// these bounds live: the Store's `Chunking` (and so `meshnode init --chunk-size`) uses them.
+    public static let minChunkSizeBytes: UInt32 = 4 * 1024
+    public static let maxChunkSizeBytes: UInt32 = 64 * 1024 * 1024
+
+    /// Whether `chunkSizeBytes` is one a receiver accepts.
+    public static func acceptsChunkSize(_ chunkSizeBytes: UInt32) -> Bool {
+        chunkSizeBytes >= minChunkSizeBytes && chunkSizeBytes <= maxChunkSizeBytes
+    }
+
+    /// What `decode` checks beyond the byte layout, for an entry that did not come through it
+    /// (e.g. built in memory): nil when the entry is one a receiver accepts, else the field.
+    public var invalidField: String? {
+        if sequence == 0 { return "entry.sequence" }
+        if !Self.acceptsChunkSize(chunkSizeBytes) { return "entry.chunkSize" }
+        if name.utf8.count > Self.maxNameBytes { return "entry.name" }
+        return nil
+    }
 
     /// What the entry says about the item. Only `put` exists today; `delete` is
     /// reserved for retention and archive tiers.
@@ -94,7 +112,7 @@ public struct ManifestEntry: Hashable, Sendable {
         let contentID = ContentID(digest: try r.bytes32())
         let size = try r.u64()
         let chunkSize = try r.u32()
-        guard chunkSize > 0 else { throw .invalid(field: "entry.chunkSize") }
+        guard acceptsChunkSize(chunkSize) else { throw .invalid(field: "entry.chunkSize") }
         guard let type = ItemType(rawValue: try r.u8()) else { throw .invalid(field: "entry.type") }
         let created = try r.i64()
         let name = try r.string16(field: "entry.name", limit: maxNameBytes)

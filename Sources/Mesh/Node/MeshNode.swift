@@ -158,6 +158,10 @@ public final class MeshNode: @unchecked Sendable {
         restore.lastIncarnation = (try? store.incarnation()) ?? 0
         restore.entries = ((try? store.items()) ?? []).map(\.entry)
         restore.entriesVerified = true  // the Store checked every signature before storing it
+        restore.forks = ((try? store.forks()) ?? []).compactMap { f in
+            guard let a = f.firstEntry, let b = f.secondEntry else { return nil }
+            return (a, b)
+        }
         restore.knownPeers = ((try? store.peers()) ?? []).compactMap { p in
             guard let addr = PeerAddress(p.address), p.nodeID != identity.nodeID, p.state != "left" else { return nil }
             return MemberSnapshot(restoring: p.nodeID, address: addr, incarnation: p.incarnation, name: p.name, role: p.role)
@@ -540,11 +544,14 @@ public final class MeshNode: @unchecked Sendable {
                     switch try store.insertRemoteEntry(e, verifier: verifier) {
                     case .inserted, .duplicate: break
                     case .fork(let existing):
+                        // The store held another entry the gossip layer did not know of (the
+                        // store kept the pair): a fork the gossip counters did not count.
                         runtime.forks += 1
-                        logger.warning("fork: two entries with one origin and sequence", metadata: [
-                            "origin": "\(existing.origin.short)", "sequence": "\(existing.sequence)"])
+                        logFork(existing, e)
                     case .badSignature:
                         count("bad_entry_signature", peer: e.origin.short)
+                    case .invalid(let field):
+                        count("malformed", peer: e.origin.short, detail: "entry refused by the store: \(field)")
                     }
                 } catch {
                     runtime.persistErrors += 1
@@ -559,14 +566,24 @@ public final class MeshNode: @unchecked Sendable {
                 blobs?.want(id, holders: holders, reason: .replication)
             case .membershipChanged(let t):
                 memberChanged(t)
-            case .forkDetected(let a, _):
-                runtime.forks += 1
-                logger.warning("fork detected", metadata: ["origin": "\(a.origin.short)", "sequence": "\(a.sequence)"])
+            case .forkDetected(let held, let other):
+                // Counted once, by the gossip core; kept here as evidence that survives restarts.
+                do { try store.recordFork(held, other, verifier: verifier) } catch {
+                    runtime.persistErrors += 1
+                    logger.error("could not keep fork evidence: \(error)")
+                }
+                logFork(held, other)
             case .rejected(let reason, let from):
                 // Counted by the gossip core itself; here only the rate-limited log line.
                 logRejection(Self.snakeCase(reason.rawValue), peer: "\(from)")
             }
         }
+    }
+
+    private func logFork(_ held: ManifestEntry, _ other: ManifestEntry) {
+        logger.warning("fork: two validly signed entries with one origin and sequence (kept as evidence; see `meshnode ls --forks`)",
+                       metadata: ["origin": "\(held.origin.short)", "sequence": "\(held.sequence)",
+                                  "held": "\(held.contentID.short) \(held.name)", "other": "\(other.contentID.short) \(other.name)"])
     }
 
     private func memberChanged(_ t: MemberTransition) {

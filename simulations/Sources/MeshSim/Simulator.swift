@@ -33,7 +33,8 @@ public final class Simulator {
         var durablePeers: [NodeID: MemberSnapshot] = [:]
         var nextSequence: UInt64 = 0
         var timerGen = [UInt64](repeating: 0, count: TimerID.allCases.count)
-        var forkReports = 0
+        /// Fork evidence as the shell keeps it (from `forkDetected`), restored at restart.
+        var durableForks: [(ManifestEntry, ManifestEntry)] = []
         var bootedAt: Int64 = -1
         /// Restarts on a new address so far (`restartNewAddress`).
         var moves = 0
@@ -293,8 +294,8 @@ public final class Simulator {
                 metrics.fetches += 1
             case let .membershipChanged(t):
                 membershipChanged(at: i, t)
-            case .forkDetected:
-                nodes[i].forkReports += 1
+            case let .forkDetected(a, b):
+                nodes[i].durableForks.append((a, b))
                 metrics.forksReported += 1
             case let .rejected(reason, from):
                 if options.verbose, debugNode == i { log("n\(i) rejected \(reason) from \(addrIndex[from].map { "n\($0)" } ?? "?")") }
@@ -426,7 +427,8 @@ public final class Simulator {
             let n = nodes[i]
             let restore = GossipDurableState(lastIncarnation: n.durableIncarnation,
                                              knownPeers: n.durablePeers.keys.sorted().map { n.durablePeers[$0]! },
-                                             entries: n.durableEntries.keys.sorted { ($0.origin, $0.sequence) < ($1.origin, $1.sequence) }.map { n.durableEntries[$0]! })
+                                             entries: n.durableEntries.keys.sorted { ($0.origin, $0.sequence) < ($1.origin, $1.sequence) }.map { n.durableEntries[$0]! },
+                                             forks: n.durableForks)
             if options.restartNewAddress && i >= 3 { relocate(i) }
             log("restart n\(i) inc>\(n.durableIncarnation) at \(nodes[i].address)")
             boot(i, restore: restore, seeds: seedAddresses)
@@ -576,7 +578,7 @@ public final class Simulator {
                 var bad = g
                 bad.name += "-tampered"
                 bad.sequence += 1000
-                let foreign = ManifestEntry(origin: outsiderID, sequence: 1, contentID: g.contentID, sizeBytes: 1, chunkSizeBytes: 1,
+                let foreign = ManifestEntry(origin: outsiderID, sequence: 1, contentID: g.contentID, sizeBytes: 1, chunkSizeBytes: 4096,
                                             type: .other, createdAtMs: 0, name: "foreign").signed(by: SimSigner(nodeID: outsiderID))
                 nemesisSend(.join(updates: [selfRec]), from: nemesisID, to: j)
                 nemesisSend(.entries(treePush: true, entries: [bad, foreign]), from: nemesisID, to: j)
@@ -584,7 +586,7 @@ public final class Simulator {
         case 5:  // an equivocating insider: two different entries with the same (origin, sequence)
             if forkVariants == nil, c.count >= 2 {
                 let base = ManifestEntry(origin: nemesisID, sequence: 1, contentID: ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4)),
-                                         sizeBytes: 10, chunkSizeBytes: 10, type: .other, createdAtMs: 0, name: "fork-a")
+                                         sizeBytes: 10, chunkSizeBytes: 4096, type: .other, createdAtMs: 0, name: "fork-a")
                 var b2 = base
                 b2.name = "fork-b"
                 let a = base.signed(by: SimSigner(nodeID: nemesisID)), b = b2.signed(by: SimSigner(nodeID: nemesisID))
@@ -623,8 +625,10 @@ public final class Simulator {
             for (ref, e) in n.durableEntries where g.manifest.entry(ref) != e && !nemesisEntries.contains(e) {
                 v.append("n\(i) lost entry \(ref.origin.short)#\(ref.sequence) it had persisted")
             }
-            if g.manifest.forks.count != n.forkReports && !n.everDown {
-                v.append("n\(i) holds \(g.manifest.forks.count) forks but reported \(n.forkReports)")
+            // Every fork reported over the node's lifetime, restarts included, is held as evidence,
+            // and none was reported twice.
+            if g.manifest.forks.count != n.durableForks.count {
+                v.append("n\(i) holds \(g.manifest.forks.count) forks but reported \(n.durableForks.count)")
             }
         }
         if let (a, b) = forkVariants {

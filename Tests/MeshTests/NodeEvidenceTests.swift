@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import TestSupport
+import Testing
+@testable import Gossip
+@testable import Mesh
+@testable import Store
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps every log line (level, message and metadata) for a test to look at.
+final class CapturedLog: LogHandler, @unchecked Sendable {
+    private let lock = NSLock()
+    private var captured: [String] = []
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+    var metadataProvider: Logger.MetadataProvider?
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+             function: String, line: UInt) {
+        let meta = (metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        lock.lock()
+        captured.append("\(level) \(message) \(meta)")
+        lock.unlock()
+    }
+
+    var lines: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return captured
+    }
+}
+
+/// A peer played by the test: an identity of its own, gossip envelopes signed by it and sent
+/// as UDP datagrams from an ephemeral loopback socket.
+final class ScriptedPeer {
+    let identity: NodeIdentity
+    private var counter: UInt64 = 0
+    let fd: Int32
+
+    init(identity: NodeIdentity = .generate()) {
+        self.identity = identity
+        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    }
+
+    deinit { close(fd) }
+
+    /// Its own alive record (it never answers: the address is a black hole).
+    func aliveRecord(credential: [UInt8] = []) -> MemberUpdate {
+        MemberUpdate(state: .alive, node: identity.nodeID, incarnation: 1, address: PeerAddress(host: "127.0.0.1", port: 9),
+                     name: "scripted", credential: credential)
+    }
+
+    func send(_ m: Message, to a: PeerAddress) {
+        counter += 1
+        let bytes = Envelope(sender: identity.nodeID, incarnation: 1, counter: counter, message: m).encode(signer: identity)
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = in_port_t(a.port.bigEndian)
+        inet_pton(AF_INET, a.host, &sa.sin_addr)
+        _ = bytes.withUnsafeBytes { buf in
+            withUnsafePointer(to: &sa) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, buf.baseAddress, buf.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        }
+    }
+
+    func join(_ a: PeerAddress, credential: [UInt8] = []) { send(.join(updates: [aliveRecord(credential: credential)]), to: a) }
+
+    func entry(seq: UInt64, name: String, chunkSize: UInt32 = 65536) -> ManifestEntry {
+        ManifestEntry(origin: identity.nodeID, sequence: seq, contentID: ContentID(digest: Blake2b256.hash(Array(name.utf8))),
+                      sizeBytes: 1000, chunkSizeBytes: chunkSize, type: .other, createdAtMs: 1_700_000_000_000, name: name)
+            .signed(by: identity)
+    }
+}
+
+@Suite(.serialized, .ownThread()) struct NodeEvidenceTests {
+    @Test(.ownThread(timeLimit: .minutes(1))) func anEntryWithAnOutOfRangeChunkSizeIsCountedMalformedAndLoggedByTheNode() throws {
+        let peer = ScriptedPeer()
+        let log = CapturedLog()
+        let a = try InProcessNode(name: "a", join: [], admission: AdmissionPolicy(trustedNodes: [peer.identity.nodeID]), logHandler: log)
+        defer { a.stop() }
+        peer.join(a.address)
+        try eventually(10, "the scripted peer admitted") { a.states()[peer.identity.nodeID] == .alive }
+        peer.send(.entries(treePush: true, entries: [peer.entry(seq: 1, name: "tiny-chunks", chunkSize: 100)]), to: a.address)
+        peer.send(.entries(treePush: true, entries: [peer.entry(seq: 2, name: "huge-chunks", chunkSize: 128 << 20)]), to: a.address)
+        try eventually(10, "two malformed inputs counted") { ((try? a.onLoop { $0.nodeStatus().rejected["malformed"] }) ?? nil) == 2 }
+        #expect(log.lines.contains { $0.contains("dropped input") && $0.contains("reason=malformed") }, "\(log.lines)")
+        #expect(a.entryCount() == 0)
+        #expect(try Store.open(dataDir: a.dir).items().isEmpty)
+    }
+
+    @Test(.ownThread(timeLimit: .minutes(1))) func aForkIsCountedOnceKeptAsEvidenceAndStillKnownAfterARestart() throws {
+        let peer = ScriptedPeer()
+        let identity = NodeIdentity.generate()
+        let policy = AdmissionPolicy(trustedNodes: [peer.identity.nodeID])
+        let log = CapturedLog()
+        let a = try InProcessNode(name: "a", identity: identity, join: [], admission: policy, logHandler: log)
+        var aStopped = false
+        defer { if !aStopped { a.stop() } }
+        peer.join(a.address)
+        try eventually(10, "the scripted peer admitted") { a.states()[peer.identity.nodeID] == .alive }
+        // Two different entries, both validly signed by their origin, with one sequence number.
+        let held = peer.entry(seq: 1, name: "games-a.db"), other = peer.entry(seq: 1, name: "games-b.db")
+        peer.send(.entries(treePush: false, entries: [held]), to: a.address)
+        try eventually(10, "the first entry stored") { a.entryCount() == 1 }
+        peer.send(.entries(treePush: false, entries: [other]), to: a.address)
+        try eventually(10, "the fork kept") { ((try? Store.open(dataDir: a.dir).forks().count) ?? 0) == 1 }
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(try a.onLoop { $0.nodeStatus().forks } == 1)
+        let kept = try Store.open(dataDir: a.dir).forks()
+        #expect(kept.map(\.firstEntry) == [held] && kept.map(\.secondEntry) == [other])
+        #expect(try Store.open(dataDir: a.dir).status().forks == 1)
+        #expect(try Store.open(dataDir: a.dir).items().map(\.entry) == [held])
+        #expect(log.lines.contains { $0.contains("fork") && $0.contains("games-b.db") }, "\(log.lines)")
+
+        // After a restart the evidence is still there, and the other entry arriving again is
+        // neither a new fork nor counted again.
+        a.crash()
+        aStopped = true
+        let again = try InProcessNode(name: "a", identity: identity, join: [], admission: policy, dataDir: a.dir)
+        defer { again.stop() }
+        #expect(try again.onLoop { $0.gossip.manifest.forks.count } == 1)
+        peer.join(again.address)
+        peer.send(.entries(treePush: false, entries: [other]), to: again.address)
+        try eventually(10, "the entry arrives again") {
+            ((try? again.onLoop { $0.gossip.counters.entriesDuplicate }) ?? 0) >= 1
+        }
+        #expect(try again.onLoop { $0.nodeStatus().forks } == 0)
+        #expect(try Store.open(dataDir: again.dir).forks().count == 1)
+    }
+}
