@@ -138,3 +138,91 @@ final class ScriptedPeer {
         #expect(try Store.open(dataDir: again.dir).forks().count == 1)
     }
 }
+
+/// Opens a TCP connection to `a`, sends one frame (u32 big-endian length, then `payload`), and
+/// waits (at most 5 s) for the node to close it.
+func sendFrameAndAwaitClose(_ payload: [UInt8], to a: PeerAddress) throws {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw FixtureError("socket: \(errno)") }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var sa = sockaddr_in()
+    sa.sin_family = sa_family_t(AF_INET)
+    sa.sin_port = in_port_t(a.port.bigEndian)
+    inet_pton(AF_INET, a.host, &sa.sin_addr)
+    let rc = withUnsafePointer(to: &sa) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else { throw FixtureError("connect: \(errno)") }
+    let n = UInt32(payload.count)
+    let frame = [UInt8(n >> 24), UInt8((n >> 16) & 255), UInt8((n >> 8) & 255), UInt8(n & 255)] + payload
+    _ = frame.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var buf = [UInt8](repeating: 0, count: 512)
+    while read(fd, &buf, buf.count) > 0 {}
+}
+
+/// Every refused admission, by gossip or by session handshake, is counted and logged under
+/// its docs/PROTOCOL.md §10 reason, once.
+@Suite(.serialized, .ownThread()) struct AdmissionReasonTests {
+    @Test(.ownThread(timeLimit: .minutes(1))) func everyRefusalIsCountedAndLoggedUnderItsReasonForGossipAndSessions() throws {
+        let authority = NodeIdentity.generate(), rogue = NodeIdentity.generate()
+        let now = WallClock.nowMs()
+        func cert(_ p: ScriptedPeer, by a: NodeIdentity = authority, serial: UInt64 = 1, issued: Int64 = now - 1000,
+                  expires: Int64 = now + 3_600_000, subject: NodeID? = nil) -> Certificate {
+            Certificate(authority: a.nodeID, subject: subject ?? p.identity.nodeID, serial: serial, issuedAtMs: issued, expiresAtMs: expires)
+                .signed(by: a)
+        }
+        let revokedNode = ScriptedPeer()
+        let policy = AdmissionPolicy(authorities: [authority.nodeID], revokedSerials: [.init(authority: authority.nodeID, serial: 4242)],
+                                     revokedNodes: [revokedNode.identity.nodeID])
+        let log = CapturedLog()
+        let a = try InProcessNode(name: "a", join: [], admission: policy, logHandler: log)
+        defer { a.stop() }
+
+        let admitted = ScriptedPeer(), untrusted = ScriptedPeer(), malformed = ScriptedPeer(), wrongSubject = ScriptedPeer()
+        let unknownAuthority = ScriptedPeer(), badSignature = ScriptedPeer(), notYetValid = ScriptedPeer(), expired = ScriptedPeer()
+        let revokedSerial = ScriptedPeer()
+        var tampered = cert(badSignature)
+        tampered.expiresAtMs += 86_400_000
+        let credentials: [(ScriptedPeer, [UInt8], String?)] = [
+            (admitted, cert(admitted).encoded, nil),
+            (untrusted, [], "untrusted_key"),
+            (malformed, [1, 2, 3], "malformed_certificate"),
+            (wrongSubject, cert(wrongSubject, subject: NodeIdentity.generate().nodeID).encoded, "certificate_wrong_subject"),
+            (unknownAuthority, cert(unknownAuthority, by: rogue).encoded, "certificate_unknown_authority"),
+            (badSignature, tampered.encoded, "certificate_bad_signature"),
+            (notYetValid, cert(notYetValid, issued: now + 3_600_000, expires: now + 7_200_000).encoded, "certificate_not_yet_valid"),
+            (expired, cert(expired, issued: now - 7_200_000, expires: now - 3_600_000).encoded, "certificate_expired"),
+            (revokedSerial, cert(revokedSerial, serial: 4242).encoded, "revoked"),
+            (revokedNode, cert(revokedNode).encoded, "revoked"),
+        ]
+        for (p, c, _) in credentials { p.join(a.address, credential: c) }
+        func rejected() -> [String: UInt64] { (try? a.onLoop { $0.nodeStatus().rejected }) ?? [:] }
+        var expected = [String: UInt64]()
+        for case let (_, _, reason?) in credentials { expected[reason, default: 0] += 1 }
+        try eventually(10, "every gossip refusal counted: \(rejected())") {
+            expected.allSatisfy { rejected()[$0.key] == $0.value }
+        }
+        #expect(a.states()[admitted.identity.nodeID] == .alive)
+        #expect(a.states().count == 2)  // itself and the one admitted peer
+        for reason in expected.keys {
+            #expect(log.lines.contains { $0.contains("dropped input") && $0.contains("reason=\(reason)") }, "no log line for \(reason)")
+        }
+
+        // The same rule in the session handshake, counted there under the same names, once
+        // (not also as a generic refusal when the session closes).
+        for (p, c) in [(expired, cert(expired, issued: now - 7_200_000, expires: now - 3_600_000).encoded), (untrusted, [])] {
+            var hello = SessionHandshake(role: .initiator, signer: p.identity, verifier: Ed25519Verifier(), credential: c) { _, _ in true }
+            try sendFrameAndAwaitClose(hello.start(), to: a.address)
+        }
+        expected["certificate_expired"]! += 1
+        expected["untrusted_key"]! += 1
+        try eventually(10, "the session refusals counted: \(rejected())") {
+            rejected()["certificate_expired"] == expected["certificate_expired"] && rejected()["untrusted_key"] == expected["untrusted_key"]
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        for (reason, n) in expected { #expect(rejected()[reason] == n, "\(reason): \(rejected())") }
+        #expect(log.lines.contains { $0.contains("reason=certificate_expired") && $0.contains("session handshake") }, "\(log.lines)")
+    }
+}

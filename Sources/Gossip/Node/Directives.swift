@@ -28,14 +28,39 @@ public enum RejectReason: String, CaseIterable, Sendable {
     case replayed
     case fromSelf
     case unknownSender
-    case untrustedSender
-    case untrustedMember
+    // The trust policy refused a sender's introduction or an alive record about a member
+    // (docs/PROTOCOL.md §10; the same reasons as a refused session handshake):
+    case untrustedKey
+    case malformedCertificate
+    case certificateWrongSubject
+    case certificateUnknownAuthority
+    case certificateBadSignature
+    case certificateNotYetValid
+    case certificateExpired
+    case revoked
     case tooManyMembers
     case wrongTarget
     case untrustedOrigin
     case badEntrySignature
     case notSenderOrigin
     case overloaded
+}
+
+extension RejectReason {
+    /// The reason a refused admission is counted under (`badSignature` → `bad_signature` in
+    /// `status`, so these read exactly as the §10 names).
+    public init(_ refusal: AdmissionPolicy.Rejection) {
+        switch refusal {
+        case .untrusted: self = .untrustedKey
+        case .malformedCertificate: self = .malformedCertificate
+        case .wrongSubject: self = .certificateWrongSubject
+        case .unknownAuthority: self = .certificateUnknownAuthority
+        case .badCertificateSignature: self = .certificateBadSignature
+        case .notYetValid: self = .certificateNotYetValid
+        case .expired: self = .certificateExpired
+        case .revoked: self = .revoked
+        }
+    }
 }
 
 /// One member's state change, as reported to the shell.

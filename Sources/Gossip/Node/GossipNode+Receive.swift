@@ -26,7 +26,7 @@ extension GossipNode {
                 reject(.unknownSender, from: from, out: &out)
                 return
             }
-            guard trust.admits(rec.node, rec.credential) else { reject(.untrustedSender, from: from, out: &out); return }
+            if let why = trust.refusal(rec.node, rec.credential) { reject(RejectReason(why), from: from, out: &out); return }
             introduction = rec
         }
         guard Envelope.verifySignature(bytes, sender: env.sender, verifier: verifier) else {
@@ -34,7 +34,7 @@ extension GossipNode {
             return
         }
         if let rec = introduction {
-            guard admit(rec, reason: .untrustedSender, from: from, now: now, out: &out) else { return }
+            guard admit(rec, from: from, now: now, out: &out) else { return }
         }
         guard replayCheck(env.sender, incarnation: env.incarnation, counter: env.counter) else {
             reject(.replayed, from: from, out: &out)
@@ -141,16 +141,17 @@ extension GossipNode {
         }
     }
 
-    /// Admits a new member from its alive record, if the trust policy allows.
+    /// Admits a new member from its alive record, if the trust policy allows (a refusal is
+    /// counted under the policy's reason).
     @discardableResult
-    mutating func admit(_ u: MemberUpdate, reason: RejectReason, from: PeerAddress, now: Instant, out: inout [Directive]) -> Bool {
+    mutating func admit(_ u: MemberUpdate, from: PeerAddress, now: Instant, out: inout [Directive]) -> Bool {
         guard u.state == .alive, let addr = u.address, u.node != id else { return false }
         guard members.count < config.maxMembers else {
             reject(.tooManyMembers, from: from, out: &out)
             return false
         }
-        guard trust.admits(u.node, u.credential) else {
-            reject(reason, from: from, out: &out)
+        if let why = trust.refusal(u.node, u.credential) {
+            reject(RejectReason(why), from: from, out: &out)
             return false
         }
         let m = Member(id: u.node, address: addr, state: .alive, incarnation: u.incarnation, fieldsIncarnation: u.incarnation,
@@ -203,7 +204,7 @@ extension GossipNode {
             return
         }
         guard let m = members[u.node] else {
-            if u.state == .alive { admit(u, reason: .untrustedMember, from: from, now: now, out: &out) }
+            if u.state == .alive { admit(u, from: from, now: now, out: &out) }
             return
         }
         switch u.state {
@@ -214,8 +215,8 @@ extension GossipNode {
             // fields are then newer than ours, though its incarnation is not.
             let newerFields = u.incarnation == m.incarnation && u.incarnation > m.fieldsIncarnation
             guard newer || newerFields else { return }
-            guard trust.admits(u.node, u.credential) else {
-                reject(.untrustedMember, from: from, out: &out)
+            if let why = trust.refusal(u.node, u.credential) {
+                reject(RejectReason(why), from: from, out: &out)
                 return
             }
             var n = m

@@ -262,11 +262,13 @@ public struct GossipNode: Sendable {
         if enabled { streamOnlyPeers.insert(address) } else { streamOnlyPeers.remove(address) }
     }
 
-    /// Re-checks every member against a changed trust policy (e.g. a revoked
-    /// certificate): members no longer admitted are dropped.
+    /// Re-checks every member against a changed trust policy (e.g. a revoked or expired
+    /// certificate): members no longer admitted are dropped, each counted under the reason.
     public mutating func revalidate(trust newTrust: TrustPolicy, now: Instant) -> [Directive] {
         var out = [Directive]()
-        for (nid, m) in members where !newTrust.admits(nid, m.credential) {
+        for nid in members.keys.sorted() {
+            guard let m = members[nid], let why = newTrust.refusal(nid, m.credential) else { continue }
+            reject(RejectReason(why), from: m.address, out: &out)
             removeMember(nid)
             out.append(.membershipChanged(MemberTransition(node: nid, from: m.state, to: .left, incarnation: m.incarnation, address: m.address)))
         }

@@ -171,7 +171,7 @@ public final class MeshNode: @unchecked Sendable {
         for (a, h) in hostsByAddress where h.route != .direct { gcfg.streamOnlyPeers.insert(a) }
         let verifier = self.verifier
         // One admission rule for gossip members and for session handshakes.
-        let trust = TrustPolicy(Self.admits(options.admission, verifier))
+        let trust = TrustPolicy(refusal: Self.admissionRefusal(options.admission, verifier))
         trustPolicy = trust
         let seed = options.randomSeed ?? Self.osRandomSeed()
         gossip = GossipNode(config: gcfg, signer: identity, verifier: verifier, trust: trust, address: advertise,
@@ -282,7 +282,7 @@ public final class MeshNode: @unchecked Sendable {
         let loopback = Endpoint.isLoopback(host: remote.host) && Endpoint.isLoopback(host: local)
         let hs = SessionHandshake(role: .responder, signer: identity, verifier: verifier, credential: options.credential,
                                   tunnelSuite: options.allowSSHTunnelSuite && loopback,
-                                  admit: admitFunction())
+                                  admit: admitFunction(remote: "\(remote)"))
         let s = PeerSession(connection: FramedConnection(stream: stream, limits: frameLimits(), counters: frameCounters),
                             direction: .inbound, remote: remote, via: "inbound", handshake: hs, now: Self.now())
         register(s)
@@ -398,7 +398,7 @@ public final class MeshNode: @unchecked Sendable {
                 if case .ssh = route { tunnel = self.options.allowSSHTunnelSuite && Endpoint.isLoopback(host: endpoint.host) } else { tunnel = false }
                 let hs = SessionHandshake(role: .initiator, signer: self.identity, verifier: self.verifier,
                                           credential: self.options.credential, expectedPeer: self.nodeAtAddress[address],
-                                          tunnelSuite: tunnel, admit: self.admitFunction())
+                                          tunnelSuite: tunnel, admit: self.admitFunction(remote: "\(address)"))
                 let s = PeerSession(connection: FramedConnection(stream: stream, limits: self.frameLimits(), counters: self.frameCounters),
                                     direction: .outbound, remote: address, via: via, handshake: hs, now: Self.now())
                 self.dialing[address] = s
@@ -502,22 +502,36 @@ public final class MeshNode: @unchecked Sendable {
             switch reason {
             case .replaced: break
             case .stream(let e) where e.code == .eof || e.code == .closed || e.code == .frameTooLarge: break
+            case .session(.notAdmitted): break  // counted by its §10 reason in admitsSessionPeer
             default: count(reason.reason, peer: s.peer?.short ?? "\(s.remote)", detail: reason.description)
             }
         }
     }
 
-    private func admitFunction() -> @Sendable (NodeID, [UInt8]) -> Bool {
-        Self.admits(options.admission, verifier)
+    /// The handshake's `admit` for a session with whoever is at `remote` (for the log).
+    private func admitFunction(remote: String) -> @Sendable (NodeID, [UInt8]) -> Bool {
+        { [weak self] peer, credential in self?.admitsSessionPeer(peer, credential: credential, remote: remote) ?? false }
     }
 
-    /// `admission`'s decision as a yes/no, checked against the wall clock at each call
-    /// (so certificates expire while the node runs).
-    static func admits(_ admission: AdmissionPolicy, _ verifier: Ed25519Verifier) -> @Sendable (NodeID, [UInt8]) -> Bool {
+    /// The admission decision for a session handshake (docs/PROTOCOL.md §8.2, §10): the same
+    /// rule as for gossip members. A refusal is counted and logged here under its §10 reason
+    /// (`certificate_expired`, `untrusted_key`, ...); call it once per decision, on the loop, and
+    /// do not count the refused session again when it closes (`SessionError.notAdmitted`).
+    func admitsSessionPeer(_ peer: NodeID, credential: [UInt8], remote: String) -> Bool {
+        loop.assertInLoop("MeshNode.admitsSessionPeer")
+        guard let why = Self.admissionRefusal(options.admission, verifier)(peer, credential) else { return true }
+        count(why.rawValue, peer: peer.short, detail: "session handshake with \(remote) refused")
+        return false
+    }
+
+    /// `admission`'s decision, checked against the wall clock at each call (so certificates
+    /// expire while the node runs): nil when admitted, else why not (§10).
+    static func admissionRefusal(_ admission: AdmissionPolicy, _ verifier: Ed25519Verifier)
+        -> @Sendable (NodeID, [UInt8]) -> AdmissionPolicy.Rejection? {
         { id, credential in
             switch admission.decide(node: id, credential: credential, nowWallMs: WallClock.nowMs(), verifier: verifier) {
-            case .admittedByKey, .admittedByCertificate: return true
-            case .rejected: return false
+            case .admittedByKey, .admittedByCertificate: return nil
+            case .rejected(let why): return why
             }
         }
     }
