@@ -79,18 +79,18 @@ public final class MeshNode: @unchecked Sendable {
     let verifier = Ed25519Verifier()
 
     public private(set) var gossip: GossipNode!
-    public private(set) var runtime = RuntimeCounters()
+    public internal(set) var runtime = RuntimeCounters()
     public private(set) var boundAddress: PeerAddress!
     public let startedAt: Instant
 
     private var sockets: NodeSockets?
     private var udp: UDPSocket? { sockets?.udp }
-    private var timers: [TimerID: LoopTimer] = [:]
+    var timers: [TimerID: LoopTimer] = [:]
     private var housekeeping: LoopTimer?
     private var frameCounters = FrameCounters()
 
     /// Established sessions by peer identity.
-    private var sessions: [NodeID: PeerSession] = [:]
+    var sessions: [NodeID: PeerSession] = [:]
     public var sessionCount: Int { allSessions.count }
     /// Kernel-level UDP counters (oversized datagrams are dropped here, before gossip sees them).
     public var udpStats: UDPSocket.Stats? { udp?.stats }
@@ -104,22 +104,22 @@ public final class MeshNode: @unchecked Sendable {
     /// and are closed shortly after (`drainTimeout`).
     private var draining: [ObjectIdentifier: Instant] = [:]
     /// What this node has learned about each peer's path (connection lifetime, throughput).
-    public private(set) var paths: [NodeID: PathModel] = [:]
+    public internal(set) var paths: [NodeID: PathModel] = [:]
     private var successorWanted: Set<NodeID> = []
     /// The last incarnation seen of each member.
-    private var incarnationOf: [NodeID: UInt64] = [:]
+    var incarnationOf: [NodeID: UInt64] = [:]
     static let drainTimeoutNs: Int64 = 15_000_000_000
     private var lastMessage: [ObjectIdentifier: Instant] = [:]
 
-    private var addressOfNode: [NodeID: PeerAddress] = [:]
-    private var nameOfNode: [NodeID: String] = [:]
+    var addressOfNode: [NodeID: PeerAddress] = [:]
+    var nameOfNode: [NodeID: String] = [:]
     /// `hosts` entries that name the address they describe.
     private var hostsByAddress: [PeerAddress: HostConfig] = [:]
-    private var nodeAtAddress: [PeerAddress: NodeID] = [:]
+    var nodeAtAddress: [PeerAddress: NodeID] = [:]
     private var udpHeard: [PeerAddress: Instant] = [:]
     private var resolved: [String: SocketAddress] = [:]
     private var resolving: Set<String> = []
-    private var rejectLog: LogThrottle<String>
+    var rejectLog: LogThrottle<String>
     private var trustPolicy: TrustPolicy?
     private var lastRevalidation = Instant.zero
     static let revalidateIntervalNs: Int64 = 60_000_000_000
@@ -508,131 +508,13 @@ public final class MeshNode: @unchecked Sendable {
         }
     }
 
-    /// The handshake's `admit` for a session with whoever is at `remote` (for the log).
-    private func admitFunction(remote: String) -> @Sendable (NodeID, [UInt8]) -> Bool {
-        { [weak self] peer, credential in self?.admitsSessionPeer(peer, credential: credential, remote: remote) ?? false }
-    }
-
-    /// The admission decision for a session handshake (docs/PROTOCOL.md §8.2, §10): the same
-    /// rule as for gossip members. A refusal is counted and logged here under its §10 reason
-    /// (`certificate_expired`, `untrusted_key`, ...); call it once per decision, on the loop, and
-    /// do not count the refused session again when it closes (`SessionError.notAdmitted`).
-    func admitsSessionPeer(_ peer: NodeID, credential: [UInt8], remote: String) -> Bool {
-        loop.assertInLoop("MeshNode.admitsSessionPeer")
-        guard let why = Self.admissionRefusal(options.admission, verifier)(peer, credential) else { return true }
-        count(why.rawValue, peer: peer.short, detail: "session handshake with \(remote) refused")
-        return false
-    }
-
-    /// `admission`'s decision, checked against the wall clock at each call (so certificates
-    /// expire while the node runs): nil when admitted, else why not (§10).
-    static func admissionRefusal(_ admission: AdmissionPolicy, _ verifier: Ed25519Verifier)
-        -> @Sendable (NodeID, [UInt8]) -> AdmissionPolicy.Rejection? {
-        { id, credential in
-            switch admission.decide(node: id, credential: credential, nowWallMs: WallClock.nowMs(), verifier: verifier) {
-            case .admittedByKey, .admittedByCertificate: return nil
-            case .rejected(let why): return why
-            }
-        }
-    }
-
     private func frameLimits() -> FrameLimits {
         // A keepalive every 2 s and an 8 s idle timeout: a dead connection (a silently dropping
         // middlebox, a vanished host) is noticed within seconds, and its work moves elsewhere.
         FrameLimits(maxFrameBytes: 16 << 20, maxWriteQueueBytes: 64 << 20, idleTimeout: .seconds(8), keepaliveInterval: .seconds(2))
     }
 
-    // MARK: - Directives
-
-    func apply(_ directives: [Directive]) {
-        for d in directives {
-            switch d {
-            case .send(let to, let bytes, let via):
-                send(bytes, to: to, via: via)
-            case .setTimer(let id, let at):
-                setTimer(id, at: at)
-            case .cancelTimer(let id):
-                timers[id]?.stop()
-            case .persistEntry(let e):
-                do {
-                    switch try store.insertRemoteEntry(e, verifier: verifier) {
-                    case .inserted, .duplicate: break
-                    case .fork(let existing):
-                        // The store held another entry the gossip layer did not know of (the
-                        // store kept the pair): a fork the gossip counters did not count.
-                        runtime.forks += 1
-                        logFork(existing, e)
-                    case .badSignature:
-                        count("bad_entry_signature", peer: e.origin.short)
-                    case .invalid(let field):
-                        count("malformed", peer: e.origin.short, detail: "entry refused by the store: \(field)")
-                    }
-                } catch {
-                    runtime.persistErrors += 1
-                    logger.error("could not persist an entry: \(error)")
-                }
-            case .persistIncarnation(let n):
-                do { try store.setIncarnation(n) } catch {
-                    runtime.persistErrors += 1
-                    logger.error("could not persist the incarnation: \(error)")
-                }
-            case .fetch(let id, let holders):
-                blobs?.want(id, holders: holders, reason: .replication)
-            case .membershipChanged(let t):
-                memberChanged(t)
-            case .forkDetected(let held, let other):
-                // Counted once, by the gossip core; kept here as evidence that survives restarts.
-                do { try store.recordFork(held, other, verifier: verifier) } catch {
-                    runtime.persistErrors += 1
-                    logger.error("could not keep fork evidence: \(error)")
-                }
-                logFork(held, other)
-            case .rejected(let reason, let from):
-                // Counted by the gossip core itself; here only the rate-limited log line.
-                logRejection(Self.snakeCase(reason.rawValue), peer: "\(from)")
-            }
-        }
-    }
-
-    private func logFork(_ held: ManifestEntry, _ other: ManifestEntry) {
-        logger.warning("fork: two validly signed entries with one origin and sequence (kept as evidence; see `meshnode ls --forks`)",
-                       metadata: ["origin": "\(held.origin.short)", "sequence": "\(held.sequence)",
-                                  "held": "\(held.contentID.short) \(held.name)", "other": "\(other.contentID.short) \(other.name)"])
-    }
-
-    private func memberChanged(_ t: MemberTransition) {
-        // A member may announce a new address at any transition (a restart elsewhere), in any
-        // state: both maps follow it, and the old address no longer names it.
-        let previous = addressOfNode[t.node]
-        if let old = previous, old != t.address, nodeAtAddress[old] == t.node { nodeAtAddress[old] = nil }
-        addressOfNode[t.node] = t.address
-        nodeAtAddress[t.address] = t.node
-        let snap = gossip.memberSnapshots().first { $0.node == t.node }
-        if let n = snap?.name, !n.isEmpty { nameOfNode[t.node] = n }
-        let record = PeerRecord(nodeID: t.node, name: snap?.name ?? "", address: "\(t.address)", state: "\(t.to)",
-                                incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "")
-        do { try store.upsertPeer(record) } catch {
-            runtime.persistErrors += 1
-            logger.error("could not persist a member: \(error)")
-        }
-        if t.from != t.to {
-            logger.info("member \(t.to)", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")",
-                                                     "address": "\(t.address)", "incarnation": "\(t.incarnation)"])
-        } else if let previous, previous != t.address {
-            logger.info("member moved", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")", "from": "\(previous)",
-                                                   "address": "\(t.address)", "incarnation": "\(t.incarnation)"])
-        }
-        // A suspicion, a death or a new incarnation (the peer restarted, or refuted a suspicion)
-        // means a connection that just died may have died with the peer: not the path's doing.
-        let restarted = incarnationOf[t.node].map { t.incarnation > $0 } ?? false
-        incarnationOf[t.node] = t.incarnation
-        if restarted || t.to == .suspect || t.to == .dead || t.to == .left { paths[t.node]?.onPeerUnreachable() }
-        if t.to == .dead || t.to == .left, let s = sessions[t.node] {
-            s.close()
-        }
-    }
-
-    private func send(_ bytes: [UInt8], to address: PeerAddress, via: Transport) {
+    func send(_ bytes: [UInt8], to address: PeerAddress, via: Transport) {
         let now = Self.now()
         let node = nodeAtAddress[address]
         let session = node.flatMap { sessions[$0] }
@@ -688,7 +570,7 @@ public final class MeshNode: @unchecked Sendable {
         }
     }
 
-    private func setTimer(_ id: TimerID, at: Instant) {
+    func setTimer(_ id: TimerID, at: Instant) {
         let timer: LoopTimer
         if let t = timers[id] {
             timer = t
@@ -729,17 +611,4 @@ public final class MeshNode: @unchecked Sendable {
         return s * 1_000_000_000 + a / 1_000_000_000
     }
 
-    // MARK: - Counting and logging
-
-    /// Counts a dropped input by reason and logs it at most once per (reason, peer) per interval.
-    func count(_ reason: String, peer: String, detail: String? = nil) {
-        runtime.rejected[reason, default: 0] += 1
-        logRejection(reason, peer: peer, detail: detail)
-    }
-
-    func logRejection(_ reason: String, peer: String, detail: String? = nil) {
-        guard let suppressed = rejectLog.admit(reason + "|" + peer, nowMilliseconds: loop.nowMilliseconds) else { return }
-        logger.warning("dropped input", metadata: ["reason": "\(reason)", "peer": "\(peer)", "detail": "\(detail ?? "")",
-                                                   "suppressed": "\(suppressed)"])
-    }
 }
