@@ -41,10 +41,11 @@ extension GossipNode {
             return
         }
         let s = env.sender
-        if introduction == nil, let own = Self.updates(in: env.message).first(where: { $0.node == s && $0.state == .alive }) {
-            // The sender's own alive record first: implicit liveness (below) must not take its
-            // incarnation without the address, name, role and credential it announces with it
-            // (a node restarted on a new address would never be answered there).
+        if introduction == nil, let own = Self.updates(in: env.message).first(where: { $0.node == s && $0.state == .alive }),
+           let m = members[s], m.state != .alive || !m.hasFields(of: own) {
+            // The sender's own alive record first when it is news: a refutation of our suspicion
+            // (gossiped on, as any newer record), or new fields (a node restarted on a new
+            // address). Implicit liveness (below) must not take its incarnation without them.
             apply(own, fromSync: false, from: from, now: now, out: &out)
         }
         var isJoin = false
@@ -127,7 +128,7 @@ extension GossipNode {
         guard var m = members[s] else { return }
         let wasDown = m.state != .alive
         m.lastHeard = now
-        if !isJoin { m.knowsUs = true }
+        if !isJoin { m.knowsUs = true; m.heardThisRun = true }
         members[s] = m
         if inc > m.incarnation {
             // Signed by the member itself: it is alive at a newer incarnation. Nothing is
@@ -215,6 +216,14 @@ extension GossipNode {
             // fields are then newer than ours, though its incarnation is not.
             let newerFields = u.incarnation == m.incarnation && u.incarnation > m.fieldsIncarnation
             guard newer || newerFields else { return }
+            if newerFields && m.hasFields(of: u) {
+                // Confirms what we hold, at the incarnation implicit liveness gave us. Gossiped on
+                // (it is the member's own news: a refutation) unless our fields were only
+                // restored from storage (then all members restarting at once would flood).
+                members[u.node]!.fieldsIncarnation = u.incarnation
+                if m.fieldsIncarnation != 0 && m.state == .alive { updates.enqueue(u) }
+                return
+            }
             if let why = trust.refusal(u.node, u.credential) {
                 reject(RejectReason(why), from: from, out: &out)
                 return

@@ -81,7 +81,13 @@ public struct GossipNode: Sendable {
         var stateSince: Instant
         var lastHeard: Instant?
         var rttNs: Int64?
+        /// The member holds us in its table (it has sent us something other than a join); until
+        /// then, messages without records are preceded by our own alive record (§6.5).
         var knowsUs = false
+        /// The member has sent us something other than a join since this node started, so it
+        /// knows this run's incarnation and address; until then our own alive record rides on
+        /// every ping and ack to it (after a restart, maybe on a new address: §6.4).
+        var heardThisRun = false
         var lastExchange = Instant(nanoseconds: .min / 2)
         var introducedAt = Instant(nanoseconds: .min / 2)
         // replay window
@@ -89,6 +95,12 @@ public struct GossipNode: Sendable {
         var replayTop: UInt64 = 0
         var replayBits: UInt64 = 0
         var suspicion: Suspicion?
+
+        /// Whether `u` (an alive record) announces exactly the address, flags, name, role and
+        /// credential this member already has.
+        func hasFields(of u: MemberUpdate) -> Bool {
+            u.address == address && u.streamOnly == streamOnly && u.name == name && u.role == role && u.credential == credential
+        }
     }
 
     struct Suspicion: Sendable {
@@ -140,11 +152,11 @@ public struct GossipNode: Sendable {
             guard p.state == .alive || p.state == .suspect else { continue }
             // The shell persisted the address with the member's latest incarnation, which may be
             // one known only by implicit liveness: any alive record at that incarnation still wins.
-            // No member knows this run's incarnation (nor, maybe, its address) yet: each gets our
-            // own alive record with our messages until it has been heard from.
+            // It knows us, but not this run's incarnation (nor, maybe, its address): it gets our
+            // own alive record on pings and acks until it has been heard from.
             let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation,
                            fieldsIncarnation: 0, name: p.name,
-                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: false)
+                           role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: true)
             members[p.node] = m
             memberHashOthers ^= Self.memberHashTerm(p.node, .alive)
             addressIndex[p.address] = p.node

@@ -150,9 +150,9 @@ public final class Simulator {
         let o = options
         let startSeeds = seedAddresses
         // Boot the initial nodes.
-        let peers: [MemberSnapshot] = o.preformed ? nodes.prefix(o.nodes).map {
-            MemberSnapshot(node: $0.id, address: $0.address, state: .alive, incarnation: 0, name: "", role: "", credential: [],
-                           streamOnly: false, lastHeard: nil, rttNanoseconds: nil, stateSince: .zero, isSelf: false)
+        let peers: [MemberSnapshot] = o.preformed ? (0..<o.nodes).map { j in
+            MemberSnapshot(node: nodes[j].id, address: nodes[j].address, state: .alive, incarnation: 0, name: name(of: j), role: role(of: j),
+                           credential: [], streamOnly: isTunnelOnly(j), lastHeard: nil, rttNanoseconds: nil, stateSince: .zero, isSelf: false)
         } : []
         for i in 0..<o.nodes {
             boot(i, restore: GossipDurableState(lastIncarnation: 0, knownPeers: peers, entries: []), seeds: o.preformed ? [] : startSeeds)
@@ -244,10 +244,13 @@ public final class Simulator {
 
     // MARK: - Nodes
 
+    func name(of i: Int) -> String { "n\(i)" }
+    func role(of i: Int) -> String { i < 3 ? "seed" : "worker" }
+
     func boot(_ i: Int, restore: GossipDurableState, seeds: [PeerAddress]) {
         var c = config
-        c.name = "n\(i)"
-        c.role = i < 3 ? "seed" : "worker"
+        c.name = name(of: i)
+        c.role = role(of: i)
         c.advertiseStreamOnly = isTunnelOnly(i)
         var g = GossipNode(config: c, signer: SimSigner(nodeID: nodes[i].id), verifier: SimVerifier(), trust: trust,
                            address: nodes[i].address, seed: options.seed &+ UInt64(i) &* 7919 &+ UInt64(now), restore: restore,
@@ -305,10 +308,12 @@ public final class Simulator {
     }
 
     func membershipChanged(at i: Int, _ t: MemberTransition) {
+        // As the node's shell persists a member: address, state, incarnation, name and role.
+        let k = idIndex[t.node]
         nodes[i].durablePeers[t.node] = MemberSnapshot(node: t.node, address: t.address, state: t.to, incarnation: t.incarnation,
-                                                        name: "", role: "", credential: [], streamOnly: false, lastHeard: nil,
-                                                        rttNanoseconds: nil, stateSince: .zero, isSelf: false)
-        guard let j = idIndex[t.node] else { return }
+                                                        name: k.map(name(of:)) ?? "", role: k.map(role(of:)) ?? "", credential: [],
+                                                        streamOnly: false, lastHeard: nil, rttNanoseconds: nil, stateSince: .zero, isSelf: false)
+        guard let j = k else { return }
         if options.verbose && (now >= phaseEnd - 10_000_000_000 || crashWatch[j] != nil) { log("n\(i): n\(j) \(t.from.map(\.description) ?? "new") -> \(t.to) inc \(t.incarnation)") }
         // Transitions within a grace window after a heal or after the member restarted are
         // consequences of that fault, not false positives.
