@@ -96,9 +96,12 @@ public enum Schema {
         """,
         // 3: earlier versions stored remote entries whose chunk size is outside what
         // docs/PROTOCOL.md §3 accepts (4 KiB … 64 MiB). Receivers refuse them and they no
-        // longer decode (every listing would fail on them), so they go.
+        // longer decode (every listing would fail on them), so they go. Members keep the
+        // credential they were admitted with (a certificate), so that a restarted node still
+        // admits them before they announce themselves again.
         """
         DELETE FROM items WHERE chunk_size < \(ManifestEntry.minChunkSizeBytes) OR chunk_size > \(ManifestEntry.maxChunkSizeBytes);
+        ALTER TABLE peers ADD COLUMN credential BLOB NOT NULL DEFAULT x'';
         """,
     ]
 

@@ -226,3 +226,29 @@ func sendFrameAndAwaitClose(_ payload: [UInt8], to a: PeerAddress) throws {
         #expect(log.lines.contains { $0.contains("reason=certificate_expired") && $0.contains("session handshake") }, "\(log.lines)")
     }
 }
+
+@Suite(.serialized, .ownThread()) struct RestoredAdmissionTests {
+    /// A member admitted by certificate is restored with that certificate after a restart: the
+    /// node's periodic re-check of every member (the first one a few seconds after start) keeps
+    /// it, instead of dropping it as an untrusted key for want of a credential.
+    @Test(.ownThread(timeLimit: .minutes(1))) func aMemberAdmittedByCertificateSurvivesTheRecheckAfterARestart() throws {
+        let authority = NodeIdentity.generate(), identity = NodeIdentity.generate()
+        let peer = ScriptedPeer()
+        let now = WallClock.nowMs()
+        let cert = Certificate(authority: authority.nodeID, subject: peer.identity.nodeID, serial: 9, issuedAtMs: now - 1000,
+                               expiresAtMs: now + 3_600_000).signed(by: authority)
+        let policy = AdmissionPolicy(authorities: [authority.nodeID])
+        let a = try InProcessNode(name: "a", identity: identity, join: [], admission: policy)
+        peer.join(a.address, credential: cert.encoded)
+        try eventually(10, "the certified peer admitted") { a.states()[peer.identity.nodeID] == .alive }
+        a.crash()
+        let again = try InProcessNode(name: "a", identity: identity, join: [], admission: policy, dataDir: a.dir)
+        defer { again.stop() }
+        #expect(again.states()[peer.identity.nodeID] == .alive)
+        // The first housekeeping pass (5 s after start) re-checks every member. (The scripted
+        // peer never answers probes, so it may be suspect or dead by then: but still a member.)
+        Thread.sleep(forTimeInterval: 6.5)
+        #expect(again.states()[peer.identity.nodeID] != nil)
+        #expect(try again.onLoop { $0.nodeStatus().rejected["untrusted_key"] } == nil)
+    }
+}

@@ -5,7 +5,7 @@ import Testing
 
 /// What the store refuses whatever path an entry takes (docs/PROTOCOL.md §3, §4), and the
 /// fork evidence it keeps.
-@Suite("Entry validity and fork evidence")
+@Suite("Entry validity, fork evidence and members' credentials")
 struct EntryEvidenceTests {
     func entry(_ signer: NodeIdentity, seq: UInt64, name: String = "remote.npz", chunkSize: UInt32 = 65536,
                content: UInt64 = 1) -> ManifestEntry {
@@ -48,11 +48,30 @@ struct EntryEvidenceTests {
                 INSERT INTO items(origin, sequence, kind, content_id, name, type, size_bytes, chunk_size, created_ms,
                                   signature, encoded, received_at_ms) VALUES(?, 2, 1, ?, 'bad', 3, 10, 100, 0, ?, ?, 0)
                 """, [.blob(peer.nodeID.key.bytes), .blob(bad.contentID.digest.bytes), .blob(bad.signature.bytes), .blob(bad.encoded)])
+            // Version 2 had no credential column for peers.
+            try db.exec("ALTER TABLE peers DROP COLUMN credential")
+            try db.query("""
+                INSERT INTO peers(node_id, name, address, state, incarnation, last_seen_ms, role, updated_ms)
+                VALUES(?, 'gpu1', '10.0.0.1:7946', 'alive', 3, 0, '', 0)
+                """, [.blob(peer.nodeID.key.bytes)])
             try db.exec("PRAGMA user_version = 2")
         }
         let reopened = try Store.open(dataDir: f.dataDir)
         #expect(try reopened.schemaVersion() == Schema.currentVersion)
         #expect(try reopened.items().map(\.entry) == [good])
+        #expect(try reopened.peers().map(\.credential) == [[]])
+    }
+
+    @Test("A member's credential is kept with it, so that a restarted node still admits it")
+    func peerCredential() throws {
+        let f = try Fixture()
+        let id = NodeIdentity.generate().nodeID
+        try f.store.upsertPeer(PeerRecord(nodeID: id, name: "spot-7", address: "10.0.0.7:7946", state: "alive", incarnation: 2,
+                                          lastSeenMs: 1, role: "selfplay", credential: [1, 2, 3]))
+        #expect(try Store.open(dataDir: f.dataDir).peers().map(\.credential) == [[1, 2, 3]])
+        try f.store.upsertPeer(PeerRecord(nodeID: id, name: "spot-7", address: "10.0.0.7:7946", state: "alive", incarnation: 3,
+                                          lastSeenMs: 2, role: "selfplay", credential: [4]))
+        #expect(try Store.open(dataDir: f.dataDir).peers().map(\.credential) == [[4]])
     }
 
     @Test("A fork reported by the gossip layer is kept once, in either order, and survives reopening")

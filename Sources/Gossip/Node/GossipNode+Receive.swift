@@ -229,8 +229,7 @@ extension GossipNode {
                 return
             }
             var n = m
-            let moved = n.address != addr
-            if moved {
+            if n.address != addr {
                 if addressIndex[n.address] == n.id { addressIndex[n.address] = nil }
                 addressIndex[addr] = n.id
                 n.address = addr
@@ -244,10 +243,9 @@ extension GossipNode {
             } else {
                 // Same incarnation: the state stays (a suspect or dead member refutes at a higher
                 // one, now that answers reach it), and so does what we gossip about a down member.
-                if moved {
-                    out.append(.membershipChanged(MemberTransition(node: n.id, from: n.state, to: n.state, incarnation: n.incarnation,
-                                                                   address: addr)))
-                }
+                // The shell is told: its address maps and stored member list follow the fields.
+                out.append(.membershipChanged(MemberTransition(node: n.id, from: n.state, to: n.state, incarnation: n.incarnation,
+                                                               address: addr)))
                 if n.state == .alive { updates.enqueue(u) }
             }
         case .suspect:

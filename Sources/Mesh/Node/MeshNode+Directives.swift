@@ -72,7 +72,8 @@ extension MeshNode {
         let snap = gossip.memberSnapshots().first { $0.node == t.node }
         if let n = snap?.name, !n.isEmpty { nameOfNode[t.node] = n }
         let record = PeerRecord(nodeID: t.node, name: snap?.name ?? "", address: "\(t.address)", state: "\(t.to)",
-                                incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "")
+                                incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "",
+                                credential: snap?.credential ?? [])
         do { try store.upsertPeer(record) } catch {
             runtime.persistErrors += 1
             logger.error("could not persist a member: \(error)")

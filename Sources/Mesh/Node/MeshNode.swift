@@ -164,7 +164,8 @@ public final class MeshNode: @unchecked Sendable {
         }
         restore.knownPeers = ((try? store.peers()) ?? []).compactMap { p in
             guard let addr = PeerAddress(p.address), p.nodeID != identity.nodeID, p.state != "left" else { return nil }
-            return MemberSnapshot(restoring: p.nodeID, address: addr, incarnation: p.incarnation, name: p.name, role: p.role)
+            return MemberSnapshot(restoring: p.nodeID, address: addr, incarnation: p.incarnation, name: p.name, role: p.role,
+                                  credential: p.credential)
         }
         var gcfg = options.gossip
         gcfg.credential = options.credential
