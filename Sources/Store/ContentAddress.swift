@@ -2,10 +2,10 @@
 public enum Chunking {
     /// 2 MiB: the default chunk size of a new store.
     public static let defaultChunkSizeBytes: UInt32 = 2 * 1024 * 1024
-    /// The smallest chunk size a store accepts (4 KiB).
-    public static let minChunkSizeBytes: UInt32 = 4 * 1024
-    /// The largest chunk size a store accepts (64 MiB); bounds every buffer.
-    public static let maxChunkSizeBytes: UInt32 = 64 * 1024 * 1024
+    /// The smallest chunk size a store accepts (4 KiB): the protocol's bound (§3).
+    public static let minChunkSizeBytes: UInt32 = ManifestEntry.minChunkSizeBytes
+    /// The largest chunk size a store accepts (64 MiB); bounds every buffer. The protocol's bound (§3).
+    public static let maxChunkSizeBytes: UInt32 = ManifestEntry.maxChunkSizeBytes
     /// Domain prefix of the content id hash: ASCII then one NUL byte.
     public static let contentIDDomain: [UInt8] = Array("meshnode/content/v1\0".utf8)
 

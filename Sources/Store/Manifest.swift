@@ -23,6 +23,9 @@ public enum EntryInsertOutcome: Sendable, Equatable {
     case fork(existing: ManifestEntry)
     /// The signature does not verify; nothing stored.
     case badSignature
+    /// The entry breaks a rule of docs/PROTOCOL.md §3/§4 that decoding enforces (named
+    /// field, e.g. `entry.chunkSize` out of 4 KiB … 64 MiB); nothing stored.
+    case invalid(field: String)
 }
 
 extension Store {
@@ -150,16 +153,13 @@ extension Store {
     /// as fork evidence (the stored one stays authoritative) and reported.
     public func insertRemoteEntry(_ e: ManifestEntry, verifier: any SignatureVerifier,
                                   nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> EntryInsertOutcome {
+        // An entry built in memory skipped the decoder's checks: the store enforces them too.
+        if let field = e.invalidField { return .invalid(field: field) }
         guard e.verify(with: verifier) else { return .badSignature }
         return try db.transaction { () throws(MeshError) -> EntryInsertOutcome in
             if let existing = try entry(origin: e.origin, sequence: e.sequence) {
                 if existing.encoded == e.encoded { return .duplicate }
-                try sql { () throws(SQLiteError) in
-                    try db.query("""
-                        INSERT OR IGNORE INTO forks(origin, sequence, entry_a, entry_b, detected_ms) VALUES(?, ?, ?, ?, ?)
-                        """, [.blob(e.origin.key.bytes), .int(Int64(e.sequence)), .blob(existing.encoded),
-                              .blob(e.encoded), .int(nowMs)])
-                }
+                try insertForkRow(existing, e, nowMs: nowMs)
                 return .fork(existing: existing)
             }
             try insertItemRow(e, receivedAtMs: nowMs)

@@ -137,6 +137,16 @@ public enum Schema {
             updated_ms  INTEGER NOT NULL,
             PRIMARY KEY(folder, rel_path)
         ) WITHOUT ROWID;
+        ) WITHOUT ROWID;
+        """,
+        // 6: earlier versions stored remote entries whose chunk size is outside what
+        // docs/PROTOCOL.md §3 accepts (4 KiB … 64 MiB). Receivers refuse them and they no
+        // longer decode (every listing would fail on them), so they go. Members keep the
+        // credential they were admitted with (a certificate), so that a restarted node still
+        // admits them before they announce themselves again.
+        """
+        DELETE FROM items WHERE kind = 1 AND (chunk_size < \(ManifestEntry.minChunkSizeBytes) OR chunk_size > \(ManifestEntry.maxChunkSizeBytes));
+        ALTER TABLE peers ADD COLUMN credential BLOB NOT NULL DEFAULT x'';
         """,
     ]
 

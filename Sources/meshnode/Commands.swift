@@ -255,7 +255,7 @@ extension MeshnodeCommand {
                     ["reclaimable", "\(formatBytes(reclaim.bytes)) in \(reclaim.chunks) chunks no kept version needs (`meshnode gc`)"],
                     ["peers", "\(s.peers) known"],
                     ["outbox", "\(s.outbox) pending pushes"],
-                    ["forks", "\(s.forks)"],
+                    ["forks", s.forks == 0 ? "0" : "\(s.forks) kept as evidence (list them with `meshnode ls --forks`)"],
                 ] + (report.node?.rows ?? [["running", "no (start the node with `meshnode run`)"]])
                   + (report.folders ?? []).map { ["folder", $0.summary] }))
             }

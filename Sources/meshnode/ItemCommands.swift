@@ -55,17 +55,20 @@ extension MeshnodeCommand {
             discussion: """
                 One row per live name: its current version. With --versions, every version of every \
                 name (or of NAME), oldest first, with its number for `get NAME@N` and its state \
-                (live, deleted, expired).
+                (live, deleted, expired). With --forks, the forks kept as evidence: two validly signed, \
+                different entries with one origin and sequence.
                 """)
 
         @OptionGroup var options: DataOptions
         @Flag(help: "List every version, not only the current one.") var versions = false
         @Argument(help: ArgumentHelp("Only this name (with --versions).", valueName: "NAME")) var name: String?
-        @Flag(help: "Print a JSON array, one object per version.") var json = false
+        @Flag(help: "Print a JSON array, one object per version (or fork).") var json = false
+        @Flag(help: "List the forks kept as evidence instead (origin, sequence, both entries, when detected).") var forks = false
 
         func run() throws {
             try runReportingErrors { () throws(MeshError) in
                 let store = try Store.open(dataDir: options.dataDir)
+                if forks { return try listForks(store, json: json) }
                 let now = WallClock.nowMs()
                 let catalog = try store.catalog()
                 let rows: [VersionInfo]

@@ -86,6 +86,61 @@ private struct ChecksumSigner: Signer, SignatureVerifier {
         #expect(p.decide(node: node.nodeID, credential: selfIssued, nowWallMs: now, verifier: authority) == .rejected(.unknownAuthority))
     }
 
+    @Test func aCredentialThatIsNotACertificateIsRejectedAsMalformed() {
+        let p = AdmissionPolicy(authorities: [authority.nodeID])
+        for junk in [[1, 2, 3], Array(certificate().encoded.dropLast()), certificate().encoded + [0]] as [[UInt8]] {
+            #expect(p.decide(node: node.nodeID, credential: junk, nowWallMs: now, verifier: authority) == .rejected(.malformedCertificate))
+        }
+    }
+
+    @Test func aCertificateIssuedMoreThanTheSkewAllowanceInTheFutureIsNotYetValid() {
+        let p = AdmissionPolicy(authorities: [authority.nodeID], clockSkewMs: 60_000)
+        let cred = certificate().encoded  // issued at `now`
+        #expect(p.decide(node: node.nodeID, credential: cred, nowWallMs: now - 60_000, verifier: authority) != .rejected(.notYetValid))
+        #expect(p.decide(node: node.nodeID, credential: cred, nowWallMs: now - 60_001, verifier: authority) == .rejected(.notYetValid))
+    }
+
+    /// docs/PROTOCOL.md §10 names the order of the checks: the first that fails is the reason.
+    @Test func theFirstFailingCheckInTheSpecifiedOrderNamesTheReason() {
+        let rogue = ChecksumSigner(5)
+        var p = AdmissionPolicy(authorities: [authority.nodeID], clockSkewMs: 0)
+        // A revoked subject is refused as revoked even when also listed as trusted.
+        p.revokedNodes = [ChecksumSigner(8).nodeID]
+        p.trustedNodes = [ChecksumSigner(8).nodeID, ChecksumSigner(7).nodeID]
+        #expect(p.decide(node: ChecksumSigner(8).nodeID, credential: [], nowWallMs: now, verifier: authority) == .rejected(.revoked))
+        // A trusted key is admitted whatever it presents.
+        #expect(p.decide(node: ChecksumSigner(7).nodeID, credential: [9, 9], nowWallMs: now, verifier: authority) == .admittedByKey)
+        // Wrong subject before unknown authority before bad signature before revoked serial
+        // before validity.
+        let bad = Certificate(authority: rogue.nodeID, subject: ChecksumSigner(9).nodeID, serial: 1, issuedAtMs: now + 5000,
+                              expiresAtMs: now + 6000).signed(by: rogue)
+        #expect(p.decide(node: node.nodeID, credential: bad.encoded, nowWallMs: now, verifier: authority) == .rejected(.wrongSubject))
+        var forged = Certificate(authority: rogue.nodeID, subject: node.nodeID, serial: 1, issuedAtMs: now + 5000, expiresAtMs: now + 6000)
+        #expect(p.decide(node: node.nodeID, credential: forged.encoded, nowWallMs: now, verifier: authority) == .rejected(.unknownAuthority))
+        forged.authority = authority.nodeID
+        p.revokedSerials = [.init(authority: authority.nodeID, serial: 1)]
+        #expect(p.decide(node: node.nodeID, credential: forged.encoded, nowWallMs: now, verifier: authority) == .rejected(.badCertificateSignature))
+        let future = forged.signed(by: authority)
+        #expect(p.decide(node: node.nodeID, credential: future.encoded, nowWallMs: now, verifier: authority) == .rejected(.revoked))
+        p.revokedSerials = []
+        #expect(p.decide(node: node.nodeID, credential: future.encoded, nowWallMs: now, verifier: authority) == .rejected(.notYetValid))
+    }
+
+    /// §10: a certificate is at most 221 bytes (its fields with the longest name and role);
+    /// `meshnode admit` writes exactly these bytes.
+    @Test func aCertificateWithTheLongestNameAndRoleIsTwoHundredTwentyOneBytes() throws {
+        #expect(Certificate.maxEncodedBytes == 221)
+        let longest = Certificate(authority: authority.nodeID, subject: node.nodeID, serial: .max, issuedAtMs: now, expiresAtMs: now + 1,
+                                  name: String(repeating: "n", count: Certificate.maxNameBytes),
+                                  role: String(repeating: "r", count: Certificate.maxRoleBytes)).signed(by: authority)
+        #expect(longest.encoded.count == 221)
+        #expect(try Certificate.decode(longest.encoded) == longest)
+        var tooLong = longest
+        tooLong.role += "r"
+        #expect(throws: DecodeError.self) { try Certificate.decode(tooLong.signed(by: authority).encoded) }
+        #expect(Certificate.maxEncodedBytes <= MemberUpdate.maxCredentialBytes)
+    }
+
     @Test func aTamperedCertificateFailsItsSignature() {
         let p = AdmissionPolicy(authorities: [authority.nodeID])
         var c = certificate()

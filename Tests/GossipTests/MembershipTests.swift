@@ -39,13 +39,13 @@ import Testing
         #expect(a.memberCount == 0)
     }
 
-    @Test func untrustedSenderIsRejectedAndNeverAdmitted() {
+    @Test func anUntrustedSenderIsRejectedAsAnUntrustedKeyAndNeverAdmitted() {
         var a = makeNode(0, trust: .keys([nodeID(0), nodeID(1)]))
         _ = a.start(seeds: [], now: .zero)
         let intruder = makeNode(7)
         let env = Envelope(sender: nodeID(7), incarnation: 1, counter: 1, message: .join(updates: [intruder.selfUpdate()]))
         let out = a.onDatagram(env.encode(signer: FakeSigner(nodeID: nodeID(7))), from: address(7), now: .zero)
-        #expect(out.rejections == [.untrustedSender])
+        #expect(out.rejections == [.untrustedKey])
         #expect(a.memberCount == 0)
         #expect(out.sends.isEmpty)
     }
@@ -64,7 +64,7 @@ import Testing
         let out = a.onDatagram(e2.encode(signer: FakeSigner(nodeID: nodeID(2))), from: address(2), now: .zero)
         #expect(a.memberState(nodeID(1)) == .alive)
         #expect(a.memberState(nodeID(2)) == nil)
-        #expect(out.rejections == [.untrustedSender])
+        #expect(out.rejections == [.untrustedKey])
     }
 
     @Test func suspectMemberRefutesWithHigherIncarnation() {

@@ -30,11 +30,11 @@ func nodeID(_ i: Int) -> NodeID {
 func address(_ i: Int) -> PeerAddress { PeerAddress(host: "10.0.0.\(i)", port: 7946) }
 
 func makeNode(_ i: Int, trust: TrustPolicy = .allowAll, config: GossipConfig = GossipConfig(),
-              restore: GossipDurableState = GossipDurableState()) -> GossipNode {
+              restore: GossipDurableState = GossipDurableState(), at addr: PeerAddress? = nil) -> GossipNode {
     var c = config
     c.name = "n\(i)"
     return GossipNode(config: c, signer: FakeSigner(nodeID: nodeID(i)), verifier: FakeVerifier(), trust: trust,
-                      address: address(i), seed: UInt64(i), restore: restore)
+                      address: addr ?? address(i), seed: UInt64(i), restore: restore)
 }
 
 func entry(origin i: Int, seq: UInt64, name: String = "x.npz") -> ManifestEntry {
@@ -76,8 +76,13 @@ struct Net {
     var latencyMs: Int64 = 5
     var blocked: Set<Int> = []
     var log: [Int: [Directive]] = [:]
+    /// Nodes that listen somewhere else than `address(i)` (e.g. restarted on a new address).
+    var moved: [Int: PeerAddress] = [:]
 
     mutating func add(_ i: Int, _ n: GossipNode) { nodes[i] = n }
+
+    /// Where node `i` listens now.
+    func addressOf(_ i: Int) -> PeerAddress { moved[i] ?? address(i) }
 
     mutating func handle(_ i: Int, _ ds: [Directive]) {
         log[i, default: []] += ds
@@ -91,7 +96,7 @@ struct Net {
         }
     }
 
-    func index(of a: PeerAddress) -> Int? { nodes.keys.first { address($0) == a } }
+    func index(of a: PeerAddress) -> Int? { nodes.keys.first { addressOf($0) == a } }
 
     /// Delivers queued messages and fires due timers until `now + ms`.
     mutating func run(ms: Int64) {
@@ -109,7 +114,7 @@ struct Net {
                 let m = queue.remove(at: k)
                 now = max(now, m.at)
                 guard let j = index(of: m.to), !blocked.contains(j), !blocked.contains(m.from) else { continue }
-                let src = address(m.from)
+                let src = addressOf(m.from)
                 let ds = m.via == .datagram ? nodes[j]!.onDatagram(m.bytes, from: src, now: now) : nodes[j]!.onFrame(m.bytes, from: src, now: now)
                 handle(j, ds)
             } else if let (i, t, at) = nextTimer {

@@ -63,7 +63,7 @@ import Testing
         let untrusted = Envelope(sender: nodeID(2), incarnation: 1, counter: 1, message: .join(updates: [makeNode(2).selfUpdate()]))
             .encode(signer: FakeSigner(nodeID: nodeID(2)))
         #expect(a.onDatagram(noIntro, from: address(1), now: .zero).rejections == [.unknownSender])
-        #expect(a.onDatagram(untrusted, from: address(2), now: .zero).rejections == [.untrustedSender])
+        #expect(a.onDatagram(untrusted, from: address(2), now: .zero).rejections == [.untrustedKey])
         #expect(v.box.n == 0)
     }
 

@@ -15,7 +15,8 @@ final class InProcessNode: @unchecked Sendable {
 
     init(name: String, identity: NodeIdentity = .generate(), join: [PeerAddress], admission: AdmissionPolicy,
          dataDir: String? = nil, listen: PeerAddress = PeerAddress(host: "127.0.0.1", port: 0), chunkSizeBytes: UInt32 = 64 << 10,
-         tune: (inout GossipConfig) -> Void = { _ in }, configure: (inout MeshNodeOptions) -> Void = { _ in }) throws {
+         tune: (inout GossipConfig) -> Void = { _ in }, configure: (inout MeshNodeOptions) -> Void = { _ in },
+         logHandler: (any LogHandler)? = nil) throws {
         self.identity = identity
         if let dataDir {
             dir = dataDir
@@ -32,7 +33,7 @@ final class InProcessNode: @unchecked Sendable {
         tune(&opts.gossip)
         opts.admission = admission
         configure(&opts)
-        var logger = Logger(label: "test.\(name)")
+        var logger = logHandler.map { h in Logger(label: "test.\(name)", factory: { _ in h }) } ?? Logger(label: "test.\(name)")
         logger.logLevel = .warning
         let o = opts, d = dir, id = identity, l = loop, lg = logger
         // The node's store connection is created on, and confined to, the loop thread.

@@ -109,14 +109,24 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 }
 
 /// Decides who may join: given a node id and the opaque credential it presents in its
-/// `alive` announcements (≤ 256 bytes, possibly empty), admit or not.
+/// `alive` announcements (≤ 256 bytes, possibly empty), admit it or say why not.
 ///
-/// Issue 4 builds this from `trusted_keys` and from certificates signed by an
-/// `authority_keys` entry. The closure must be pure and cheap enough to run once per
-/// new member (results are not cached here).
+/// The node builds it from `AdmissionPolicy` (`trusted_keys`, certificates signed by an
+/// `authority_keys` entry, revocations; docs/PROTOCOL.md §10). The closure must be pure and
+/// cheap enough to run once per new member (results are not cached here). A refusal is
+/// counted and reported under its reason (`RejectReason(refusal)`).
 public struct TrustPolicy: Sendable {
-    public let admits: @Sendable (NodeID, [UInt8]) -> Bool
-    public init(_ admits: @escaping @Sendable (NodeID, [UInt8]) -> Bool) { self.admits = admits }
+    /// nil: admitted; otherwise why not.
+    public let refusal: @Sendable (NodeID, [UInt8]) -> AdmissionPolicy.Rejection?
+
+    public init(refusal: @escaping @Sendable (NodeID, [UInt8]) -> AdmissionPolicy.Rejection?) { self.refusal = refusal }
+
+    /// A yes/no policy; a "no" is reported as `untrustedKey`.
+    public init(_ admits: @escaping @Sendable (NodeID, [UInt8]) -> Bool) {
+        refusal = { id, credential in admits(id, credential) ? nil : .untrusted }
+    }
+
+    public func admits(_ node: NodeID, _ credential: [UInt8]) -> Bool { refusal(node, credential) == nil }
 
     /// Admits everyone: only for tests and the simulator's honest-cluster runs.
     public static let allowAll = TrustPolicy { _, _ in true }

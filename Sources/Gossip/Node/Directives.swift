@@ -28,14 +28,39 @@ public enum RejectReason: String, CaseIterable, Sendable {
     case replayed
     case fromSelf
     case unknownSender
-    case untrustedSender
-    case untrustedMember
+    // The trust policy refused a sender's introduction or an alive record about a member
+    // (docs/PROTOCOL.md §10; the same reasons as a refused session handshake):
+    case untrustedKey
+    case malformedCertificate
+    case certificateWrongSubject
+    case certificateUnknownAuthority
+    case certificateBadSignature
+    case certificateNotYetValid
+    case certificateExpired
+    case revoked
     case tooManyMembers
     case wrongTarget
     case untrustedOrigin
     case badEntrySignature
     case notSenderOrigin
     case overloaded
+}
+
+extension RejectReason {
+    /// The reason a refused admission is counted under (`badSignature` → `bad_signature` in
+    /// `status`, so these read exactly as the §10 names).
+    public init(_ refusal: AdmissionPolicy.Rejection) {
+        switch refusal {
+        case .untrusted: self = .untrustedKey
+        case .malformedCertificate: self = .malformedCertificate
+        case .wrongSubject: self = .certificateWrongSubject
+        case .unknownAuthority: self = .certificateUnknownAuthority
+        case .badCertificateSignature: self = .certificateBadSignature
+        case .notYetValid: self = .certificateNotYetValid
+        case .expired: self = .certificateExpired
+        case .revoked: self = .revoked
+        }
+    }
 }
 
 /// One member's state change, as reported to the shell.
@@ -61,9 +86,13 @@ public enum Directive: Sendable {
     case persistIncarnation(UInt64)
     /// The blob layer should fetch this content from one of these holders.
     case fetch(ContentID, holders: [NodeID])
-    /// A member was added or changed state. The shell also persists the member list from these.
+    /// A member was added, or changed state, incarnation or address (`from` == `to` for the
+    /// latter two: e.g. a member that restarted elsewhere). The shell keeps its own
+    /// node ↔ address maps and persists the member list from these.
     case membershipChanged(MemberTransition)
-    /// Two validly signed, different entries with the same (origin, sequence). Both are kept.
+    /// Two validly signed, different entries with the same (origin, sequence): the one held
+    /// (it stays in the manifest) and the other. Reported once per (origin, sequence); the
+    /// shell keeps both durably as evidence (and gives them back in `GossipDurableState.forks`).
     case forkDetected(ManifestEntry, ManifestEntry)
     case rejected(RejectReason, from: PeerAddress)
 }
@@ -115,13 +144,17 @@ public struct GossipDurableState: Sendable {
     /// The entries come from a store that verified them on the way in: skip re-verifying
     /// (one Ed25519 verification each) at start-up. Otherwise bad ones are dropped.
     public var entriesVerified: Bool
+    /// Forks kept from before (from `forkDetected`): (the entry held, the other one). They
+    /// are evidence again, and are not reported a second time when the other entry returns.
+    public var forks: [(ManifestEntry, ManifestEntry)]
 
     public init(lastIncarnation: UInt64 = 0, knownPeers: [MemberSnapshot] = [], entries: [ManifestEntry] = [],
-                entriesVerified: Bool = false) {
+                entriesVerified: Bool = false, forks: [(ManifestEntry, ManifestEntry)] = []) {
         self.lastIncarnation = lastIncarnation
         self.knownPeers = knownPeers
         self.entries = entries
         self.entriesVerified = entriesVerified
+        self.forks = forks
     }
 }
 

@@ -44,7 +44,7 @@ extension GossipNode {
             left -= u.encodedSize
         }
         var needSelf = forceSelf
-        if let d = dest, let m = members[d] { if !m.knowsUs || m.state != .alive { needSelf = true } } else { needSelf = true }
+        if let d = dest, let m = members[d] { if !m.heardThisRun || m.state != .alive { needSelf = true } } else { needSelf = true }
         if needSelf {
             let s = selfUpdate()
             if s.encodedSize <= left {

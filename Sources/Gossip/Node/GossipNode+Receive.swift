@@ -26,7 +26,7 @@ extension GossipNode {
                 reject(.unknownSender, from: from, out: &out)
                 return
             }
-            guard trust.admits(rec.node, rec.credential) else { reject(.untrustedSender, from: from, out: &out); return }
+            if let why = trust.refusal(rec.node, rec.credential) { reject(RejectReason(why), from: from, out: &out); return }
             introduction = rec
         }
         guard Envelope.verifySignature(bytes, sender: env.sender, verifier: verifier) else {
@@ -34,18 +34,27 @@ extension GossipNode {
             return
         }
         if let rec = introduction {
-            guard admit(rec, reason: .untrustedSender, from: from, now: now, out: &out) else { return }
+            guard admit(rec, from: from, now: now, out: &out) else { return }
         }
         guard replayCheck(env.sender, incarnation: env.incarnation, counter: env.counter) else {
             reject(.replayed, from: from, out: &out)
             return
         }
+        let s = env.sender
+        if introduction == nil, let own = Self.updates(in: env.message).first(where: { $0.node == s && $0.state == .alive }),
+           let m = members[s], m.state != .alive || !m.hasFields(of: own) {
+            // The sender's own alive record first when it is news: a refutation of our suspicion
+            // (gossiped on, as any newer record), or new fields (a node restarted on a new
+            // address). Implicit liveness (below) must not take its incarnation without them.
+            apply(own, fromSync: false, from: from, now: now, out: &out)
+        }
         var isJoin = false
         if case .join = env.message { isJoin = true }
-        heardFrom(env.sender, incarnation: env.incarnation, isJoin: isJoin, now: now, out: &out)
-        let s = env.sender
+        heardFrom(s, incarnation: env.incarnation, isJoin: isJoin, now: now, out: &out)
         switch env.message {
         case let .ping(seq, target, ups, ads):
+            // Meant for whoever listened at this address before us: not answered, and its
+            // records and adverts are not applied (the envelope itself still counted above).
             guard target == id else { reject(.wrongTarget, from: from, out: &out); return }
             apply(ups, fromSync: false, from: from, now: now, out: &out, sender: s)
             onAdverts(ads, from: s, now: now, out: &out)
@@ -119,12 +128,13 @@ extension GossipNode {
         guard var m = members[s] else { return }
         let wasDown = m.state != .alive
         m.lastHeard = now
-        if !isJoin { m.knowsUs = true }
+        if !isJoin { m.knowsUs = true; m.heardThisRun = true }
         members[s] = m
         if inc > m.incarnation {
-            // Signed by the member itself: it is alive at a newer incarnation.
+            // Signed by the member itself: it is alive at a newer incarnation. Nothing is
+            // gossiped for it: we hold no record of that incarnation (its own alive record,
+            // which it spreads itself, carries the address and the rest).
             setState(s, .alive, incarnation: inc, now: now, out: &out)
-            if wasDown { updates.enqueue(aliveUpdate(of: members[s]!)) }
         }
         if wasDown, now - members[s]!.lastExchange >= Int64(config.probeIntervalMs) * 1_000_000 {
             // Heal at once instead of waiting for the next anti-entropy round.
@@ -132,20 +142,21 @@ extension GossipNode {
         }
     }
 
-    /// Admits a new member from its alive record, if the trust policy allows.
+    /// Admits a new member from its alive record, if the trust policy allows (a refusal is
+    /// counted under the policy's reason).
     @discardableResult
-    mutating func admit(_ u: MemberUpdate, reason: RejectReason, from: PeerAddress, now: Instant, out: inout [Directive]) -> Bool {
+    mutating func admit(_ u: MemberUpdate, from: PeerAddress, now: Instant, out: inout [Directive]) -> Bool {
         guard u.state == .alive, let addr = u.address, u.node != id else { return false }
         guard members.count < config.maxMembers else {
             reject(.tooManyMembers, from: from, out: &out)
             return false
         }
-        guard trust.admits(u.node, u.credential) else {
-            reject(reason, from: from, out: &out)
+        if let why = trust.refusal(u.node, u.credential) {
+            reject(RejectReason(why), from: from, out: &out)
             return false
         }
-        let m = Member(id: u.node, address: addr, state: .alive, incarnation: u.incarnation, name: u.name, role: u.role,
-                       credential: u.credential, streamOnly: u.streamOnly, stateSince: now)
+        let m = Member(id: u.node, address: addr, state: .alive, incarnation: u.incarnation, fieldsIncarnation: u.incarnation,
+                       name: u.name, role: u.role, credential: u.credential, streamOnly: u.streamOnly, stateSince: now)
         members[u.node] = m
         memberHashOthers ^= Self.memberHashTerm(u.node, .alive)
         addressIndex[addr] = u.node
@@ -166,7 +177,7 @@ extension GossipNode {
             // The sender accuses a member we know alive at a newer incarnation: it missed the
             // refutation. Correct it directly instead of letting its suspicion run out.
             if sender != nil, u.state == .suspect || u.state == .dead, u.node != id, let m = members[u.node],
-               m.state == .alive, m.incarnation > u.incarnation {
+               m.state == .alive, m.fieldsIncarnation > u.incarnation {
                 let c = aliveUpdate(of: m)
                 if size + c.encodedSize <= datagramPayloadBudget - 8 { corrections.append(c); size += c.encodedSize }
             }
@@ -194,14 +205,27 @@ extension GossipNode {
             return
         }
         guard let m = members[u.node] else {
-            if u.state == .alive { admit(u, reason: .untrustedMember, from: from, now: now, out: &out) }
+            if u.state == .alive { admit(u, from: from, now: now, out: &out) }
             return
         }
         switch u.state {
         case .alive:
-            guard u.incarnation > m.incarnation, let addr = u.address else { return }
-            guard trust.admits(u.node, u.credential) else {
-                reject(.untrustedMember, from: from, out: &out)
+            guard let addr = u.address else { return }
+            let newer = u.incarnation > m.incarnation
+            // Implicit liveness may have raised the incarnation without a record: this record's
+            // fields are then newer than ours, though its incarnation is not.
+            let newerFields = u.incarnation == m.incarnation && u.incarnation > m.fieldsIncarnation
+            guard newer || newerFields else { return }
+            if newerFields && m.hasFields(of: u) {
+                // Confirms what we hold, at the incarnation implicit liveness gave us. Gossiped on
+                // (it is the member's own news: a refutation) unless our fields were only
+                // restored from storage (then all members restarting at once would flood).
+                members[u.node]!.fieldsIncarnation = u.incarnation
+                if m.fieldsIncarnation != 0 && m.state == .alive { updates.enqueue(u) }
+                return
+            }
+            if let why = trust.refusal(u.node, u.credential) {
+                reject(RejectReason(why), from: from, out: &out)
                 return
             }
             var n = m
@@ -211,9 +235,19 @@ extension GossipNode {
                 n.address = addr
             }
             n.name = u.name; n.role = u.role; n.credential = u.credential; n.streamOnly = u.streamOnly
+            n.fieldsIncarnation = u.incarnation
             members[u.node] = n
-            setState(u.node, .alive, incarnation: u.incarnation, now: now, out: &out)
-            updates.enqueue(u)
+            if newer {
+                setState(u.node, .alive, incarnation: u.incarnation, now: now, out: &out)
+                updates.enqueue(u)
+            } else {
+                // Same incarnation: the state stays (a suspect or dead member refutes at a higher
+                // one, now that answers reach it), and so does what we gossip about a down member.
+                // The shell is told: its address maps and stored member list follow the fields.
+                out.append(.membershipChanged(MemberTransition(node: n.id, from: n.state, to: n.state, incarnation: n.incarnation,
+                                                               address: addr)))
+                if n.state == .alive { updates.enqueue(u) }
+            }
         case .suspect:
             suspectUpdate(u, m: m, now: now, out: &out)
         case .dead:
@@ -250,6 +284,7 @@ extension GossipNode {
     /// Someone says this node is suspect, dead or left at `inc`: take a higher incarnation.
     mutating func refute(above inc: UInt64, out: inout [Directive]) {
         incarnation = max(incarnation, inc) + 1
+        counter = 0  // the message counter restarts at 1 with each incarnation (§5.3)
         counters.refutations += 1
         localHealth = min(config.maxLocalHealth, localHealth + 1)
         out.append(.persistIncarnation(incarnation))
@@ -262,8 +297,11 @@ extension GossipNode {
                      credential: config.credential)
     }
 
+    /// The alive record we hold about `m`, at the incarnation it came with: never a record
+    /// made up from an incarnation implicit liveness gave us and fields of an older one (it
+    /// would override the member's own announcement of a new address wherever it arrived first).
     func aliveUpdate(of m: Member) -> MemberUpdate {
-        MemberUpdate(state: .alive, node: m.id, incarnation: m.incarnation, address: m.address, streamOnly: m.streamOnly,
+        MemberUpdate(state: .alive, node: m.id, incarnation: m.fieldsIncarnation, address: m.address, streamOnly: m.streamOnly,
                      name: m.name, role: m.role, credential: m.credential)
     }
 
@@ -271,7 +309,7 @@ extension GossipNode {
     mutating func setState(_ nid: NodeID, _ st: MemberState, incarnation inc: UInt64, now: Instant,
                            out: inout [Directive], accuser: NodeID? = nil) {
         guard var m = members[nid] else { return }
-        let old = m.state
+        let old = m.state, oldIncarnation = m.incarnation
         m.incarnation = max(m.incarnation, inc)
         if old != st {
             m.state = st
@@ -299,6 +337,11 @@ extension GossipNode {
             }
         } else {
             members[nid] = m
+            if m.incarnation > oldIncarnation {
+                // Same state at a newer incarnation (a restart or a refutation): the shell
+                // persists the member list from these, and learns that the peer restarted.
+                out.append(.membershipChanged(MemberTransition(node: nid, from: old, to: st, incarnation: m.incarnation, address: m.address)))
+            }
         }
     }
 

@@ -70,6 +70,10 @@ public struct GossipNode: Sendable {
         var address: PeerAddress
         var state: MemberState
         var incarnation: UInt64
+        /// The incarnation of the `alive` record that `address`, `name`, `role`, `credential`
+        /// and `streamOnly` come from. Below `incarnation` when implicit liveness (§6.1) raised
+        /// the incarnation without a record: an `alive` record at `incarnation` then still wins.
+        var fieldsIncarnation: UInt64
         var name: String
         var role: String
         var credential: [UInt8]
@@ -77,7 +81,13 @@ public struct GossipNode: Sendable {
         var stateSince: Instant
         var lastHeard: Instant?
         var rttNs: Int64?
+        /// The member holds us in its table (it has sent us something other than a join); until
+        /// then, messages without records are preceded by our own alive record (§6.5).
         var knowsUs = false
+        /// The member has sent us something other than a join since this node started, so it
+        /// knows this run's incarnation and address; until then our own alive record rides on
+        /// every ping and ack to it (after a restart, maybe on a new address: §6.4).
+        var heardThisRun = false
         var lastExchange = Instant(nanoseconds: .min / 2)
         var introducedAt = Instant(nanoseconds: .min / 2)
         // replay window
@@ -85,6 +95,12 @@ public struct GossipNode: Sendable {
         var replayTop: UInt64 = 0
         var replayBits: UInt64 = 0
         var suspicion: Suspicion?
+
+        /// Whether `u` (an alive record) announces exactly the address, flags, name, role and
+        /// credential this member already has.
+        func hasFields(of u: MemberUpdate) -> Bool {
+            u.address == address && u.streamOnly == streamOnly && u.name == name && u.role == role && u.credential == credential
+        }
     }
 
     struct Suspicion: Sendable {
@@ -129,9 +145,17 @@ public struct GossipNode: Sendable {
         for e in restore.entries where restore.entriesVerified || e.verify(with: verifier) {
             _ = manifest.insert(e, maxForks: config.maxForkEvidence)
         }
+        for (held, other) in restore.forks where restore.entriesVerified || (held.verify(with: verifier) && other.verify(with: verifier)) {
+            manifest.restoreFork(held, other, maxForks: config.maxForkEvidence)
+        }
         for p in restore.knownPeers where p.node != id && members.count < config.maxMembers {
             guard p.state == .alive || p.state == .suspect else { continue }
-            let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation, name: p.name,
+            // The shell persisted the address with the member's latest incarnation, which may be
+            // one known only by implicit liveness: any alive record at that incarnation still wins.
+            // It knows us, but not this run's incarnation (nor, maybe, its address): it gets our
+            // own alive record on pings and acks until it has been heard from.
+            let m = Member(id: p.node, address: p.address, state: .alive, incarnation: p.incarnation,
+                           fieldsIncarnation: 0, name: p.name,
                            role: p.role, credential: p.credential, streamOnly: p.streamOnly, stateSince: now, knowsUs: true)
             members[p.node] = m
             memberHashOthers ^= Self.memberHashTerm(p.node, .alive)
@@ -250,11 +274,13 @@ public struct GossipNode: Sendable {
         if enabled { streamOnlyPeers.insert(address) } else { streamOnlyPeers.remove(address) }
     }
 
-    /// Re-checks every member against a changed trust policy (e.g. a revoked
-    /// certificate): members no longer admitted are dropped.
+    /// Re-checks every member against a changed trust policy (e.g. a revoked or expired
+    /// certificate): members no longer admitted are dropped, each counted under the reason.
     public mutating func revalidate(trust newTrust: TrustPolicy, now: Instant) -> [Directive] {
         var out = [Directive]()
-        for (nid, m) in members where !newTrust.admits(nid, m.credential) {
+        for nid in members.keys.sorted() {
+            guard let m = members[nid], let why = newTrust.refusal(nid, m.credential) else { continue }
+            reject(RejectReason(why), from: m.address, out: &out)
             removeMember(nid)
             out.append(.membershipChanged(MemberTransition(node: nid, from: m.state, to: .left, incarnation: m.incarnation, address: m.address)))
         }

@@ -64,6 +64,16 @@ public struct Manifest: Sendable {
         return (.added, nil)
     }
 
+    /// Takes back a fork kept from before a restart (`held` is in the manifest, `other` is
+    /// not): it is evidence again, and `insert` of `other` is then a duplicate, not a new fork.
+    public mutating func restoreFork(_ held: ManifestEntry, _ other: ManifestEntry, maxForks: Int) {
+        let key = EntryRef(origin: held.origin, sequence: held.sequence)
+        guard other.origin == held.origin, other.sequence == held.sequence, other != held,
+              !forkKeys.contains(key), forks.count < maxForks else { return }
+        forkKeys.insert(key)
+        forks.append((held, other))
+    }
+
     /// Bucket hashes folded to 2^log2 buckets.
     public func digestHashes(log2: Int) -> [UInt64] {
         var out = [UInt64](repeating: 0, count: 1 << log2)

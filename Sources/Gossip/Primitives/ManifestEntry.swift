@@ -21,8 +21,24 @@ public struct ManifestEntry: Hashable, Sendable {
     public static let maxNameBytes = 255
     /// The longest version-2 body, in bytes.
     public static let maxBodyBytes = 4096
-    /// The chunk sizes a put may carry (docs/PROTOCOL.md §3): 4 KiB … 64 MiB.
-    public static let chunkSizeRange: ClosedRange<UInt32> = 4096...(64 << 20)
+    /// The chunk sizes a receiver accepts (docs/PROTOCOL.md §3): 4 KiB … 64 MiB. The one place
+    /// these bounds live: the Store's `Chunking` (and so `meshnode init --chunk-size`) uses them.
+    public static let minChunkSizeBytes: UInt32 = 4 * 1024
+    public static let maxChunkSizeBytes: UInt32 = 64 * 1024 * 1024
+    public static let chunkSizeRange: ClosedRange<UInt32> = minChunkSizeBytes...maxChunkSizeBytes
+
+    /// Whether `chunkSizeBytes` is one a receiver accepts.
+    public static func acceptsChunkSize(_ chunkSizeBytes: UInt32) -> Bool { chunkSizeRange.contains(chunkSizeBytes) }
+
+    /// What `decode` checks beyond the byte layout, for an entry that did not come through it
+    /// (e.g. built in memory): nil when the entry is one a receiver accepts, else the field.
+    public var invalidField: String? {
+        if sequence == 0 { return "entry.sequence" }
+        if name.utf8.count > Self.maxNameBytes { return "entry.name" }
+        if let p = put, !Self.acceptsChunkSize(p.chunkSizeBytes) { return "entry.chunkSize" }
+        if format >= 2, kind != nil, name.isEmpty { return "entry.name" }
+        return nil
+    }
 
     /// What the entry says. The raw value is the `kind` byte on the wire.
     public enum Kind: UInt8, Sendable {
@@ -159,9 +175,19 @@ public struct ManifestEntry: Hashable, Sendable {
 
     // Convenience accessors for puts. A non-put has a zero content id and size; callers
     // that may see other kinds check `put` first.
-    public var contentID: ContentID { put?.contentID ?? ContentID(digest: .zero) }
-    public var sizeBytes: UInt64 { put?.sizeBytes ?? 0 }
-    public var chunkSizeBytes: UInt32 { put?.chunkSizeBytes ?? 0 }
+    // Setting one on a non-put changes nothing.
+    public var contentID: ContentID {
+        get { put?.contentID ?? ContentID(digest: .zero) }
+        set { if case .put(var p) = payload { p.contentID = newValue; payload = .put(p) } }
+    }
+    public var sizeBytes: UInt64 {
+        get { put?.sizeBytes ?? 0 }
+        set { if case .put(var p) = payload { p.sizeBytes = newValue; payload = .put(p) } }
+    }
+    public var chunkSizeBytes: UInt32 {
+        get { put?.chunkSizeBytes ?? 0 }
+        set { if case .put(var p) = payload { p.chunkSizeBytes = newValue; payload = .put(p) } }
+    }
     public var type: ItemType { put?.type ?? .other }
     public var createdAtMs: Int64 {
         switch payload {

@@ -19,7 +19,7 @@ extension MeshNode {
         let loopback = Endpoint.isLoopback(host: remote.host) && Endpoint.isLoopback(host: local)
         let hs = SessionHandshake(role: .responder, signer: identity, verifier: verifier, credential: options.credential,
                                   tunnelSuite: options.allowSSHTunnelSuite && loopback,
-                                  admit: admitFunction())
+                                  admit: admitFunction(remote: "\(remote)"))
         let s = PeerSession(connection: FramedConnection(stream: stream, limits: frameLimits(), counters: frameCounters),
                             direction: .inbound, remote: remote, via: "inbound", handshake: hs, now: Self.now())
         register(s)
@@ -132,7 +132,7 @@ extension MeshNode {
                 if case .ssh = route { tunnel = self.options.allowSSHTunnelSuite && Endpoint.isLoopback(host: endpoint.host) } else { tunnel = false }
                 let hs = SessionHandshake(role: .initiator, signer: self.identity, verifier: self.verifier,
                                           credential: self.options.credential, expectedPeer: self.nodeAtAddress[address],
-                                          tunnelSuite: tunnel, admit: self.admitFunction())
+                                          tunnelSuite: tunnel, admit: self.admitFunction(remote: "\(address)"))
                 let s = PeerSession(connection: FramedConnection(stream: stream, limits: self.frameLimits(), counters: self.frameCounters),
                                     direction: .outbound, remote: address, via: via, handshake: hs, now: Self.now())
                 self.dialing[address] = s
@@ -244,6 +244,7 @@ extension MeshNode {
             switch reason {
             case .replaced: break
             case .stream(let e) where e.code == .eof || e.code == .closed || e.code == .frameTooLarge: break
+            case .session(.notAdmitted): break  // counted by its §10 reason in admitsSessionPeer
             default: count(reason.reason, peer: s.peer?.short ?? "\(s.remote)", detail: reason.description)
             }
         }

@@ -92,7 +92,7 @@ public final class MeshNode: @unchecked Sendable {
 
     private var sockets: NodeSockets?
     private var udp: UDPSocket? { sockets?.udp }
-    private var timers: [TimerID: LoopTimer] = [:]
+    var timers: [TimerID: LoopTimer] = [:]
     private var housekeeping: LoopTimer?
     var frameCounters = FrameCounters()
 
@@ -114,7 +114,7 @@ public final class MeshNode: @unchecked Sendable {
     public internal(set) var paths: [NodeID: PathModel] = [:]
     var successorWanted: Set<NodeID> = []
     /// The last incarnation seen of each member.
-    private var incarnationOf: [NodeID: UInt64] = [:]
+    var incarnationOf: [NodeID: UInt64] = [:]
     var lastMessage: [ObjectIdentifier: Instant] = [:]
 
     var addressOfNode: [NodeID: PeerAddress] = [:]
@@ -125,7 +125,7 @@ public final class MeshNode: @unchecked Sendable {
     private var udpHeard: [PeerAddress: Instant] = [:]
     private var resolved: [String: SocketAddress] = [:]
     private var resolving: Set<String> = []
-    private var rejectLog: LogThrottle<String>
+    var rejectLog: LogThrottle<String>
     private var trustPolicy: TrustPolicy?
     private var lastRevalidation = Instant.zero
     static let revalidateIntervalNs: Int64 = 60_000_000_000
@@ -179,16 +179,21 @@ public final class MeshNode: @unchecked Sendable {
         restore.entriesVerified = true  // the Store checked every signature before storing it
         keeper = Keeper(policy: options.keep, entries: restore.entries, nowMs: WallClock.nowMs(),
                         isComplete: { (try? store.isComplete($0)) == true })
+        restore.forks = ((try? store.forks()) ?? []).compactMap { f in
+            guard let a = f.firstEntry, let b = f.secondEntry else { return nil }
+            return (a, b)
+        }
         restore.knownPeers = ((try? store.peers()) ?? []).compactMap { p in
             guard let addr = PeerAddress(p.address), p.nodeID != identity.nodeID, p.state != "left" else { return nil }
-            return MemberSnapshot(restoring: p.nodeID, address: addr, incarnation: p.incarnation, name: p.name, role: p.role)
+            return MemberSnapshot(restoring: p.nodeID, address: addr, incarnation: p.incarnation, name: p.name, role: p.role,
+                                  credential: p.credential)
         }
         var gcfg = options.gossip
         gcfg.credential = options.credential
         for (a, h) in hostsByAddress where h.route != .direct { gcfg.streamOnlyPeers.insert(a) }
         let verifier = self.verifier
         // One admission rule for gossip members and for session handshakes.
-        let trust = TrustPolicy(Self.admits(options.admission, verifier))
+        let trust = TrustPolicy(refusal: Self.admissionRefusal(options.admission, verifier))
         trustPolicy = trust
         let seed = options.randomSeed ?? Self.osRandomSeed()
         gossip = GossipNode(config: gcfg, signer: identity, verifier: verifier, trust: trust, address: advertise,
@@ -300,21 +305,6 @@ public final class MeshNode: @unchecked Sendable {
         apply(gossip.onDatagram(Array(bytes), from: addr, now: now))
     }
 
-    func admitFunction() -> @Sendable (NodeID, [UInt8]) -> Bool {
-        Self.admits(options.admission, verifier)
-    }
-
-    /// `admission`'s decision as a yes/no, checked against the wall clock at each call
-    /// (so certificates expire while the node runs).
-    static func admits(_ admission: AdmissionPolicy, _ verifier: Ed25519Verifier) -> @Sendable (NodeID, [UInt8]) -> Bool {
-        { id, credential in
-            switch admission.decide(node: id, credential: credential, nowWallMs: WallClock.nowMs(), verifier: verifier) {
-            case .admittedByKey, .admittedByCertificate: return true
-            case .rejected: return false
-            }
-        }
-    }
-
     func frameLimits() -> FrameLimits {
         // The protocol's timers (§8.1: a keepalive after 2 s of sending nothing, closed after 8 s
         // of receiving nothing): a dead connection (a silently dropping middlebox, a vanished
@@ -322,82 +312,7 @@ public final class MeshNode: @unchecked Sendable {
         FrameLimits(maxFrameBytes: 16 << 20, maxWriteQueueBytes: 64 << 20)
     }
 
-    // MARK: - Directives
-
-    func apply(_ directives: [Directive]) {
-        for d in directives {
-            switch d {
-            case .send(let to, let bytes, let via):
-                send(bytes, to: to, via: via)
-            case .setTimer(let id, let at):
-                setTimer(id, at: at)
-            case .cancelTimer(let id):
-                timers[id]?.stop()
-            case .persistEntry(let e):
-                do {
-                    switch try store.insertRemoteEntry(e, verifier: verifier) {
-                    case .inserted, .duplicate: keep(e)
-                    case .fork(let existing):
-                        runtime.forks += 1
-                        logger.warning("fork: two entries with one origin and sequence", metadata: [
-                            "origin": "\(existing.origin.short)", "sequence": "\(existing.sequence)"])
-                    case .badSignature:
-                        count("bad_entry_signature", peer: e.origin.short)
-                    }
-                } catch {
-                    runtime.persistErrors += 1
-                    noteStoreWriteError(error)
-                    logger.error("could not persist an entry: \(error)")
-                }
-            case .persistIncarnation(let n):
-                do { try store.setIncarnation(n) } catch {
-                    runtime.persistErrors += 1
-                    noteStoreWriteError(error)
-                    logger.error("could not persist the incarnation: \(error)")
-                }
-            case .fetch(let id, let holders):
-                // Gossip proposes; the keeper decides (a superseded, deleted or expired version is not fetched).
-                if keeper.isKept(id) { blobs?.want(id, holders: holders, reason: .replication) }
-            case .membershipChanged(let t):
-                memberChanged(t)
-            case .forkDetected(let a, _):
-                runtime.forks += 1
-                logger.warning("fork detected", metadata: ["origin": "\(a.origin.short)", "sequence": "\(a.sequence)"])
-            case .rejected(let reason, let from):
-                // Counted by the gossip core itself; here only the rate-limited log line.
-                logRejection(Self.snakeCase(reason.rawValue), peer: "\(from)")
-            }
-        }
-    }
-
-    private func memberChanged(_ t: MemberTransition) {
-        if let old = addressOfNode[t.node], old != t.address, nodeAtAddress[old] == t.node { nodeAtAddress[old] = nil }
-        addressOfNode[t.node] = t.address
-        nodeAtAddress[t.address] = t.node
-        let snap = gossip.memberSnapshots().first { $0.node == t.node }
-        if let n = snap?.name, !n.isEmpty { nameOfNode[t.node] = n }
-        let record = PeerRecord(nodeID: t.node, name: snap?.name ?? "", address: "\(t.address)", state: "\(t.to)",
-                                incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "")
-        do { try store.upsertPeer(record) } catch {
-            runtime.persistErrors += 1
-            noteStoreWriteError(error)
-            logger.error("could not persist a member: \(error)")
-        }
-        if t.from != t.to {
-            logger.info("member \(t.to)", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")",
-                                                     "address": "\(t.address)", "incarnation": "\(t.incarnation)"])
-        }
-        // A suspicion, a death or a new incarnation (the peer restarted, or refuted a suspicion)
-        // means a connection that just died may have died with the peer: not the path's doing.
-        let restarted = incarnationOf[t.node].map { t.incarnation > $0 } ?? false
-        incarnationOf[t.node] = t.incarnation
-        if restarted || t.to == .suspect || t.to == .dead || t.to == .left { paths[t.node]?.onPeerUnreachable() }
-        if t.to == .dead || t.to == .left, let s = sessions[t.node] {
-            s.shutdown()
-        }
-    }
-
-    private func send(_ bytes: [UInt8], to address: PeerAddress, via: Transport) {
+    func send(_ bytes: [UInt8], to address: PeerAddress, via: Transport) {
         let now = Self.now()
         let node = nodeAtAddress[address]
         let session = node.flatMap { sessions[$0] }
@@ -453,7 +368,7 @@ public final class MeshNode: @unchecked Sendable {
         }
     }
 
-    private func setTimer(_ id: TimerID, at: Instant) {
+    func setTimer(_ id: TimerID, at: Instant) {
         let timer: LoopTimer
         if let t = timers[id] {
             timer = t
@@ -495,19 +410,5 @@ public final class MeshNode: @unchecked Sendable {
     static func nanos(_ d: Duration) -> Int64 {
         let (s, a) = d.components
         return s * 1_000_000_000 + a / 1_000_000_000
-    }
-
-    // MARK: - Counting and logging
-
-    /// Counts a dropped input by reason and logs it at most once per (reason, peer) per interval.
-    func count(_ reason: String, peer: String, detail: String? = nil) {
-        runtime.rejected[reason, default: 0] += 1
-        logRejection(reason, peer: peer, detail: detail)
-    }
-
-    func logRejection(_ reason: String, peer: String, detail: String? = nil) {
-        guard let suppressed = rejectLog.admit(reason + "|" + peer, nowMilliseconds: loop.nowMilliseconds) else { return }
-        logger.warning("dropped input", metadata: ["reason": "\(reason)", "peer": "\(peer)", "detail": "\(detail ?? "")",
-                                                   "suppressed": "\(suppressed)"])
     }
 }

@@ -39,8 +39,8 @@ enum LoopbackSubnet {
 final class TestNode {
     let name: String
     let dataDir: String
-    let ip: String
-    let port: Int
+    private(set) var ip: String
+    private(set) var port: Int
     let id: String
     private(set) var child: ChildProcess?
     var address: String { "\(ip):\(port)" }
@@ -56,6 +56,13 @@ final class TestNode {
     }
 
     deinit { child?.kill(SIGKILL) }
+
+    /// Where the next `start` listens (a node restarted on another port or host address).
+    func move(ip: String? = nil, port: Int? = nil) {
+        precondition(child == nil || child?.poll() != nil, "\(name) must be stopped before it moves")
+        if let ip { self.ip = ip }
+        if let port { self.port = port }
+    }
 
     /// Starts `meshnode run` and waits until its control socket answers.
     func start(config: String, join: [String] = [], extra: [String] = []) throws {

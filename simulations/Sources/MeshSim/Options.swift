@@ -2,7 +2,7 @@ import Gossip
 
 /// Which workload and fault schedule to run.
 public enum Scenario: String, CaseIterable, Sendable {
-    case spread, partitionHeal = "partition-heal", churn, scale, swarm, detect
+    case spread, partitionHeal = "partition-heal", churn, scale, swarm, detect, relocate
 }
 
 /// How a partition splits the nodes.
@@ -44,6 +44,10 @@ public struct SimOptions: Sendable {
     /// Crash (then restart after `downS`) this many random nodes per virtual minute.
     public var crashesPerMin: Double = 0
     public var downS: Double = 6
+    /// A restarted node (other than the three seeds) comes back on a new address, a new host
+    /// and port (a spot host that returns elsewhere), after a down time drawn uniformly from
+    /// 0.1 × … 2 × `downS`: some return before anyone noticed, some long after they were dead.
+    public var restartNewAddress = false
     /// Graceful leaves, new joins, and ephemeral nodes that vanish for good, per minute.
     public var leavesPerMin: Double = 0
     public var joinsPerMin: Double = 0
@@ -87,6 +91,10 @@ public struct SimOptions: Sendable {
         case .detect:
             o.nodes = 100; o.durationS = 600; o.itemsPerS = 0.2; o.latencyMs = 20; o.jitterMs = 5; o.loss = 0.10
             o.crashAtMid = 1; o.settleS = 30
+        case .relocate:
+            o.nodes = 12; o.durationS = 60; o.itemsPerS = 5; o.latencyMs = 20; o.jitterMs = 5; o.loss = 0.01
+            o.crashesPerMin = 8; o.downS = 4; o.restartNewAddress = true
+            o.nemesis = true
         case .swarm:
             var r = SplitMix64(seed: seed ^ 0x5157_4152_4D00)
             o.nodes = 3 + r.below(10)
@@ -108,6 +116,8 @@ public struct SimOptions: Sendable {
             o.nemesis = r.below(2) == 0
             o.antiEntropyIntervalMs = [2000, 10_000, 30_000][r.below(3)]
             o.settleS = 90
+            // Drawn last, so that every setting above is what it was for each seed before.
+            o.restartNewAddress = r.below(2) == 0
         }
         return o
     }
@@ -119,6 +129,7 @@ public struct SimOptions: Sendable {
         c += " --items-per-s \(fmt(itemsPerS)) --settle-s \(fmt(settleS)) --anti-entropy-ms \(antiEntropyIntervalMs)"
         c += " --bootstrap \(preformed ? "restored" : "join")"
         if streamOnlyNodes > 0 { c += " --stream-only-nodes \(streamOnlyNodes)" }
+        if restartNewAddress { c += " --crashes-per-min \(fmt(crashesPerMin)) --down-s \(fmt(downS)) --restart-new-address" }
         if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
         return c
     }
@@ -131,7 +142,8 @@ public struct SimOptions: Sendable {
             + "partition_s=\(fmt(partitionS)) partition_gap_s=\(fmt(partitionGapS)) crashes_per_min=\(fmt(crashesPerMin)) "
             + "down_s=\(fmt(downS)) leaves_per_min=\(fmt(leavesPerMin)) joins_per_min=\(fmt(joinsPerMin)) "
             + "vanish_per_min=\(fmt(vanishPerMin)) nemesis=\(nemesis) preformed=\(preformed) "
-            + "anti_entropy_ms=\(antiEntropyIntervalMs) probe_ms=\(probeIntervalMs) crash_at_mid=\(crashAtMid) stream_only_nodes=\(streamOnlyNodes)"
+            + "anti_entropy_ms=\(antiEntropyIntervalMs) probe_ms=\(probeIntervalMs) crash_at_mid=\(crashAtMid) stream_only_nodes=\(streamOnlyNodes) "
+            + "restart_new_address=\(restartNewAddress)"
     }
 }
 

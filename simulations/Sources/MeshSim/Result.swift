@@ -18,6 +18,8 @@ public struct SimMetrics: Sendable {
     /// Datagrams sent to or from a stream-only node (the network drops them).
     public var datagramsToTunnelOnly: UInt64 = 0
     public var partitions = 0
+    /// Restarts on a new address (`restartNewAddress`).
+    public var relocations = 0
     public var nemesisMessages: UInt64 = 0
     public var rejected: [String: UInt64] = [:]
 }
@@ -101,6 +103,7 @@ public struct SimResult: Sendable {
             ("dropped_by_partition", String(m.droppedByPartition)),
             ("duplicated", String(m.duplicated)),
             ("datagrams_to_stream_only", String(m.datagramsToTunnelOnly)),
+            ("relocations", String(m.relocations)),
             ("rejected", "{" + m.rejected.keys.sorted().map { "\(str($0)):\(m.rejected[$0]!)" }.joined(separator: ",") + "}"),
             ("safety_violations", "[" + safetyViolations.prefix(20).map(str).joined(separator: ",") + "]"),
             ("liveness_violations", "[" + livenessViolations.prefix(20).map(str).joined(separator: ",") + "]"),

@@ -33,8 +33,11 @@ public final class Simulator {
         var durablePeers: [NodeID: MemberSnapshot] = [:]
         var nextSequence: UInt64 = 0
         var timerGen = [UInt64](repeating: 0, count: TimerID.allCases.count)
-        var forkReports = 0
+        /// Fork evidence as the shell keeps it (from `forkDetected`), restored at restart.
+        var durableForks: [(ManifestEntry, ManifestEntry)] = []
         var bootedAt: Int64 = -1
+        /// Restarts on a new address so far (`restartNewAddress`).
+        var moves = 0
         /// Stored (not computed from `gossip`) so hot paths never copy the node.
         var up = false
     }
@@ -70,7 +73,7 @@ public final class Simulator {
     var itemCounter = 0
 
     // Metrics
-    public private(set) var metrics = SimMetrics()
+    public internal(set) var metrics = SimMetrics()
     var latencies: [Int64] = []
     var phaseEnd: Int64
     var idleWindow: (Int64, Int64)? = nil
@@ -147,9 +150,9 @@ public final class Simulator {
         let o = options
         let startSeeds = seedAddresses
         // Boot the initial nodes.
-        let peers: [MemberSnapshot] = o.preformed ? nodes.prefix(o.nodes).map {
-            MemberSnapshot(node: $0.id, address: $0.address, state: .alive, incarnation: 0, name: "", role: "", credential: [],
-                           streamOnly: false, lastHeard: nil, rttNanoseconds: nil, stateSince: .zero, isSelf: false)
+        let peers: [MemberSnapshot] = o.preformed ? (0..<o.nodes).map { j in
+            MemberSnapshot(node: nodes[j].id, address: nodes[j].address, state: .alive, incarnation: 0, name: name(of: j), role: role(of: j),
+                           credential: [], streamOnly: isTunnelOnly(j), lastHeard: nil, rttNanoseconds: nil, stateSince: .zero, isSelf: false)
         } : []
         for i in 0..<o.nodes {
             boot(i, restore: GossipDurableState(lastIncarnation: 0, knownPeers: peers, entries: []), seeds: o.preformed ? [] : startSeeds)
@@ -241,10 +244,13 @@ public final class Simulator {
 
     // MARK: - Nodes
 
+    func name(of i: Int) -> String { "n\(i)" }
+    func role(of i: Int) -> String { i < 3 ? "seed" : "worker" }
+
     func boot(_ i: Int, restore: GossipDurableState, seeds: [PeerAddress]) {
         var c = config
-        c.name = "n\(i)"
-        c.role = i < 3 ? "seed" : "worker"
+        c.name = name(of: i)
+        c.role = role(of: i)
         c.advertiseStreamOnly = isTunnelOnly(i)
         var g = GossipNode(config: c, signer: SimSigner(nodeID: nodes[i].id), verifier: SimVerifier(), trust: trust,
                            address: nodes[i].address, seed: options.seed &+ UInt64(i) &* 7919 &+ UInt64(now), restore: restore,
@@ -291,8 +297,8 @@ public final class Simulator {
                 metrics.fetches += 1
             case let .membershipChanged(t):
                 membershipChanged(at: i, t)
-            case .forkDetected:
-                nodes[i].forkReports += 1
+            case let .forkDetected(a, b):
+                nodes[i].durableForks.append((a, b))
                 metrics.forksReported += 1
             case let .rejected(reason, from):
                 if options.verbose, debugNode == i { log("n\(i) rejected \(reason) from \(addrIndex[from].map { "n\($0)" } ?? "?")") }
@@ -302,10 +308,12 @@ public final class Simulator {
     }
 
     func membershipChanged(at i: Int, _ t: MemberTransition) {
+        // As the node's shell persists a member: address, state, incarnation, name and role.
+        let k = idIndex[t.node]
         nodes[i].durablePeers[t.node] = MemberSnapshot(node: t.node, address: t.address, state: t.to, incarnation: t.incarnation,
-                                                        name: "", role: "", credential: [], streamOnly: false, lastHeard: nil,
-                                                        rttNanoseconds: nil, stateSince: .zero, isSelf: false)
-        guard let j = idIndex[t.node] else { return }
+                                                        name: k.map(name(of:)) ?? "", role: k.map(role(of:)) ?? "", credential: [],
+                                                        streamOnly: false, lastHeard: nil, rttNanoseconds: nil, stateSince: .zero, isSelf: false)
+        guard let j = k else { return }
         if options.verbose && (now >= phaseEnd - 10_000_000_000 || crashWatch[j] != nil) { log("n\(i): n\(j) \(t.from.map(\.description) ?? "new") -> \(t.to) inc \(t.incarnation)") }
         // Transitions within a grace window after a heal or after the member restarted are
         // consequences of that fault, not false positives.
@@ -415,7 +423,8 @@ public final class Simulator {
             if c.count > 2 {
                 let i = c[rng.below(c.count)]
                 crash(i)
-                scheduleAction(.restart(i), atS: Double(now) / 1e9 + options.downS)
+                let down = options.restartNewAddress ? options.downS * (0.1 + 1.9 * rng.unit()) : options.downS
+                scheduleAction(.restart(i), atS: Double(now) / 1e9 + down)
             }
             scheduleAction(.crash, atS: Double(now) / 1e9 + nextGap(perMin: options.crashesPerMin))
         case let .restart(i):
@@ -423,8 +432,10 @@ public final class Simulator {
             let n = nodes[i]
             let restore = GossipDurableState(lastIncarnation: n.durableIncarnation,
                                              knownPeers: n.durablePeers.keys.sorted().map { n.durablePeers[$0]! },
-                                             entries: n.durableEntries.keys.sorted { ($0.origin, $0.sequence) < ($1.origin, $1.sequence) }.map { n.durableEntries[$0]! })
-            log("restart n\(i) inc>\(n.durableIncarnation)")
+                                             entries: n.durableEntries.keys.sorted { ($0.origin, $0.sequence) < ($1.origin, $1.sequence) }.map { n.durableEntries[$0]! },
+                                             forks: n.durableForks)
+            if options.restartNewAddress && i >= 3 { relocate(i) }
+            log("restart n\(i) inc>\(n.durableIncarnation) at \(nodes[i].address)")
             boot(i, restore: restore, seeds: seedAddresses)
         case .leave:
             guard inPhase else { return }
@@ -471,6 +482,18 @@ public final class Simulator {
                 }
             }
         }
+    }
+
+    /// Gives a down node a new host and port: datagrams and frames to its old address are lost
+    /// from now on, as to a host that went away.
+    func relocate(_ i: Int) {
+        nodes[i].moves += 1
+        metrics.relocations += 1
+        let k = nodes[i].moves
+        let addr = PeerAddress(host: "10.\(64 + (k - 1) % 64).\((i >> 8) & 255).\(i & 255)", port: 7946 &+ UInt16(k % 1000))
+        addrIndex[nodes[i].address] = nil
+        addrIndex[addr] = i
+        nodes[i].address = addr
     }
 
     func crash(_ i: Int) {
@@ -523,145 +546,4 @@ public final class Simulator {
         if partition != nil { log("heal"); lastHealAt = now }
         partition = nil
     }
-
-    // MARK: - Nemesis
-
-    /// Nemesis messages go straight to the victim (no loss), in order, `latency` later.
-    func nemesisSend(_ m: Message, from sender: NodeID, to j: Int, aux: Int32 = 0) {
-        nemesisCounter += 1
-        let b = Envelope(sender: sender, incarnation: 1, counter: nemesisCounter, message: m).encode(signer: SimSigner(nodeID: sender))
-        metrics.nemesisMessages += 1
-        schedule(Event(t: now + Int64(options.latencyMs * 1e6) + Int64(nemesisCounter), seq: 0, kind: .deliver, node: Int32(j), aux: aux,
-                       from: -1, stream: b.count > 1200, bytes: b))
-    }
-
-    func nemesisStep() {
-        let c = upHonest()
-        guard c.count >= 2 else { return }
-        let j = c[rng.below(c.count)]
-        let selfRec = MemberUpdate(state: .alive, node: nemesisID, incarnation: 1, address: nemesisAddress, name: "nemesis")
-        switch rng.below(7) {
-        case 0:  // garbage
-            let n = rng.below(1500)
-            let b = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-            metrics.nemesisMessages += 1
-            schedule(Event(t: now + delayNs(), seq: 0, kind: .deliver, node: Int32(j), from: -1, stream: false, bytes: b))
-        case 1:  // a corrupted copy of real traffic
-            if let (to, b0) = lastDatagram, !b0.isEmpty, var b = Optional(b0), nodes[to].up {
-                b[rng.below(b.count)] ^= UInt8(1 + rng.below(255))
-                metrics.nemesisMessages += 1
-                schedule(Event(t: now + delayNs(), seq: 0, kind: .deliver, node: Int32(to), from: -1, stream: false, bytes: b))
-            }
-        case 2:  // an untrusted outsider tries to join
-            let rec = MemberUpdate(state: .alive, node: outsiderID, incarnation: 1, address: PeerAddress(host: "10.255.255.2", port: 7946))
-            nemesisSend(.join(updates: [rec]), from: outsiderID, to: j)
-        case 3, 4:  // a trusted insider relays a tampered genuine entry and an entry by an untrusted origin
-            if let g = genuine.keys.sorted(by: { ($0.origin, $0.sequence) < ($1.origin, $1.sequence) }).last.flatMap({ genuine[$0] }) {
-                var bad = g
-                bad.name += "-tampered"
-                bad.sequence += 1000
-                let foreign = ManifestEntry(origin: outsiderID, sequence: 1, contentID: g.contentID, sizeBytes: 1, chunkSizeBytes: 4096,
-                                            type: .other, createdAtMs: 0, name: "foreign").signed(by: SimSigner(nodeID: outsiderID))
-                nemesisSend(.join(updates: [selfRec]), from: nemesisID, to: j)
-                nemesisSend(.entries(treePush: true, entries: [bad, foreign]), from: nemesisID, to: j)
-            }
-        case 5:  // an equivocating insider: two different entries with the same (origin, sequence)
-            if forkVariants == nil, c.count >= 2 {
-                let base = ManifestEntry(origin: nemesisID, sequence: 1, contentID: ContentID(digest: Bytes32(w0: 1, w1: 2, w2: 3, w3: 4)),
-                                         sizeBytes: 10, chunkSizeBytes: 4096, type: .other, createdAtMs: 0, name: "fork-a")
-                var b2 = base
-                b2.name = "fork-b"
-                let a = base.signed(by: SimSigner(nodeID: nemesisID)), b = b2.signed(by: SimSigner(nodeID: nemesisID))
-                forkVariants = (a, b)
-                nemesisEntries.insert(a); nemesisEntries.insert(b)
-                let k = c[(c.firstIndex(of: j)! + 1) % c.count]
-                nemesisSend(.join(updates: [selfRec]), from: nemesisID, to: j)
-                nemesisSend(.join(updates: [selfRec]), from: nemesisID, to: k)
-                nemesisSend(.entries(treePush: false, entries: [a]), from: nemesisID, to: j)
-                nemesisSend(.entries(treePush: false, entries: [a, b]), from: nemesisID, to: k, aux: 1)
-            }
-        default:  // an exact replay of real traffic
-            if let (to, b) = lastDatagram, nodes[to].up {
-                metrics.nemesisMessages += 1
-                schedule(Event(t: now + delayNs(), seq: 0, kind: .deliver, node: Int32(to), from: -1, stream: false, bytes: b))
-            }
-        }
-    }
-
-    // MARK: - Checkers
-
-    /// Safety: no forged or corrupt entry accepted anywhere; nothing a node persisted is
-    /// lost; a delivered fork is reported.
-    public func safetyViolations() -> [String] {
-        var v = [String]()
-        for (i, n) in nodes.enumerated() {
-            guard let g = n.gossip else { continue }
-            var held = Set<EntryRef>()
-            for e in g.entries {
-                let ref = EntryRef(origin: e.origin, sequence: e.sequence)
-                held.insert(ref)
-                if genuine[ref] != e && !nemesisEntries.contains(e) {
-                    v.append("n\(i) accepted a forged entry \(e.origin.short)#\(e.sequence) '\(e.name)'")
-                }
-            }
-            for (ref, e) in n.durableEntries where g.manifest.entry(ref) != e && !nemesisEntries.contains(e) {
-                v.append("n\(i) lost entry \(ref.origin.short)#\(ref.sequence) it had persisted")
-            }
-            if g.manifest.forks.count != n.forkReports && !n.everDown {
-                v.append("n\(i) holds \(g.manifest.forks.count) forks but reported \(n.forkReports)")
-            }
-        }
-        if let (a, b) = forkVariants {
-            let both = nodes.contains { n in n.gossip.map { $0.manifest.forks.contains { ($0.0 == a && $0.1 == b) || ($0.0 == b && $0.1 == a) } } ?? false }
-            if forkDelivered && !both && metrics.forksReported == 0 { v.append("a fork was delivered but no node reported it") }
-        }
-        return v
-    }
-
-    /// Liveness: every live node holds every item some live node holds (or whose origin
-    /// is live), and every live node sees exactly the live nodes as alive.
-    public func livenessViolations(limit: Int, itemsOnly: Bool = false) -> [String] {
-        var v = [String]()
-        let live = nodes.indices.filter { nodes[$0].up }
-        var required = Set<EntryRef>()
-        for (ref, _) in genuine {
-            if let o = idIndex[ref.origin], nodes[o].up { required.insert(ref) }
-        }
-        for i in live {
-            for e in nodes[i].gossip!.entries where genuine[EntryRef(origin: e.origin, sequence: e.sequence)] == e {
-                required.insert(EntryRef(origin: e.origin, sequence: e.sequence))
-            }
-        }
-        let sortedReq = required.sorted { ($0.origin, $0.sequence) < ($1.origin, $1.sequence) }
-        for i in live {
-            let g = nodes[i].gossip!
-            var missing = 0
-            for r in sortedReq where !g.manifest.contains(r) { missing += 1 }
-            if missing > 0 {
-                v.append("n\(i) misses \(missing) of \(required.count) items")
-                if v.count >= limit { return v }
-            }
-        }
-        if itemsOnly { return v }
-        let liveSet = Set(live)
-        for i in live {
-            let g = nodes[i].gossip!
-            for j in nodes.indices where j != i && nodes[j].started {
-                let st = g.memberState(nodes[j].id)
-                if liveSet.contains(j) {
-                    // With datagram loss, false suspicions arise and are refuted all the time; a
-                    // live member seen as suspect is then not a disagreement (it is not dead).
-                    if st != .alive && !(options.loss > 0 && st == .suspect) {
-                        v.append("n\(i) sees live n\(j) as \(st.map(\.description) ?? "unknown")")
-                        if v.count >= limit { return v }
-                    }
-                } else if st == .alive || st == .suspect {
-                    v.append("n\(i) sees down n\(j) as \(st!)")
-                    if v.count >= limit { return v }
-                }
-            }
-        }
-        return v
-    }
 }
-

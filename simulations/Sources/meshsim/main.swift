@@ -10,9 +10,9 @@ struct MeshSimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshsim",
         abstract: "Deterministic simulation of meshnode's gossip protocol.",
-        discussion: "Scenarios: spread, partition-heal, churn, scale, swarm, detect. The same seed gives the same run.")
+        discussion: "Scenarios: spread, partition-heal, churn, scale, swarm, detect, relocate. The same seed gives the same run.")
 
-    @Argument(help: "spread | partition-heal | churn | scale | swarm | detect") var scenario: Scenario
+    @Argument(help: "spread | partition-heal | churn | scale | swarm | detect | relocate") var scenario: Scenario
     @Option(help: "Run seed (default: random, printed).") var seed: UInt64?
     @Option(help: "Number of nodes.") var nodes: Int?
     @Option(name: .customLong("duration-s"), help: "Virtual seconds of the fault phase.") var durationS: Double?
@@ -25,6 +25,10 @@ struct MeshSimCommand: ParsableCommand {
     @Option(name: .customLong("anti-entropy-ms")) var antiEntropyMs: Int64?
     @Option(help: "How nodes start: 'join' (through 3 seeds) or 'restored' (everyone's peer list restored, a formed cluster restarting). Default per scenario.") var bootstrap: String?
     @Option(name: .customLong("stream-only-nodes"), help: "This many nodes are reachable only over streams (a TCP tunnel); datagrams to/from them are dropped.") var streamOnlyNodes: Int?
+    @Option(name: .customLong("crashes-per-min"), help: "Crashes (each followed by a restart) per virtual minute.") var crashesPerMin: Double?
+    @Option(name: .customLong("down-s"), help: "Seconds a crashed node stays down.") var downS: Double?
+    @Flag(name: .customLong("restart-new-address"), help: "Restarted nodes (not the seeds) come back on a new host and port.")
+    var restartNewAddress = false
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print the event log of notable events.") var verbose = false
     @Option(name: .customLong("debug-node"), help: "With --verbose: log replication messages of this node index.") var debugNode: Int?
@@ -45,6 +49,9 @@ struct MeshSimCommand: ParsableCommand {
             if let v = itemsPerS { o.itemsPerS = v }
             if let v = antiEntropyMs { o.antiEntropyIntervalMs = v }
             if let v = streamOnlyNodes { o.streamOnlyNodes = v }
+            if let v = crashesPerMin { o.crashesPerMin = v }
+            if let v = downS { o.downS = v }
+            if restartNewAddress { o.restartNewAddress = true }
             if let b = bootstrap {
                 guard b == "join" || b == "restored" else {
                     throw ValidationError("--bootstrap must be 'join' or 'restored', not '\(b)'")
