@@ -137,7 +137,6 @@ public enum Schema {
             updated_ms  INTEGER NOT NULL,
             PRIMARY KEY(folder, rel_path)
         ) WITHOUT ROWID;
-        ) WITHOUT ROWID;
         """,
         // 6: earlier versions stored remote entries whose chunk size is outside what
         // docs/PROTOCOL.md §3 accepts (4 KiB … 64 MiB). Receivers refuse them and they no
