@@ -40,7 +40,7 @@ struct EntryEvidenceTests {
         let peer = NodeIdentity.generate()
         let good = entry(peer, seq: 1)
         #expect(try f.store.insertRemoteEntry(good, verifier: Ed25519Verifier()) == .inserted)
-        // What an earlier version stored when a peer sent one, at schema version 2.
+        // What an earlier version stored when a peer sent one, at schema version 5 (before migration 6 dropped such entries).
         let bad = entry(peer, seq: 2, chunkSize: 100)
         do {
             let db = try Database(path: "\(f.dataDir)/manifest.sqlite")
@@ -48,13 +48,13 @@ struct EntryEvidenceTests {
                 INSERT INTO items(origin, sequence, kind, content_id, name, type, size_bytes, chunk_size, created_ms,
                                   signature, encoded, received_at_ms) VALUES(?, 2, 1, ?, 'bad', 3, 10, 100, 0, ?, ?, 0)
                 """, [.blob(peer.nodeID.key.bytes), .blob(bad.contentID.digest.bytes), .blob(bad.signature.bytes), .blob(bad.encoded)])
-            // Version 2 had no credential column for peers.
+            // Version 5 had no credential column for peers.
             try db.exec("ALTER TABLE peers DROP COLUMN credential")
             try db.query("""
                 INSERT INTO peers(node_id, name, address, state, incarnation, last_seen_ms, role, updated_ms)
                 VALUES(?, 'gpu1', '10.0.0.1:7946', 'alive', 3, 0, '', 0)
                 """, [.blob(peer.nodeID.key.bytes)])
-            try db.exec("PRAGMA user_version = 2")
+            try db.exec("PRAGMA user_version = 5")
         }
         let reopened = try Store.open(dataDir: f.dataDir)
         #expect(try reopened.schemaVersion() == Schema.currentVersion)

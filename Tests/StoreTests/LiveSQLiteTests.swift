@@ -352,13 +352,16 @@ struct LiveSQLiteWriterTests {
         let f = try Fixture(chunkSizeBytes: 64 * 1024)
         let path = f.dir.sub("games.db")
         try runWriter(["--db", path, "--mode", "delete", "--init", "1000"])
-        let writer = try PythonWriter(["--db", path, "--mode", "delete", "--rate", "8000", "--batch", "4000", "--duration", "30"])
-        // Kill it while a transaction has written pages into the database file (its journal is hot).
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline && !FileManager.default.fileExists(atPath: path + "-journal") { Thread.sleep(forTimeInterval: 0.002) }
-        Thread.sleep(forTimeInterval: 0.05)
-        kill(writer.process.processIdentifier, SIGKILL)
-        writer.process.waitUntilExit()
+        // Kill it while a transaction has written into its journal (the journal is hot). On a
+        // busy machine the kill can land just after a commit: try again, a few times.
+        for _ in 0..<6 {
+            let writer = try PythonWriter(["--db", path, "--mode", "delete", "--rate", "8000", "--batch", "4000", "--duration", "30"])
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline && fileSize(path + "-journal") <= 0 { Thread.sleep(forTimeInterval: 0.001) }
+            kill(writer.process.processIdentifier, SIGKILL)
+            writer.process.waitUntilExit()
+            if fileSize(path + "-journal") > 0 { break }
+        }
         #expect(fileSize(path + "-journal") > 0, "the writer left no hot journal")
         let s = try LiveDatabaseSnapshotter(path: path, store: f.store)
         let snap = try #require(try s.snapshot())
