@@ -104,6 +104,12 @@ public struct Manifest: Sendable {
         return (l.compacted, l.compactionSequence)
     }
 
+    /// The entries of `origin`'s log held here, by sequence.
+    public func entries(of origin: NodeID) -> [ManifestEntry] {
+        guard let l = logs[origin] else { return [] }
+        return l.entries.keys.sorted().map { l.entries[$0]! }
+    }
+
     /// Every origin's latest compaction sequence (0: none).
     public var compactionSequences: [NodeID: UInt64] {
         logs.compactMapValues { $0.compactionSequence > 0 ? $0.compactionSequence : nil }

@@ -36,7 +36,8 @@ public struct ManifestEntry: Hashable, Sendable {
         if sequence == 0 { return "entry.sequence" }
         if name.utf8.count > Self.maxNameBytes { return "entry.name" }
         if let p = put, !Self.acceptsChunkSize(p.chunkSizeBytes) { return "entry.chunkSize" }
-        if format >= 2, kind != nil, name.isEmpty { return "entry.name" }
+        if format >= 2, put != nil || tombstone != nil, name.isEmpty { return "entry.name" }
+        if let c = compaction { return c.invalidField(sequence: sequence, origin: origin) }
         return nil
     }
 
@@ -121,6 +122,20 @@ public struct ManifestEntry: Hashable, Sendable {
                 if ranges[mid].upperBound < sequence { lo = mid + 1 } else { hi = mid }
             }
             return lo < ranges.count && ranges[lo].contains(sequence)
+        }
+
+        /// The rule of docs/PROTOCOL.md §4.5 this compaction breaks (as the entry at `sequence` of
+        /// `origin`), or nil. The decoder enforces the same rules.
+        public func invalidField(sequence: UInt64, origin: NodeID) -> String? {
+            if ranges.count > Self.maxRanges { return "compaction.ranges" }
+            if dependencies.count > Self.maxDependencies { return "compaction.dependencies" }
+            var last: UInt64 = 0
+            for r in ranges {
+                guard r.lowerBound > last, r.upperBound < sequence else { return "compaction.range" }
+                last = r.upperBound
+            }
+            for d in dependencies where d.sequence == 0 || d.origin == origin { return "compaction.dependency" }
+            return nil
         }
 
         /// The sequences compacted (for tests and status).
