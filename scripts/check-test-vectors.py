@@ -183,6 +183,10 @@ def entry_body(f):
         if f["scope"] == 2:
             kind += h(f["target_origin"]) + u64(f["target_sequence"])
         kind += i64(f["created_ms"]) + str16(f["name"])
+    elif f["kind"] == 3:
+        # §4.5: ranges (first, last) then dependencies (origin, sequence).
+        kind = u16(len(f["ranges"])) + b"".join(u64(a) + u64(b) for a, b in f["ranges"])
+        kind += u16(len(f["dependencies"])) + b"".join(h(d["origin"]) + u64(d["sequence"]) for d in f["dependencies"])
     else:
         kind = h(f["body"])
     return head + u64(f["hlc"]) + u16(len(kind)) + kind
@@ -195,8 +199,14 @@ def check_manifest_entries(doc):
         w, f = f"manifest-entries[{n}]", e["fields"]
         C.eq(w + ".origin", KEYS[e["signer"]][1], f["origin"])
         C.eq(w + ".origin_node_id", node_id_text(h(f["origin"])), e["origin_node_id"])
-        C.eq(w + ".name_utf8", f["name"].encode("utf-8"), f["name_utf8"])
-        C.true(w, f["version"] in (1, 2) and f["kind"] in (1, 2) and f["sequence"] == n + 1,
+        if f["kind"] != 3:
+            C.eq(w + ".name_utf8", f["name"].encode("utf-8"), f["name_utf8"])
+        else:
+            last = 0
+            for a, b in f["ranges"]:
+                C.true(w, last < a <= b < f["sequence"], "compaction ranges break §4.5")
+                last = b
+        C.true(w, f["version"] in (1, 2) and f["kind"] in (1, 2, 3) and f["sequence"] == n + 1,
                "version, kind or sequence invalid")
         if f["kind"] == 1:
             C.eq(w + ".type_name", types.get(f["type"]), f["type_name"])
@@ -204,7 +214,7 @@ def check_manifest_entries(doc):
                    "content_id is not one of content-ids.json with this size and chunk size")
         if f["version"] == 2:
             # §4.4: a node stamps each new entry above the highest clock it holds.
-            C.true(w, f["hlc"] > highest_hlc and f["hlc"] >> 16 >= f["created_ms"] - 1, "hlc does not follow §4.4")
+            C.true(w, f["hlc"] > highest_hlc and f["hlc"] >> 16 >= f.get("created_ms", 0) - 1, "hlc does not follow §4.4")
             highest_hlc = f["hlc"]
         body = entry_body(f)
         C.eq(w + ".body", body, e["body"])

@@ -147,6 +147,34 @@ extension Store {
         return (entry, true)
     }
 
+    // MARK: - Compaction
+
+    /// Deletes entries their origins compacted (docs/PROTOCOL.md §4.5), in one transaction.
+    /// Their contents are then released by the keeper and reclaimed by GC.
+    public func deleteEntries(_ refs: [EntryRef]) throws(MeshError) {
+        guard !refs.isEmpty else { return }
+        try db.transaction { () throws(MeshError) in
+            try sql { () throws(SQLiteError) in
+                for r in refs {
+                    try db.query("DELETE FROM items WHERE origin = ? AND sequence = ?", [.blob(r.origin.key.bytes), .int(Int64(r.sequence))])
+                }
+            }
+        }
+    }
+
+    /// Writes this node's next compaction entry (docs/PROTOCOL.md §4.5), stored; the caller announces it.
+    public func writeCompaction(_ c: ManifestEntry.Compaction, signer: any Signer,
+                                nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> ManifestEntry {
+        try db.transaction { () throws(MeshError) -> ManifestEntry in
+            let me = signer.nodeID
+            let seq = try highestSequence(origin: me) + 1
+            let e = ManifestEntry(origin: me, sequence: seq, hlc: try nextClock(nowMs: nowMs), payload: .compaction(c)).signed(by: signer)
+            try insertItemRow(e, receivedAtMs: nowMs)
+            try bumpOrigin(me, to: seq)
+            return e
+        }
+    }
+
     // MARK: - Deleting
 
     /// Writes a signed tombstone (docs/PROTOCOL.md §4.4) for what `query` names: `NAME`

@@ -18,6 +18,24 @@ public struct Catalog: Sendable {
     }
 
     public private(set) var histories: [String: History] = [:]
+
+    /// Removes an entry that its origin compacted (docs/PROTOCOL.md §4.5). A name left with
+    /// no entry disappears. Version numbers are over the puts still held, so they close up.
+    public mutating func remove(_ e: ManifestEntry) {
+        guard seen.remove(e.ref) != nil, var h = histories[e.name] else { return }
+        switch e.payload {
+        case .put: h.puts.removeAll { $0.ref == e.ref }
+        case .tombstone(let t):
+            h.tombstones.removeAll { $0.ref == e.ref }
+            switch t.scope {
+            case .name: h.nameDeletedBefore = h.tombstones.filter { $0.tombstone?.scope == .name }.map(\.orderKey).max()
+            case .version(let r):
+                if !h.tombstones.contains(where: { $0.tombstone?.scope == .version(r) }) { h.deletedVersions.remove(r) }
+            }
+        case .compaction, .unknown: return
+        }
+        histories[e.name] = h.puts.isEmpty && h.tombstones.isEmpty ? nil : h
+    }
     /// Entries already folded in (so replays and duplicates change nothing).
     private var seen: Set<EntryRef> = []
 
@@ -27,9 +45,10 @@ public struct Catalog: Sendable {
         for e in entries { insert(e) }
     }
 
-    /// Folds one entry in. Entries of unknown kinds are ignored. Idempotent.
+    /// Folds one entry in. Entries that are not about a name (compactions, unknown kinds) are
+    /// ignored. Idempotent.
     public mutating func insert(_ e: ManifestEntry) {
-        guard e.kind != nil, seen.insert(e.ref).inserted else { return }
+        guard e.put != nil || e.tombstone != nil, seen.insert(e.ref).inserted else { return }
         var h = histories[e.name] ?? History()
         switch e.payload {
         case .put:
@@ -44,7 +63,7 @@ public struct Catalog: Sendable {
             case .name: if h.nameDeletedBefore.map({ k > $0 }) ?? true { h.nameDeletedBefore = k }
             case .version(let r): h.deletedVersions.insert(r)
             }
-        case .unknown:
+        case .compaction, .unknown:
             return
         }
         histories[e.name] = h

@@ -39,8 +39,15 @@ public struct Keeper: Sendable {
 
     /// Folds in one entry (any kind, any arrival order; duplicates change nothing).
     public mutating func insert(_ e: ManifestEntry, nowMs: Int64, isComplete: Completeness = { _ in true }) -> Change {
-        guard e.kind != nil else { return Change() }
+        guard e.put != nil || e.tombstone != nil else { return Change() }
         catalog.insert(e)
+        return recompute(e.name, nowMs: nowMs, isComplete: isComplete)
+    }
+
+    /// Takes out an entry its origin compacted (docs/PROTOCOL.md §4.5).
+    public mutating func remove(_ e: ManifestEntry, nowMs: Int64, isComplete: Completeness = { _ in true }) -> Change {
+        guard e.put != nil || e.tombstone != nil else { return Change() }
+        catalog.remove(e)
         return recompute(e.name, nowMs: nowMs, isComplete: isComplete)
     }
 

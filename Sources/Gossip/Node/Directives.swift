@@ -94,6 +94,9 @@ public enum Directive: Sendable {
     /// (it stays in the manifest) and the other. Reported once per (origin, sequence); the
     /// shell keeps both durably as evidence (and gives them back in `GossipDurableState.forks`).
     case forkDetected(ManifestEntry, ManifestEntry)
+    /// Entries their origins compacted (docs/PROTOCOL.md §4.5): the shell deletes them from its
+    /// store and its views. They never come back: the manifest refuses them from now on.
+    case compacted([ManifestEntry])
     case rejected(RejectReason, from: PeerAddress)
 }
 
@@ -174,6 +177,8 @@ public struct GossipCounters: Sendable, Equatable {
     public var refutations: UInt64 = 0
     public var entriesAccepted: UInt64 = 0
     public var entriesDuplicate: UInt64 = 0
+    /// Entries dropped or refused because their origin compacted them (§4.5).
+    public var entriesCompacted: UInt64 = 0
     public var forks: UInt64 = 0
     public var pullsSent: UInt64 = 0
     public var antiEntropyRounds: UInt64 = 0

@@ -22,10 +22,14 @@ extension GossipNode {
         case .fork:
             counters.forks += 1
             out.append(.forkDetected(old!, e))
+        case .compacted:
+            // Its origin compacted it (§4.5): a lagging relay's copy, not kept.
+            counters.entriesCompacted += 1
         case .added:
             counters.entriesAccepted += 1
             pendingPulls[ref] = nil
             out.append(.persistEntry(e))
+            emitCompacted(out: &out)
             if let p = e.put { out.append(.fetch(p.contentID, holders: s == e.origin ? [s] : [e.origin, s])) }
             adverts.add(ref)
             if treePush { treeForward(e, now: now, out: &out) } else { repairedSinceLastRound = true }

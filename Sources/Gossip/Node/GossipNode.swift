@@ -170,6 +170,9 @@ public struct GossipNode: Sendable {
     /// arms every timer.
     public mutating func start(seeds: [PeerAddress], now: Instant) -> [Directive] {
         var out: [Directive] = [.persistIncarnation(incarnation)]
+        // Entries restored from the store that a restored compaction voids (a deletion the
+        // shell had not finished before a crash): delete them now.
+        emitCompacted(out: &out)
         started = true
         self.seeds = Array(Set(seeds.filter { $0 != address })).sorted()
         updates.enqueue(selfUpdate())
@@ -243,12 +246,24 @@ public struct GossipNode: Sendable {
             counters.forks += 1
             out.append(.forkDetected(old!, entry))
             return out
+        case .compacted:
+            counters.entriesCompacted += 1
+            return out
         case .added:
             counters.entriesAccepted += 1
             adverts.add(EntryRef(origin: id, sequence: entry.sequence))
             treeForward(entry, now: now, out: &out)
+            emitCompacted(out: &out)
         }
         return out
+    }
+
+    /// Entries a compaction just voided: the shell deletes them (docs/PROTOCOL.md §4.5).
+    mutating func emitCompacted(out: inout [Directive]) {
+        let gone = manifest.takeCompacted()
+        guard !gone.isEmpty else { return }
+        counters.entriesCompacted += UInt64(gone.count)
+        out.append(.compacted(gone))
     }
 
     /// Leaves gracefully: announces `left` to several members directly and stops probing.

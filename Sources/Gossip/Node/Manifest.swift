@@ -9,9 +9,24 @@ public struct Manifest: Sendable {
         var entries: [UInt64: ManifestEntry] = [:]
         var maxContiguous: UInt64 = 0
         var maxSeen: UInt64 = 0
+        /// What the origin's latest compaction entry (at `compactionSequence`) voids
+        /// (docs/PROTOCOL.md §4.5). Those sequences count as held for `maxContiguous`.
+        var compacted = ManifestEntry.Compaction(ranges: [])
+        var compactionSequence: UInt64 = 0
+        /// Whether that compaction's dependencies are held; until they are, tombstones in its
+        /// ranges are kept.
+        var dependenciesMet = true
+
+        func isVoid(_ e: ManifestEntry) -> Bool {
+            compacted.contains(e.sequence) && (e.tombstone == nil || dependenciesMet)
+        }
     }
 
     private(set) var logs: [NodeID: OriginLog] = [:]
+    /// Origins whose latest compaction waits for another origin's log: dependency → waiters.
+    private var waitingOn: [NodeID: Set<NodeID>] = [:]
+    /// Entries dropped by compactions since the last `takeCompacted()` (the shell deletes them).
+    private var compactedOut: [ManifestEntry] = []
     private(set) var bucketHashes = [UInt64](repeating: 0, count: 1 << maxBucketsLog2)
     public private(set) var forks: [(ManifestEntry, ManifestEntry)] = []
     private var forkKeys: Set<EntryRef> = []
@@ -19,7 +34,8 @@ public struct Manifest: Sendable {
 
     public init() {}
 
-    public enum Insert: Equatable { case added, duplicate, fork }
+    /// `compacted`: the entry lies in a range its origin compacted; it is not kept.
+    public enum Insert: Equatable { case added, duplicate, fork, compacted }
 
     public var originCount: Int { logs.count }
 
@@ -39,6 +55,7 @@ public struct Manifest: Sendable {
     /// Inserts an already verified entry.
     public mutating func insert(_ e: ManifestEntry, maxForks: Int) -> (Insert, ManifestEntry?) {
         var log = logs[e.origin] ?? OriginLog()
+        if log.entries[e.sequence] == nil, log.isVoid(e) { return (.compacted, nil) }
         if let old = log.entries[e.sequence] {
             if old == e { return (.duplicate, nil) }
             let key = EntryRef(origin: e.origin, sequence: e.sequence)
@@ -47,21 +64,94 @@ public struct Manifest: Sendable {
             forks.append((old, e))
             return (.fork, old)
         }
+        let isNewOrigin = logs[e.origin] == nil
         log.entries[e.sequence] = e
         log.maxSeen = max(log.maxSeen, e.sequence)
+        count += 1
+        if let c = e.compaction, e.sequence > log.compactionSequence {
+            log.compacted = c
+            log.compactionSequence = e.sequence
+            log.dependenciesMet = dependenciesMet(c, of: e.origin)
+            if !log.dependenciesMet {
+                for d in c.dependencies { waitingOn[d.origin, default: []].insert(e.origin) }
+            }
+            dropVoid(&log)
+        }
         let before = log.maxContiguous
-        while log.entries[log.maxContiguous + 1] != nil { log.maxContiguous += 1 }
+        advance(&log)
         if log.maxContiguous != before {
             let b = Self.bucket(e.origin, log2: Self.maxBucketsLog2)
-            if before > 0 || logs[e.origin] != nil { bucketHashes[b] ^= Self.pairHash(e.origin, before) }
+            if before > 0 || !isNewOrigin { bucketHashes[b] ^= Self.pairHash(e.origin, before) }
             bucketHashes[b] ^= Self.pairHash(e.origin, log.maxContiguous)
-        } else if logs[e.origin] == nil {
+        } else if isNewOrigin {
             // A new origin whose first entry is not 1: it counts as (origin, 0).
             bucketHashes[Self.bucket(e.origin, log2: Self.maxBucketsLog2)] ^= Self.pairHash(e.origin, 0)
         }
         logs[e.origin] = log
-        count += 1
+        if log.maxContiguous != before, let waiters = waitingOn[e.origin] { recheck(waiters) }
         return (.added, nil)
+    }
+
+    /// Entries dropped by compactions since the last call, for the shell to delete.
+    public mutating func takeCompacted() -> [ManifestEntry] {
+        defer { compactedOut = [] }
+        return compactedOut
+    }
+
+    /// The origin's latest applied compaction (docs/PROTOCOL.md §4.5), if any, and its sequence.
+    public func compaction(of origin: NodeID) -> (ManifestEntry.Compaction, sequence: UInt64)? {
+        guard let l = logs[origin], l.compactionSequence > 0 else { return nil }
+        return (l.compacted, l.compactionSequence)
+    }
+
+    /// The entries of `origin`'s log held here, by sequence.
+    public func entries(of origin: NodeID) -> [ManifestEntry] {
+        guard let l = logs[origin] else { return [] }
+        return l.entries.keys.sorted().map { l.entries[$0]! }
+    }
+
+    /// Every origin's latest compaction sequence (0: none).
+    public var compactionSequences: [NodeID: UInt64] {
+        logs.compactMapValues { $0.compactionSequence > 0 ? $0.compactionSequence : nil }
+    }
+
+    private func dependenciesMet(_ c: ManifestEntry.Compaction, of origin: NodeID) -> Bool {
+        c.dependencies.allSatisfy { (logs[$0.origin]?.maxContiguous ?? 0) >= $0.sequence }
+    }
+
+    /// Moves `maxContiguous` over held entries and compacted sequences (whole ranges at once).
+    private func advance(_ log: inout OriginLog) {
+        while true {
+            let next = log.maxContiguous + 1
+            if log.entries[next] != nil { log.maxContiguous = next; continue }
+            if let r = log.compacted.ranges.first(where: { $0.contains(next) }) { log.maxContiguous = r.upperBound; continue }
+            break
+        }
+    }
+
+    /// Drops the held entries the log's compaction voids.
+    private mutating func dropVoid(_ log: inout OriginLog) {
+        for r in log.compacted.ranges {
+            let seqs = r.count <= log.entries.count ? Array(r) : log.entries.keys.filter { r.contains($0) }
+            for s in seqs {
+                guard let e = log.entries[s], log.isVoid(e) else { continue }
+                log.entries[s] = nil
+                count -= 1
+                compactedOut.append(e)
+            }
+        }
+    }
+
+    /// Dependencies may be met now: drop what those compactions were holding back.
+    private mutating func recheck(_ waiters: Set<NodeID>) {
+        for o in waiters.sorted() {
+            guard var l = logs[o], !l.dependenciesMet, dependenciesMet(l.compacted, of: o) else { continue }
+            l.dependenciesMet = true
+            for d in l.compacted.dependencies { waitingOn[d.origin]?.remove(o) }
+            dropVoid(&l)
+            logs[o] = l
+        }
+        for (k, v) in waitingOn where v.isEmpty { waitingOn[k] = nil }
     }
 
     /// Takes back a fork kept from before a restart (`held` is in the manifest, `other` is
@@ -109,11 +199,17 @@ public struct Manifest: Sendable {
             let l = logs[o]!
             let have = their[o] ?? 0
             if l.maxSeen <= have { continue }
-            for s in (have + 1)...l.maxSeen {
+            var s = have + 1
+            while s <= l.maxSeen {
+                if let r = l.compacted.ranges.first(where: { $0.contains(s) }), l.entries[s] == nil {
+                    s = r.upperBound + 1  // compacted: nothing there to send
+                    continue
+                }
                 if let e = l.entries[s] {
                     out.append(e)
                     if out.count >= limit { return out }
                 }
+                s += 1
             }
         }
         return out

@@ -36,7 +36,8 @@ public struct ManifestEntry: Hashable, Sendable {
         if sequence == 0 { return "entry.sequence" }
         if name.utf8.count > Self.maxNameBytes { return "entry.name" }
         if let p = put, !Self.acceptsChunkSize(p.chunkSizeBytes) { return "entry.chunkSize" }
-        if format >= 2, kind != nil, name.isEmpty { return "entry.name" }
+        if format >= 2, put != nil || tombstone != nil, name.isEmpty { return "entry.name" }
+        if let c = compaction { return c.invalidField(sequence: sequence, origin: origin) }
         return nil
     }
 
@@ -44,6 +45,7 @@ public struct ManifestEntry: Hashable, Sendable {
     public enum Kind: UInt8, Sendable {
         case put = 1
         case tombstone = 2
+        case compaction = 3
     }
 
     /// A version of a name: this content, under this name.
@@ -95,9 +97,55 @@ public struct ManifestEntry: Hashable, Sendable {
         }
     }
 
+    /// Log compaction (docs/PROTOCOL.md §4.5): sequences of the origin's own log that are void
+    /// (deleted puts and tombstones past the compaction horizon, superseded compaction entries).
+    /// Cumulative: the origin's latest compaction entry restates everything compacted so far.
+    public struct Compaction: Hashable, Sendable {
+        public static let maxRanges = 64
+        public static let maxDependencies = 72
+        /// Ascending, disjoint, each within 1 ..< the entry's own sequence.
+        public var ranges: [ClosedRange<UInt64>]
+        /// Tombstones in `ranges` stop counting only once the receiver holds each of these
+        /// origins' logs up to the sequence given (their own compactions of the puts those
+        /// tombstones deleted), so that a lagging relay can never bring a deleted put back.
+        public var dependencies: [EntryRef]
+
+        public init(ranges: [ClosedRange<UInt64>], dependencies: [EntryRef] = []) {
+            self.ranges = ranges
+            self.dependencies = dependencies
+        }
+
+        public func contains(_ sequence: UInt64) -> Bool {
+            var lo = 0, hi = ranges.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if ranges[mid].upperBound < sequence { lo = mid + 1 } else { hi = mid }
+            }
+            return lo < ranges.count && ranges[lo].contains(sequence)
+        }
+
+        /// The rule of docs/PROTOCOL.md §4.5 this compaction breaks (as the entry at `sequence` of
+        /// `origin`), or nil. The decoder enforces the same rules.
+        public func invalidField(sequence: UInt64, origin: NodeID) -> String? {
+            if ranges.count > Self.maxRanges { return "compaction.ranges" }
+            if dependencies.count > Self.maxDependencies { return "compaction.dependencies" }
+            var last: UInt64 = 0
+            for r in ranges {
+                guard r.lowerBound > last, r.upperBound < sequence else { return "compaction.range" }
+                last = r.upperBound
+            }
+            for d in dependencies where d.sequence == 0 || d.origin == origin { return "compaction.dependency" }
+            return nil
+        }
+
+        /// The sequences compacted (for tests and status).
+        public var count: UInt64 { ranges.reduce(0) { $0 + ($1.upperBound - $1.lowerBound + 1) } }
+    }
+
     public enum Payload: Hashable, Sendable {
         case put(Put)
         case tombstone(Tombstone)
+        case compaction(Compaction)
         /// A version-2 kind this code does not know: kept and relayed, never interpreted.
         case unknown(kind: UInt8, body: [UInt8])
     }
@@ -140,6 +188,7 @@ public struct ManifestEntry: Hashable, Sendable {
         switch payload {
         case .put: Kind.put.rawValue
         case .tombstone: Kind.tombstone.rawValue
+        case .compaction: Kind.compaction.rawValue
         case .unknown(let k, _): k
         }
     }
@@ -149,6 +198,7 @@ public struct ManifestEntry: Hashable, Sendable {
 
     public var put: Put? { if case .put(let p) = payload { p } else { nil } }
     public var tombstone: Tombstone? { if case .tombstone(let t) = payload { t } else { nil } }
+    public var compaction: Compaction? { if case .compaction(let c) = payload { c } else { nil } }
 
     public var ref: EntryRef { EntryRef(origin: origin, sequence: sequence) }
 
@@ -158,14 +208,14 @@ public struct ManifestEntry: Hashable, Sendable {
             switch payload {
             case .put(let p): p.name
             case .tombstone(let t): t.name
-            case .unknown: ""
+            case .compaction, .unknown: ""
             }
         }
         set {
             switch payload {
             case .put(var p): p.name = newValue; payload = .put(p)
             case .tombstone(var t): t.name = newValue; payload = .tombstone(t)
-            case .unknown: break
+            case .compaction, .unknown: break
             }
         }
     }
@@ -193,7 +243,7 @@ public struct ManifestEntry: Hashable, Sendable {
         switch payload {
         case .put(let p): p.createdAtMs
         case .tombstone(let t): t.createdAtMs
-        case .unknown: Int64(hlc >> 16)
+        case .compaction, .unknown: Int64(hlc >> 16)
         }
     }
 
@@ -253,6 +303,11 @@ public struct ManifestEntry: Hashable, Sendable {
             }
             b.i64(t.createdAtMs)
             b.string16(t.name)
+        case .compaction(let c):
+            b.u16(UInt16(c.ranges.count))
+            for r in c.ranges { b.u64(r.lowerBound); b.u64(r.upperBound) }
+            b.u16(UInt16(c.dependencies.count))
+            for d in c.dependencies { b.bytes32(d.origin.key); b.u64(d.sequence) }
         case .unknown(_, let body):
             b.raw(body)
         }
@@ -351,6 +406,29 @@ public struct ManifestEntry: Hashable, Sendable {
             let name = try b.string16(field: "tombstone.name", limit: maxNameBytes)
             guard !name.isEmpty else { throw .invalid(field: "tombstone.name") }
             payload = .tombstone(Tombstone(scope: scope, name: name, createdAtMs: created))
+        case .compaction:
+            let n = Int(try b.u16())
+            guard n <= Compaction.maxRanges else { throw .tooLong(field: "compaction.ranges", length: n, limit: Compaction.maxRanges) }
+            var ranges = [ClosedRange<UInt64>]()
+            var last: UInt64 = 0
+            for _ in 0..<n {
+                let lo = try b.u64(), hi = try b.u64()
+                guard lo > last, lo <= hi, hi < sequence else { throw .invalid(field: "compaction.range") }
+                ranges.append(lo...hi)
+                last = hi
+            }
+            let m = Int(try b.u16())
+            guard m <= Compaction.maxDependencies else {
+                throw .tooLong(field: "compaction.dependencies", length: m, limit: Compaction.maxDependencies)
+            }
+            var deps = [EntryRef]()
+            for _ in 0..<m {
+                let o = NodeID(key: try b.bytes32())
+                let s = try b.u64()
+                guard s > 0, o != origin else { throw .invalid(field: "compaction.dependency") }
+                deps.append(EntryRef(origin: o, sequence: s))
+            }
+            payload = .compaction(Compaction(ranges: ranges, dependencies: deps))
         case nil:
             payload = .unknown(kind: kind, body: body)
         }

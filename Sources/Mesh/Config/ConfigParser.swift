@@ -8,6 +8,7 @@ extension NodeConfig {
         "name", "role", "listen", "join", "trusted_keys", "authority_keys", "revoked_keys", "revoked_serials",
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
         "session_encryption", "keep_versions", "retention", "folders", "metrics_listen", "log_format",
+        "compact_after",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -88,6 +89,10 @@ extension NodeConfig {
                     let d = try w.located(v) { () throws(MeshError) in try Validate.interval(w.string(v, "\(path).\(t)"), path: "\(path).\(t)") }
                     c.keep.retentionMs[type] = Int64(d.milliseconds)
                 }
+            case "compact_after":
+                let text = try w.string(value, path)
+                c.compactAfter = text == "0" || text == "0s" ? .zero
+                    : try w.located(value) { () throws(MeshError) in try Validate.interval(text, path: path) }
             case "folders": c.folders = try parseFolders(value, w)
             case "hosts":
                 for (hostKey, hostNode) in try w.mapping(value, path: "hosts", allowNull: true) {

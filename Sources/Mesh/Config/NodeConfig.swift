@@ -89,6 +89,9 @@ public struct NodeConfig: Equatable, Sendable {
     public var sessionEncryption: SessionEncryption = .auto
     /// `keep_versions` (per type, default 3) and `retention` (per type, default: forever).
     public var keep = KeepPolicy()
+    /// `compact_after` (default 7d; `0s` turns it off): when this node compacts its own deleted
+    /// and expired entries, and tombstones that no longer delete anything (PROTOCOL §4.5).
+    public var compactAfter: Duration = .seconds(7 * 86_400)
     /// Watched folders (`folders`; Config/FolderConfig.swift).
     public var folders: [FolderConfig] = []
     /// `metrics_listen`: where `/metrics` and `/health` are served. nil: not configured, so

@@ -65,6 +65,7 @@ public struct NodeSettings: Sendable {
         o.blob.maxConcurrentDownloads = max(1, c.bandwidth.maxConcurrentTransfers)
         o.blob.testCorruptServing = ProcessInfo.processInfo.environment["MESHNODE_TEST_CORRUPT_SERVING"] == "1"
         o.keep = c.keep
+        o.compactAfter = c.compactAfter
         o.folders = c.folders
         return o
     }

@@ -50,6 +50,8 @@ public struct NodeStatus: Codable, Sendable {
     public var uptimeSeconds: Double
     public var members: [String: Int]
     public var entries: Int
+    /// Entries deleted or refused because their origins compacted them (PROTOCOL §4.5).
+    public var entriesCompacted: UInt64?
     public var messagesSent: UInt64
     public var messagesReceived: UInt64
     public var bytesSent: UInt64
@@ -75,7 +77,7 @@ public struct NodeStatus: Codable, Sendable {
         case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
-        case bytesSent = "bytes_sent", bytesReceived = "bytes_received"
+        case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
     }
 }
 
@@ -106,6 +108,7 @@ extension MeshNode {
         return NodeStatus(id: "\(identity.nodeID)", name: gossip.config.name, role: gossip.config.role,
                           listen: "\(boundAddress!)", advertise: "\(gossip.address)", incarnation: gossip.incarnation,
                           uptimeSeconds: Double(Self.now() - startedAt) / 1e9, members: byState, entries: gossip.entries.count,
+                          entriesCompacted: c.entriesCompacted,
                           messagesSent: c.messagesSent, messagesReceived: c.messagesReceived, bytesSent: c.bytesSent,
                           bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
                           forks: runtime.forks + c.forks, transfers: blobs?.transfers() ?? [],

@@ -43,6 +43,14 @@ extension MeshNode {
             case .fetch(let id, let holders):
                 // Gossip proposes; the keeper decides (a superseded, deleted or expired version is not fetched).
                 if keeper.isKept(id) { blobs?.want(id, holders: holders, reason: .replication) }
+            case .compacted(let gone):
+                // Their origins compacted them (PROTOCOL §4.5): out of the store and the views.
+                do { try store.deleteEntries(gone.map(\.ref)) } catch {
+                    runtime.persistErrors += 1
+                    noteStoreWriteError(error)
+                    logger.error("could not delete compacted entries: \(error)")
+                }
+                for e in gone { applyKeeperChange(keeper.remove(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness)) }
             case .membershipChanged(let t):
                 memberChanged(t)
             case .forkDetected(let held, let other):

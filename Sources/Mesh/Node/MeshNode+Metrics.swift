@@ -82,6 +82,8 @@ extension MeshNode {
         m.counter("meshnode_gossip_suspicions_total", "Members this node started suspecting.") { g().suspicionsRaised }
         m.counter("meshnode_gossip_anti_entropy_rounds_total", "Anti-entropy digest rounds.") { g().antiEntropyRounds }
         m.counter("meshnode_gossip_entries_accepted_total", "Manifest entries learned from peers.") { g().entriesAccepted }
+        m.counter("meshnode_gossip_entries_compacted_total",
+                  "Manifest entries deleted or refused because their origins compacted them (PROTOCOL §4.5).") { g().entriesCompacted }
         m.counter("meshnode_forks_total", "Forks seen: two different entries with one origin and sequence.") { [unowned self] in
             self.runtime.forks + g().forks
         }

@@ -37,6 +37,9 @@ public struct MeshNodeOptions: Sendable {
     public var allowSSHTunnelSuite = true
     /// What this node keeps of each name's history, and the retention it stamps on its own puts.
     public var keep = KeepPolicy()
+    /// `compact_after`: how long a deleted or expired entry of this node's own log stays before
+    /// it is compacted away (docs/PROTOCOL.md §4.5). 0 turns compaction off.
+    public var compactAfter: Duration = .seconds(7 * 86_400)
     /// Watched folders (the config's `folders`; Folders/FolderService.swift).
     public var folders: [FolderConfig] = []
 
@@ -128,6 +131,7 @@ public final class MeshNode: @unchecked Sendable {
     var rejectLog: LogThrottle<String>
     private var trustPolicy: TrustPolicy?
     private var lastRevalidation = Instant.zero
+    var lastCompactionCheck = Instant.zero
     static let revalidateIntervalNs: Int64 = 60_000_000_000
     var stopping = false
     /// Messages (type, body) waiting for a connect to finish, by the address dialled.
@@ -388,6 +392,7 @@ public final class MeshNode: @unchecked Sendable {
     private func sweep() {
         let now = Self.now()
         refreshKeeper()
+        compactIfDue(now: now)
         // Certificates expire while their holders are members: re-check everyone now and then.
         if now - lastRevalidation > Self.revalidateIntervalNs, let trustPolicy {
             lastRevalidation = now

@@ -149,6 +149,11 @@ enum PrimitiveVectors {
                                sizeBytes: out[1].sizeBytes, chunkSizeBytes: 4096, type: .checkpoint,
                                createdAtMs: VectorKeys.baseTimeMs + 9000, name: "legacy.pt").signed(by: VectorKeys.alice.identity)
         out.append(v1)
+        // A compaction (§4.5): alice voids her deleted put (1) and her tombstone (3), the
+        // tombstone once the receiver holds bob's log up to 7.
+        let compaction = ManifestEntry.Compaction(ranges: [1...1, 3...3], dependencies: [EntryRef(origin: VectorKeys.bob.id, sequence: 7)])
+        out.append(ManifestEntry(origin: VectorKeys.alice.id, sequence: 5, hlc: (UInt64(VectorKeys.baseTimeMs + 9_000) << 16) | 2,
+                                 payload: .compaction(compaction)).signed(by: VectorKeys.alice.identity))
         return out
     }
 
@@ -172,6 +177,9 @@ enum PrimitiveVectors {
                 fields += [("scope", .n(UInt8(2))), ("target_origin", .hex(r.origin.key.bytes)), ("target_sequence", .n(r.sequence))]
             }
             fields += [("created_ms", .n(t.createdAtMs)), ("name", .string(t.name)), ("name_utf8", .hex(Array(t.name.utf8)))]
+        case .compaction(let c):
+            fields += [("ranges", .array(c.ranges.map { .array([.n($0.lowerBound), .n($0.upperBound)]) })),
+                       ("dependencies", .array(c.dependencies.map { obj(("origin", .hex($0.origin.key.bytes)), ("sequence", .n($0.sequence))) }))]
         case .unknown(_, let body):
             fields.append(("body", .hex(body)))
         }

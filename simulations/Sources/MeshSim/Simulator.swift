@@ -295,6 +295,8 @@ public final class Simulator {
                 nodes[i].durableIncarnation = max(nodes[i].durableIncarnation, v)
             case .fetch:
                 metrics.fetches += 1
+            case let .compacted(es):
+                for e in es { nodes[i].durableEntries[e.ref] = nil }  // the shell deletes what its origin compacted
             case let .membershipChanged(t):
                 membershipChanged(at: i, t)
             case let .forkDetected(a, b):
