@@ -166,7 +166,8 @@ final class FolderWorker: @unchecked Sendable {
     func materialise(_ path: String, entry: ManifestEntry, replacing: FileStat?, reason: FolderChange) -> Result {
         do throws(MeshError) {
             let adopt = reason == .revertAdded || reason == .revertChanged
-            let (stat, wrote) = try store.materialise(entry, root: root, relativePath: path, replacing: replacing, adoptIdentical: adopt)
+            let (stat, wrote) = try store.materialise(entry, root: root, relativePath: path, replacing: replacing, adoptIdentical: adopt,
+                                                      policy: policy)
             let rec = FolderRecord(stat: stat, contentID: entry.contentID, entry: entry.ref, source: .materialised, updatedMs: WallClock.nowMs())
             try store.setFolderRecord(folder: folderID, path: path, rec)
             return Result(outcome: .recorded(rec), adopted: !wrote)
@@ -181,7 +182,10 @@ final class FolderWorker: @unchecked Sendable {
         let file = absolute(path)
         guard FolderFS.matches(file, expect) else { return changed(path) }
         do throws(MeshError) {
-            guard Glibc.unlink(file) == 0 || errno == ENOENT else { throw MeshError.posix(errno, "removing", path: file) }
+            // Chunks only this file holds that a kept version needs go to chunk files first.
+            try store.removeFolderFile(file, policy: policy) { () throws(MeshError) in
+                guard Glibc.unlink(file) == 0 || errno == ENOENT else { throw MeshError.posix(errno, "removing", path: file) }
+            }
             let dir = FS.dirname(of: file)
             try? FS.fsyncDirectory(dir)
             // Directories emptied by the removal go too (up to, not including, the folder).
