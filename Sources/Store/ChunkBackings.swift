@@ -259,29 +259,78 @@ extension Store {
         return out
     }
 
-    /// Drops every backing in force whose file is gone or is another file now, and unrecords the
-    /// chunks that leaves with no source (run by a collection; bounded by the folder files).
+    /// Drops every backing in force whose file is gone or is another file now; re-reads those of
+    /// files changed in place (size or mtime differ from when they were recorded) and drops the
+    /// ones that no longer match. Unrecords the chunks that leaves with no source. Run by a
+    /// collection; bounded by the folder files (and the bytes of those that changed).
     @discardableResult
     public func sweepStaleBackings() throws(MeshError) -> [ChunkHash] {
-        var paths = [String: Set<UInt64>]()
-        try db.forEach("SELECT DISTINCT path, inode FROM chunk_backings WHERE writer IS NULL") { (s) throws(MeshError) in
-            paths[s.text(0), default: []].insert(UInt64(bitPattern: s.int(1)))
+        var files = [String: Set<FileStat>]()
+        try db.forEach("SELECT DISTINCT path, inode, file_size, mtime_ns FROM chunk_backings WHERE writer IS NULL") { (s) throws(MeshError) in
+            files[s.text(0), default: []].insert(FileStat(sizeBytes: UInt64(bitPattern: s.int(2)), mtimeNs: s.int(3), inode: UInt64(bitPattern: s.int(1))))
         }
-        var staleRows = [(path: String, inode: UInt64)]()
-        for (p, inodes) in paths {
-            var current: UInt64?
-            if case .file(let o)? = FolderFS.lstatEntry(p), o.kind == .regular { current = o.stat.inode }
-            for i in inodes where i != current { staleRows.append((p, i)) }
-        }
-        guard !staleRows.isEmpty else { return [] }
         var failed = [(ChunkBacking, BackingRead)]()
-        for r in staleRows {
-            try db.forEach("SELECT \(Self.backingColumns) FROM chunk_backings WHERE path = ? AND inode = ? AND writer IS NULL",
-                           [.text(r.path), .int(Int64(bitPattern: r.inode))]) { (s) throws(MeshError) in
-                if let b = Self.backing(s) { failed.append((b, .stale)) }
+        for (p, stats) in files.sorted(by: { $0.key < $1.key }) {
+            var current: FileStat?
+            if case .file(let o)? = FolderFS.lstatEntry(p), o.kind == .regular { current = o.stat }
+            for st in stats where st != current {
+                var rows = [ChunkBacking]()
+                try db.forEach("SELECT \(Self.backingColumns) FROM chunk_backings WHERE path = ? AND inode = ? AND file_size = ? AND mtime_ns = ? AND writer IS NULL",
+                               [.text(p), .int(Int64(bitPattern: st.inode)), .int(Int64(bitPattern: st.sizeBytes)), .int(st.mtimeNs)]) { (s) throws(MeshError) in
+                    if let b = Self.backing(s) { rows.append(b) }
+                }
+                guard let now = current, now.inode == st.inode else {
+                    failed += rows.map { ($0, .stale) }
+                    continue
+                }
+                // Changed in place: each backing is read again; those that still hold their chunk stay.
+                var good = [ChunkBacking]()
+                let buf = ScratchBuffer(count: ((rows.map(\.sizeBytes).max() ?? 0) + 4095) & ~4095)
+                for b in rows {
+                    let r = b.read(into: buf.base)
+                    if r == .ok { good.append(b) } else { failed.append((b, r)) }
+                }
+                try restamp(good, as: now)
             }
         }
         return try dropBackings(failed)
+    }
+
+    /// Records that `rows` were checked against their file as it is now (`stat`).
+    func restamp(_ rows: [ChunkBacking], as stat: FileStat) throws(MeshError) {
+        guard !rows.isEmpty else { return }
+        try db.transaction { () throws(MeshError) in
+            try sql { () throws(SQLiteError) in
+                for b in rows {
+                    try db.query("""
+                        UPDATE OR IGNORE chunk_backings SET file_size = ?, mtime_ns = ?
+                        WHERE hash = ? AND path = ? AND offset = ? AND inode = ? AND writer IS NULL
+                        """, [.int(Int64(bitPattern: stat.sizeBytes)), .int(stat.mtimeNs), .blob(b.hash.digest.bytes), .text(b.path),
+                              .int(Int64(bitPattern: b.offsetBytes)), .int(Int64(bitPattern: b.fileStat.inode))])
+                }
+            }
+        }
+    }
+
+    /// After the file at `path` was read whole as `recipe` (a folder put of a local edit): its
+    /// backings whose place now holds another chunk are dropped (the edit replaced those bytes),
+    /// the others are restamped with `stat`. No file is read.
+    public func refreshBackings(path: String, recipe: Recipe, stat: FileStat) throws(MeshError) {
+        let rows = try backings(atPath: path).filter { $0.fileStat.inode == stat.inode }
+        guard !rows.isEmpty else { return }
+        var good = [ChunkBacking]()
+        var failed = [(ChunkBacking, BackingRead)]()
+        let cs = UInt64(recipe.chunkSizeBytes)
+        for b in rows {
+            let i = Int(b.offsetBytes / max(cs, 1))
+            if b.offsetBytes % cs == 0, i < recipe.chunks.count, recipe.chunks[i] == b.hash, recipe.length(ofChunk: i) == b.sizeBytes {
+                good.append(b)
+            } else {
+                failed.append((b, .mismatch))
+            }
+        }
+        try restamp(good, as: stat)
+        try dropBackings(failed)
     }
 
     /// Settles, at open, the pending backings of materialisers that are gone: in force when the

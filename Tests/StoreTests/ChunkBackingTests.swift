@@ -209,6 +209,31 @@ struct ChunkBackingTests {
         #expect(try t.store.backingTotals().rows == 0 && t.everyRecordedChunkHasASource())
     }
 
+    @Test("A folder file edited in place loses only the backings of the bytes that changed: found by a collection, or by the put of the edit")
+    func editedInPlaceLosesOnlyChangedBackings() throws {
+        let t = try BackedFixture()
+        let bytes = backedBytes(seed: 7)
+        let e = try t.put("data/a.bin", bytes)
+        try t.replicate(e)
+        _ = try t.store.materialise(e, root: t.root, relativePath: "a.bin", replacing: nil, adoptIdentical: false)
+        let r = try #require(try t.store.recipe(e.contentID))
+        let file = t.root + "/a.bin"
+        flipByte(file, at: 3 * 65_536 + 1)
+        let gc = try t.store.collectGarbage(GarbageCollectionOptions(policy: KeepPolicy()))
+        #expect(gc.backedChunksLost == 1)
+        #expect(try t.store.missingChunks(e.contentID) == [r.chunks[3]])
+        #expect(try t.store.collectGarbage(GarbageCollectionOptions(policy: KeepPolicy())).backedChunksLost == 0, "the others were restamped")
+        #expect(try t.everyRecordedChunkHasASource())
+        // A `both` folder puts the edit: the put knows which chunks it replaced, without reading again.
+        flipByte(file, at: 1 * 65_536 + 1)
+        let st = try #require(FolderFS.regularStat(file))
+        let put = try t.store.ingest(path: file, name: "data/a.bin", signer: t.dst.identity).entry
+        try t.store.refreshBackings(path: file, recipe: try #require(try t.store.recipe(put.contentID)), stat: st)
+        #expect(try t.store.missingChunks(e.contentID) == [r.chunks[1], r.chunks[3]])
+        #expect(try t.store.backings(atPath: file).count == 3)
+        #expect(try t.everyRecordedChunkHasASource())
+    }
+
     @Test("Removing a folder file keeps, in chunk files, the chunks a kept version needs and only it held")
     func removingKeepsWhatIsKept() throws {
         let t = try BackedFixture()

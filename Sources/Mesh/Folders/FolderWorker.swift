@@ -120,6 +120,9 @@ final class FolderWorker: @unchecked Sendable {
                     throw MeshError(.fileChanged, "\(file) changed while it was being read", hint: "it is put once it settles again")
                 }
             })
+            // A file this folder materialised and a person then edited (a `both` folder): its
+            // backings whose bytes the edit replaced go now, not at their next read.
+            if let recipe = try? store.recipe(r.entry.contentID) { try? store.refreshBackings(path: file, recipe: recipe, stat: expect) }
             return recordPut(path, r, expect: expect)
         } catch where error.code == .fileChanged || error.code == .fileNotFound {
             return changed(path)
