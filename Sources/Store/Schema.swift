@@ -165,6 +165,7 @@ public enum Schema {
             PRIMARY KEY(hash, path, offset, inode)
         ) WITHOUT ROWID;
         CREATE INDEX chunk_backings_by_path ON chunk_backings(path);
+        CREATE INDEX chunk_backings_pending ON chunk_backings(writer) WHERE writer IS NOT NULL;
         """,
     ]
 
