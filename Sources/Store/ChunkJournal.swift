@@ -95,7 +95,10 @@ extension Store {
         for h in hashes { FS.unlink(chunkPath(h)) }
         try db.transaction { () throws(MeshError) in
             try sql { () throws(SQLiteError) in
-                for h in hashes { try db.query("DELETE FROM chunks WHERE hash = ?", [.blob(h.digest.bytes)]) }
+                for h in hashes {
+                    try db.query("DELETE FROM chunks WHERE hash = ?", [.blob(h.digest.bytes)])
+                    try db.query("DELETE FROM chunk_backings WHERE hash = ? AND writer IS NULL", [.blob(h.digest.bytes)])
+                }
             }
         }
     }
@@ -253,6 +256,7 @@ extension Store {
 
     /// Run at open: the journal always, the full sweep once.
     func settleChunkFilesAtOpen() throws(MeshError) {
+        try settlePendingBackings()
         try finishInterruptedChunkWrites()
         if !(try unrecordedFilesSwept()) { _ = try sweepUnrecordedChunkFiles() }
     }

@@ -10,6 +10,12 @@ struct StoreTestHooks {
     var beforeRecording: ((String) -> Void)?
     /// Called at each step of a collection; throwing aborts the open transaction.
     var gcStep: ((GarbageStep) throws(MeshError) -> Void)?
+    /// Called at each step of a materialise (`before-rename`, `renamed`, `in-force`); throwing
+    /// simulates kill -9 there (nothing is cleaned up: the temp file and pending backings stay).
+    var materialiseStep: ((String) throws(MeshError) -> Void)?
+    /// The writer stamp a materialise records its pending backings under (a dead one, to test
+    /// what the next open does after a simulated crash).
+    var materialiseWriter: WriterStamp?
 }
 
 extension Store {

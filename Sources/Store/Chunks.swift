@@ -17,6 +17,15 @@ extension Store {
             throw MeshError(.unknownItem, "chunk \(hash) is not in this store", hint: "fetch it from a peer")
         }
         guard FS.exists(path) else {
+            // Held by a folder file instead (ChunkBackings.swift): read there and verified.
+            if let size = try recordedSize(hash) {
+                var bytes: [UInt8]
+                let buf = ScratchBuffer(count: size)
+                if try readThroughBackings(hash, into: buf.base, expected: size) {
+                    bytes = Array(UnsafeRawBufferPointer(start: buf.base, count: size))
+                    return bytes
+                }
+            }
             throw MeshError(.corrupt, "chunk \(hash) is missing from the store (\(path))",
                             hint: "run `meshnode verify` to find every damaged item")
         }
@@ -39,7 +48,21 @@ extension Store {
         guard expectedBytes <= dest.count, let base = dest.baseAddress else {
             throw MeshError(.invalidInput, "no room for a \(expectedBytes)-byte chunk", hint: "this is a bug")
         }
-        return try chunkFiles.read(hash, into: base, capacity: dest.count, expected: expectedBytes, itemName: "an item served to a peer")
+        do {
+            return try chunkFiles.read(hash, into: base, capacity: dest.count, expected: expectedBytes, itemName: "an item served to a peer")
+        } catch where error.code == .corrupt {
+            // No (good) chunk file: a folder file that backs it, verified (a person may have
+            // edited it; then that backing goes, and the caller's `forgetChunks` finds nothing else).
+            if try readThroughBackings(hash, into: base, expected: expectedBytes) { return expectedBytes }
+            throw error
+        }
+    }
+
+    /// The recorded size of a chunk, nil when it is not recorded.
+    func recordedSize(_ hash: ChunkHash) throws(MeshError) -> Int? {
+        try sql { () throws(SQLiteError) in
+            try db.scalarInt("SELECT size_bytes FROM chunks WHERE hash = ?", [.blob(hash.digest.bytes)]).map { Int($0) }
+        }
     }
 
     /// Stores a chunk received from elsewhere: verified against `hash` first, then written

@@ -22,6 +22,9 @@ public struct GarbageReport: Sendable, Equatable {
     /// Stopped before the end (the node is shutting down); the next run finishes the job.
     public var stopped = false
     public var durationMs = 0
+    /// Chunks that lost their record because the folder file that backed them went or was
+    /// replaced (ChunkBackings.swift; fetched again if still needed).
+    public var backedChunksLost = 0
     /// The contents whose recipes were deleted (or would be), sorted.
     public var deletedContents: [ContentID] = []
 
@@ -253,6 +256,8 @@ extension Store {
                 report.chunksDeleted += gone.count
                 report.bytesReclaimed += gone.reduce(0) { $0 + UInt64($1.sizeBytes) }
             }
+            // Backings whose folder file went or was replaced go too (ChunkBackings.swift).
+            if !report.stopped { report.backedChunksLost = try sweepStaleBackings().count }
         }
         report.durationMs = Int((WallClock.monotonicSeconds() - started) * 1000)
         return report
@@ -269,6 +274,7 @@ extension Store {
                     let h = SQLValue.blob(c.hash.digest.bytes)
                     try db.query("DELETE FROM chunks WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM recipe_chunks WHERE hash = ?)", [h, h])
                     guard db.changes > 0 else { continue }
+                    try db.query("DELETE FROM chunk_backings WHERE hash = ?", [h])
                     try db.query("INSERT OR IGNORE INTO chunk_writes(hash, writer) VALUES(?, ?)", [h, writer])
                     out.append(c)
                 }

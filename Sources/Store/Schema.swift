@@ -147,6 +147,26 @@ public enum Schema {
         DELETE FROM items WHERE kind = 1 AND (chunk_size < \(ManifestEntry.minChunkSizeBytes) OR chunk_size > \(ManifestEntry.maxChunkSizeBytes));
         ALTER TABLE peers ADD COLUMN credential BLOB NOT NULL DEFAULT x'';
         """,
+        // 7: chunks backed by a folder file (Store/ChunkBackings.swift): the chunk's bytes are at
+        // `offset` in the regular file at `path` whose inode is `inode` (`file_size`, `mtime_ns`:
+        // that file when it was recorded), instead of in a chunk file. `writer` is NULL for a
+        // backing in force; else the `WriterStamp` of a materialise that has not yet renamed the
+        // file into place (such rows are never read from, and settled at open if it died).
+        """
+        CREATE TABLE chunk_backings(
+            hash        BLOB    NOT NULL CHECK(length(hash) = 32),
+            path        TEXT    NOT NULL,
+            offset      INTEGER NOT NULL CHECK(offset >= 0),
+            size_bytes  INTEGER NOT NULL CHECK(size_bytes >= 0),
+            inode       INTEGER NOT NULL,
+            file_size   INTEGER NOT NULL,
+            mtime_ns    INTEGER NOT NULL,
+            writer      TEXT,
+            PRIMARY KEY(hash, path, offset, inode)
+        ) WITHOUT ROWID;
+        CREATE INDEX chunk_backings_by_path ON chunk_backings(path);
+        CREATE INDEX chunk_backings_pending ON chunk_backings(writer) WHERE writer IS NOT NULL;
+        """,
     ]
 
     /// Brings `db` to `currentVersion`, or throws `.schemaTooNew`.

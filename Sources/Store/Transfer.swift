@@ -319,10 +319,10 @@ extension Store {
 
     /// Opens a temp file for writing in `dir`: unnamed (O_TMPFILE) if possible, else
     /// `namedFallback`; with O_DIRECT first when `tryDirect`.
-    func openTemp(dir: String, namedFallback: String, tryDirect: Bool) throws(MeshError) -> (fd: Int32, named: Bool, direct: Bool) {
+    func openTemp(dir: String, namedFallback: String, tryDirect: Bool, readable: Bool = false) throws(MeshError) -> (fd: Int32, named: Bool, direct: Bool) {
         for named in ChunkFiles.tmpfileDisabled ? [true] : [false, true] {
             for direct in tryDirect ? [true, false] : [false] {
-                let flags = O_WRONLY | O_CLOEXEC | (direct ? O_DIRECT : 0)
+                let flags = (readable ? O_RDWR : O_WRONLY) | O_CLOEXEC | (direct ? O_DIRECT : 0)
                 let fd = named ? Glibc.open(namedFallback, flags | O_CREAT | O_EXCL, 0o644) : Glibc.open(dir, flags | O_TMPFILE_, 0o644)
                 if fd >= 0 { return (fd, named, direct) }
                 let e = errno
@@ -336,8 +336,13 @@ extension Store {
 
     /// Reassembles `recipe` into `fd`, re-hashing every chunk, in parallel with `pwrite`;
     /// then truncates to the exact size (O_DIRECT writes the last chunk padded) and fsyncs.
+    /// A chunk without a good chunk file is copied from a folder file that backs it
+    /// (ChunkBackings.swift: `copy_file_range` when `readable`, and verified); backings that
+    /// fail are dropped. Returns the chunks so copied.
+    @discardableResult
     func writeAssembled(_ recipe: Recipe, name: String, fd outFD: Int32, direct: Bool, path tmp: String,
-                        progress: ProgressHandler?) throws(MeshError) {
+                        progress: ProgressHandler?, readable: Bool = false) throws(MeshError) -> Int {
+        let backings = try backings(forContent: recipe.contentID)
         if recipe.sizeBytes > 0 {
             let rc = posix_fallocate(outFD, 0, off_t(recipe.sizeBytes))
             if rc != 0 && rc != EOPNOTSUPP && rc != EINVAL { throw MeshError.posix(rc, "allocating space for", path: tmp) }
@@ -351,27 +356,47 @@ extension Store {
         let workers = min(Self.workerCount, max(n, 1))
         // Damaged chunks are collected, not fatal at once, so that one export finds them all.
         let damaged = Mutex<[(index: Int, error: MeshError)]>([])
+        let failedBackings = Mutex<[(ChunkBacking, BackingRead)]>([])
+        let copied = Atomic<Int>(0)
         runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
             while let i = work.take() {
                 do throws(MeshError) {
                     let hash = recipe.chunks[i]
                     let len = recipe.length(ofChunk: i)
-                    let got: Int
-                    do throws(MeshError) { got = try files.read(hash, into: buf.base, capacity: capacity, expected: len, itemName: name) } catch {
-                        guard error.code == .corrupt else { throw error }
-                        damaged.withLock { $0.append((i, error)) }
-                        continue
-                    }
-                    let raw = UnsafeRawBufferPointer(start: buf.base, count: got)
-                    guard got == len, Blake2b256.hash(raw) == hash.digest else {
-                        damaged.withLock {
-                            $0.append((i, MeshError(.corrupt, "chunk \(hash) of \(name) is corrupt on disk")))
+                    var fileError: MeshError?
+                    do throws(MeshError) {
+                        let got = try files.read(hash, into: buf.base, capacity: capacity, expected: len, itemName: name)
+                        if got != len || Blake2b256.hash(UnsafeRawBufferPointer(start: buf.base, count: got)) != hash.digest {
+                            fileError = MeshError(.corrupt, "chunk \(hash) of \(name) is corrupt on disk")
                         }
-                        continue
+                    } catch {
+                        guard error.code == .corrupt else { throw error }
+                        fileError = error
                     }
-                    let writeLen = useDirect ? (len + 4095) & ~4095 : len
-                    try writeAt(fd: fd, path: tmp, from: buf.base, count: writeLen, offset: recipe.offset(ofChunk: i))
+                    if let e = fileError {
+                        // No good chunk file: a folder file that holds the chunk, if any.
+                        var ok = false
+                        for b in backings[hash] ?? [] where b.sizeBytes == len {
+                            let r = try b.copy(to: fd, at: recipe.offset(ofChunk: i), readable: readable, direct: useDirect,
+                                               buf: buf.base, outPath: tmp)
+                            if r == .ok {
+                                ok = true
+                                break
+                            }
+                            failedBackings.withLock { $0.append((b, r)) }
+                        }
+                        guard ok else {
+                            let why = backings[hash] == nil ? e
+                                : MeshError(.corrupt, "chunk \(hash) of \(name) has no chunk file, and the folder files that held it changed")
+                            damaged.withLock { $0.append((i, why)) }
+                            continue
+                        }
+                        copied.wrappingAdd(1, ordering: .relaxed)
+                    } else {
+                        let writeLen = useDirect ? (len + 4095) & ~4095 : len
+                        try writeAt(fd: fd, path: tmp, from: buf.base, count: writeLen, offset: recipe.offset(ofChunk: i))
+                    }
                     let done = work.bytesDone.wrappingAdd(UInt64(len), ordering: .relaxed).newValue
                     progress?(done)
                 } catch {
@@ -380,6 +405,9 @@ extension Store {
             }
         }
         try work.throwIfFailed()
+        try dropBackings(failedBackings.withLock { $0 })
+        let copiedChunks = copied.load(ordering: .relaxed)
+        BackingCounters.chunksCopied.wrappingAdd(UInt64(copiedChunks), ordering: .relaxed)
         let bad = damaged.withLock { $0 }.sorted { $0.index < $1.index }
         if let first = bad.first {
             let hashes = Array(Set(bad.map { recipe.chunks[$0.index] }))
@@ -390,6 +418,7 @@ extension Store {
         }
         if direct, ftruncate(outFD, off_t(recipe.sizeBytes)) != 0 { throw MeshError.posix(errno, "truncating", path: tmp) }
         guard fsync(outFD) == 0 else { throw MeshError.posix(errno, "syncing", path: tmp) }
+        return copiedChunks
     }
 
     /// Runs `PRAGMA integrity_check` on a finished, not yet visible SQLite file.

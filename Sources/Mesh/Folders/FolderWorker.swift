@@ -120,6 +120,9 @@ final class FolderWorker: @unchecked Sendable {
                     throw MeshError(.fileChanged, "\(file) changed while it was being read", hint: "it is put once it settles again")
                 }
             })
+            // A file this folder materialised and a person then edited (a `both` folder): its
+            // backings whose bytes the edit replaced go now, not at their next read.
+            if let recipe = try? store.recipe(r.entry.contentID) { try? store.refreshBackings(path: file, recipe: recipe, stat: expect) }
             return recordPut(path, r, expect: expect)
         } catch where error.code == .fileChanged || error.code == .fileNotFound {
             return changed(path)
@@ -166,7 +169,8 @@ final class FolderWorker: @unchecked Sendable {
     func materialise(_ path: String, entry: ManifestEntry, replacing: FileStat?, reason: FolderChange) -> Result {
         do throws(MeshError) {
             let adopt = reason == .revertAdded || reason == .revertChanged
-            let (stat, wrote) = try store.materialise(entry, root: root, relativePath: path, replacing: replacing, adoptIdentical: adopt)
+            let (stat, wrote) = try store.materialise(entry, root: root, relativePath: path, replacing: replacing, adoptIdentical: adopt,
+                                                      policy: policy)
             let rec = FolderRecord(stat: stat, contentID: entry.contentID, entry: entry.ref, source: .materialised, updatedMs: WallClock.nowMs())
             try store.setFolderRecord(folder: folderID, path: path, rec)
             return Result(outcome: .recorded(rec), adopted: !wrote)
@@ -181,7 +185,10 @@ final class FolderWorker: @unchecked Sendable {
         let file = absolute(path)
         guard FolderFS.matches(file, expect) else { return changed(path) }
         do throws(MeshError) {
-            guard Glibc.unlink(file) == 0 || errno == ENOENT else { throw MeshError.posix(errno, "removing", path: file) }
+            // Chunks only this file holds that a kept version needs go to chunk files first.
+            try store.removeFolderFile(file, policy: policy) { () throws(MeshError) in
+                guard Glibc.unlink(file) == 0 || errno == ENOENT else { throw MeshError.posix(errno, "removing", path: file) }
+            }
             let dir = FS.dirname(of: file)
             try? FS.fsyncDirectory(dir)
             // Directories emptied by the removal go too (up to, not including, the folder).

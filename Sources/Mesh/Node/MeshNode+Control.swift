@@ -72,12 +72,37 @@ public struct NodeStatus: Codable, Sendable {
     public var successorSessions: UInt64
     /// Garbage collection: runs, the last report, reclaimable bytes (nil from older nodes).
     public var gc: NodeGCStatus?
+    /// Chunks backed by folder files (Store/ChunkBackings.swift), since start (nil from older nodes).
+    public var backed: BackedStatus?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc
+        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc, backed
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
+    }
+}
+
+/// What folder-file backings did in this process (`status --json`'s `node.backed`).
+public struct BackedStatus: Codable, Sendable {
+    /// Chunks of folder files written by copying them from another folder file, not fetched.
+    public var chunksCopied: UInt64
+    /// Backings dropped because their bytes no longer matched (a person edited the file).
+    public var mismatches: UInt64
+    /// Backings dropped because their file was gone or replaced.
+    public var stale: UInt64
+    /// Chunk files deleted because a folder file holds the chunk.
+    public var chunkFilesReleased: UInt64
+
+    static func now() -> BackedStatus {
+        BackedStatus(chunksCopied: BackingCounters.chunksCopied.load(ordering: .relaxed),
+                     mismatches: BackingCounters.mismatches.load(ordering: .relaxed),
+                     stale: BackingCounters.stale.load(ordering: .relaxed),
+                     chunkFilesReleased: BackingCounters.chunkFilesReleased.load(ordering: .relaxed))
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case chunksCopied = "chunks_copied", mismatches, stale, chunkFilesReleased = "chunk_files_released"
     }
 }
 
@@ -115,7 +140,7 @@ extension MeshNode {
                           blobs: blobs?.counters ?? BlobCounters(), sessionsByRoute: runtime.sessionsEstablished,
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
-                          successorSessions: runtime.successorSessions, gc: collector?.status())
+                          successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now())
     }
 
     /// `badSignature` → `bad_signature`: every counter name in `status` is snake case.

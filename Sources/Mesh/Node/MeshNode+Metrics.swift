@@ -96,6 +96,12 @@ extension MeshNode {
         m.counter("meshnode_chunks_received_total", "Chunks received and verified (duplicates excluded).") { blob().chunksFetched }
         m.counter("meshnode_chunks_sent_total", "Chunks served to peers.") { blob().chunksServed }
         m.counter("meshnode_chunks_duplicate_total", "Chunks that arrived twice (endgame); not in the received counts.") { blob().duplicateChunks }
+        m.counter("meshnode_folder_chunks_copied_total", "Chunks of folder files copied from another folder file instead of fetched.") {
+            BackingCounters.chunksCopied.load(ordering: .relaxed)
+        }
+        m.counter("meshnode_chunk_backing_mismatches_total", "Chunk backings dropped because the folder file's bytes no longer matched (edited).") {
+            BackingCounters.mismatches.load(ordering: .relaxed)
+        }
         m.counters("meshnode_p2p_request_errors_total", "Failed chunk requests and chunks refused on arrival, by reason.",
                    label: "reason", values: P2PRequestError.allCases.map(\.rawValue)) { blob().requestErrors }
         m.counter("meshnode_items_completed_total", "Items whose content this node finished fetching.") { blob().itemsCompleted }
