@@ -92,7 +92,7 @@ func check(_ o: SimOptions, sourceLocation: SourceLocation = #_sourceLocation) -
         o.nodes = 8; o.durationS = 40; o.duplicate = 0.05
         let r = check(o)
         #expect(r.metrics.nemesisMessages > 0)
-        for reason in ["malformed", "badSignature", "untrustedKey", "untrustedOrigin", "badEntrySignature", "replayed"] {
+        for reason in ["malformed", "bad_signature", "untrusted_key", "untrusted_origin", "bad_entry_signature", "replayed"] {
             #expect((r.metrics.rejected[reason] ?? 0) > 0, "no \(reason) rejection")
         }
     }
