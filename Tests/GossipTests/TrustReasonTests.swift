@@ -23,11 +23,7 @@ import Testing
     }
 
     @Test func everyReasonMapsToTheCounterNamedInTheSpec() {
-        let names = AdmissionPolicy.Rejection.allCases.map { r -> String in
-            var out = ""
-            for c in RejectReason(r).rawValue { out += c.isUppercase ? "_" + c.lowercased() : String(c) }
-            return out
-        }
+        let names = AdmissionPolicy.Rejection.allCases.map { RejectReason($0).rawValue }
         #expect(names == ["untrusted_key", "malformed_certificate", "certificate_wrong_subject", "certificate_unknown_authority",
                           "certificate_bad_signature", "certificate_not_yet_valid", "certificate_expired", "revoked"])
         #expect(AdmissionPolicy.Rejection.allCases.map(\.rawValue) == names)

@@ -56,7 +56,7 @@ import Testing
     @Test(.ownThread(timeLimit: .minutes(1))) func garbageIsAnswered400AtOnceClosedAndCounted() throws {
         let rejected = Locked<[String]>([])
         try withServer { loop, server, port in
-            try loop.execute { server.onRejected = { reason, _, _ in rejected.mutate { $0.append(reason) } } }
+            try loop.execute { server.onRejected = { reason, _, _ in rejected.mutate { $0.append(reason.rawValue) } } }
             for garbage: [UInt8] in [[0x16, 0x03, 0x01, 0x02, 0x00], Array("\u{1}\u{2}hello".utf8), Array("GET/ HTTP/1.1\r\n\r\n".utf8),
                                      Array("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n".utf8), Array("GET / HTTP/1.1\r\n\r\n".utf8)] {
                 let c = try RawTCPClient(port: port)

@@ -19,36 +19,36 @@ public enum TimerID: UInt8, CaseIterable, Sendable {
     case join
 }
 
-/// Why an input was dropped. The shell counts these and rate-limits its logs per reason.
+/// Why an input was dropped. The shell counts these and rate-limits its logs per reason. Each raw
+/// value is its counter name in docs/PROTOCOL.md Appendix B (Mesh's `RejectCounter` lists them all).
 public enum RejectReason: String, CaseIterable, Sendable {
     case oversized
     case malformed
-    case unsupportedVersion
-    case badSignature
+    case unsupportedVersion = "unsupported_version"
+    case badSignature = "bad_signature"
     case replayed
-    case fromSelf
-    case unknownSender
+    case fromSelf = "from_self"
+    case unknownSender = "unknown_sender"
     // The trust policy refused a sender's introduction or an alive record about a member
     // (docs/PROTOCOL.md §10; the same reasons as a refused session handshake):
-    case untrustedKey
-    case malformedCertificate
-    case certificateWrongSubject
-    case certificateUnknownAuthority
-    case certificateBadSignature
-    case certificateNotYetValid
-    case certificateExpired
+    case untrustedKey = "untrusted_key"
+    case malformedCertificate = "malformed_certificate"
+    case certificateWrongSubject = "certificate_wrong_subject"
+    case certificateUnknownAuthority = "certificate_unknown_authority"
+    case certificateBadSignature = "certificate_bad_signature"
+    case certificateNotYetValid = "certificate_not_yet_valid"
+    case certificateExpired = "certificate_expired"
     case revoked
-    case tooManyMembers
-    case wrongTarget
-    case untrustedOrigin
-    case badEntrySignature
-    case notSenderOrigin
+    case tooManyMembers = "too_many_members"
+    case wrongTarget = "wrong_target"
+    case untrustedOrigin = "untrusted_origin"
+    case badEntrySignature = "bad_entry_signature"
+    case notSenderOrigin = "not_sender_origin"
     case overloaded
 }
 
 extension RejectReason {
-    /// The reason a refused admission is counted under (`badSignature` → `bad_signature` in
-    /// `status`, so these read exactly as the §10 names).
+    /// The reason a refused admission is counted under: the §10 names.
     public init(_ refusal: AdmissionPolicy.Rejection) {
         switch refusal {
         case .untrusted: self = .untrustedKey

@@ -140,7 +140,7 @@ extension BlobService {
             try node.store.insertRecipe(contentID: c, sizeBytes: size, chunkSizeBytes: cs, chunks: chunks)
         } catch where error.code == .corrupt {
             // It does not recompute the content id (or its shape is impossible): it never will.
-            node.count("bad_recipe", peer: peer.short, detail: error.description)
+            node.count(.badRecipe, peer: peer.short, detail: error.description)
             return recipeRefused(id, c, from: peer, why: error.message)
         } catch {
             requests[id] = nil
@@ -273,7 +273,7 @@ extension BlobService {
     /// The pieces `peer` sent for chunk `index` of request `id` do not fit together: counted, a
     /// strike against the peer, and the chunk goes back to the pool for another source.
     func piecesInconsistent(_ id: UInt32, _ index: Int, from peer: NodeID, why: String) {
-        node.count("inconsistent_chunk_pieces", peer: peer.short, detail: why)
+        node.count(.inconsistentChunkPieces, peer: peer.short, detail: why)
         countRequestError(.inconsistentPieces)
         counters.strikes[peer.short, default: 0] += 1
         guard var req = requests[id], req.source == peer, case .get(var remaining) = req.kind,
@@ -317,7 +317,7 @@ extension BlobService {
             if let error, error.code == .corrupt {
                 self.counters.corruptChunks += 1
                 self.counters.strikes[peer.short, default: 0] += 1
-                self.node.count("corrupt_chunk", peer: peer.short, detail: "chunk \(index) of \(d.contentID.short)")
+                self.node.count(.corruptChunk, peer: peer.short, detail: "chunk \(index) of \(d.contentID.short)")
                 self.countRequestError(.corruptChunk)
                 s.onChunkCorrupt(index, from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
             } else if let error {

@@ -307,7 +307,7 @@ public final class BlobService: @unchecked Sendable {
         // Chunks are most of the bytes: take them straight from the frame, one copy.
         if type == BlobMessage.Tag.chunk.rawValue {
             guard body.count >= 8, body.count - 8 <= BlobMessage.maxChunkBytes else {
-                node.count("malformed_blob_message", peer: peer.short, detail: "chunk message of \(body.count) bytes")
+                node.count(.malformedBlobMessage, peer: peer.short, detail: "chunk message of \(body.count) bytes")
                 return
             }
             gotChunk(u32(b), Int(u32(b + 4)), body[(b + 8)...], from: peer, session: session)
@@ -315,12 +315,12 @@ public final class BlobService: @unchecked Sendable {
         }
         if type == BlobMessage.Tag.chunkPiece.rawValue {
             guard body.count >= 16 else {
-                node.count("malformed_blob_message", peer: peer.short, detail: "chunk_piece message of \(body.count) bytes")
+                node.count(.malformedBlobMessage, peer: peer.short, detail: "chunk_piece message of \(body.count) bytes")
                 return
             }
             let total = Int(u32(b + 8)), offset = Int(u32(b + 12))
             if let problem = BlobMessage.pieceProblem(chunkBytes: total, offset: offset, dataBytes: body.count - 16) {
-                node.count("malformed_blob_message", peer: peer.short, detail: "\(problem)")
+                node.count(.malformedBlobMessage, peer: peer.short, detail: "\(problem)")
                 return
             }
             gotPiece(u32(b), Int(u32(b + 4)), chunkBytes: total, offset: offset, body[(b + 16)...], from: peer, session: session)
@@ -328,7 +328,7 @@ public final class BlobService: @unchecked Sendable {
         }
         let msg: BlobMessage
         do { msg = try BlobMessage.decode([type] + body) } catch {
-            node.count("malformed_blob_message", peer: peer.short, detail: "\(error)")
+            node.count(.malformedBlobMessage, peer: peer.short, detail: "\(error)")
             // A recipe that cannot be decoded (e.g. a chunk size out of range) will not decode
             // the next time either: it is refused like one that does not verify.
             if type == BlobMessage.Tag.recipe.rawValue, body.count >= 36 {

@@ -39,7 +39,7 @@ public final class HTTPServer: @unchecked Sendable {
     public let limits: Limits
     public fileprivate(set) var counters = Counters()
     /// Called on every refusal with its reason, the client's address and a detail.
-    public var onRejected: ((_ reason: String, _ peer: String, _ detail: String) -> Void)?
+    public var onRejected: ((_ reason: RejectCounter, _ peer: String, _ detail: String) -> Void)?
     public var localAddress: SocketAddress { listener.localAddress }
     public var connectionCount: Int { connections.count }
 
@@ -58,7 +58,7 @@ public final class HTTPServer: @unchecked Sendable {
             guard let self else { return stream.close() }
             self.counters.accepted += 1
             guard self.connections.count < self.limits.maxConnections else {
-                self.reject("http_too_many_connections", stream, "\(self.limits.maxConnections) connections already open")
+                self.reject(.httpTooManyConnections, stream, "\(self.limits.maxConnections) connections already open")
                 return stream.close()
             }
             let c = Connection(server: self, stream: stream)
@@ -74,8 +74,8 @@ public final class HTTPServer: @unchecked Sendable {
         handler = nil
     }
 
-    fileprivate func reject(_ reason: String, _ stream: TCPStream, _ detail: String) {
-        counters.rejected[reason, default: 0] += 1
+    fileprivate func reject(_ reason: RejectCounter, _ stream: TCPStream, _ detail: String) {
+        counters.rejected[reason.rawValue, default: 0] += 1
         onRejected?(reason, stream.peerDescription, detail)
     }
 
@@ -144,23 +144,23 @@ public final class HTTPServer: @unchecked Sendable {
                 if head.method == "HEAD" { r.omitBody = true }
                 respond(r)
             case .refused(.tooLarge):
-                server.reject("http_head_too_large", stream, "request head over \(limit) bytes")
+                server.reject(.httpHeadTooLarge, stream, "request head over \(limit) bytes")
                 respond(HTTPResponse(status: 431, text: "request head larger than \(limit) bytes"))
             case .refused(.unsupportedVersion(let v)):
-                server.reject("http_unsupported_version", stream, v)
+                server.reject(.httpUnsupportedVersion, stream, v)
                 respond(HTTPResponse(status: 505, text: "\(v) is not supported; use HTTP/1.1"))
             case .refused(.malformed(let why)):
-                server.reject("http_bad_request", stream, why)
+                server.reject(.httpBadRequest, stream, why)
                 respond(HTTPResponse(status: 400, text: "bad request: \(why)"))
             }
         }
 
         func timedOut() {
             if responding {
-                server?.reject("http_response_timeout", stream, "the response was not taken within \(limits.responseTimeout)")
+                server?.reject(.httpResponseTimeout, stream, "the response was not taken within \(limits.responseTimeout)")
                 return stream.close()
             }
-            server?.reject("http_request_timeout", stream, "no complete request within \(limits.requestTimeout) (\(buffer.count) bytes)")
+            server?.reject(.httpRequestTimeout, stream, "no complete request within \(limits.requestTimeout) (\(buffer.count) bytes)")
             respond(HTTPResponse(status: 408, text: "no complete request within \(limits.requestTimeout)"))
         }
 

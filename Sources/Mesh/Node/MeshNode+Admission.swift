@@ -16,7 +16,7 @@ extension MeshNode {
     func admitsSessionPeer(_ peer: NodeID, credential: [UInt8], remote: String) -> Bool {
         loop.assertInLoop("MeshNode.admitsSessionPeer")
         guard let why = Self.admissionRefusal(options.admission, verifier)(peer, credential) else { return true }
-        count(why.rawValue, peer: peer.short, detail: "session handshake with \(remote) refused")
+        count(RejectCounter(RejectReason(why)), peer: peer.short, detail: "session handshake with \(remote) refused")
         return false
     }
 
@@ -35,14 +35,15 @@ extension MeshNode {
     // MARK: - Counting and logging
 
     /// Counts a dropped input by reason and logs it at most once per (reason, peer) per interval.
-    func count(_ reason: String, peer: String, detail: String? = nil) {
-        runtime.rejected[reason, default: 0] += 1
+    /// Every name is one of `RejectCounter`: `status`, `/metrics` and the log use the same.
+    func count(_ reason: RejectCounter, peer: String, detail: String? = nil) {
+        runtime.rejected[reason.rawValue, default: 0] += 1
         logRejection(reason, peer: peer, detail: detail)
     }
 
-    func logRejection(_ reason: String, peer: String, detail: String? = nil) {
-        guard let suppressed = rejectLog.admit(reason + "|" + peer, nowMilliseconds: loop.nowMilliseconds) else { return }
-        logger.warning("dropped input", metadata: ["reason": "\(reason)", "peer": "\(peer)", "detail": "\(detail ?? "")",
+    func logRejection(_ reason: RejectCounter, peer: String, detail: String? = nil) {
+        guard let suppressed = rejectLog.admit(reason.rawValue + "|" + peer, nowMilliseconds: loop.nowMilliseconds) else { return }
+        logger.warning("dropped input", metadata: ["reason": "\(reason.rawValue)", "peer": "\(peer)", "detail": "\(detail ?? "")",
                                                    "suppressed": "\(suppressed)"])
     }
 }

@@ -57,7 +57,8 @@ public struct NodeStatus: Codable, Sendable {
     public var bytesSent: UInt64
     public var bytesReceived: UInt64
     public var sessions: Int
-    /// Dropped inputs by reason (gossip rejections, session and stream failures).
+    /// Dropped inputs by reason (gossip rejections, session and stream failures): every key is a
+    /// `RejectCounter` name (docs/PROTOCOL.md Appendix B).
     public var rejected: [String: UInt64]
     public var forks: UInt64
     /// Items being fetched, with their progress and rate.
@@ -125,10 +126,10 @@ extension MeshNode {
         var byState: [String: Int] = ["alive": 0, "suspect": 0, "dead": 0, "left": 0]
         for m in gossip.memberSnapshots() where !m.isSelf { byState[m.state.label, default: 0] += 1 }
         var rejected = runtime.rejected
-        for (r, n) in gossip.counters.rejected { rejected[Self.snakeCase(r.rawValue), default: 0] += n }
-        if let u = udpStats, u.droppedTruncated > 0 { rejected["oversized_datagram", default: 0] += UInt64(u.droppedTruncated) }
-        if streamCounters.truncatedFrames > 0 { rejected["truncated_frame", default: 0] += UInt64(streamCounters.truncatedFrames) }
-        if streamCounters.oversizedFrames > 0 { rejected["oversized_frame", default: 0] += UInt64(streamCounters.oversizedFrames) }
+        for (r, n) in gossip.counters.rejected { rejected[RejectCounter(r).rawValue, default: 0] += n }
+        if let u = udpStats, u.droppedTruncated > 0 { rejected[RejectCounter.oversizedDatagram.rawValue, default: 0] += UInt64(u.droppedTruncated) }
+        if streamCounters.truncatedFrames > 0 { rejected[RejectCounter.truncatedFrame.rawValue, default: 0] += UInt64(streamCounters.truncatedFrames) }
+        if streamCounters.oversizedFrames > 0 { rejected[RejectCounter.oversizedFrame.rawValue, default: 0] += UInt64(streamCounters.oversizedFrames) }
         let c = gossip.counters
         return NodeStatus(id: "\(identity.nodeID)", name: gossip.config.name, role: gossip.config.role,
                           listen: "\(boundAddress!)", advertise: "\(gossip.address)", incarnation: gossip.incarnation,
@@ -141,15 +142,6 @@ extension MeshNode {
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
                           successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now())
-    }
-
-    /// `badSignature` → `bad_signature`: every counter name in `status` is snake case.
-    static func snakeCase(_ s: String) -> String {
-        var out = ""
-        for c in s {
-            if c.isUppercase { out += "_" + c.lowercased() } else { out.append(c) }
-        }
-        return out
     }
 
     /// Serves one control request (loop thread). Verbs: `peers`, `status`, `health`, `announce`, `holders`,

@@ -25,9 +25,9 @@ extension MeshNode {
                         runtime.forks += 1
                         logFork(existing, e)
                     case .badSignature:
-                        count("bad_entry_signature", peer: e.origin.short)
+                        count(.badEntrySignature, peer: e.origin.short)
                     case .invalid(let field):
-                        count("malformed", peer: e.origin.short, detail: "entry refused by the store: \(field)")
+                        count(.malformed, peer: e.origin.short, detail: "entry refused by the store: \(field)")
                     }
                 } catch {
                     runtime.persistErrors += 1
@@ -63,7 +63,7 @@ extension MeshNode {
                 logFork(held, other)
             case .rejected(let reason, let from):
                 // Counted by the gossip core itself; here only the rate-limited log line.
-                logRejection(Self.snakeCase(reason.rawValue), peer: "\(from)")
+                logRejection(RejectCounter(reason), peer: "\(from)")
             }
         }
     }

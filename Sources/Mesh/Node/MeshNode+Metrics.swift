@@ -88,7 +88,7 @@ extension MeshNode {
             self.runtime.forks + g().forks
         }
         m.counters("meshnode_rejected_total", "Inputs dropped, by reason (the `rejected` of `meshnode status`).", label: "reason",
-                   values: RejectReasonLabels.known) { [unowned self] in self.nodeStatus().rejected }
+                   values: RejectCounter.names) { [unowned self] in self.nodeStatus().rejected }
 
         // The chunk exchange.
         m.counter("meshnode_chunk_bytes_received_total", "Chunk bytes received and verified (duplicates excluded).") { blob().bytesFetched }

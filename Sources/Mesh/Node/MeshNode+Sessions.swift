@@ -6,7 +6,7 @@ import Store
 extension MeshNode {
     func accepted(_ stream: TCPStream) {
         guard !stopping, allSessions.count < options.maxSessions else {
-            count("too_many_sessions", peer: stream.peerDescription)
+            count(.tooManySessions, peer: stream.peerDescription)
             stream.close()
             return
         }
@@ -45,7 +45,7 @@ extension MeshNode {
             if connecting[address]!.count > Self.maxQueuedWhileConnecting { connecting[address]!.removeFirst() }
         } else {
             guard allSessions.count < options.maxSessions else {
-                count("too_many_sessions", peer: "\(address)")
+                count(.tooManySessions, peer: "\(address)")
                 return false
             }
             connecting[address] = [(type, body)]
@@ -123,7 +123,7 @@ extension MeshNode {
                     self.dialDidNotReach(n)
                     self.blobs?.dialFailed(peer: n)
                 }
-                self.count("connect_failed", peer: "\(address)", detail: e.description)
+                self.count(.connectFailed, peer: "\(address)", detail: e.description)
             case .success(let stream):
                 guard !self.stopping else { return stream.close() }
                 // Inside our own `ssh -W` to a loopback address, ssh already protects every
@@ -245,7 +245,9 @@ extension MeshNode {
             case .replaced: break
             case .stream(let e) where e.code == .eof || e.code == .closed || e.code == .frameTooLarge: break
             case .session(.notAdmitted): break  // counted by its §10 reason in admitsSessionPeer
-            default: count(reason.reason, peer: s.peer?.short ?? "\(s.remote)", detail: reason.description)
+            default:
+                let c = reason.counter
+                count(c, peer: s.peer?.short ?? "\(s.remote)", detail: c == .other ? "\(reason.reason): \(reason.description)" : reason.description)
             }
         }
     }

@@ -267,13 +267,23 @@ public enum SessionCloseReason: Sendable, CustomStringConvertible {
     case replaced
     case unknownMessageType(UInt8)
 
-    /// A metric-friendly name.
+    /// A name for the log: `counter`'s, but a stream failure's own error code even when the
+    /// counter list has no name for it.
     public var reason: String {
         switch self {
-        case .session(let e): e.reason
         case .stream(let e): e.code.rawValue
         case .replaced: "replaced"
-        case .unknownMessageType: "unknown_message_type"
+        default: counter.rawValue
+        }
+    }
+
+    /// The name an abnormal end is counted under (a replaced session is not counted: `other`).
+    public var counter: RejectCounter {
+        switch self {
+        case .session(let e): e.counter
+        case .stream(let e): RejectCounter(streamFailure: e.code)
+        case .replaced: .other
+        case .unknownMessageType: .unknownMessageType
         }
     }
 

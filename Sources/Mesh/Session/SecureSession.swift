@@ -238,21 +238,24 @@ public enum SessionError: Error, Equatable, Sendable, CustomStringConvertible {
     case authenticationFailed
     case counterExhausted
 
-    /// A stable, metric-friendly name.
-    public var reason: String {
+    /// The name it is counted under (docs/PROTOCOL.md Appendix B).
+    public var counter: RejectCounter {
         switch self {
-        case .malformed: "malformed"
-        case .unsupportedVersion: "unsupported_version"
-        case .protocolViolation: "protocol_violation"
-        case .wrongPeer: "wrong_peer"
-        case .notAdmitted: "untrusted_key"
-        case .badSignature: "bad_signature"
-        case .noCommonCipher: "no_common_cipher"
-        case .keyExchangeFailed: "key_exchange_failed"
-        case .authenticationFailed: "frame_authentication_failed"
-        case .counterExhausted: "counter_exhausted"
+        case .malformed: .malformed
+        case .unsupportedVersion: .unsupportedVersion
+        case .protocolViolation: .protocolViolation
+        case .wrongPeer: .wrongPeer
+        case .notAdmitted: .untrustedKey
+        case .badSignature: .badSignature
+        case .noCommonCipher: .noCommonCipher
+        case .keyExchangeFailed: .keyExchangeFailed
+        case .authenticationFailed: .frameAuthenticationFailed
+        case .counterExhausted: .counterExhausted
         }
     }
+
+    /// A stable, metric-friendly name: `counter`'s.
+    public var reason: String { counter.rawValue }
 
     public var description: String {
         switch self {
