@@ -23,6 +23,8 @@ import Testing
         // What a collection would do: the recipe's rows go, then the chunks nothing references.
         let store = try Store.open(dataDir: receiver.dir)
         let db = try Database(path: "\(receiver.dir)/\(Store.databaseFileName)")
+        // The running node writes chunk records all the while: wait for it as the store does.
+        try db.exec("PRAGMA busy_timeout = \(Store.busyTimeoutMs)")
         try db.exec("BEGIN IMMEDIATE")
         try db.query("DELETE FROM recipe_chunks WHERE content_id = ?", [.blob(entry.contentID.digest.bytes)])
         try db.query("DELETE FROM recipes WHERE content_id = ?", [.blob(entry.contentID.digest.bytes)])

@@ -54,6 +54,8 @@ struct EntryEvidenceTests {
                 INSERT INTO peers(node_id, name, address, state, incarnation, last_seen_ms, role, updated_ms)
                 VALUES(?, 'gpu1', '10.0.0.1:7946', 'alive', 3, 0, '', 0)
                 """, [.blob(peer.nodeID.key.bytes)])
+            // Nor the tables of later migrations (7: chunk backings).
+            try db.exec("DROP TABLE chunk_backings")
             try db.exec("PRAGMA user_version = 5")
         }
         let reopened = try Store.open(dataDir: f.dataDir)
