@@ -24,11 +24,15 @@ extension MeshNode {
     /// Runs the planner once; writes and announces a compaction if it found one. Returns it.
     @discardableResult
     func compactNow(nowMs: Int64 = WallClock.nowMs()) -> ManifestEntry? {
-        let me = identity.nodeID
-        let inputs = Compactor.Inputs(
-            own: me, ownEntries: gossip.manifest.entries(of: me), catalog: keeper.catalog,
-            current: gossip.manifest.compaction(of: me), compactionSequences: gossip.manifest.compactionSequences,
-            nowMs: nowMs, horizonMs: Self.nanos(options.compactAfter) / 1_000_000)
+        var inputs = compactionInputs(nowMs: nowMs)
+        // Own dead puts that still carry this node's only statement about their content are
+        // restated first (PROTOCOL §4.6), so that compacting them unsays nothing.
+        let restate = Compactor.restatements(inputs)
+        if !restate.isEmpty {
+            let complete = restate.filter { (try? store.isComplete($0)) == true }
+            writeHoldingRecords(held: complete, dropped: restate.filter { !complete.contains($0) })
+            inputs = compactionInputs(nowMs: nowMs)
+        }
         guard let plan = Compactor.plan(inputs) else { return nil }
         do {
             let e = try store.writeCompaction(plan, signer: identity, nowMs: nowMs)
@@ -43,5 +47,13 @@ extension MeshNode {
             logger.error("could not write a compaction entry: \(error)")
             return nil
         }
+    }
+
+    func compactionInputs(nowMs: Int64) -> Compactor.Inputs {
+        let me = identity.nodeID
+        return Compactor.Inputs(
+            own: me, ownEntries: gossip.manifest.entries(of: me), catalog: keeper.catalog,
+            current: gossip.manifest.compaction(of: me), compactionSequences: gossip.manifest.compactionSequences,
+            nowMs: nowMs, horizonMs: Self.nanos(options.compactAfter) / 1_000_000)
     }
 }
