@@ -34,6 +34,10 @@ public enum Compactor {
         public var compactionSequences: [NodeID: UInt64]
         public var nowMs: Int64
         public var horizonMs: Int64
+        /// Contents this node holds complete (only those of `deadLatestPuts` matter): a dead put
+        /// that is this node's latest statement about such a content is restated before it goes
+        /// (§4.6). Others go as they are: with the put gone the log says "not held", the truth.
+        public var holds: Set<ContentID> = []
 
         public init(own: NodeID, ownEntries: [ManifestEntry], catalog: Catalog,
                     current: (ManifestEntry.Compaction, sequence: UInt64)?, compactionSequences: [NodeID: UInt64],
@@ -58,9 +62,10 @@ public enum Compactor {
         for e in i.ownEntries where !previous.contains(e.sequence) && e.sequence != i.current?.sequence {
             switch e.payload {
             case .put(let p):
-                // A put that is this node's latest statement about its content (§4.6) waits for a
-                // restatement (`restatements`): voiding it would unsay that this node holds it.
-                if isDeadPastHorizon(e, i, cutoffMs: cutoffMs), own.latest[p.contentID] != e.sequence {
+                // A put that is this node's latest statement about a content it holds (§4.6) waits
+                // for a restatement (`restatements`): voiding it would unsay that this node holds it.
+                if isDeadPastHorizon(e, i, cutoffMs: cutoffMs),
+                   own.latest[p.contentID] != e.sequence || !i.holds.contains(p.contentID) {
                     puts.append(e.sequence)
                 }
             case .tombstone(let t):
@@ -108,10 +113,14 @@ public enum Compactor {
         return ManifestEntry.Compaction(ranges: ranges, dependencies: dependencies)
     }
 
-    /// Own puts that are dead past the horizon but still this node's latest statement about
-    /// their content (§4.6): the shell restates each (held, or dropped, as the store says) in a
-    /// holding entry, after which the put is compacted like any other.
-    public static func restatements(_ i: Inputs) -> [ContentID] {
+    /// Contents of own puts that are dead past the horizon, still this node's latest statement
+    /// about their content, and held (`Inputs.holds`): the shell restates each as held in a
+    /// holding entry (§4.6), after which the put is compacted like any other.
+    public static func restatements(_ i: Inputs) -> [ContentID] { deadLatestPuts(i).filter { i.holds.contains($0) } }
+
+    /// Contents of own puts that are dead past the horizon and still this node's latest statement
+    /// about their content, whether held or not (the shell asks its store which it holds).
+    public static func deadLatestPuts(_ i: Inputs) -> [ContentID] {
         let cutoffMs = i.nowMs - max(0, i.horizonMs)
         let previous = i.current?.0 ?? ManifestEntry.Compaction(ranges: [])
         let own = OwnStatements(i.ownEntries)

@@ -25,13 +25,15 @@ extension MeshNode {
     @discardableResult
     func compactNow(nowMs: Int64 = WallClock.nowMs()) -> ManifestEntry? {
         var inputs = compactionInputs(nowMs: nowMs)
-        // Own dead puts that still carry this node's only statement about their content are
+        // Own dead puts that still carry this node's only statement about a content it holds are
         // restated first (PROTOCOL §4.6), so that compacting them unsays nothing.
+        let held = Set(Compactor.deadLatestPuts(inputs).filter { (try? store.isComplete($0)) == true })
+        inputs.holds = held
         let restate = Compactor.restatements(inputs)
         if !restate.isEmpty {
-            let complete = restate.filter { (try? store.isComplete($0)) == true }
-            writeHoldingRecords(held: complete, dropped: restate.filter { !complete.contains($0) })
+            writeHoldingRecords(held: restate, dropped: [])
             inputs = compactionInputs(nowMs: nowMs)
+            inputs.holds = held
         }
         guard let plan = Compactor.plan(inputs) else { return nil }
         do {
