@@ -77,6 +77,8 @@ public struct NodeStatus: Codable, Sendable {
     public var uptimeSeconds: Double
     public var members: [String: Int]
     public var entries: Int
+    /// Entries held, by kind: `put`, `tombstone`, `compaction`, `holding`, `node_facts`, `unknown`.
+    public var entriesByKind: [String: Int]?
     /// Entries deleted or refused because their origins compacted them (PROTOCOL §4.5).
     public var entriesCompacted: UInt64?
     public var messagesSent: UInt64
@@ -105,6 +107,7 @@ public struct NodeStatus: Codable, Sendable {
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
+        case entriesByKind = "entries_by_kind"
     }
 }
 
@@ -138,7 +141,7 @@ extension MeshNode {
         return NodeStatus(id: "\(identity.nodeID)", name: gossip.config.name, role: gossip.config.role,
                           listen: "\(boundAddress!)", advertise: "\(gossip.address)", incarnation: gossip.incarnation,
                           uptimeSeconds: Double(Self.now() - startedAt) / 1e9, members: byState, entries: gossip.entries.count,
-                          entriesCompacted: c.entriesCompacted,
+                          entriesByKind: entriesByKind(), entriesCompacted: c.entriesCompacted,
                           messagesSent: c.messagesSent, messagesReceived: c.messagesReceived, bytesSent: c.bytesSent,
                           bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
                           forks: runtime.forks + c.forks, transfers: blobs?.transfers() ?? [],
@@ -146,6 +149,23 @@ extension MeshNode {
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
                           successorSessions: runtime.successorSessions, gc: collector?.status())
+    }
+
+    func entriesByKind() -> [String: Int] {
+        var out = [String: Int]()
+        for e in gossip.manifest.allEntries {
+            let k: String
+            switch e.kind {
+            case .put: k = "put"
+            case .tombstone: k = "tombstone"
+            case .compaction: k = "compaction"
+            case .holding: k = "holding"
+            case .nodeFacts: k = "node_facts"
+            case nil: k = "unknown"
+            }
+            out[k, default: 0] += 1
+        }
+        return out
     }
 
     /// `badSignature` → `bad_signature`: every counter name in `status` is snake case.
