@@ -165,15 +165,27 @@ extension Store {
     /// Writes this node's next compaction entry (docs/PROTOCOL.md §4.5), stored; the caller announces it.
     public func writeCompaction(_ c: ManifestEntry.Compaction, signer: any Signer,
                                 nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> ManifestEntry {
+        try writeOwnEntry(.compaction(c), signer: signer, nowMs: nowMs)
+    }
+
+    /// Writes this node's next entry with `payload` (a compaction, a holder record, node facts:
+    /// docs/PROTOCOL.md §4.5–4.7), numbered and clocked after everything stored; the caller announces it.
+    public func writeOwnEntry(_ payload: ManifestEntry.Payload, signer: any Signer,
+                              nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> ManifestEntry {
         try db.transaction { () throws(MeshError) -> ManifestEntry in
             let me = signer.nodeID
             let seq = try highestSequence(origin: me) + 1
-            let e = ManifestEntry(origin: me, sequence: seq, hlc: try nextClock(nowMs: nowMs), payload: .compaction(c)).signed(by: signer)
+            let e = ManifestEntry(origin: me, sequence: seq, hlc: try nextClock(nowMs: nowMs), payload: payload).signed(by: signer)
+            if let field = e.invalidField { throw MeshError(.init("internal"), "refusing to write an invalid entry (\(field))") }
             try insertItemRow(e, receivedAtMs: nowMs)
             try bumpOrigin(me, to: seq)
             return e
         }
     }
+
+    /// Holders of every content by the replicated holder records (docs/PROTOCOL.md §4.6): the
+    /// same answer on every node that holds the same entries.
+    public func holders() throws(MeshError) -> [ContentID: Set<NodeID>] { Holdings(try allEntries()).allHolders }
 
     // MARK: - Deleting
 

@@ -32,7 +32,7 @@ public struct Catalog: Sendable {
             case .version(let r):
                 if !h.tombstones.contains(where: { $0.tombstone?.scope == .version(r) }) { h.deletedVersions.remove(r) }
             }
-        case .compaction, .unknown: return
+        case .compaction, .holding, .nodeFacts, .unknown: return
         }
         histories[e.name] = h.puts.isEmpty && h.tombstones.isEmpty ? nil : h
     }
@@ -63,7 +63,7 @@ public struct Catalog: Sendable {
             case .name: if h.nameDeletedBefore.map({ k > $0 }) ?? true { h.nameDeletedBefore = k }
             case .version(let r): h.deletedVersions.insert(r)
             }
-        case .compaction, .unknown:
+        case .compaction, .holding, .nodeFacts, .unknown:
             return
         }
         histories[e.name] = h

@@ -34,6 +34,10 @@ public enum Compactor {
         public var compactionSequences: [NodeID: UInt64]
         public var nowMs: Int64
         public var horizonMs: Int64
+        /// Contents this node holds complete (only those of `deadLatestPuts` matter): a dead put
+        /// that is this node's latest statement about such a content is restated before it goes
+        /// (§4.6). Others go as they are: with the put gone the log says "not held", the truth.
+        public var holds: Set<ContentID> = []
 
         public init(own: NodeID, ownEntries: [ManifestEntry], catalog: Catalog,
                     current: (ManifestEntry.Compaction, sequence: UInt64)?, compactionSequences: [NodeID: UInt64],
@@ -52,12 +56,16 @@ public enum Compactor {
     public static func plan(_ i: Inputs) -> ManifestEntry.Compaction? {
         let cutoffMs = i.nowMs - max(0, i.horizonMs)
         let previous = i.current?.0 ?? ManifestEntry.Compaction(ranges: [])
+        let own = OwnStatements(i.ownEntries)
         var puts = [UInt64]()
         var tombstones = [UInt64]()
         for e in i.ownEntries where !previous.contains(e.sequence) && e.sequence != i.current?.sequence {
             switch e.payload {
-            case .put:
-                if let h = i.catalog.histories[e.name], deadSince(e, in: h, catalog: i.catalog, nowMs: i.nowMs).map({ $0 <= cutoffMs }) ?? false {
+            case .put(let p):
+                // A put that is this node's latest statement about a content it holds (§4.6) waits
+                // for a restatement (`restatements`): voiding it would unsay that this node holds it.
+                if isDeadPastHorizon(e, i, cutoffMs: cutoffMs),
+                   own.latest[p.contentID] != e.sequence || !i.holds.contains(p.contentID) {
                     puts.append(e.sequence)
                 }
             case .tombstone(let t):
@@ -69,11 +77,12 @@ public enum Compactor {
                 case .version(let r): covers = h?.puts.contains { $0.ref == r } ?? false
                 }
                 if !covers { tombstones.append(e.sequence) }
-            case .compaction, .unknown:
+            case .compaction, .holding, .nodeFacts, .unknown:
                 continue
             }
         }
-        guard !puts.isEmpty || !tombstones.isEmpty else { return nil }
+        let superseded = supersededRecords(own, voided: Set(puts), previous: previous)
+        guard !puts.isEmpty || !tombstones.isEmpty || !superseded.isEmpty else { return nil }
 
         // Dependencies: the previous ones, raised to what this node holds now, plus (for new
         // tombstones) every other origin's compaction seen here — conservative, since which
@@ -85,12 +94,14 @@ public enum Compactor {
             for (o, s) in i.compactionSequences where o != i.own && s > 0 { withNew[o] = max(withNew[o] ?? 0, s) }
             if withNew.count <= ManifestEntry.Compaction.maxDependencies { deps = withNew } else { tombstones = [] }
         }
-        guard !puts.isEmpty || !tombstones.isEmpty else { return nil }
+        guard !puts.isEmpty || !tombstones.isEmpty || !superseded.isEmpty else { return nil }
 
         var ranges = previous.ranges
         if let s = i.current?.sequence { ranges = RangeSet.adding(s, to: ranges) }
         var added = 0
-        for s in (puts + tombstones).sorted() {
+        // Ascending, stopping at the first that does not fit: what stays is a suffix, so a
+        // superseded record is never voided while an earlier statement it overrides stays.
+        for s in (puts + tombstones + superseded).sorted() {
             let next = RangeSet.adding(s, to: ranges)
             guard next.count <= ManifestEntry.Compaction.maxRanges else { break }
             ranges = next
@@ -100,6 +111,72 @@ public enum Compactor {
         let dependencies = deps.map { EntryRef(origin: $0.key, sequence: $0.value) }
             .sorted { $0.origin.key.bytes.lexicographicallyPrecedes($1.origin.key.bytes) }
         return ManifestEntry.Compaction(ranges: ranges, dependencies: dependencies)
+    }
+
+    /// Contents of own puts that are dead past the horizon, still this node's latest statement
+    /// about their content, and held (`Inputs.holds`): the shell restates each as held in a
+    /// holding entry (§4.6), after which the put is compacted like any other.
+    public static func restatements(_ i: Inputs) -> [ContentID] { deadLatestPuts(i).filter { i.holds.contains($0) } }
+
+    /// Contents of own puts that are dead past the horizon and still this node's latest statement
+    /// about their content, whether held or not (the shell asks its store which it holds).
+    public static func deadLatestPuts(_ i: Inputs) -> [ContentID] {
+        let cutoffMs = i.nowMs - max(0, i.horizonMs)
+        let previous = i.current?.0 ?? ManifestEntry.Compaction(ranges: [])
+        let own = OwnStatements(i.ownEntries)
+        var out = Set<ContentID>()
+        for e in i.ownEntries where !previous.contains(e.sequence) {
+            if let p = e.put, own.latest[p.contentID] == e.sequence, isDeadPastHorizon(e, i, cutoffMs: cutoffMs) { out.insert(p.contentID) }
+        }
+        return out.sorted()
+    }
+
+    static func isDeadPastHorizon(_ e: ManifestEntry, _ i: Inputs, cutoffMs: Int64) -> Bool {
+        guard let h = i.catalog.histories[e.name] else { return false }
+        return deadSince(e, in: h, catalog: i.catalog, nowMs: i.nowMs).map { $0 <= cutoffMs } ?? false
+    }
+
+    /// This node's own statements about contents (puts and holding entries), by content.
+    struct OwnStatements {
+        /// Every statement's sequence, ascending, and the greatest.
+        var sequences: [ContentID: [UInt64]] = [:]
+        var latest: [ContentID: UInt64] = [:]
+        var holdings: [ManifestEntry] = []
+        var facts: [UInt64] = []
+
+        init(_ entries: [ManifestEntry]) {
+            for e in entries.sorted(by: { $0.sequence < $1.sequence }) {
+                if e.holding != nil { holdings.append(e) }
+                if e.nodeFacts != nil { facts.append(e.sequence) }
+                for (c, _) in Holdings.statements(of: e) {
+                    sequences[c, default: []].append(e.sequence)
+                    latest[c] = e.sequence
+                }
+            }
+        }
+    }
+
+    /// Holding and node-facts entries that say nothing any more (no horizon: they never matter
+    /// again): a node-facts entry below the latest; a holding entry each of whose contents is
+    /// restated by a later own entry, or is a `dropped` with no earlier statement left to
+    /// override. `voided` are the puts this round voids.
+    static func supersededRecords(_ own: OwnStatements, voided: Set<UInt64>, previous: ManifestEntry.Compaction) -> [UInt64] {
+        var out = Set<UInt64>()
+        if let top = own.facts.last { for s in own.facts where s < top && !previous.contains(s) { out.insert(s) } }
+        var gone = voided
+        for e in own.holdings where !previous.contains(e.sequence) {
+            let s = e.sequence
+            let redundant = Holdings.statements(of: e).allSatisfy { (c, held) in
+                if (own.latest[c] ?? 0) > s { return true }
+                guard !held else { return false }
+                return (own.sequences[c] ?? []).allSatisfy { $0 >= s || gone.contains($0) || previous.contains($0) }
+            }
+            if redundant {
+                out.insert(s)
+                gone.insert(s)
+            }
+        }
+        return out.sorted()
     }
 
     /// Since when (clock ms) the put `e` has been dead: the clock time of the earliest

@@ -1,6 +1,7 @@
 import Gossip
 
-/// What a node announces about itself for placement (docs/SYNC.md, "Placement").
+/// What a node announces about itself for placement (docs/SYNC.md, "Placement"); built from
+/// its node-facts entry (docs/PROTOCOL.md §4.7) by `Holdings`.
 public struct NodeFacts: Hashable, Sendable {
     public var roles: [String]
     public var ephemeral: Bool
@@ -10,6 +11,7 @@ public struct NodeFacts: Hashable, Sendable {
     public var excluded: Bool
     public var diskTotalBytes: UInt64
     public var diskFreeBytes: UInt64
+    public var diskUsedBytes: UInt64 = 0
     /// Over `max_disk_usage`: it accepts no new replicas.
     public var full: Bool
 

@@ -24,8 +24,8 @@ extension MeshnodeCommand {
         var expires_ms: Int64
         /// How many versions the name has (deleted and expired ones included).
         var versions: Int
-        /// Node ids known to hold the item complete (the origin, this node when complete, and
-        /// what a running node has learned from its peers).
+        /// Node ids holding the item complete, by the replicated holder records (PROTOCOL §4.6):
+        /// the same on every node that holds the same entries, whether or not a node runs.
         var holders: [String] = []
 
         init(_ v: VersionInfo, versions: Int) {
@@ -82,13 +82,10 @@ extension MeshnodeCommand {
                 }
                 let counts = { (n: String) in catalog.versions(of: n, nowMs: now).count }
                 if json {
-                    let self_ = try? store.loadIdentity().nodeID
-                    let known = runningNodeHolders(dataDir: options.dataDir)
+                    let holders = try store.holders()
                     FileHandleOut.stdout(jsonText(rows.map { v in
                         var j = ItemJSON(v, versions: counts(v.name))
-                        var h = Set(known?[v.contentID.description] ?? [v.entry.origin.description])
-                        if v.isComplete, let self_ { h.insert(self_.description) }
-                        j.holders = h.sorted()
+                        j.holders = (holders[v.contentID] ?? []).map(\.description).sorted()
                         return j
                     }))
                     return

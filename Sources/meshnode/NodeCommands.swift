@@ -32,12 +32,21 @@ extension MeshnodeCommand {
         }
 
         static func table(_ rows: [PeerRow]) -> String {
-            let header = ["NAME", "ID", "ADDRESS", "STATE", "INC", "LAST HEARD", "RTT", "ROLE"]
+            let header = ["NAME", "ID", "ADDRESS", "STATE", "INC", "LAST HEARD", "RTT", "ROLES", "DISK USED/TOTAL", "FREE", "FLAGS"]
             var lines = [header]
             for r in rows {
                 let heard = r.isSelf ? "-" : r.lastHeardMsAgo.map { Self.ago($0) } ?? "never"
                 let rtt = r.rttMs.map { String(format: "%.1fms", $0) } ?? "-"
-                lines.append([r.name + (r.isSelf ? " (self)" : ""), r.idShort, r.address, r.state, "\(r.incarnation)", heard, rtt, r.role])
+                let roles = r.roles.map { $0.isEmpty ? "-" : $0.joined(separator: ",") } ?? r.role
+                let disk = r.diskTotalBytes.map { "\(formatBytes(r.diskUsedBytes ?? 0))/\(formatBytes($0))" } ?? "?"
+                let free = r.diskFreeBytes.map { formatBytes($0) } ?? "?"
+                var flags = [String]()
+                if r.ephemeral == true { flags.append("ephemeral") }
+                if r.excluded == true { flags.append("excluded") }
+                if r.full == true { flags.append("full") }
+                if let g = r.nfsGroup, !g.isEmpty { flags.append("nfs:\(g)") }
+                lines.append([r.name + (r.isSelf ? " (self)" : ""), r.idShort, r.address, r.state, "\(r.incarnation)", heard, rtt,
+                              roles, disk, free, flags.isEmpty ? "-" : flags.joined(separator: " ")])
             }
             let widths = header.indices.map { i in lines.map { $0[i].count }.max() ?? 0 }
             return lines.map { l in
@@ -130,12 +139,6 @@ func runningNode(dataDir: String) -> RunningNode? {
     guard let v = try? ControlClient(dataDirectory: dataDir).call("status"),
           let s = try? v.decode(as: NodeStatus.self) else { return nil }
     return RunningNode(status: s)
-}
-
-/// Holders per content id from a running node; nil when none is running.
-func runningNodeHolders(dataDir: String) -> [String: [String]]? {
-    guard let v = try? ControlClient(dataDirectory: dataDir).call("holders"), case .object(let o) = v else { return nil }
-    return o.mapValues { ($0.arrayValue ?? []).compactMap(\.stringValue) }
 }
 
 /// Asks the running node to fetch `id` and follows the transfer until the store holds it

@@ -48,7 +48,11 @@ final class InProcessNode: @unchecked Sendable {
         }) ?? [:]
     }
 
-    func entryCount() -> Int { (try? loop.execute { [node] in node!.gossip.entries.count }) ?? 0 }
+    /// Entries held, holder records and node facts (PROTOCOL §4.6–4.7, which every node writes
+    /// about itself) not counted.
+    func entryCount() -> Int {
+        (try? loop.execute { [node] in node!.gossip.entries.filter { $0.holding == nil && $0.nodeFacts == nil }.count }) ?? 0
+    }
 
     private var stopped = false
     nonisolated(unsafe) static var leaked: [MeshNode?] = []

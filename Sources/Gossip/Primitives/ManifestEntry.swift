@@ -1,5 +1,6 @@
 /// One fact in the replicated manifest, as signed by its origin: a version of a name
-/// (`put`), a deletion (`tombstone`), or a kind this code does not know yet.
+/// (`put`), a deletion (`tombstone`), a compaction of the origin's own log, a holder record
+/// (`holding`), the origin's node facts (`nodeFacts`), or a kind this code does not know yet.
 ///
 /// The entry is small so that it fits a datagram and replicates by gossip. A put does not
 /// carry the chunk list: the chunk list (the "recipe") travels with the blob and is
@@ -38,6 +39,8 @@ public struct ManifestEntry: Hashable, Sendable {
         if let p = put, !Self.acceptsChunkSize(p.chunkSizeBytes) { return "entry.chunkSize" }
         if format >= 2, put != nil || tombstone != nil, name.isEmpty { return "entry.name" }
         if let c = compaction { return c.invalidField(sequence: sequence, origin: origin) }
+        if let h = holding { return h.invalidField }
+        if let f = nodeFacts { return f.invalidField }
         return nil
     }
 
@@ -46,6 +49,8 @@ public struct ManifestEntry: Hashable, Sendable {
         case put = 1
         case tombstone = 2
         case compaction = 3
+        case holding = 4
+        case nodeFacts = 5
     }
 
     /// A version of a name: this content, under this name.
@@ -146,6 +151,10 @@ public struct ManifestEntry: Hashable, Sendable {
         case put(Put)
         case tombstone(Tombstone)
         case compaction(Compaction)
+        /// Contents the origin holds complete, or dropped (docs/PROTOCOL.md §4.6).
+        case holding(Holding)
+        /// What the origin says about itself: roles, disk, ephemeral, NFS group (§4.7).
+        case nodeFacts(NodeFacts)
         /// A version-2 kind this code does not know: kept and relayed, never interpreted.
         case unknown(kind: UInt8, body: [UInt8])
     }
@@ -189,6 +198,8 @@ public struct ManifestEntry: Hashable, Sendable {
         case .put: Kind.put.rawValue
         case .tombstone: Kind.tombstone.rawValue
         case .compaction: Kind.compaction.rawValue
+        case .holding: Kind.holding.rawValue
+        case .nodeFacts: Kind.nodeFacts.rawValue
         case .unknown(let k, _): k
         }
     }
@@ -199,6 +210,8 @@ public struct ManifestEntry: Hashable, Sendable {
     public var put: Put? { if case .put(let p) = payload { p } else { nil } }
     public var tombstone: Tombstone? { if case .tombstone(let t) = payload { t } else { nil } }
     public var compaction: Compaction? { if case .compaction(let c) = payload { c } else { nil } }
+    public var holding: Holding? { if case .holding(let h) = payload { h } else { nil } }
+    public var nodeFacts: NodeFacts? { if case .nodeFacts(let f) = payload { f } else { nil } }
 
     public var ref: EntryRef { EntryRef(origin: origin, sequence: sequence) }
 
@@ -208,14 +221,14 @@ public struct ManifestEntry: Hashable, Sendable {
             switch payload {
             case .put(let p): p.name
             case .tombstone(let t): t.name
-            case .compaction, .unknown: ""
+            case .compaction, .holding, .nodeFacts, .unknown: ""
             }
         }
         set {
             switch payload {
             case .put(var p): p.name = newValue; payload = .put(p)
             case .tombstone(var t): t.name = newValue; payload = .tombstone(t)
-            case .compaction, .unknown: break
+            case .compaction, .holding, .nodeFacts, .unknown: break
             }
         }
     }
@@ -243,7 +256,7 @@ public struct ManifestEntry: Hashable, Sendable {
         switch payload {
         case .put(let p): p.createdAtMs
         case .tombstone(let t): t.createdAtMs
-        case .compaction, .unknown: Int64(hlc >> 16)
+        case .compaction, .holding, .nodeFacts, .unknown: Int64(hlc >> 16)
         }
     }
 
@@ -308,6 +321,10 @@ public struct ManifestEntry: Hashable, Sendable {
             for r in c.ranges { b.u64(r.lowerBound); b.u64(r.upperBound) }
             b.u16(UInt16(c.dependencies.count))
             for d in c.dependencies { b.bytes32(d.origin.key); b.u64(d.sequence) }
+        case .holding(let h):
+            h.encode(into: &b)
+        case .nodeFacts(let f):
+            f.encode(into: &b)
         case .unknown(_, let body):
             b.raw(body)
         }
@@ -429,6 +446,10 @@ public struct ManifestEntry: Hashable, Sendable {
                 deps.append(EntryRef(origin: o, sequence: s))
             }
             payload = .compaction(Compaction(ranges: ranges, dependencies: deps))
+        case .holding:
+            payload = .holding(try Holding.decode(from: &b))
+        case .nodeFacts:
+            payload = .nodeFacts(try NodeFacts.decode(from: &b))
         case nil:
             payload = .unknown(kind: kind, body: body)
         }

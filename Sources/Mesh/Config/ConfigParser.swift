@@ -1,5 +1,6 @@
 // Strict YAML → NodeConfig: every key known, every value checked, errors name the key path.
 import Gossip
+import Sync
 import Yams
 
 extension NodeConfig {
@@ -8,7 +9,7 @@ extension NodeConfig {
         "name", "role", "listen", "join", "trusted_keys", "authority_keys", "revoked_keys", "revoked_serials",
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
         "session_encryption", "keep_versions", "retention", "folders", "metrics_listen", "log_format",
-        "compact_after",
+        "compact_after", "roles", "ephemeral", "nfs_group", "exclude_from_sync", "nfs_groups",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -28,6 +29,38 @@ extension NodeConfig {
             switch key {
             case "name": c.name = try Validate.name(w.string(value, path), path: path)
             case "role": c.role = try Validate.role(w.string(value, path), path: path)
+            case "roles":
+                var roles = [String]()
+                for (i, n) in try w.list(value, path).enumerated() {
+                    let r = try w.located(n) { () throws(MeshError) in try Validate.role(w.string(n, "\(path)[\(i)]"), path: "\(path)[\(i)]") }
+                    if !roles.contains(r) { roles.append(r) }
+                }
+                guard roles.count <= 16 else { throw w.at(value, MeshError(.configInvalid, "\(path): at most 16 roles")) }
+                c.roles = roles
+                if let first = roles.first { c.role = first }
+            case "ephemeral":
+                let v = try w.string(value, path)
+                guard let b = ["true": true, "false": false, "yes": true, "no": false][v.lowercased()] else {
+                    throw w.at(value, Validate.fail(path, "true or false", got: v))
+                }
+                c.ephemeral = b
+            case "nfs_group":
+                let v = try w.string(value, path)
+                guard !v.isEmpty, v.utf8.count <= 64 else { throw w.at(value, Validate.fail(path, "a group name of 1-64 bytes", got: v)) }
+                c.nfsGroup = v
+            case "exclude_from_sync":
+                c.excludeFromSync = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
+                    let p = "\(path)[\(i)]"
+                    let v = try w.string(n, p)
+                    if let problem = Glob.problem(in: v) { throw w.at(n, Validate.fail(p, "a node name or glob (\(problem))", got: v)) }
+                    return v
+                }
+            case "nfs_groups":
+                c.nfsGroups = try w.list(value, path).enumerated().map { (i, g) throws(MeshError) in
+                    try w.list(g, "\(path)[\(i)]").enumerated().map { (j, n) throws(MeshError) in
+                        try w.located(n) { () throws(MeshError) in try Validate.name(w.string(n, "\(path)[\(i)][\(j)]"), path: "\(path)[\(i)][\(j)]") }
+                    }
+                }
             case "listen": c.listen = try w.located(value) { () throws(MeshError) in try Validate.endpoint(w.string(value, path), path: path) }
             case "join":
                 c.join = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in

@@ -68,6 +68,32 @@ public struct NodeConfig: Equatable, Sendable {
     public var name: String?
     /// Free-form role shown in `peers` (≤ 16 bytes, same alphabet).
     public var role: String = "node"
+    /// `roles: [a, b]` (or `role: a`, as one): what this node is for, stated in its node facts
+    /// (PROTOCOL §4.7) for placement. Empty: `[role]`.
+    public var roles: [String] = []
+    /// `ephemeral: true`: a spot or preemptible node (its disk may vanish with it).
+    public var ephemeral = false
+    /// `nfs_group: NAME`: nodes with one group share storage. nil: from `nfs_groups`.
+    public var nfsGroup: String?
+    /// `exclude_from_sync: [names or globs]` (cluster-wide): those nodes receive nothing.
+    public var excludeFromSync: [String] = []
+    /// `nfs_groups: [[a, b, c], ...]` (cluster-wide): node names sharing storage.
+    public var nfsGroups: [[String]] = []
+
+    /// The roles this node states: `roles`, or `[role]`.
+    public var effectiveRoles: [String] { roles.isEmpty ? [role] : roles }
+
+    /// Whether the node named `name` is excluded by `exclude_from_sync` (a name or a glob: `*`, `?`, `[...]`).
+    public func isExcluded(name: String) -> Bool {
+        excludeFromSync.contains { p in p == name || (Glob(p)?.matches(name, pathname: false) ?? false) }
+    }
+
+    /// The NFS group of the node named `name`: `nfs_group`, else the group of `nfs_groups` that
+    /// lists it, named by its smallest member name (the same on every node with the same list); "" for none.
+    public func nfsGroup(name: String) -> String {
+        if let g = nfsGroup { return g }
+        return nfsGroups.first { $0.contains(name) }.flatMap { $0.min() } ?? ""
+    }
     /// UDP and TCP listen address (the same port number for both).
     public var listen = Endpoint(host: "0.0.0.0", port: NodeConfig.defaultPort)
     /// Seeds to join.
@@ -210,7 +236,7 @@ public struct ConfigOverrides: Equatable, Sendable {
     public func apply(to config: NodeConfig) -> NodeConfig {
         var c = config
         if let name { c.name = name }
-        if let role { c.role = role }
+        if let role { c.role = role; c.roles = [] }
         if let listen { c.listen = listen }
         if let join { c.join = join }
         if let logLevel { c.logLevel = logLevel }

@@ -24,11 +24,17 @@ extension MeshNode {
     /// Runs the planner once; writes and announces a compaction if it found one. Returns it.
     @discardableResult
     func compactNow(nowMs: Int64 = WallClock.nowMs()) -> ManifestEntry? {
-        let me = identity.nodeID
-        let inputs = Compactor.Inputs(
-            own: me, ownEntries: gossip.manifest.entries(of: me), catalog: keeper.catalog,
-            current: gossip.manifest.compaction(of: me), compactionSequences: gossip.manifest.compactionSequences,
-            nowMs: nowMs, horizonMs: Self.nanos(options.compactAfter) / 1_000_000)
+        var inputs = compactionInputs(nowMs: nowMs)
+        // Own dead puts that still carry this node's only statement about a content it holds are
+        // restated first (PROTOCOL §4.6), so that compacting them unsays nothing.
+        let held = Set(Compactor.deadLatestPuts(inputs).filter { (try? store.isComplete($0)) == true })
+        inputs.holds = held
+        let restate = Compactor.restatements(inputs)
+        if !restate.isEmpty {
+            writeHoldingRecords(held: restate, dropped: [])
+            inputs = compactionInputs(nowMs: nowMs)
+            inputs.holds = held
+        }
         guard let plan = Compactor.plan(inputs) else { return nil }
         do {
             let e = try store.writeCompaction(plan, signer: identity, nowMs: nowMs)
@@ -43,5 +49,13 @@ extension MeshNode {
             logger.error("could not write a compaction entry: \(error)")
             return nil
         }
+    }
+
+    func compactionInputs(nowMs: Int64) -> Compactor.Inputs {
+        let me = identity.nodeID
+        return Compactor.Inputs(
+            own: me, ownEntries: gossip.manifest.entries(of: me), catalog: keeper.catalog,
+            current: gossip.manifest.compaction(of: me), compactionSequences: gossip.manifest.compactionSequences,
+            nowMs: nowMs, horizonMs: Self.nanos(options.compactAfter) / 1_000_000)
     }
 }

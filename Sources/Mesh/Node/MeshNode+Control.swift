@@ -15,10 +15,37 @@ public struct PeerRow: Codable, Sendable, Equatable {
     public var rttMs: Double?
     public var role: String
     public var isSelf: Bool
+    /// The member's node facts in effect (PROTOCOL §4.7); nil until its first node-facts entry
+    /// is held here (or from a node that predates them).
+    public var roles: [String]?
+    public var diskTotalBytes: UInt64?
+    public var diskUsedBytes: UInt64?
+    public var diskFreeBytes: UInt64?
+    public var ephemeral: Bool?
+    public var nfsGroup: String?
+    public var excluded: Bool?
+    public var full: Bool?
+    /// How old the facts are: ms since their entry's clock time (`hlc >> 16`), by this node's clock.
+    public var factsAgeMs: Int64?
 
     enum CodingKeys: String, CodingKey {
-        case name, id, address, state, incarnation, role
+        case name, id, address, state, incarnation, role, roles, ephemeral, excluded, full
         case idShort = "id_short", lastHeardMsAgo = "last_heard_ms_ago", rttMs = "rtt_ms", isSelf = "self"
+        case diskTotalBytes = "disk_total_bytes", diskUsedBytes = "disk_used_bytes", diskFreeBytes = "disk_free_bytes"
+        case nfsGroup = "nfs_group", factsAgeMs = "facts_age_ms"
+    }
+
+    /// Fills in the member's stated facts.
+    mutating func setFacts(_ f: ManifestEntry.NodeFacts, hlc: UInt64, nowMs: Int64) {
+        roles = f.roles
+        diskTotalBytes = f.diskTotalBytes
+        diskUsedBytes = f.diskUsedBytes
+        diskFreeBytes = f.diskFreeBytes
+        ephemeral = f.ephemeral
+        nfsGroup = f.nfsGroup
+        excluded = f.excluded
+        full = f.full
+        factsAgeMs = max(0, nowMs - Int64(hlc >> 16))
     }
 }
 
@@ -50,6 +77,8 @@ public struct NodeStatus: Codable, Sendable {
     public var uptimeSeconds: Double
     public var members: [String: Int]
     public var entries: Int
+    /// Entries held, by kind: `put`, `tombstone`, `compaction`, `holding`, `node_facts`, `unknown`.
+    public var entriesByKind: [String: Int]?
     /// Entries deleted or refused because their origins compacted them (PROTOCOL §4.5).
     public var entriesCompacted: UInt64?
     public var messagesSent: UInt64
@@ -81,6 +110,7 @@ public struct NodeStatus: Codable, Sendable {
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
+        case entriesByKind = "entries_by_kind"
     }
 }
 
@@ -115,10 +145,13 @@ extension MeshNode {
     /// Members as `meshnode peers` shows them, this node first.
     public func peerRows() -> [PeerRow] {
         let now = Self.now()
+        let nowMs = WallClock.nowMs()
         return gossip.memberSnapshots().map { m in
-            PeerRow(name: m.name, id: "\(m.node)", idShort: m.node.short, address: "\(m.address)", state: m.state.label,
-                    incarnation: m.incarnation, lastHeardMsAgo: m.lastHeard.map { (now - $0) / 1_000_000 },
-                    rttMs: m.rttNanoseconds.map { Double($0) / 1e6 }, role: m.role, isSelf: m.isSelf)
+            var row = PeerRow(name: m.name, id: "\(m.node)", idShort: m.node.short, address: "\(m.address)", state: m.state.label,
+                              incarnation: m.incarnation, lastHeardMsAgo: m.lastHeard.map { (now - $0) / 1_000_000 },
+                              rttMs: m.rttNanoseconds.map { Double($0) / 1e6 }, role: m.role, isSelf: m.isSelf)
+            if let f = holdings.facts(of: m.node) { row.setFacts(f.facts, hlc: f.hlc, nowMs: nowMs) }
+            return row
         }.sorted { ($0.isSelf ? 0 : 1, $0.name, $0.id) < ($1.isSelf ? 0 : 1, $1.name, $1.id) }
     }
 
@@ -134,7 +167,7 @@ extension MeshNode {
         return NodeStatus(id: "\(identity.nodeID)", name: gossip.config.name, role: gossip.config.role,
                           listen: "\(boundAddress!)", advertise: "\(gossip.address)", incarnation: gossip.incarnation,
                           uptimeSeconds: Double(Self.now() - startedAt) / 1e9, members: byState, entries: gossip.entries.count,
-                          entriesCompacted: c.entriesCompacted,
+                          entriesByKind: entriesByKind(), entriesCompacted: c.entriesCompacted,
                           messagesSent: c.messagesSent, messagesReceived: c.messagesReceived, bytesSent: c.bytesSent,
                           bytesReceived: c.bytesReceived, sessions: sessionCount, rejected: rejected,
                           forks: runtime.forks + c.forks, transfers: blobs?.transfers() ?? [],
@@ -142,6 +175,23 @@ extension MeshNode {
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
                           successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now())
+    }
+
+    func entriesByKind() -> [String: Int] {
+        var out = [String: Int]()
+        for e in gossip.manifest.allEntries {
+            let k: String
+            switch e.kind {
+            case .put: k = "put"
+            case .tombstone: k = "tombstone"
+            case .compaction: k = "compaction"
+            case .holding: k = "holding"
+            case .nodeFacts: k = "node_facts"
+            case nil: k = "unknown"
+            }
+            out[k, default: 0] += 1
+        }
+        return out
     }
 
     /// Serves one control request (loop thread). Verbs: `peers`, `status`, `health`, `announce`, `holders`,
@@ -166,13 +216,10 @@ extension MeshNode {
                 announce(entry)
                 respond(.success(.object(["announced": .string("\(entry.contentID)")])))
             case "holders":
-                // Content id → node ids known to hold the item complete.
+                // Content id → node ids holding the item complete, by the replicated holder
+                // records (PROTOCOL §4.6): the same answer on every node holding the same entries.
                 var out: [String: JSONValue] = [:]
-                for item in try store.items() {
-                    var h = blobs?.knownHolders(item.contentID) ?? []
-                    h.insert(item.entry.origin)
-                    out["\(item.contentID)"] = .array(h.sorted().map { .string("\($0)") })
-                }
+                for (c, h) in replicatedHolders() { out["\(c)"] = .array(h.sorted().map { .string("\($0)") }) }
                 respond(.success(.object(out)))
             case "fetch":
                 // Start fetching an item (idempotent); `meshnode get` then follows `transfers`.

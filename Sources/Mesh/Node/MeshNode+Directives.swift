@@ -50,7 +50,10 @@ extension MeshNode {
                     noteStoreWriteError(error)
                     logger.error("could not delete compacted entries: \(error)")
                 }
-                for e in gone { applyKeeperChange(keeper.remove(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness)) }
+                for e in gone {
+                    holdings.remove(e)
+                    applyKeeperChange(keeper.remove(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
+                }
             case .membershipChanged(let t):
                 memberChanged(t)
             case .forkDetected(let held, let other):

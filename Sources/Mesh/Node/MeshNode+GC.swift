@@ -217,6 +217,7 @@ final class NodeCollector: @unchecked Sendable {
                 chunksDeleted += UInt64(r.chunksDeleted)
                 bytesReclaimed += r.bytesReclaimed
                 node.blobs?.forgetCollected(r.deletedContents)
+                node.holdingsMayHaveChanged(r.deletedContents)
                 let meta: Logger.Metadata = [
                     "contents": "\(r.contentsReleased)", "recipes": "\(r.recipesDeleted)", "chunks": "\(r.chunksDeleted)",
                     "bytes": "\(r.bytesReclaimed)", "ms": "\(r.durationMs)"]

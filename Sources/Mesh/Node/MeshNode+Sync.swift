@@ -6,6 +6,8 @@ extension MeshNode {
     /// Folds an entry that is now stored into the keeper; fetches what it newly wants, and
     /// stops fetching what it released, which GC then reclaims (MeshNode+GC.swift).
     func keep(_ e: ManifestEntry) {
+        holdings.insert(e)
+        guard e.put != nil || e.tombstone != nil else { return }
         applyKeeperChange(keeper.insert(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
         folders?.nameChanged(e.name)
     }
@@ -17,6 +19,7 @@ extension MeshNode {
 
     /// A download finished: an older version kept only until this one arrived may go now.
     func contentCompleted(_ id: ContentID) {
+        holdingsMayHaveChanged([id])
         applyKeeperChange(keeper.completed(id, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
     }
 

@@ -1,6 +1,7 @@
 import Gossip
 import Logging
 import Store
+import Sync
 
 /// What a running node needs to know beyond its store.
 public struct MeshNodeOptions: Sendable {
@@ -42,6 +43,23 @@ public struct MeshNodeOptions: Sendable {
     public var compactAfter: Duration = .seconds(7 * 86_400)
     /// Watched folders (the config's `folders`; Folders/FolderService.swift).
     public var folders: [FolderConfig] = []
+    /// What this node states about itself in its node facts (PROTOCOL §4.7), besides its disk.
+    public var facts = OwnFacts()
+
+    /// The configured part of this node's facts: `roles`, `ephemeral`, its NFS group and
+    /// whether `exclude_from_sync` names it.
+    public struct OwnFacts: Sendable, Equatable {
+        public var roles: [String] = ["node"]
+        public var ephemeral = false
+        public var nfsGroup = ""
+        public var excluded = false
+        public init(roles: [String] = ["node"], ephemeral: Bool = false, nfsGroup: String = "", excluded: Bool = false) {
+            self.roles = roles
+            self.ephemeral = ephemeral
+            self.nfsGroup = nfsGroup
+            self.excluded = excluded
+        }
+    }
 
     public init(listen: PeerAddress, advertise: PeerAddress? = nil, join: [PeerAddress] = [], gossip: GossipConfig = GossipConfig(),
                 admission: AdmissionPolicy = AdmissionPolicy(), credential: [UInt8] = []) {
@@ -140,6 +158,10 @@ public final class MeshNode: @unchecked Sendable {
 
     /// What this node keeps (the catalog of names and the keep policy; docs/SYNC.md).
     public internal(set) var keeper: Keeper
+    /// Who holds what, and every node's stated facts (PROTOCOL §4.6, §4.7), from the entries held.
+    public internal(set) var holdings: Holdings
+    /// This node's own holder records and facts, as they are being written (MeshNode+Holdings.swift).
+    var holdingsWriter = HoldingsWriterState()
 
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
     public internal(set) var blobs: BlobService?
@@ -183,6 +205,7 @@ public final class MeshNode: @unchecked Sendable {
         restore.entriesVerified = true  // the Store checked every signature before storing it
         keeper = Keeper(policy: options.keep, entries: restore.entries, nowMs: WallClock.nowMs(),
                         isComplete: { (try? store.isComplete($0)) == true })
+        holdings = Holdings(restore.entries)
         restore.forks = ((try? store.forks()) ?? []).compactMap { f in
             guard let a = f.firstEntry, let b = f.secondEntry else { return nil }
             return (a, b)
@@ -224,6 +247,7 @@ public final class MeshNode: @unchecked Sendable {
             throw error
         }
         apply(gossip.start(seeds: options.join, now: Self.now()))
+        startHoldings()
         logger.info("node started", metadata: ["id": "\(identity.nodeID.short)", "listen": "\(boundAddress!)", "advertise": "\(advertise)"])
     }
 
@@ -283,6 +307,7 @@ public final class MeshNode: @unchecked Sendable {
     /// Closes every handle at once, without telling peers (used after `stop`'s flush, and on fatal errors).
     public func closeEverything() {
         stopFolders()
+        stopHoldings()
         collector?.close()
         collector = nil
         observability.close()
@@ -392,6 +417,7 @@ public final class MeshNode: @unchecked Sendable {
     private func sweep() {
         let now = Self.now()
         refreshKeeper()
+        holdingsHousekeeping(now: now)
         compactIfDue(now: now)
         // Certificates expire while their holders are members: re-check everyone now and then.
         if now - lastRevalidation > Self.revalidateIntervalNs, let trustPolicy {

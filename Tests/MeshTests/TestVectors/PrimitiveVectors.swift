@@ -180,6 +180,14 @@ enum PrimitiveVectors {
         case .compaction(let c):
             fields += [("ranges", .array(c.ranges.map { .array([.n($0.lowerBound), .n($0.upperBound)]) })),
                        ("dependencies", .array(c.dependencies.map { obj(("origin", .hex($0.origin.key.bytes)), ("sequence", .n($0.sequence))) }))]
+        case .holding(let h):
+            fields += [("held", .array(h.held.map { .hex($0.digest.bytes) })),
+                       ("dropped", .array(h.dropped.map { .hex($0.digest.bytes) }))]
+        case .nodeFacts(let f):
+            fields += [("ephemeral", .bool(f.ephemeral)), ("excluded", .bool(f.excluded)), ("full", .bool(f.full)),
+                       ("disk_total_bytes", .n(f.diskTotalBytes)), ("disk_used_bytes", .n(f.diskUsedBytes)),
+                       ("disk_free_bytes", .n(f.diskFreeBytes)), ("roles", .array(f.roles.map { .string($0) })),
+                       ("nfs_group", .string(f.nfsGroup))]
         case .unknown(_, let body):
             fields.append(("body", .hex(body)))
         }
