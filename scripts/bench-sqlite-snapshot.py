@@ -5,13 +5,13 @@ For each size it builds a WAL-mode database of that many MiB with scripts/sqlite
 (rows of --row-bytes, ids increasing, an index on a timestamp unless --no-index), starts the writer at --rate
 rows per second (one commit per row, SQLite's default autocheckpoint), and snapshots the
 database every --interval seconds for --duration seconds into a fresh store with --chunk-mib
-chunks, through the LiveSQLiteBenchmark test (`swift test`, env MESHNODE_BENCH_SQLITE_*).
+chunks (images are cut at the smaller of that and --image-chunk-kib), through the LiveSQLiteBenchmark test (`swift test`, env MESHNODE_BENCH_SQLITE_*).
 It prints per-cycle bytes read, bytes hashed, and new chunk bytes (what a peer holding the
 previous snapshot must fetch), their max and median over the incremental cycles (the first
 snapshot is a full read and is reported apart), and the ratio between the sizes.
 
 usage: scripts/bench-sqlite-snapshot.py [--sizes 1024,10] [--interval 5] [--duration 60]
-                                        [--rate 100] [--row-bytes 1024] [--chunk-mib 2] [--no-index]
+                                        [--rate 100] [--row-bytes 1024] [--chunk-mib 2] [--image-chunk-kib N] [--no-index]
                                         [--skip-build] [--release] [--work DIR] [--keep]
 
 Everything lives in one temp dir (under $TMPDIR or /var/tmp), removed at the end unless --keep.
@@ -68,6 +68,8 @@ def run_size(args, work, size_mib):
         "MESHNODE_BENCH_SQLITE_DURATION": str(args.duration),
         "MESHNODE_BENCH_SQLITE_CHUNK_BYTES": str(args.chunk_mib * MIB),
     })
+    if args.image_chunk_kib:
+        env["MESHNODE_BENCH_SQLITE_IMAGE_CHUNK_BYTES"] = str(args.image_chunk_kib * 1024)
     cmd = ["swift", "test", "--skip-build", "--filter", "LiveSQLiteBenchmark"] + (["-c", "release"] if args.release else [])
     cycles = []
     try:
@@ -116,7 +118,8 @@ def main():
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--row-bytes", type=int, default=1024)
-    p.add_argument("--chunk-mib", type=int, default=2)
+    p.add_argument("--chunk-mib", type=int, default=2, help="the store's chunk size")
+    p.add_argument("--image-chunk-kib", type=int, help="largest chunk of a snapshot image (default: the snapshotter's, 512)")
     p.add_argument("--no-index", action="store_true", help="no index on the timestamp column (one b-tree, not two)")
     p.add_argument("--skip-build", action="store_true")
     p.add_argument("--release", action="store_true")
@@ -138,9 +141,11 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
 
     print()
-    print("writer: %g rows/s of %d bytes, one commit per row, %s; snapshot every %gs for %gs; chunks %d MiB"
+    image_chunks = sorted({c.get("image_chunk_bytes", 0) for _, _, cycles in results for c in cycles})
+    print("writer: %g rows/s of %d bytes, one commit per row, %s; snapshot every %gs for %gs; store chunks %d MiB, "
+          "image chunks %s KiB"
           % (args.rate, args.row_bytes, "no index" if args.no_index else "table + index on t",
-             args.interval, args.duration, args.chunk_mib))
+             args.interval, args.duration, args.chunk_mib, "/".join(str(b >> 10) for b in image_chunks)))
     print("%-10s %-9s %-7s | %-19s | %-19s | %-19s | %-19s" % (
         "db", "full read", "cycles", "read MiB max/med", "hashed MiB max/med", "read+hashed max/med", "new chunks MiB max/med"))
     sums = {}

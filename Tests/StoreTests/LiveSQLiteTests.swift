@@ -52,6 +52,42 @@ struct LiveSQLiteTests {
         #expect(try s.snapshot() == nil)
     }
 
+    @Test("Images are cut in chunks of at most 512 KiB on a 2 MiB store, and a change of that size makes one valid full read")
+    func imageChunkSize() throws {
+        let f = try Fixture(chunkSizeBytes: 2 << 20)
+        let path = f.dir.sub("g.db")
+        try runWriter(["--db", path, "--init", "3000"])
+        let s = try LiveDatabaseSnapshotter(path: path, store: f.store)
+        #expect(s.imageChunkSizeBytes == 512 * 1024)
+        let first = try #require(try s.snapshot())
+        #expect(first.chunkSizeBytes == 512 * 1024 && first.recipe.chunkCount > 4, "\(first.recipe.chunkCount) chunks")
+        try expectValid(first, store: f.store, dir: f.dir, committedBefore: 3000, label: "first")
+        // One row: only the chunks holding its pages are new, each at most 512 KiB.
+        let w = try Database(path: path, create: false)
+        try w.exec("PRAGMA busy_timeout = 5000")
+        try insertRow(w, id: 3001)
+        let second = try #require(try s.snapshot())
+        #expect(!second.counters.full && second.chunkSizeBytes == 512 * 1024, "\(describe(second.counters))")
+        #expect(second.counters.newChunkBytes <= UInt64(second.counters.chunksTouched) * 512 * 1024)
+        #expect(second.counters.newChunkBytes < second.sizeBytes / 2, "\(describe(second.counters))")
+        try expectValid(second, store: f.store, dir: f.dir, committedBefore: 3001, label: "second")
+        s.close()
+
+        // Another image chunk size on the same store (an upgrade, or another setting): one full read.
+        try insertRow(w, id: 3002)
+        let big = try LiveDatabaseSnapshotter(path: path, store: try Store.open(dataDir: f.dataDir),
+                                              options: .init(maxImageChunkSizeBytes: 4 << 20))
+        #expect(big.imageChunkSizeBytes == 2 << 20, "never above the store's chunk size")
+        let third = try #require(try big.snapshot())
+        #expect(third.counters.full && third.counters.fullReason == .chunkSizeChanged, "\(describe(third.counters))")
+        #expect(third.chunkSizeBytes == 2 << 20)
+        try expectValid(third, store: f.store, dir: f.dir, committedBefore: 3002, label: "third")
+
+        // A store with smaller chunks keeps its own size.
+        let g = try Fixture(chunkSizeBytes: 64 * 1024, label: "small")
+        #expect(try LiveDatabaseSnapshotter(path: path, store: g.store).imageChunkSizeBytes == 64 * 1024)
+    }
+
     @Test("Incremental images are byte-identical to a full read of the same state, through growth and shrinking")
     func incrementalEqualsFull() throws {
         let f = try Fixture(chunkSizeBytes: 8 * 1024)
@@ -391,9 +427,10 @@ struct LiveSQLiteBenchmark {
         let interval = Double(env["MESHNODE_BENCH_SQLITE_INTERVAL"] ?? "5") ?? 5
         let duration = Double(env["MESHNODE_BENCH_SQLITE_DURATION"] ?? "60") ?? 60
         let chunk = UInt32(env["MESHNODE_BENCH_SQLITE_CHUNK_BYTES"] ?? "") ?? Chunking.defaultChunkSizeBytes
+        let imageChunk = UInt32(env["MESHNODE_BENCH_SQLITE_IMAGE_CHUNK_BYTES"] ?? "") ?? LiveSQLite.defaultMaxImageChunkSizeBytes
         let (store, _) = try Store.initialize(dataDir: dataDir, name: "bench", chunkSizeBytes: chunk)
         let observer = try Observer(path)
-        let s = try LiveDatabaseSnapshotter(path: path, store: store)
+        let s = try LiveDatabaseSnapshotter(path: path, store: store, options: .init(maxImageChunkSizeBytes: imageChunk))
         let end = Date().addingTimeInterval(duration)
         var cycle = 0
         var next = Date()
@@ -411,7 +448,7 @@ struct LiveSQLiteBenchmark {
                 "full_reason": c.fullReason?.rawValue ?? "", "wal_generation": c.walGeneration.map { Int($0) } ?? -1,
                 "assisted": c.walRestartAssisted, "write_locked": c.walWriteLocked,
                 "checkpoint": c.checkpoint.map { "\($0.checkpointedFrames)/\($0.logFrames)" } ?? "", "attempts": c.attempts, "duration_ms": c.durationMs,
-                "changed": snap != nil, "rows_committed_before": before,
+                "changed": snap != nil, "rows_committed_before": before, "image_chunk_bytes": s.imageChunkSizeBytes,
             ]
             let json = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
             print("LIVESQLITE_BENCH " + String(decoding: json, as: UTF8.self))
