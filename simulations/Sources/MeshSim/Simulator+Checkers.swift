@@ -27,6 +27,7 @@ extension Simulator {
                 v.append("n\(i) holds \(g.manifest.forks.count) forks but reported \(n.durableForks.count)")
             }
         }
+        v += versionSafetyViolations()
         if let (a, b) = forkVariants {
             let both = nodes.contains { n in n.gossip.map { $0.manifest.forks.contains { ($0.0 == a && $0.1 == b) || ($0.0 == b && $0.1 == a) } } ?? false }
             if forkDelivered && !both && metrics.forksReported == 0 { v.append("a fork was delivered but no node reported it") }
@@ -59,6 +60,8 @@ extension Simulator {
             }
         }
         if itemsOnly { return v }
+        v += versionLivenessViolations(limit: limit - v.count)
+        if v.count >= limit { return v }
         let liveSet = Set(live)
         let anyMoved = nodes.contains { $0.moves > 0 }
         for i in live {
