@@ -158,11 +158,11 @@ public struct SimOptions: Sendable {
         c += " --bootstrap \(preformed ? "restored" : "join")"
         if streamOnlyNodes > 0 { c += " --stream-only-nodes \(streamOnlyNodes)" }
         if restartNewAddress { c += " --crashes-per-min \(fmt(crashesPerMin)) --down-s \(fmt(downS)) --restart-new-address" }
+        if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
         if names > 0 {
             c += " --names \(names) --tombstone-fraction \(fmt(tombstoneFraction)) --conflict-fraction \(fmt(conflictFraction))"
             c += " --clock-skew-ms \(fmt(clockSkewMs))"
         }
-        if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
         return c
     }
 
