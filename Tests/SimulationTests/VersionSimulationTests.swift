@@ -93,6 +93,8 @@ import Testing
         let highest = sim.nodes[1].gossip!.entries.map(\.hlc).max() ?? 0
         let t = ManifestEntry(origin: id, sequence: 10_000, hlc: highest + 1,
                               payload: .tombstone(.init(scope: .name, name: name, createdAtMs: 0))).signed(by: SimSigner(nodeID: id))
+        sim.genuine[t.ref] = t
+        sim.versionWork.refs.append(t.ref)
         _ = sim.nodes[0].gossip!.manifest.insert(t, maxForks: 1)
         #expect(sim.versionSafetyViolations().contains { $0.contains("n0 shows deleted name \(name) live") })
     }
@@ -108,6 +110,7 @@ import Testing
         let p = ManifestEntry(origin: id, sequence: 10_000, hlc: cur.entry.hlc - 1, contentID: ContentID(digest: .zero), sizeBytes: 1,
                               chunkSizeBytes: 4096, type: .model, createdAtMs: 0, name: name).signed(by: SimSigner(nodeID: id))
         sim.genuine[p.ref] = p
+        sim.versionWork.refs.append(p.ref)
         _ = sim.nodes[1].gossip!.manifest.insert(p, maxForks: 1)
         sim.nodes[1].catalog.insert(p)
         let v = sim.livenessViolations(limit: 10)

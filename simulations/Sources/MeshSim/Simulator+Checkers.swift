@@ -60,8 +60,6 @@ extension Simulator {
             }
         }
         if itemsOnly { return v }
-        v += versionLivenessViolations(limit: limit - v.count)
-        if v.count >= limit { return v }
         let liveSet = Set(live)
         let anyMoved = nodes.contains { $0.moves > 0 }
         for i in live {
@@ -87,6 +85,8 @@ extension Simulator {
                 }
             }
         }
+        // Last, as it is the dearest: every node's view of every name (versions workload).
+        v += versionLivenessViolations(limit: limit - v.count)
         return v
     }
 }

@@ -9,9 +9,9 @@ struct VersionOracle {
     /// (hlc, origin's 32 bytes as unsigned bytes, sequence).
     struct Key {
         var hlc: UInt64
-        var origin: [UInt8]
+        var origin: NodeID
         var sequence: UInt64
-        init(_ e: ManifestEntry) { hlc = e.hlc; origin = e.origin.key.bytes; sequence = e.sequence }
+        init(_ e: ManifestEntry) { hlc = e.hlc; origin = e.origin; sequence = e.sequence }
     }
     struct Put {
         var ref: EntryRef
@@ -30,7 +30,7 @@ struct VersionOracle {
 
     static func precedes(_ a: Key, _ b: Key) -> Bool {
         if a.hlc != b.hlc { return a.hlc < b.hlc }
-        if a.origin != b.origin { return a.origin.lexicographicallyPrecedes(b.origin) }
+        if a.origin != b.origin { return a.origin.key.bytes.lexicographicallyPrecedes(b.origin.key.bytes) }
         return a.sequence < b.sequence
     }
 
@@ -50,9 +50,11 @@ struct VersionOracle {
         for (name, ps) in puts {
             var v = views[name] ?? View()
             let gone = targeted[name] ?? []
+            // A put is deleted by a name tombstone above it, so by the greatest one.
+            let top = v.nameTombstones.dropFirst().reduce(v.nameTombstones.first?.key) { m, t in Self.precedes(m!, t.key) ? t.key : m }
             v.puts = ps.map { e in
                 let k = Key(e)
-                let deleted = gone.contains(e.ref) || v.nameTombstones.contains { Self.precedes(k, $0.key) }
+                let deleted = gone.contains(e.ref) || top.map { Self.precedes(k, $0) } ?? false
                 return Put(ref: e.ref, key: k, live: !deleted)
             }.sorted { Self.precedes($0.key, $1.key) }
             views[name] = v
@@ -106,12 +108,18 @@ extension Simulator {
     }
 
     /// The fault-phase view check, run every virtual second: each live node's view is what
-    /// its own entries imply, and a tombstone held hides every put its writer held.
-    func checkVersionViews() {
+    /// its own entries imply, and a tombstone held hides every put its writer held. A node
+    /// whose entries did not change since its last check (same count, same boot) is skipped
+    /// unless `all`: its view cannot have changed (nothing expires in this workload).
+    func checkVersionViews(all: Bool = false) {
         guard options.names > 0, versionWork.violations.count < 20 else { return }
         versionWork.checks += 1
         for i in nodes.indices where nodes[i].up {
-            let held = nodes[i].gossip!.entries.filter { versionWork.nameSet.contains($0.name) }
+            let m = nodes[i].gossip!.manifest
+            let stamp = (m.count, nodes[i].bootedAt)
+            if !all, let last = versionWork.lastChecked[i], last == stamp { continue }
+            versionWork.lastChecked[i] = stamp
+            let held = versionWork.refs.compactMap { m.entry($0) }
             var v = compareView(i, with: VersionOracle(entries: held, names: versionWork.nameSet), against: "its own entries", limit: 5)
             let heldRefs = Set(held.map(\.ref))
             var state: [EntryRef: Catalog.VersionState] = [:]
@@ -129,7 +137,7 @@ extension Simulator {
     /// its entries imply, and every entry orders after every entry of its name its writer held.
     public func versionSafetyViolations() -> [String] {
         guard options.names > 0 else { return [] }
-        checkVersionViews()
+        checkVersionViews(all: true)
         var v = versionWork.violations
         for (t, saw) in versionWork.tombstoneSaw.sorted(by: { show($0.key) < show($1.key) }) {
             guard let te = genuine[t] else { continue }
@@ -153,14 +161,15 @@ extension Simulator {
     /// The versioned entries every live node must hold after the heal: those whose origin is
     /// live, and those any live node holds.
     func requiredVersionEntries() -> [ManifestEntry] {
-        var req = [EntryRef: ManifestEntry]()
-        for (ref, e) in genuine where versionWork.nameSet.contains(e.name) {
-            if let o = idIndex[ref.origin], nodes[o].up { req[ref] = e }
+        let live = nodes.indices.filter { nodes[$0].up }
+        let ms = live.map { nodes[$0].gossip!.manifest }
+        var req = [ManifestEntry]()
+        for ref in versionWork.refs {
+            guard let e = genuine[ref] else { continue }
+            if let o = idIndex[ref.origin], nodes[o].up { req.append(e); continue }
+            if ms.contains(where: { $0.entry(ref) == e }) { req.append(e) }
         }
-        for n in nodes where n.up {
-            for e in n.gossip!.entries where versionWork.nameSet.contains(e.name) && genuine[e.ref] == e { req[e.ref] = e }
-        }
-        return Array(req.values)
+        return req
     }
 
     /// Liveness: every live node shows, for every name, the view the union of entries implies:

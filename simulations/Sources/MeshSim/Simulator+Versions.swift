@@ -19,6 +19,10 @@ struct VersionWorkload {
     /// Violations found by the view checks made during the fault phase (safety).
     var violations: [String] = []
     var checks = 0
+    /// Per node: (entries held, boot time) at its last view check.
+    var lastChecked: [Int: (Int, Int64)] = [:]
+    /// Every entry the workload wrote, in order.
+    var refs: [EntryRef] = []
 }
 
 /// The versions workload (`SimOptions.names` > 0): nodes put versions of a few names and
@@ -119,6 +123,7 @@ extension Simulator {
                               payload: payload).signed(by: SimSigner(nodeID: nodes[i].id))
         let ref = e.ref
         genuine[ref] = e
+        versionWork.refs.append(ref)
         created[ref] = now
         nodes[i].durableEntries[ref] = e
         nodes[i].catalog.insert(e)
