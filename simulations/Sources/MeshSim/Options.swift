@@ -2,7 +2,7 @@ import Gossip
 
 /// Which workload and fault schedule to run.
 public enum Scenario: String, CaseIterable, Sendable {
-    case spread, partitionHeal = "partition-heal", churn, scale, swarm, detect, relocate
+    case spread, partitionHeal = "partition-heal", churn, scale, swarm, detect, relocate, versions
 }
 
 /// How a partition splits the nodes.
@@ -63,6 +63,20 @@ public struct SimOptions: Sendable {
     /// The last this-many initial nodes are reachable only over streams (a TCP tunnel): they
     /// advertise stream-only, and the network drops every datagram to or from them.
     public var streamOnlyNodes = 0
+    /// The versions workload (`Simulator+Versions.swift`) when > 0: every new entry is a put or a
+    /// tombstone of one of this many names (`v/0` …), so names collide and gain versions from
+    /// several origins. 0: every item has a fresh name (the broadcast workload).
+    public var names = 0
+    /// Versions workload: the share of operations that are tombstones (`rm`) of a name the
+    /// writer sees live; one in five of them deletes one version (`rm NAME@N`), the rest the name.
+    public var tombstoneFraction: Double = 0.2
+    /// Versions workload: while a partition is up, the share of operations that are a pair of
+    /// concurrent puts of one name, one on each side.
+    public var conflictFraction: Double = 0.3
+    /// Versions workload: each node's wall clock is off real time by an amount drawn uniformly
+    /// from ± this (ms), fixed per node. Node 1 (when there are 3 or more) is off by − this × 10:
+    /// a clock far behind, which the hybrid logical clock must not let lose causality.
+    public var clockSkewMs: Double = 0
     /// Only the final membership check is made for clusters larger than this (it is O(n²)).
     public var fullCheckMaxNodes = 200
     public var verbose = false
@@ -95,6 +109,12 @@ public struct SimOptions: Sendable {
             o.nodes = 12; o.durationS = 60; o.itemsPerS = 5; o.latencyMs = 20; o.jitterMs = 5; o.loss = 0.01
             o.crashesPerMin = 8; o.downS = 4; o.restartNewAddress = true
             o.nemesis = true
+        case .versions:
+            o.nodes = 12; o.durationS = 50; o.itemsPerS = 4; o.latencyMs = 20; o.jitterMs = 10; o.loss = 0.01
+            o.partitions = [.symmetric, .majorityMinority, .asymmetric, .isolateOne, .symmetric]; o.partitionS = 6; o.partitionGapS = 3
+            o.crashesPerMin = 2; o.downS = 4
+            o.names = 6; o.tombstoneFraction = 0.35; o.conflictFraction = 0.3; o.clockSkewMs = 30_000
+            o.antiEntropyIntervalMs = 5_000
         case .swarm:
             var r = SplitMix64(seed: seed ^ 0x5157_4152_4D00)
             o.nodes = 3 + r.below(10)
@@ -118,6 +138,14 @@ public struct SimOptions: Sendable {
             o.settleS = 90
             // Drawn last, so that every setting above is what it was for each seed before.
             o.restartNewAddress = r.below(2) == 0
+            // The versions workload in half of the seeds (drawn after everything above, so it
+            // changes nothing else): 1–8 names, skews from none to an hour.
+            if r.below(2) == 0 {
+                o.names = 1 + r.below(8)
+                o.tombstoneFraction = [0.1, 0.2, 0.4][r.below(3)]
+                o.conflictFraction = [0, 0.3, 0.7][r.below(3)]
+                o.clockSkewMs = [0, 1000, 30_000, 3_600_000][r.below(4)]
+            }
         }
         return o
     }
@@ -131,6 +159,10 @@ public struct SimOptions: Sendable {
         if streamOnlyNodes > 0 { c += " --stream-only-nodes \(streamOnlyNodes)" }
         if restartNewAddress { c += " --crashes-per-min \(fmt(crashesPerMin)) --down-s \(fmt(downS)) --restart-new-address" }
         if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
+        if names > 0 {
+            c += " --names \(names) --tombstone-fraction \(fmt(tombstoneFraction)) --conflict-fraction \(fmt(conflictFraction))"
+            c += " --clock-skew-ms \(fmt(clockSkewMs))"
+        }
         return c
     }
 
@@ -143,7 +175,8 @@ public struct SimOptions: Sendable {
             + "down_s=\(fmt(downS)) leaves_per_min=\(fmt(leavesPerMin)) joins_per_min=\(fmt(joinsPerMin)) "
             + "vanish_per_min=\(fmt(vanishPerMin)) nemesis=\(nemesis) preformed=\(preformed) "
             + "anti_entropy_ms=\(antiEntropyIntervalMs) probe_ms=\(probeIntervalMs) crash_at_mid=\(crashAtMid) stream_only_nodes=\(streamOnlyNodes) "
-            + "restart_new_address=\(restartNewAddress)"
+            + "restart_new_address=\(restartNewAddress) names=\(names) tombstone_fraction=\(fmt(tombstoneFraction)) "
+            + "conflict_fraction=\(fmt(conflictFraction)) clock_skew_ms=\(fmt(clockSkewMs))"
     }
 }
 

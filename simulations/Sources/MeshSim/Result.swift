@@ -22,6 +22,19 @@ public struct SimMetrics: Sendable {
     public var relocations = 0
     public var nemesisMessages: UInt64 = 0
     public var rejected: [String: UInt64] = [:]
+    /// The versions workload: puts, tombstones of a name and of one version, pairs of
+    /// concurrent puts across a partition, and puts that revived a name the writer saw deleted.
+    public var versionPuts = 0
+    public var nameTombstones = 0
+    public var versionTombstones = 0
+    public var concurrentPuts = 0
+    public var revivingPuts = 0
+    /// At the end, in the view every live node agrees on: names with a current version, names
+    /// deleted, names current again after a tombstone, names with versions from several origins.
+    public var namesLiveAtEnd = 0
+    public var namesDeletedAtEnd = 0
+    public var namesRevivedAtEnd = 0
+    public var namesWithSeveralOrigins = 0
 }
 
 /// The outcome of one run: checker verdicts and the contract metrics.
@@ -104,6 +117,10 @@ public struct SimResult: Sendable {
             ("duplicated", String(m.duplicated)),
             ("datagrams_to_stream_only", String(m.datagramsToTunnelOnly)),
             ("relocations", String(m.relocations)),
+            ("versions", "{\"puts\":\(m.versionPuts),\"name_tombstones\":\(m.nameTombstones),\"version_tombstones\":\(m.versionTombstones),"
+                + "\"concurrent_puts\":\(m.concurrentPuts),\"reviving_puts\":\(m.revivingPuts),\"names_live\":\(m.namesLiveAtEnd),"
+                + "\"names_deleted\":\(m.namesDeletedAtEnd),\"names_revived\":\(m.namesRevivedAtEnd),"
+                + "\"names_with_several_origins\":\(m.namesWithSeveralOrigins)}"),
             ("rejected", "{" + m.rejected.keys.sorted().map { "\(str($0)):\(m.rejected[$0]!)" }.joined(separator: ",") + "}"),
             ("safety_violations", "[" + safetyViolations.prefix(20).map(str).joined(separator: ",") + "]"),
             ("liveness_violations", "[" + livenessViolations.prefix(20).map(str).joined(separator: ",") + "]"),
@@ -123,6 +140,12 @@ public struct SimResult: Sendable {
         s += "convergence_after_heal_ms=\(convergenceAfterHealMs.map(fmt) ?? "none") items_convergence_after_heal_ms=\(itemsConvergenceAfterHealMs.map(fmt) ?? "none") false_suspicions=\(metrics.falseSuspicions) false_deaths=\(metrics.falseDeaths)\n"
         if let i = idleBytesPerNodePerS { s += "idle_bytes_per_node_per_s=\(fmt(i))\n" }
         if !detectionMs.isEmpty { s += "dead_detection_ms=\(detectionMs.map(fmt))\n" }
+        if options.names > 0 {
+            s += "versions: puts=\(metrics.versionPuts) name_tombstones=\(metrics.nameTombstones) version_tombstones=\(metrics.versionTombstones) "
+            s += "concurrent_puts=\(metrics.concurrentPuts) reviving_puts=\(metrics.revivingPuts) names_live=\(metrics.namesLiveAtEnd) "
+            s += "names_deleted=\(metrics.namesDeletedAtEnd) names_revived=\(metrics.namesRevivedAtEnd) "
+            s += "names_with_several_origins=\(metrics.namesWithSeveralOrigins)\n"
+        }
         s += "rejected=\(metrics.rejected.keys.sorted().map { "\($0):\(metrics.rejected[$0]!)" }.joined(separator: " "))\n"
         s += "events=\(events) trace_digest=\(String(traceDigest, radix: 16).leftPad(16))\n"
         s += "safety_ok=\(safetyOK) liveness_ok=\(livenessOK) wall_s=\(fmt(wallS))\n"

@@ -27,6 +27,7 @@ extension Simulator {
                 v.append("n\(i) holds \(g.manifest.forks.count) forks but reported \(n.durableForks.count)")
             }
         }
+        v += versionSafetyViolations()
         if let (a, b) = forkVariants {
             let both = nodes.contains { n in n.gossip.map { $0.manifest.forks.contains { ($0.0 == a && $0.1 == b) || ($0.0 == b && $0.1 == a) } } ?? false }
             if forkDelivered && !both && metrics.forksReported == 0 { v.append("a fork was delivered but no node reported it") }
@@ -84,6 +85,8 @@ extension Simulator {
                 }
             }
         }
+        // Last, as it is the dearest: every node's view of every name (versions workload).
+        v += versionLivenessViolations(limit: limit - v.count)
         return v
     }
 }

@@ -10,9 +10,9 @@ struct MeshSimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshsim",
         abstract: "Deterministic simulation of meshnode's gossip protocol.",
-        discussion: "Scenarios: spread, partition-heal, churn, scale, swarm, detect, relocate. The same seed gives the same run.")
+        discussion: "Scenarios: spread, partition-heal, churn, scale, swarm, detect, relocate, versions. The same seed gives the same run.")
 
-    @Argument(help: "spread | partition-heal | churn | scale | swarm | detect | relocate") var scenario: Scenario
+    @Argument(help: "spread | partition-heal | churn | scale | swarm | detect | relocate | versions") var scenario: Scenario
     @Option(help: "Run seed (default: random, printed).") var seed: UInt64?
     @Option(help: "Number of nodes.") var nodes: Int?
     @Option(name: .customLong("duration-s"), help: "Virtual seconds of the fault phase.") var durationS: Double?
@@ -29,6 +29,14 @@ struct MeshSimCommand: ParsableCommand {
     @Option(name: .customLong("down-s"), help: "Seconds a crashed node stays down.") var downS: Double?
     @Flag(name: .customLong("restart-new-address"), help: "Restarted nodes (not the seeds) come back on a new host and port.")
     var restartNewAddress = false
+    @Option(help: "The versions workload over this many names (puts and tombstones that collide); 0: a fresh name per item.")
+    var names: Int?
+    @Option(name: .customLong("tombstone-fraction"), help: "Versions workload: share of operations that are tombstones.")
+    var tombstoneFraction: Double?
+    @Option(name: .customLong("conflict-fraction"), help: "Versions workload: share of operations, while partitioned, that are concurrent puts of one name on both sides.")
+    var conflictFraction: Double?
+    @Option(name: .customLong("clock-skew-ms"), help: "Versions workload: each node's wall clock is off by up to ± this (ms); node 1 by −10× this.")
+    var clockSkewMs: Double?
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print the event log of notable events.") var verbose = false
     @Option(name: .customLong("debug-node"), help: "With --verbose: log replication messages of this node index.") var debugNode: Int?
@@ -52,6 +60,13 @@ struct MeshSimCommand: ParsableCommand {
             if let v = crashesPerMin { o.crashesPerMin = v }
             if let v = downS { o.downS = v }
             if restartNewAddress { o.restartNewAddress = true }
+            if let v = names {
+                guard v >= 0 else { throw ValidationError("--names must be ≥ 0") }
+                o.names = v
+            }
+            if let v = tombstoneFraction { o.tombstoneFraction = v }
+            if let v = conflictFraction { o.conflictFraction = v }
+            if let v = clockSkewMs { o.clockSkewMs = v }
             if let b = bootstrap {
                 guard b == "join" || b == "restored" else {
                     throw ValidationError("--bootstrap must be 'join' or 'restored', not '\(b)'")
