@@ -44,7 +44,7 @@ struct VersionOracle {
                 case .name: views[e.name, default: View()].nameTombstones.append((e.ref, Key(e)))
                 case .version(let r): targeted[e.name, default: []].insert(r)
                 }
-            case .unknown: continue
+            case .compaction, .holding, .nodeFacts, .unknown: continue
             }
         }
         for (name, ps) in puts {
