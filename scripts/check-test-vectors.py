@@ -187,6 +187,15 @@ def entry_body(f):
         # §4.5: ranges (first, last) then dependencies (origin, sequence).
         kind = u16(len(f["ranges"])) + b"".join(u64(a) + u64(b) for a, b in f["ranges"])
         kind += u16(len(f["dependencies"])) + b"".join(h(d["origin"]) + u64(d["sequence"]) for d in f["dependencies"])
+    elif f["kind"] == 4:
+        # §4.6: held ids then dropped ids, each strictly ascending.
+        kind = u16(len(f["held"])) + b"".join(h(x) for x in f["held"])
+        kind += u16(len(f["dropped"])) + b"".join(h(x) for x in f["dropped"])
+    elif f["kind"] == 5:
+        # §4.7: flags, disk total/used/free, roles, NFS group.
+        flags = (1 if f["ephemeral"] else 0) | (2 if f["excluded"] else 0) | (4 if f["full"] else 0)
+        kind = (u8(flags) + u64(f["disk_total_bytes"]) + u64(f["disk_used_bytes"]) + u64(f["disk_free_bytes"])
+                + u8(len(f["roles"])) + b"".join(str16(r) for r in f["roles"]) + str16(f["nfs_group"]))
     else:
         kind = h(f["body"])
     return head + u64(f["hlc"]) + u16(len(kind)) + kind
@@ -199,14 +208,19 @@ def check_manifest_entries(doc):
         w, f = f"manifest-entries[{n}]", e["fields"]
         C.eq(w + ".origin", KEYS[e["signer"]][1], f["origin"])
         C.eq(w + ".origin_node_id", node_id_text(h(f["origin"])), e["origin_node_id"])
-        if f["kind"] != 3:
+        if f["kind"] in (1, 2):
             C.eq(w + ".name_utf8", f["name"].encode("utf-8"), f["name_utf8"])
-        else:
+        elif f["kind"] == 4:
+            for lst in ("held", "dropped"):
+                C.true(w, f[lst] == sorted(f[lst]) and len(set(f[lst])) == len(f[lst]), lst + " not strictly ascending")
+            C.true(w, not set(f["held"]) & set(f["dropped"]) and 1 <= len(f["held"]) + len(f["dropped"]) <= 120,
+                   "holding lists break §4.6")
+        elif f["kind"] == 3:
             last = 0
             for a, b in f["ranges"]:
                 C.true(w, last < a <= b < f["sequence"], "compaction ranges break §4.5")
                 last = b
-        C.true(w, f["version"] in (1, 2) and f["kind"] in (1, 2, 3) and f["sequence"] == n + 1,
+        C.true(w, f["version"] in (1, 2) and f["kind"] in (1, 2, 3, 4, 5) and f["sequence"] == n + 1,
                "version, kind or sequence invalid")
         if f["kind"] == 1:
             C.eq(w + ".type_name", types.get(f["type"]), f["type_name"])

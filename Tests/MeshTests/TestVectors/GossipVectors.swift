@@ -114,8 +114,8 @@ enum GossipVectors {
                      .memberSync(wantReply: true, updates: [
                         MemberUpdate(state: .alive, node: bob.id, incarnation: 5, address: PeerAddress("10.0.0.2:7946"), name: "gpu-b"),
                         MemberUpdate(state: .dead, node: VectorKeys.carol, incarnation: 6, accuser: alice.id)])),
-            envelope("entries from alice, tree push: the two entries of manifest-entries.json", alice, incarnation: 3, counter: 4,
-                     .entries(treePush: true, entries: entries)),
+            envelope("entries from alice, tree push: the first four entries of manifest-entries.json", alice, incarnation: 3, counter: 4,
+                     .entries(treePush: true, entries: Array(entries.prefix(4)))),
             envelope("pull from bob: alice's sequences 1 to 2", bob, incarnation: 5, counter: 4,
                      .pull([PullRange(origin: alice.id, fromSequence: 1, toSequence: 2)])),
         ]

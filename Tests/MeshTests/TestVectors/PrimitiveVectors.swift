@@ -154,6 +154,15 @@ enum PrimitiveVectors {
         let compaction = ManifestEntry.Compaction(ranges: [1...1, 3...3], dependencies: [EntryRef(origin: VectorKeys.bob.id, sequence: 7)])
         out.append(ManifestEntry(origin: VectorKeys.alice.id, sequence: 5, hlc: (UInt64(VectorKeys.baseTimeMs + 9_000) << 16) | 2,
                                  payload: .compaction(compaction)).signed(by: VectorKeys.alice.identity))
+        // A holder record (§4.6): alice holds the content of her put 2 and dropped that of put 1.
+        let holding = ManifestEntry.Holding(held: [out[1].contentID], dropped: [out[0].contentID])
+        out.append(ManifestEntry(origin: VectorKeys.alice.id, sequence: 6, hlc: (UInt64(VectorKeys.baseTimeMs + 9_500) << 16),
+                                 payload: .holding(holding)).signed(by: VectorKeys.alice.identity))
+        // Node facts (§4.7): an ephemeral training and selfplay node in NFS group "gh200-a".
+        let facts = ManifestEntry.NodeFacts(roles: ["training", "selfplay"], ephemeral: true, diskTotalBytes: 1 << 40,
+                                            diskUsedBytes: 300 << 30, diskFreeBytes: 700 << 30, nfsGroup: "gh200-a")
+        out.append(ManifestEntry(origin: VectorKeys.alice.id, sequence: 7, hlc: (UInt64(VectorKeys.baseTimeMs + 9_600) << 16),
+                                 payload: .nodeFacts(facts)).signed(by: VectorKeys.alice.identity))
         return out
     }
 
@@ -183,6 +192,13 @@ enum PrimitiveVectors {
         case .holding(let h):
             fields += [("held", .array(h.held.map { .hex($0.digest.bytes) })),
                        ("dropped", .array(h.dropped.map { .hex($0.digest.bytes) }))]
+        case .nodeFacts(let f):
+            fields += [("ephemeral", .bool(f.ephemeral)), ("excluded", .bool(f.excluded)), ("full", .bool(f.full)),
+                       ("disk_total_bytes", .n(f.diskTotalBytes)), ("disk_used_bytes", .n(f.diskUsedBytes)),
+                       ("disk_free_bytes", .n(f.diskFreeBytes)), ("roles", .array(f.roles.map { .string($0) })),
+                       ("nfs_group", .string(f.nfsGroup))]
+        case .holding(let h):
+            fields += [("held", .array(h.held.map { .hex($0.digest.bytes) })), ("dropped", .array(h.dropped.map { .hex($0.digest.bytes) }))]
         case .nodeFacts(let f):
             fields += [("ephemeral", .bool(f.ephemeral)), ("excluded", .bool(f.excluded)), ("full", .bool(f.full)),
                        ("disk_total_bytes", .n(f.diskTotalBytes)), ("disk_used_bytes", .n(f.diskUsedBytes)),
