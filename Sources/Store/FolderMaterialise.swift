@@ -90,15 +90,7 @@ extension Store {
         var st = stat()
         guard fstat(out.fd, &st) == 0 else { throw MeshError.posix(errno, "inspecting", path: tmpName) }
         guard fsync(out.fd) == 0 else { throw MeshError.posix(errno, "syncing", path: tmpName) }
-        if !named {
-            guard linkat(AT_FDCWD, "/proc/self/fd/\(out.fd)", AT_FDCWD, tmpName, AT_SYMLINK_FOLLOW) == 0 else {
-                throw MeshError.posix(errno, "naming", path: tmpName)
-            }
-            named = true
-        }
-        if entry.type == .game || entry.name.lowercased().hasSuffix(".db") {
-            try checkSQLiteIntegrity(tmpName, name: entry.name)
-        }
+        try nameAndCheck(fd: out.fd, tmpName: tmpName, named: &named, entry: entry)
         let newStat = FolderFS.fileStat(st)
         let backs = target.hasPrefix("/")  // backings name absolute paths only
         let writer = testHooks.materialiseWriter ?? WriterStamp.current

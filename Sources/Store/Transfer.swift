@@ -300,21 +300,26 @@ extension Store {
             if named { FS.unlink(tmpName) }
         }
         try writeAssembled(recipe, name: e.name, fd: out.fd, direct: out.direct, path: target, progress: progress)
-        if !named {
-            // SQLite resolves symlinks, so /proc/self/fd/N cannot be checked in place: the
-            // temp file gets its hidden name first (left behind only if killed right here).
-            guard linkat(AT_FDCWD, "/proc/self/fd/\(out.fd)", AT_FDCWD, tmpName, AT_SYMLINK_FOLLOW) == 0 else {
-                throw MeshError.posix(errno, "naming", path: tmpName)
-            }
-            named = true
-        }
-        if e.type == .game || e.name.lowercased().hasSuffix(".db") {
-            try checkSQLiteIntegrity(tmpName, name: e.name)
-        }
+        try nameAndCheck(fd: out.fd, tmpName: tmpName, named: &named, entry: e)
         try FS.rename(tmpName, target)
         named = false
         try FS.fsyncDirectory(dir)
         return target
+    }
+
+    /// Gives an assembled temp file its hidden name `tmpName` if it has none yet, then checks a
+    /// database's integrity there. SQLite resolves symlinks, so /proc/self/fd/N cannot be
+    /// checked in place: the temp file is named first (left behind only if killed right here).
+    func nameAndCheck(fd: Int32, tmpName: String, named: inout Bool, entry: ManifestEntry) throws(MeshError) {
+        if !named {
+            guard linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, tmpName, AT_SYMLINK_FOLLOW) == 0 else {
+                throw MeshError.posix(errno, "naming", path: tmpName)
+            }
+            named = true
+        }
+        if entry.type == .game || entry.name.lowercased().hasSuffix(".db") {
+            try checkSQLiteIntegrity(tmpName, name: entry.name)
+        }
     }
 
     /// Opens a temp file for writing in `dir`: unnamed (O_TMPFILE) if possible, else
