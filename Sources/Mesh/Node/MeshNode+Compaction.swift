@@ -44,9 +44,7 @@ extension MeshNode {
             announce(e)
             return e
         } catch {
-            runtime.persistErrors += 1
-            noteStoreWriteError(error)
-            logger.error("could not write a compaction entry: \(error)")
+            storeWriteFailed("write a compaction entry", error)
             return nil
         }
     }

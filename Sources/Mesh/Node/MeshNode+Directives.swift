@@ -30,15 +30,11 @@ extension MeshNode {
                         count(.malformed, peer: e.origin.short, detail: "entry refused by the store: \(field)")
                     }
                 } catch {
-                    runtime.persistErrors += 1
-                    noteStoreWriteError(error)
-                    logger.error("could not persist an entry: \(error)")
+                    storeWriteFailed("persist an entry", error)
                 }
             case .persistIncarnation(let n):
                 do { try store.setIncarnation(n) } catch {
-                    runtime.persistErrors += 1
-                    noteStoreWriteError(error)
-                    logger.error("could not persist the incarnation: \(error)")
+                    storeWriteFailed("persist the incarnation", error)
                 }
             case .fetch(let id, let holders):
                 // Gossip proposes; the keeper decides (a superseded, deleted or expired version is not fetched).
@@ -46,9 +42,7 @@ extension MeshNode {
             case .compacted(let gone):
                 // Their origins compacted them (PROTOCOL §4.5): out of the store and the views.
                 do { try store.deleteEntries(gone.map(\.ref)) } catch {
-                    runtime.persistErrors += 1
-                    noteStoreWriteError(error)
-                    logger.error("could not delete compacted entries: \(error)")
+                    storeWriteFailed("delete compacted entries", error)
                 }
                 for e in gone {
                     holdings.remove(e)
@@ -59,9 +53,7 @@ extension MeshNode {
             case .forkDetected(let held, let other):
                 // Counted once, by the gossip core; kept here as evidence that survives restarts.
                 do { try store.recordFork(held, other, verifier: verifier) } catch {
-                    runtime.persistErrors += 1
-                    noteStoreWriteError(error)
-                    logger.error("could not keep fork evidence: \(error)")
+                    storeWriteFailed("keep fork evidence", error)
                 }
                 logFork(held, other)
             case .rejected(let reason, let from):
@@ -90,9 +82,7 @@ extension MeshNode {
                                 incarnation: t.incarnation, lastSeenMs: WallClock.nowMs(), role: snap?.role ?? "",
                                 credential: snap?.credential ?? [])
         do { try store.upsertPeer(record) } catch {
-            runtime.persistErrors += 1
-            noteStoreWriteError(error)
-            logger.error("could not persist a member: \(error)")
+            storeWriteFailed("persist a member", error)
         }
         if t.from != t.to {
             logger.info("member \(t.to)", metadata: ["node": "\(t.node.short)", "name": "\(snap?.name ?? "")",

@@ -145,9 +145,7 @@ extension MeshNode {
             announce(e)
             return e
         } catch {
-            runtime.persistErrors += 1
-            noteStoreWriteError(error)
-            logger.error("could not write \(what): \(error)")
+            storeWriteFailed("write \(what)", error)
             return nil
         }
     }

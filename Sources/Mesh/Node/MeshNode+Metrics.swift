@@ -171,6 +171,14 @@ extension MeshNode {
     }
 
     /// A write to the store failed (counted; the store turns degraded, and a full disk unhealthy).
+    /// A store write failed: counted (`persist_errors`, the health check's write errors) and
+    /// logged as "could not WHAT: error". The node carries on.
+    func storeWriteFailed(_ what: String, _ error: any Error) {
+        runtime.persistErrors += 1
+        noteStoreWriteError(error)
+        logger.error("could not \(what): \(error)")
+    }
+
     func noteStoreWriteError(_ error: any Error) {
         let now = Self.now()
         observability.storeWriteErrors += 1
