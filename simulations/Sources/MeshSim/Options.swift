@@ -77,6 +77,15 @@ public struct SimOptions: Sendable {
     /// from ± this (ms), fixed per node. Node 1 (when there are 3 or more) is off by − this × 10:
     /// a clock far behind, which the hybrid logical clock must not let lose causality.
     public var clockSkewMs: Double = 0
+    /// Versions workload: tombstone compaction (docs/PROTOCOL.md §4.5) when > 0. Each up node
+    /// runs `Sync.Compactor.plan` every quarter of this (at least every virtual second, as the
+    /// real node does), on its own skewed wall clock, with this as `compact_after`, and writes
+    /// what it plans as a local entry. 0: no node compacts.
+    public var compactAfterMs: Int64 = 0
+    /// Test only: compactions are written without their dependencies, breaking the rule that a
+    /// compacted tombstone stays until the receiver holds the compactions it depends on (§4.5),
+    /// so that the checkers can be seen to catch the resurrections this allows.
+    public var compactionWithoutDependencies = false
     /// Only the final membership check is made for clusters larger than this (it is O(n²)).
     public var fullCheckMaxNodes = 200
     public var verbose = false
@@ -115,6 +124,10 @@ public struct SimOptions: Sendable {
             o.crashesPerMin = 2; o.downS = 4
             o.names = 6; o.tombstoneFraction = 0.35; o.conflictFraction = 0.3; o.clockSkewMs = 30_000
             o.antiEntropyIntervalMs = 5_000
+            // Shorter than a partition (6 s), and far shorter than the clock skew: a node cut
+            // off for the whole partition may bring a deleted version back (§4.5, "The horizon is
+            // the only assumption"), which the checkers tell from a broken dependency rule.
+            o.compactAfterMs = 4_000
         case .swarm:
             var r = SplitMix64(seed: seed ^ 0x5157_4152_4D00)
             o.nodes = 3 + r.below(10)
@@ -145,6 +158,8 @@ public struct SimOptions: Sendable {
                 o.tombstoneFraction = [0.1, 0.2, 0.4][r.below(3)]
                 o.conflictFraction = [0, 0.3, 0.7][r.below(3)]
                 o.clockSkewMs = [0, 1000, 30_000, 3_600_000][r.below(4)]
+                // Compaction in three quarters of those (drawn last: nothing above changes).
+                o.compactAfterMs = [0, 2_000, 5_000, 20_000][r.below(4)]
             }
         }
         return o
@@ -161,7 +176,8 @@ public struct SimOptions: Sendable {
         if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
         if names > 0 {
             c += " --names \(names) --tombstone-fraction \(fmt(tombstoneFraction)) --conflict-fraction \(fmt(conflictFraction))"
-            c += " --clock-skew-ms \(fmt(clockSkewMs))"
+            c += " --clock-skew-ms \(fmt(clockSkewMs)) --compact-after-ms \(compactAfterMs)"
+            if compactionWithoutDependencies { c += " --compaction-without-dependencies" }
         }
         return c
     }
@@ -176,7 +192,8 @@ public struct SimOptions: Sendable {
             + "vanish_per_min=\(fmt(vanishPerMin)) nemesis=\(nemesis) preformed=\(preformed) "
             + "anti_entropy_ms=\(antiEntropyIntervalMs) probe_ms=\(probeIntervalMs) crash_at_mid=\(crashAtMid) stream_only_nodes=\(streamOnlyNodes) "
             + "restart_new_address=\(restartNewAddress) names=\(names) tombstone_fraction=\(fmt(tombstoneFraction)) "
-            + "conflict_fraction=\(fmt(conflictFraction)) clock_skew_ms=\(fmt(clockSkewMs))"
+            + "conflict_fraction=\(fmt(conflictFraction)) clock_skew_ms=\(fmt(clockSkewMs)) "
+            + "compact_after_ms=\(compactAfterMs) compaction_without_dependencies=\(compactionWithoutDependencies)"
     }
 }
 

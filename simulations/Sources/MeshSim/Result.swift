@@ -35,6 +35,16 @@ public struct SimMetrics: Sendable {
     public var namesDeletedAtEnd = 0
     public var namesRevivedAtEnd = 0
     public var namesWithSeveralOrigins = 0
+    /// Tombstone compaction (`compactAfterMs` > 0): compaction entries written; the puts and
+    /// tombstones they voided in their writers' logs (each counted once, by its origin); entries
+    /// deleted on all nodes together when a compaction was applied (the `.compacted` directive);
+    /// and tombstones dropped by a node that still held a put they delete which the tombstone's
+    /// origin had never seen when it compacted it: the §4.5 horizon caveat, allowed.
+    public var compactionsWritten = 0
+    public var putsCompacted = 0
+    public var tombstonesCompacted = 0
+    public var entriesDeletedByCompaction = 0
+    public var horizonRevivals = 0
 }
 
 /// The outcome of one run: checker verdicts and the contract metrics.
@@ -121,6 +131,10 @@ public struct SimResult: Sendable {
                 + "\"concurrent_puts\":\(m.concurrentPuts),\"reviving_puts\":\(m.revivingPuts),\"names_live\":\(m.namesLiveAtEnd),"
                 + "\"names_deleted\":\(m.namesDeletedAtEnd),\"names_revived\":\(m.namesRevivedAtEnd),"
                 + "\"names_with_several_origins\":\(m.namesWithSeveralOrigins)}"),
+            ("compaction", "{\"compact_after_ms\":\(options.compactAfterMs),\"compactions\":\(m.compactionsWritten),"
+                + "\"puts_compacted\":\(m.putsCompacted),\"tombstones_compacted\":\(m.tombstonesCompacted),"
+                + "\"entries_compacted\":\(m.putsCompacted + m.tombstonesCompacted),"
+                + "\"entries_deleted\":\(m.entriesDeletedByCompaction),\"horizon_revivals\":\(m.horizonRevivals)}"),
             ("rejected", "{" + m.rejected.keys.sorted().map { "\(str($0)):\(m.rejected[$0]!)" }.joined(separator: ",") + "}"),
             ("safety_violations", "[" + safetyViolations.prefix(20).map(str).joined(separator: ",") + "]"),
             ("liveness_violations", "[" + livenessViolations.prefix(20).map(str).joined(separator: ",") + "]"),
@@ -145,6 +159,12 @@ public struct SimResult: Sendable {
             s += "concurrent_puts=\(metrics.concurrentPuts) reviving_puts=\(metrics.revivingPuts) names_live=\(metrics.namesLiveAtEnd) "
             s += "names_deleted=\(metrics.namesDeletedAtEnd) names_revived=\(metrics.namesRevivedAtEnd) "
             s += "names_with_several_origins=\(metrics.namesWithSeveralOrigins)\n"
+        }
+        if options.names > 0 && options.compactAfterMs > 0 {
+            s += "compaction: compact_after_ms=\(options.compactAfterMs) compactions=\(metrics.compactionsWritten) "
+            s += "entries_compacted=\(metrics.putsCompacted + metrics.tombstonesCompacted) (puts=\(metrics.putsCompacted) "
+            s += "tombstones=\(metrics.tombstonesCompacted)) entries_deleted=\(metrics.entriesDeletedByCompaction) "
+            s += "horizon_revivals=\(metrics.horizonRevivals)\n"
         }
         s += "rejected=\(metrics.rejected.keys.sorted().map { "\($0):\(metrics.rejected[$0]!)" }.joined(separator: " "))\n"
         s += "events=\(events) trace_digest=\(String(traceDigest, radix: 16).leftPad(16))\n"

@@ -49,6 +49,10 @@ extension Simulator {
                 required.insert(EntryRef(origin: e.origin, sequence: e.sequence))
             }
         }
+        if compacting {
+            // Not what compactions voided (§4.5): only what remains of those entries.
+            required = Set(Self.withoutVoid(required.compactMap { genuine[$0] }).map(\.ref))
+        }
         let sortedReq = required.sorted { ($0.origin, $0.sequence) < ($1.origin, $1.sequence) }
         for i in live {
             let g = nodes[i].gossip!

@@ -129,7 +129,9 @@ extension Simulator {
                     v.append("n\(i) shows \(t.name) version \(show(p)) live though it holds \(show(t.ref)), an rm written by a node that held it")
                 }
             }
+            if compacting { v += voidEntriesKept(i) }
             for s in v { versionWork.violations.append("at \(Double(now) / 1e9)s: \(s)") }
+            checkNoResurrection(i, names: versionWork.nameSet)
         }
     }
 
@@ -169,7 +171,8 @@ extension Simulator {
             if let o = idIndex[ref.origin], nodes[o].up { req.append(e); continue }
             if ms.contains(where: { $0.entry(ref) == e }) { req.append(e) }
         }
-        return req
+        // Those that remain once every origin's latest compaction is applied (§4.5).
+        return compacting ? Self.withoutVoid(req) : req
     }
 
     /// Liveness: every live node shows, for every name, the view the union of entries implies:
@@ -183,6 +186,6 @@ extension Simulator {
             v += compareView(i, with: expected, against: "the entries of all live nodes", limit: limit - v.count)
             if v.count >= limit { return v }
         }
-        return v
+        return v + compactionConvergenceViolations(limit: limit - v.count)
     }
 }

@@ -21,8 +21,9 @@ struct VersionWorkload {
     var checks = 0
     /// Per node: (entries held, boot time) at its last view check.
     var lastChecked: [Int: (Int, Int64)] = [:]
-    /// Every entry the workload wrote, in order.
+    /// Every entry the workload wrote, in order, and its puts by name.
     var refs: [EntryRef] = []
+    var putsByName: [String: [EntryRef]] = [:]
 }
 
 /// The versions workload (`SimOptions.names` > 0): nodes put versions of a few names and
@@ -96,6 +97,7 @@ extension Simulator {
                                     type: .model, createdAtMs: wallMs(i), name: name)
         let ref = writeLocal(i, .put(put))
         versionWork.putSaw[ref] = saw
+        versionWork.putsByName[name, default: []].append(ref)
         metrics.versionPuts += 1
         if revives { metrics.revivingPuts += 1 }
         return ref
@@ -129,6 +131,7 @@ extension Simulator {
         nodes[i].catalog.insert(e)
         let d = nodes[i].gossip!.onLocalEntry(e, now: Instant(nanoseconds: now))
         process(i, d)
+        if e.put != nil || e.tombstone != nil { checkNoResurrection(i, names: [e.name]) }
         return ref
     }
 
@@ -137,12 +140,15 @@ extension Simulator {
     func finishVersionMetrics() {
         guard options.names > 0 else { return }
         let expected = VersionOracle(entries: requiredVersionEntries(), names: versionWork.nameSet)
+        // Over every entry written, compacted or not: a compacted rm still deleted the name.
+        let everything = VersionOracle(entries: versionWork.refs.compactMap { genuine[$0] }, names: versionWork.nameSet)
         for n in versionWork.names {
-            guard let x = expected.views[n] else { continue }
+            let x = expected.views[n] ?? VersionOracle.View()
             if let cur = x.current {
                 metrics.namesLiveAtEnd += 1
-                if x.nameTombstones.contains(where: { VersionOracle.precedes($0.key, cur.key) }) { metrics.namesRevivedAtEnd += 1 }
-            } else if !x.puts.isEmpty {
+                let rms = everything.views[n]?.nameTombstones ?? []
+                if rms.contains(where: { VersionOracle.precedes($0.key, cur.key) }) { metrics.namesRevivedAtEnd += 1 }
+            } else if !(versionWork.putsByName[n] ?? []).isEmpty {
                 metrics.namesDeletedAtEnd += 1
             }
             if x.puts.count > 1 { metrics.namesWithSeveralOrigins += Set(x.puts.map(\.ref.origin)).count > 1 ? 1 : 0 }

@@ -62,7 +62,7 @@ public final class Simulator {
     var lastStreamDelivery: [Int: Int64] = [:]
 
     // Actions
-    enum Action { case item, partition(PartitionKind), heal, crash, restart(Int), leave, join, vanish, nemesis, crashMid, viewCheck }
+    enum Action { case item, partition(PartitionKind), heal, crash, restart(Int), leave, join, vanish, nemesis, crashMid, viewCheck, compact(Int, UInt64) }
     var actions: [Action] = []
 
     // Workload and oracle
@@ -78,6 +78,7 @@ public final class Simulator {
     var lastDatagram: (to: Int, bytes: [UInt8])? = nil
     var itemCounter = 0
     var versionWork = VersionWorkload()
+    var compactionWork = CompactionWork()
 
     // Metrics
     public internal(set) var metrics = SimMetrics()
@@ -272,9 +273,12 @@ public final class Simulator {
         nodes[i].gossip = g
         nodes[i].up = true
         process(i, d)
+        startCompactionTimer(i)
     }
 
     func process(_ i: Int, _ ds: [Directive]) {
+        var touched = Set<String>()
+        defer { if !touched.isEmpty { checkNoResurrection(i, names: touched) } }
         for d in ds {
             switch d {
             case let .send(to, bytes, via):
@@ -297,7 +301,11 @@ public final class Simulator {
             case let .persistEntry(e):
                 let ref = EntryRef(origin: e.origin, sequence: e.sequence)
                 nodes[i].durableEntries[ref] = e
-                if options.names > 0 { nodes[i].catalog.insert(e) }
+                if options.names > 0 {
+                    nodes[i].catalog.insert(e)
+                    if e.put != nil || e.tombstone != nil { touched.insert(e.name) }
+                    if compacting { checkNotCompactedBefore(i, e) }
+                }
                 if let c = created[ref], genuine[ref] == e {
                     latencies.append(now - c)
                     if now - c > 1_000_000_000 { log("late delivery n\(i) \(e.name) after \((now - c) / 1_000_000) ms") }
@@ -308,7 +316,15 @@ public final class Simulator {
             case .fetch:
                 metrics.fetches += 1
             case let .compacted(es):
-                for e in es { nodes[i].durableEntries[e.ref] = nil }  // the shell deletes what its origin compacted
+                // The shell deletes what its origin compacted, from its store and its views.
+                for e in es {
+                    nodes[i].durableEntries[e.ref] = nil
+                    if options.names > 0 {
+                        nodes[i].catalog.remove(e)
+                        if e.put != nil || e.tombstone != nil { touched.insert(e.name) }
+                    }
+                }
+                if options.names > 0 { checkCompacted(i, es) }
             case let .membershipChanged(t):
                 membershipChanged(at: i, t)
             case let .forkDetected(a, b):
@@ -502,6 +518,8 @@ public final class Simulator {
             guard inPhase else { return }
             checkVersionViews()
             scheduleAction(.viewCheck, atNs: now + 1_000_000_000)
+        case let .compact(i, g):
+            compactionTimerFired(i, generation: g)
         }
     }
 

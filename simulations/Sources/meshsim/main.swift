@@ -37,6 +37,10 @@ struct MeshSimCommand: ParsableCommand {
     var conflictFraction: Double?
     @Option(name: .customLong("clock-skew-ms"), help: "Versions workload: each node's wall clock is off by up to ± this (ms); node 1 by −10× this.")
     var clockSkewMs: Double?
+    @Option(name: .customLong("compact-after-ms"), help: "Versions workload: tombstone compaction with this horizon (compact_after, virtual ms of each node's own clock); 0: off.")
+    var compactAfterMs: Int64?
+    @Flag(name: .customLong("compaction-without-dependencies"), help: "Test only: write compactions without their dependencies (breaks PROTOCOL §4.5 on purpose, to see the checkers catch it).")
+    var compactionWithoutDependencies = false
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print the event log of notable events.") var verbose = false
     @Option(name: .customLong("debug-node"), help: "With --verbose: log replication messages of this node index.") var debugNode: Int?
@@ -67,6 +71,11 @@ struct MeshSimCommand: ParsableCommand {
             if let v = tombstoneFraction { o.tombstoneFraction = v }
             if let v = conflictFraction { o.conflictFraction = v }
             if let v = clockSkewMs { o.clockSkewMs = v }
+            if let v = compactAfterMs {
+                guard v >= 0 else { throw ValidationError("--compact-after-ms must be ≥ 0") }
+                o.compactAfterMs = v
+            }
+            if compactionWithoutDependencies { o.compactionWithoutDependencies = true }
             if let b = bootstrap {
                 guard b == "join" || b == "restored" else {
                     throw ValidationError("--bootstrap must be 'join' or 'restored', not '\(b)'")
