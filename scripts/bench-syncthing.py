@@ -431,6 +431,19 @@ class Pair:
         time.sleep(1.0)
 
 
+def wait_stable(measure, timeout, quiet=1.0):
+    """Waits (at most timeout s) until measure() has not changed for quiet s; returns its value."""
+    t0, last, since = time.time(), measure(), time.time()
+    while time.time() - t0 < min(timeout, max(left(), 0)):
+        time.sleep(0.2)
+        v = measure()
+        if v != last:
+            last, since = v, time.time()
+        elif time.time() - since >= quiet:
+            break
+    return last
+
+
 def wait_file(path, size, timeout, what):
     def ok():
         try:
@@ -502,7 +515,10 @@ def phase_big(args, st, mn, res, src):
             time.sleep(2)
         if rep == 0:
             # Disk on each receive side after the first run (later runs leave garbage until a
-            # collection): the folder's bytes, and the receiving node's home or data dir.
+            # collection): the folder's bytes, and the receiving node's home or data dir. A
+            # meshnode receiver deletes its chunk files once the folder file backs them, just
+            # after the rename: measured once its data dir stops shrinking.
+            wait_stable(lambda: disk_bytes(mn.b.data), 60)
             out["receiver_disk"] = {
                 "meshnode": {"folder": disk_bytes(mn.recv), "data_dir": disk_bytes(mn.b.data)},
                 "syncthing": {"folder": disk_bytes(st.recv), "data_dir": disk_bytes(st.b.home)},
