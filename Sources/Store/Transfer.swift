@@ -160,12 +160,8 @@ extension Store {
         let batchBytes = Self.syncBatchBytes
         let shared = SharedStore(self)
         let writer = WriterStamp.current
-        /// Journals a batch, then makes it durable and names it.
         @Sendable func commit(_ pending: inout [ChunkFiles.PendingChunk]) throws(MeshError) {
-            guard !pending.isEmpty else { return }
-            let hashes = pending.map(\.hash)
-            try shared.run { (s) throws(MeshError) in try s.beginChunkWrites(hashes, writer: writer) }
-            try files.commit(&pending)
+            try shared.commitJournalled(&pending, files: files, writer: writer)
         }
         runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
@@ -465,6 +461,15 @@ final class SharedStore: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return try body(store)
+    }
+
+    /// Journals a batch of chunk files (`chunk_writes`, ChunkJournal.swift), then makes them
+    /// durable and names them; a worker's step in ingest and in snapshot images alike.
+    func commitJournalled(_ pending: inout [ChunkFiles.PendingChunk], files: ChunkFiles, writer: WriterStamp) throws(MeshError) {
+        guard !pending.isEmpty else { return }
+        let hashes = pending.map(\.hash)
+        try run { (s) throws(MeshError) in try s.beginChunkWrites(hashes, writer: writer) }
+        try files.commit(&pending)
     }
 }
 

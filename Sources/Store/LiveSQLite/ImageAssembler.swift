@@ -123,12 +123,8 @@ extension Store {
         let source = plan.overlaySource
         let shared = SharedStore(self)
         let writer = WriterStamp.current
-        /// Journals a batch, then makes it durable and names it (ChunkJournal.swift).
         @Sendable func commit(_ pending: inout [ChunkFiles.PendingChunk]) throws(MeshError) {
-            guard !pending.isEmpty else { return }
-            let hashes = pending.map(\.hash)
-            try shared.run { (s) throws(MeshError) in try s.beginChunkWrites(hashes, writer: writer) }
-            try files.commit(&pending)
+            try shared.commitJournalled(&pending, files: files, writer: writer)
         }
         runWorkers(workers) { _ in
             let buf = ScratchBuffer(count: capacity)
