@@ -43,8 +43,10 @@ public struct PlacementRule: Hashable, Sendable {
         self.maxCopies = maxCopies.map { max(1, $0) }
     }
 
+    /// Whether a node stating `nodeRoles` may hold the type: the rule names no role, the node
+    /// states none (it is eligible for every type), or they share one.
     public func admitsRoles(_ nodeRoles: [String]) -> Bool {
-        roles.isEmpty || nodeRoles.contains { roles.contains($0) }
+        roles.isEmpty || nodeRoles.isEmpty || nodeRoles.contains { roles.contains($0) }
     }
 }
 
@@ -115,6 +117,28 @@ public enum Placement {
             if let m = rule.maxCopies, out.count >= m { break }
         }
         return out
+    }
+
+    /// What a node does about a content it keeps (by version history) but does not hold.
+    public enum FetchDecision: Equatable, Sendable {
+        case fetch
+        /// Placement is configured and this node is not among the content's targets.
+        case notTarget
+        /// This node is over its `max_disk_usage`: it accepts no new replicas.
+        case full
+    }
+
+    /// Whether `me` fetches `content`, referenced by versions of `types` (docs/SYNC.md,
+    /// "Placement"): never while `me` is full; with no policy (`placement:` not configured),
+    /// or no known type, always, as before placement; else when `me` is a target for one of
+    /// the types among `alive` (which includes `me`).
+    public static func fetchDecision(_ content: ContentID, types: Set<ItemType>, me: NodeID, alive: [NodeID: NodeFacts],
+                                     policy: PlacementPolicy?) -> FetchDecision {
+        if alive[me]?.full == true { return .full }
+        guard let policy, !types.isEmpty else { return .fetch }
+        for t in types.sorted(by: { $0.rawValue < $1.rawValue })
+        where targets(content, type: t, alive: alive, policy: policy).contains(me) { return .fetch }
+        return .notTarget
     }
 
     /// Whether `me` may drop its copy of `content` (docs/SYNC.md, "Dropping"): not a target (or

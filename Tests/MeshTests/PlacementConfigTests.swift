@@ -1,5 +1,6 @@
 import Foundation
 import Gossip
+import Sync
 import Testing
 @testable import Mesh
 
@@ -44,5 +45,58 @@ import Testing
         let c = try parse("roles: [selfplay]\nephemeral: true\nexclude_from_sync: [\"spot-*\"]\nnfs_groups: [[spot-1, spot-2]]")
         let o = NodeSettings(dataDir: "/tmp/x", config: c, advertise: nil, credential: []).nodeOptions(nodeName: "spot-2")
         #expect(o.facts == MeshNodeOptions.OwnFacts(roles: ["selfplay"], ephemeral: true, nfsGroup: "spot-1", excluded: true))
+    }
+
+    @Test func thePlacementContractParsesIntoAPolicyAndTheDiskCapIntoAPercentage() throws {
+        let c = try parse("""
+            placement:
+              game:       {roles: [training, storage], min_copies: 2, max_copies: 3}
+              npz:        {roles: [training]}
+              checkpoint: {roles: [training], min_copies: 2}
+              model:      {roles: [selfplay, training], copies: all}
+            max_disk_usage: 70%
+            """)
+        let p = try #require(c.placement)
+        #expect(p.rules[.game] == PlacementRule(roles: ["training", "storage"], minCopies: 2, maxCopies: 3))
+        #expect(p.rules[.npz] == PlacementRule(roles: ["training"]))
+        #expect(p.rules[.checkpoint] == PlacementRule(roles: ["training"], minCopies: 2))
+        #expect(p.rules[.model] == PlacementRule(roles: ["selfplay", "training"], maxCopies: nil))
+        #expect(p.rules.count == 4)
+        #expect(c.maxDiskUsagePercent == 70)
+    }
+
+    @Test func withoutThePlacementKeysThereIsNoPolicyAndNoCap() throws {
+        let c = try parse("roles: [storage]")
+        #expect(c.placement == nil && c.maxDiskUsagePercent == nil)
+        #expect(try parse("placement: defaults").placement == PlacementPolicy.seedDefaults)
+        #expect(try parse("placement: {}").placement == PlacementPolicy())
+        #expect(try parse("placement: {game: {copies: 2}}").placement?.rules[.game] == PlacementRule(minCopies: 2, maxCopies: 2))
+        #expect(try parse("max_disk_usage: 100%").maxDiskUsagePercent == 100)
+    }
+
+    @Test(arguments: [
+        ("placement: everything", "placement:"),
+        ("placement: {games: {roles: [storage]}}", "placement.games:"),
+        ("placement: {game: {roles: storage}}", "placement.game.roles:"),
+        ("placement: {game: {roles: [\"has space\"]}}", "placement.game.roles[0]:"),
+        ("placement: {game: {min_copies: 0}}", "placement.game.min_copies:"),
+        ("placement: {game: {max_copies: two}}", "placement.game.max_copies:"),
+        ("placement: {game: {copies: some}}", "placement.game.copies:"),
+        ("placement: {game: {copies: all, max_copies: 2}}", "placement.game:"),
+        ("placement: {game: {min_copies: 3, max_copies: 2}}", "placement.game:"),
+        ("placement: {game: {replicas: 2}}", "placement.game.replicas:"),
+        ("max_disk_usage: 70", "max_disk_usage:"),
+        ("max_disk_usage: 0%", "max_disk_usage:"),
+        ("max_disk_usage: 101%", "max_disk_usage:"),
+        ("max_disk_usage: lots", "max_disk_usage:"),
+    ])
+    func aBadPlacementValueIsAOneLineErrorNamingItsKey(yaml: String, key: String) throws {
+        do {
+            _ = try parse(yaml)
+            Issue.record("\(yaml) parsed")
+        } catch let e as MeshError {
+            #expect(e.message.hasPrefix(key), "\(e.message)")
+            #expect(!e.message.contains("\n"))
+        }
     }
 }

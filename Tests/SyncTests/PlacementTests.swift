@@ -109,4 +109,62 @@ struct PlacementTests {
         #expect(remaining.count >= min(rule.minCopies, durableBefore), "seed \(seed): \(holders.count) holders, \(dropped.count) dropped")
         if !holders.isEmpty { #expect(!remaining.isEmpty, "seed \(seed): the last copy was dropped") }
     }
+
+    // MARK: - Fetching
+
+    @Test("Without a placement policy every node fetches every kept item, as before placement")
+    func noPolicyFetchesEverything() {
+        let facts = cluster(4) { $0 < 2 ? ["training"] : ["storage"] }
+        for i in 0..<4 {
+            #expect(Placement.fetchDecision(cid(3), types: [.game], me: nid(i), alive: facts, policy: nil) == .fetch)
+        }
+    }
+
+    @Test("With a policy exactly the targets fetch, and a node of another role does not")
+    func onlyTargetsFetch() {
+        let p = PlacementPolicy(rules: [.game: PlacementRule(roles: ["storage"], minCopies: 2, maxCopies: 2)])
+        let facts = cluster(5) { $0 < 2 ? ["training"] : ["storage"] }
+        for item in 0..<20 {
+            let fetching = Set((0..<5).filter { Placement.fetchDecision(cid(item), types: [.game], me: nid($0), alive: facts, policy: p) == .fetch }.map(nid))
+            #expect(fetching == Set(Placement.targets(cid(item), type: .game, alive: facts, policy: p)))
+            #expect(fetching.count == 2 && !fetching.contains(nid(0)) && !fetching.contains(nid(1)))
+            #expect(Placement.fetchDecision(cid(item), types: [.game], me: nid(0), alive: facts, policy: p) == .notTarget)
+        }
+    }
+
+    @Test("When a target dies the next-ranked eligible node becomes one and fetches")
+    func aDeadTargetsPlaceGoesToTheNext() {
+        let p = PlacementPolicy(rules: [.game: PlacementRule(roles: ["storage"], minCopies: 2, maxCopies: 2)])
+        var facts = cluster(5) { $0 < 2 ? ["training"] : ["storage"] }
+        let before = Placement.targets(cid(7), type: .game, alive: facts, policy: p)
+        let third = Set((2..<5).map(nid)).subtracting(before).first!
+        #expect(Placement.fetchDecision(cid(7), types: [.game], me: third, alive: facts, policy: p) == .notTarget)
+        facts[before[0]] = nil
+        #expect(Placement.fetchDecision(cid(7), types: [.game], me: third, alive: facts, policy: p) == .fetch)
+        #expect(Placement.fetchDecision(cid(7), types: [.game], me: before[1], alive: facts, policy: p) == .fetch)
+    }
+
+    @Test("A full node fetches nothing, even without a policy, and its place goes to another node")
+    func aFullNodeFetchesNothing() {
+        let p = PlacementPolicy(rules: [.game: PlacementRule(roles: ["storage"], maxCopies: 1)])
+        var facts = cluster(3) { _ in ["storage"] }
+        let first = Placement.targets(cid(4), type: .game, alive: facts, policy: p)[0]
+        facts[first]!.full = true
+        #expect(Placement.fetchDecision(cid(4), types: [.game], me: first, alive: facts, policy: p) == .full)
+        #expect(Placement.fetchDecision(cid(4), types: [.game], me: first, alive: facts, policy: nil) == .full)
+        let next = Placement.targets(cid(4), type: .game, alive: facts, policy: p)
+        #expect(next.count == 1 && next[0] != first)
+        #expect(Placement.fetchDecision(cid(4), types: [.game], me: next[0], alive: facts, policy: p) == .fetch)
+    }
+
+    @Test("A node stating no roles is eligible for every type; an unknown type or a type without a rule is fetched")
+    func noRolesAndUnknownTypes() {
+        let p = PlacementPolicy(rules: [.game: PlacementRule(roles: ["storage"])])
+        let facts = cluster(3) { $0 == 0 ? [] : ["training"] }
+        #expect(Placement.fetchDecision(cid(5), types: [.game], me: nid(0), alive: facts, policy: p) == .fetch)
+        #expect(Placement.fetchDecision(cid(5), types: [.game], me: nid(1), alive: facts, policy: p) == .notTarget)
+        #expect(Placement.fetchDecision(cid(5), types: [], me: nid(1), alive: facts, policy: p) == .fetch)
+        #expect(Placement.fetchDecision(cid(5), types: [.model], me: nid(1), alive: facts, policy: p) == .fetch)
+        #expect(Placement.fetchDecision(cid(5), types: [.model, .game], me: nid(1), alive: facts, policy: p) == .fetch)
+    }
 }

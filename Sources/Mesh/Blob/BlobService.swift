@@ -219,7 +219,8 @@ public final class BlobService: @unchecked Sendable {
         t.start(after: .milliseconds(250), repeating: .milliseconds(250))
         tick = t
         // Resume what a previous run left incomplete (and this node still keeps).
-        for item in (try? node.store.items()) ?? [] where !item.isComplete && node.keeper.isKept(item.contentID) {
+        for item in (try? node.store.items()) ?? [] where !item.isComplete && node.keeper.isKept(item.contentID)
+            && node.placementDecision(item.contentID, types: [item.entry.type]) == .fetch {
             want(item.contentID, holders: [item.entry.origin], reason: .replication, entry: item.entry)
         }
     }

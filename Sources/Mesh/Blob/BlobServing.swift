@@ -44,7 +44,7 @@ extension BlobService {
     func chunkLost(_ c: ContentID) {
         knownComplete.remove(c)
         // (Not when the chunk went because nothing keeps the item any more: a collection.)
-        if node.keeper.isKept(c) { want(c, holders: [], reason: .replication) }
+        if node.keeper.isKept(c), node.placementAdmits(c) { want(c, holders: [], reason: .replication) }
     }
 
     func serveHave(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {

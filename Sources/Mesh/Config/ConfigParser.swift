@@ -9,7 +9,8 @@ extension NodeConfig {
         "name", "role", "listen", "join", "trusted_keys", "authority_keys", "revoked_keys", "revoked_serials",
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
         "session_encryption", "keep_versions", "retention", "folders", "metrics_listen", "log_format",
-        "compact_after", "roles", "ephemeral", "nfs_group", "exclude_from_sync", "nfs_groups",
+        "compact_after", "roles", "ephemeral", "nfs_group", "exclude_from_sync", "nfs_groups", "placement",
+        "max_disk_usage",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -61,6 +62,8 @@ extension NodeConfig {
                         try w.located(n) { () throws(MeshError) in try Validate.name(w.string(n, "\(path)[\(i)][\(j)]"), path: "\(path)[\(i)][\(j)]") }
                     }
                 }
+            case "placement": c.placement = try parsePlacement(value, w)
+            case "max_disk_usage": c.maxDiskUsagePercent = try parseMaxDiskUsage(value, w)
             case "listen": c.listen = try w.located(value) { () throws(MeshError) in try Validate.endpoint(w.string(value, path), path: path) }
             case "join":
                 c.join = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
@@ -139,7 +142,7 @@ extension NodeConfig {
     }
 
     /// An item type named as a mapping key (`keep_versions.model`, `retention.game`).
-    fileprivate static func itemType(_ key: String, path: String, node: Node, _ w: Walker) throws(MeshError) -> ItemType {
+    static func itemType(_ key: String, path: String, node: Node, _ w: Walker) throws(MeshError) -> ItemType {
         guard let t = ItemType(name: key) else {
             throw w.at(node, Validate.fail(path, "a type: " + ItemType.allCases.map(\.description).joined(separator: ", "), got: key))
         }

@@ -80,6 +80,12 @@ public struct NodeConfig: Equatable, Sendable {
     /// `nfs_groups: [[a, b, c], ...]` (cluster-wide): node names sharing storage.
     public var nfsGroups: [[String]] = []
 
+    /// `placement:` (cluster-wide; Config/PlacementConfig.swift): which nodes should hold each
+    /// type (docs/SYNC.md, "Placement"). nil: not configured, so every node keeps every item.
+    public var placement: PlacementPolicy?
+    /// `max_disk_usage: N%` (1-100): over it, this node accepts no new replicas. nil: no cap.
+    public var maxDiskUsagePercent: Int?
+
     /// The roles this node states: `roles`, or `[role]`.
     public var effectiveRoles: [String] { roles.isEmpty ? [role] : roles }
 

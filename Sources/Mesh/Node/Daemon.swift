@@ -67,6 +67,8 @@ public struct NodeSettings: Sendable {
         o.keep = c.keep
         o.compactAfter = c.compactAfter
         o.folders = c.folders
+        o.placement = c.placement
+        o.maxDiskUsagePercent = c.maxDiskUsagePercent
         let name = c.name ?? nodeName
         o.facts = MeshNodeOptions.OwnFacts(roles: c.effectiveRoles, ephemeral: c.ephemeral, nfsGroup: c.nfsGroup(name: name),
                                            excluded: c.isExcluded(name: name))

@@ -104,9 +104,11 @@ public struct NodeStatus: Codable, Sendable {
     public var gc: NodeGCStatus?
     /// Chunks backed by folder files (Store/ChunkBackings.swift), since start (nil from older nodes).
     public var backed: BackedStatus?
+    /// Placement and the disk cap (nil when neither `placement:` nor `max_disk_usage` is configured).
+    public var placement: PlacementStatus? = nil
 
     enum CodingKeys: String, CodingKey {
-        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc, backed
+        case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc, backed, placement
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
@@ -174,7 +176,8 @@ extension MeshNode {
                           blobs: blobs?.counters ?? BlobCounters(), sessionsByRoute: runtime.sessionsEstablished,
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
-                          successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now())
+                          successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now(),
+                          placement: placementStatus())
     }
 
     func entriesByKind() -> [String: Int] {

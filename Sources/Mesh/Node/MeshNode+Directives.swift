@@ -37,8 +37,9 @@ extension MeshNode {
                     storeWriteFailed("persist the incarnation", error)
                 }
             case .fetch(let id, let holders):
-                // Gossip proposes; the keeper decides (a superseded, deleted or expired version is not fetched).
-                if keeper.isKept(id) { blobs?.want(id, holders: holders, reason: .replication) }
+                // Gossip proposes; the keeper decides (a superseded, deleted or expired version is
+                // not fetched), then placement (only a target fetches; MeshNode+Placement.swift).
+                if keeper.isKept(id), placementAdmits(id) { blobs?.want(id, holders: holders, reason: .replication) }
             case .compacted(let gone):
                 // Their origins compacted them (PROTOCOL §4.5): out of the store and the views.
                 do { try store.deleteEntries(gone.map(\.ref)) } catch {
@@ -96,6 +97,7 @@ extension MeshNode {
         let restarted = incarnationOf[t.node].map { t.incarnation > $0 } ?? false
         incarnationOf[t.node] = t.incarnation
         if restarted || t.to == .suspect || t.to == .dead || t.to == .left { paths[t.node]?.onPeerUnreachable() }
+        if t.from != t.to { placementInputsChanged() }  // who is alive changes who the targets are
         if t.to == .dead || t.to == .left, let s = sessions[t.node] {
             s.shutdown()
         }

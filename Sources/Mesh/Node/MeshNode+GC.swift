@@ -265,7 +265,9 @@ extension MeshNode {
     /// Applies what an entry or a re-evaluation changed about what this node keeps: fetches
     /// what it now wants, stops fetching what it released, and has that collected.
     func applyKeeperChange(_ change: Keeper.Change) {
-        for w in change.wanted where w.origin != identity.nodeID {
+        let facts = placementActive && !change.wanted.isEmpty ? placementFacts() : nil
+        for w in change.wanted where w.origin != identity.nodeID
+            && placementDecision(w.contentID, types: [w.type], facts: facts) == .fetch {
             blobs?.want(w.contentID, holders: [w.origin], reason: .replication, entry: w)
         }
         guard !change.released.isEmpty else { return }

@@ -113,7 +113,7 @@ extension MeshNode {
         for r in roles where !unique.contains(r) { unique.append(r) }
         return ManifestEntry.NodeFacts(
             roles: Array(unique.prefix(ManifestEntry.NodeFacts.maxRoles)), ephemeral: options.facts.ephemeral,
-            excluded: options.facts.excluded, full: false, diskTotalBytes: disk.totalBytes, diskUsedBytes: disk.usedBytes,
+            excluded: options.facts.excluded, full: placementState.full, diskTotalBytes: disk.totalBytes, diskUsedBytes: disk.usedBytes,
             diskFreeBytes: disk.freeBytes, nfsGroup: String(decoding: options.facts.nfsGroup.utf8.prefix(ManifestEntry.NodeFacts.maxGroupBytes), as: UTF8.self))
     }
 

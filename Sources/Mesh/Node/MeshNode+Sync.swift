@@ -7,6 +7,7 @@ extension MeshNode {
     /// stops fetching what it released, which GC then reclaims (MeshNode+GC.swift).
     func keep(_ e: ManifestEntry) {
         holdings.insert(e)
+        if e.nodeFacts != nil, e.origin != identity.nodeID { placementInputsChanged() }
         guard e.put != nil || e.tombstone != nil else { return }
         applyKeeperChange(keeper.insert(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
         folders?.nameChanged(e.name)

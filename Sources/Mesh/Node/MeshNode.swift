@@ -45,6 +45,10 @@ public struct MeshNodeOptions: Sendable {
     public var folders: [FolderConfig] = []
     /// What this node states about itself in its node facts (PROTOCOL §4.7), besides its disk.
     public var facts = OwnFacts()
+    /// `placement:` (docs/SYNC.md, "Placement"): nil (not configured) keeps every item on every node.
+    public var placement: PlacementPolicy?
+    /// `max_disk_usage` (1-100 %): over it this node fetches no new replicas. nil: no cap.
+    public var maxDiskUsagePercent: Int?
 
     /// The configured part of this node's facts: `roles`, `ephemeral`, its NFS group and
     /// whether `exclude_from_sync` names it.
@@ -162,6 +166,8 @@ public final class MeshNode: @unchecked Sendable {
     public internal(set) var holdings: Holdings
     /// This node's own holder records and facts, as they are being written (MeshNode+Holdings.swift).
     var holdingsWriter = HoldingsWriterState()
+    /// What placement decided about fetching (MeshNode+Placement.swift).
+    var placementState = PlacementState()
 
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
     public internal(set) var blobs: BlobService?
@@ -247,6 +253,7 @@ public final class MeshNode: @unchecked Sendable {
             throw error
         }
         apply(gossip.start(seeds: options.join, now: Self.now()))
+        refreshDiskCap()
         startHoldings()
         logger.info("node started", metadata: ["id": "\(identity.nodeID.short)", "listen": "\(boundAddress!)", "advertise": "\(advertise)"])
     }
@@ -308,6 +315,7 @@ public final class MeshNode: @unchecked Sendable {
     public func closeEverything() {
         stopFolders()
         stopHoldings()
+        stopPlacement()
         collector?.close()
         collector = nil
         observability.close()
@@ -417,6 +425,7 @@ public final class MeshNode: @unchecked Sendable {
     private func sweep() {
         let now = Self.now()
         refreshKeeper()
+        placementHousekeeping(now: now)
         holdingsHousekeeping(now: now)
         compactIfDue(now: now)
         // Certificates expire while their holders are members: re-check everyone now and then.

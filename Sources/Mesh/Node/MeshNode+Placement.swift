@@ -1,0 +1,160 @@
+import Gossip
+import Store
+import Sync
+
+/// Placement on a running node (docs/SYNC.md, "Placement"): a kept content this node does not
+/// hold is fetched only if this node is one of its targets, computed by `Placement` from the
+/// replicated node facts of the alive members (and this node's own); and never while this node
+/// is over `max_disk_usage`.
+///
+/// Without `placement:` and `max_disk_usage` every decision is "fetch", exactly as before.
+/// A node that states no roles (or only the default `node`) is eligible for every type; an
+/// alive member whose facts have not arrived yet counts as such a node with 1 GiB of disk.
+/// Targets are evaluated again when a member becomes alive, suspect, dead or leaves, when a
+/// node's facts arrive, when this node's disk cap flips, and every `placementRecheckIntervalNs`.
+/// Nothing is dropped or evicted here: a node that stops being a target keeps what it holds.
+struct PlacementState {
+    /// Kept contents not held and not fetched because this node is not a target.
+    var notTarget: Set<ContentID> = []
+    /// Kept contents not held and not fetched because this node is full.
+    var skippedFull: Set<ContentID> = []
+    /// Over `max_disk_usage` at the last check.
+    var full = false
+    var timer: LoopTimer?
+    var lastPassAt = Instant.zero
+    var passes: UInt64 = 0
+}
+
+/// `status --json`'s `node.placement`.
+public struct PlacementStatus: Codable, Sendable, Equatable {
+    /// Whether `placement:` is configured (false: every node keeps every item).
+    public var configured: Bool
+    public var maxDiskUsagePercent: Int?
+    /// Over `max_disk_usage`: no new replicas are accepted (also stated in node facts).
+    public var full: Bool
+    /// Kept items not fetched because this node is not one of their targets.
+    public var notTarget: Int
+    /// Kept items not fetched because this node is full.
+    public var skippedFull: Int
+    /// Times the targets of every kept item not held were evaluated again.
+    public var reevaluations: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case configured, full, reevaluations
+        case maxDiskUsagePercent = "max_disk_usage_percent", notTarget = "not_target", skippedFull = "skipped_full"
+    }
+}
+
+extension MeshNode {
+    static let placementDebounceNs: Int64 = 500_000_000
+    static let placementRecheckIntervalNs: Int64 = 60_000_000_000
+
+    /// Whether placement can ever say anything but "fetch" here.
+    var placementActive: Bool { options.placement != nil || options.maxDiskUsagePercent != nil }
+
+    /// The facts placement reads: every alive or suspect member's stated facts, and this node's own.
+    func placementFacts() -> [NodeID: NodeFacts] {
+        func normalized(_ f: NodeFacts) -> NodeFacts {
+            var f = f
+            if f.roles == [NodeConfig().role] { f.roles = [] }  // the default role: none stated
+            return f
+        }
+        let me = identity.nodeID
+        var out = [NodeID: NodeFacts]()
+        for m in gossip.memberSnapshots() where !m.isSelf && (m.state == .alive || m.state == .suspect) {
+            out[m.node] = normalized(holdings.facts(of: m.node).map { NodeFacts($0.facts) } ?? NodeFacts())
+        }
+        // Our own as the others see them (the stated disk total ranks us), with the live flags.
+        var mine = holdings.facts(of: me).map { NodeFacts($0.facts) } ?? NodeFacts()
+        mine.roles = options.facts.roles
+        mine.ephemeral = options.facts.ephemeral
+        mine.nfsGroup = options.facts.nfsGroup
+        mine.excluded = options.facts.excluded
+        mine.full = placementState.full
+        out[me] = normalized(mine)
+        return out
+    }
+
+    /// Whether to fetch `content` for replication; records a refusal for `status --json`.
+    func placementDecision(_ content: ContentID, types: Set<ItemType>, facts: [NodeID: NodeFacts]? = nil) -> Placement.FetchDecision {
+        guard placementActive else { return .fetch }
+        let d = Placement.fetchDecision(content, types: types, me: identity.nodeID, alive: facts ?? placementFacts(),
+                                        policy: options.placement)
+        placementState.notTarget.remove(content)
+        placementState.skippedFull.remove(content)
+        switch d {
+        case .fetch: break
+        case .notTarget: placementState.notTarget.insert(content)
+        case .full: placementState.skippedFull.insert(content)
+        }
+        return d
+    }
+
+    /// `placementDecision` for a content known only by id: the types of the versions the store has.
+    func placementAdmits(_ content: ContentID) -> Bool {
+        guard placementActive else { return true }
+        let types: Set<ItemType> = ((try? store.entry(contentID: content)) ?? nil).map { [$0.type] } ?? []
+        return placementDecision(content, types: types) == .fetch
+    }
+
+    /// Something placement reads changed: evaluate every kept item not held again, soon.
+    func placementInputsChanged() {
+        guard placementActive, !stopping else { return }
+        if placementState.timer == nil {
+            placementState.timer = try? LoopTimer(loop: loop) { [unowned self] in self.reevaluatePlacement() }
+        }
+        guard let t = placementState.timer, !t.isActive else { return }
+        t.start(after: .nanoseconds(Self.placementDebounceNs))
+    }
+
+    /// Fetches every kept item not held of which this node is now a target.
+    func reevaluatePlacement() {
+        guard placementActive, !stopping, let blobs else { return }
+        placementState.lastPassAt = Self.now()
+        placementState.passes += 1
+        let facts = placementFacts()
+        placementState.notTarget = []
+        placementState.skippedFull = []
+        var started = 0
+        for item in (try? store.items()) ?? [] where !item.isComplete && keeper.isKept(item.contentID) {
+            let c = item.contentID
+            guard item.entry.origin != identity.nodeID,
+                  placementDecision(c, types: [item.entry.type], facts: facts) == .fetch else { continue }
+            blobs.want(c, holders: [item.entry.origin] + holdings.holders(of: c).sorted(), reason: .replication, entry: item.entry)
+            started += 1
+        }
+        if started > 0 { logger.debug("placement: now a target", metadata: ["items": "\(started)"]) }
+    }
+
+    /// Housekeeping: the disk cap, and now and then every target again.
+    func placementHousekeeping(now: Instant) {
+        guard placementActive, !stopping else { return }
+        refreshDiskCap()
+        if now - placementState.lastPassAt >= Self.placementRecheckIntervalNs { placementInputsChanged() }
+    }
+
+    /// Whether this node is over `max_disk_usage` now; a change is stated in its facts at once.
+    func refreshDiskCap() {
+        guard let pct = options.maxDiskUsagePercent else { return }
+        guard case .success(let d) = DiskSpace.of(store.dataDir), d.totalBytes > 0 else { return }
+        let full = Double(d.usedBytes) * 100 > Double(pct) * Double(d.totalBytes)
+        guard full != placementState.full else { return }
+        placementState.full = full
+        logger.notice(full ? "over max_disk_usage: accepting no new replicas" : "under max_disk_usage again: accepting replicas",
+                      metadata: ["used_bytes": "\(d.usedBytes)", "total_bytes": "\(d.totalBytes)", "max_disk_usage": "\(pct)%"])
+        if holdings.facts(of: identity.nodeID) != nil { writeFactsIfChanged(now: Self.now(), force: true) }
+        placementInputsChanged()
+    }
+
+    func placementStatus() -> PlacementStatus? {
+        guard placementActive else { return nil }
+        return PlacementStatus(configured: options.placement != nil, maxDiskUsagePercent: options.maxDiskUsagePercent,
+                               full: placementState.full, notTarget: placementState.notTarget.count,
+                               skippedFull: placementState.skippedFull.count, reevaluations: placementState.passes)
+    }
+
+    func stopPlacement() {
+        placementState.timer?.close()
+        placementState.timer = nil
+    }
+}
