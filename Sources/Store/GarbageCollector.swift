@@ -37,6 +37,9 @@ public struct GarbageCollectionOptions: Sendable {
     public var policy: KeepPolicy
     /// Contents kept besides those the policy keeps (a running node's keeper).
     public var alsoKeep: Set<ContentID>
+    /// Contents let go of although kept (placement's drops and evictions, docs/SYNC.md
+    /// "Dropping"): their recipes go unless pinned.
+    public var release: Set<ContentID> = []
     /// Contents whose recipes stay although nothing keeps them (downloads in progress), read
     /// anew inside every transaction that deletes recipes.
     public var pins: ContentPins?
@@ -171,7 +174,7 @@ extension Store {
         planning: while true {
             let entries = try entryCount()
             let catalog = try catalog()
-            let kept = catalog.keptContents(policy: o.policy, nowMs: nowMs).union(o.alsoKeep)
+            let kept = catalog.keptContents(policy: o.policy, nowMs: nowMs).union(o.alsoKeep).subtracting(o.release)
             let named = catalog.allContents
             let recipes = try recipeList()
             let candidates = recipes.filter { !kept.contains($0.id) }

@@ -231,7 +231,9 @@ extension MeshNode {
                 }
                 guard let blobs else { return respond(.failure(MeshError(.closed, "the node is shutting down"))) }
                 let entry = try store.entry(contentID: id)
-                blobs.want(id, holders: entry.map { [$0.origin] } ?? [], reason: .request, entry: entry)
+                // The origin, and every node the holder records name (an origin may have dropped its copy).
+                blobs.want(id, holders: (entry.map { [$0.origin] } ?? []) + holdings.holders(of: id).sorted(), reason: .request, entry: entry)
+                evictionRequested(id)
                 respond(.success(.object(["fetching": .string("\(id)")])))
             case "transfers":
                 respond(.success(try JSONValue(encoding: blobs?.transfers() ?? [])))

@@ -180,9 +180,11 @@ final class NodeCollector: @unchecked Sendable {
     /// What the keeper keeps now, the policy, and the pins, for a run on the worker.
     private func inputs(dryRun: Bool) -> GarbageCollectionOptions {
         let stop = self.stop
-        return GarbageCollectionOptions(policy: node.keeper.policy, alsoKeep: node.keeper.keptContents,
-                                        pins: node.blobs?.downloadPins, dryRun: dryRun,
-                                        shouldStop: { stop.value.load(ordering: .relaxed) })
+        var o = GarbageCollectionOptions(policy: node.keeper.policy, alsoKeep: node.keeper.keptContents,
+                                         pins: node.blobs?.downloadPins, dryRun: dryRun,
+                                         shouldStop: { stop.value.load(ordering: .relaxed) })
+        o.release = node.evictionReleaseSet  // placement's drops and evictions (MeshNode+Eviction.swift)
+        return o
     }
 
     private func run(dryRun: Bool, reply: Reply?) {
@@ -217,6 +219,7 @@ final class NodeCollector: @unchecked Sendable {
                 chunksDeleted += UInt64(r.chunksDeleted)
                 bytesReclaimed += r.bytesReclaimed
                 node.blobs?.forgetCollected(r.deletedContents)
+                node.evictionCollected(r.deletedContents)
                 node.holdingsMayHaveChanged(r.deletedContents)
                 let meta: Logger.Metadata = [
                     "contents": "\(r.contentsReleased)", "recipes": "\(r.recipesDeleted)", "chunks": "\(r.chunksDeleted)",

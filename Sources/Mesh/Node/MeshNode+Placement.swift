@@ -12,7 +12,8 @@ import Sync
 /// alive member whose facts have not arrived yet counts as such a node with 1 GiB of disk.
 /// Targets are evaluated again when a member becomes alive, suspect, dead or leaves, when a
 /// node's facts arrive, when this node's disk cap flips, and every `placementRecheckIntervalNs`.
-/// Nothing is dropped or evicted here: a node that stops being a target keeps what it holds.
+/// Dropping what this node is no longer a target for, and eviction over the cap, are in
+/// MeshNode+Eviction.swift.
 struct PlacementState {
     /// Kept contents not held and not fetched because this node is not a target.
     var notTarget: Set<ContentID> = []
@@ -23,6 +24,8 @@ struct PlacementState {
     var timer: LoopTimer?
     var lastPassAt = Instant.zero
     var passes: UInt64 = 0
+    /// Drops and evictions (MeshNode+Eviction.swift).
+    var eviction = EvictionState()
 }
 
 /// `status --json`'s `node.placement`.
@@ -38,9 +41,19 @@ public struct PlacementStatus: Codable, Sendable, Equatable {
     public var skippedFull: Int
     /// Times the targets of every kept item not held were evaluated again.
     public var reevaluations: UInt64
+    /// Complete copies let go of for space (over `max_disk_usage`), and their bytes.
+    public var evicted: UInt64 = 0
+    public var evictedBytes: UInt64 = 0
+    /// Complete copies let go of because placement was met and this node was not a target.
+    public var droppedNotTarget: UInt64 = 0
+    public var droppedNotTargetBytes: UInt64 = 0
+    /// Chosen to be let go of, waiting for garbage collection.
+    public var releasePending: Int = 0
 
     enum CodingKeys: String, CodingKey {
-        case configured, full, reevaluations
+        case configured, full, reevaluations, evicted
+        case evictedBytes = "evicted_bytes", droppedNotTarget = "dropped_not_target"
+        case droppedNotTargetBytes = "dropped_not_target_bytes", releasePending = "release_pending"
         case maxDiskUsagePercent = "max_disk_usage_percent", notTarget = "not_target", skippedFull = "skipped_full"
     }
 }
@@ -78,6 +91,11 @@ extension MeshNode {
     /// Whether to fetch `content` for replication; records a refusal for `status --json`.
     func placementDecision(_ content: ContentID, types: Set<ItemType>, facts: [NodeID: NodeFacts]? = nil) -> Placement.FetchDecision {
         guard placementActive else { return .fetch }
+        if placementState.eviction.evicted.contains(content) {  // evicted for space: not again
+            placementState.notTarget.remove(content)
+            placementState.skippedFull.insert(content)
+            return .full
+        }
         let d = Placement.fetchDecision(content, types: types, me: identity.nodeID, alive: facts ?? placementFacts(),
                                         policy: options.placement)
         placementState.notTarget.remove(content)
@@ -130,6 +148,7 @@ extension MeshNode {
     func placementHousekeeping(now: Instant) {
         guard placementActive, !stopping else { return }
         refreshDiskCap()
+        evictionHousekeeping(now: now)
         if now - placementState.lastPassAt >= Self.placementRecheckIntervalNs { placementInputsChanged() }
     }
 
@@ -150,7 +169,11 @@ extension MeshNode {
         guard placementActive else { return nil }
         return PlacementStatus(configured: options.placement != nil, maxDiskUsagePercent: options.maxDiskUsagePercent,
                                full: placementState.full, notTarget: placementState.notTarget.count,
-                               skippedFull: placementState.skippedFull.count, reevaluations: placementState.passes)
+                               skippedFull: placementState.skippedFull.count, reevaluations: placementState.passes,
+                               evicted: placementState.eviction.evictedCount, evictedBytes: placementState.eviction.evictedBytes,
+                               droppedNotTarget: placementState.eviction.droppedNotTarget,
+                               droppedNotTargetBytes: placementState.eviction.droppedNotTargetBytes,
+                               releasePending: placementState.eviction.release.count)
     }
 
     func stopPlacement() {
