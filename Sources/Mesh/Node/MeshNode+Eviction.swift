@@ -9,8 +9,9 @@ import Sync
 /// They go through garbage collection (`GarbageCollectionOptions.release`), and the holder
 /// records then say `dropped` (MeshNode+Holdings.swift).
 ///
-/// A content asked for (`meshnode get`) is not released for `requestGraceNs` after, so the
-/// export that asked for it can finish; the ask is also when it was last wanted.
+/// A content a download pins is not chosen: one in progress, and one asked for by `meshnode get`
+/// (pinned for `BlobService.requestedPinGrace` after it completed, so the export can finish);
+/// the ask is also when it was last wanted.
 /// An evicted content is not fetched again while this process runs (no thrashing around the
 /// cap). Only with `placement:` or `max_disk_usage` configured; otherwise nothing is released.
 struct EvictionState {
@@ -30,7 +31,6 @@ struct EvictionState {
 
 extension MeshNode {
     static let evictionIntervalNs: Int64 = 10_000_000_000
-    static let requestGraceNs: Int64 = 20_000_000_000
     /// How long an ask counts as "wanted" in the eviction order.
     static let evictionRequestMemoryNs: Int64 = 86_400_000_000_000
 
@@ -60,13 +60,14 @@ extension MeshNode {
         placementState.eviction.lastPassAt = Self.now()
         placementState.eviction.passes += 1
         let me = identity.nodeID
+        let pinned = blobs?.downloadPins.contents ?? []
         let now = Self.now()
         placementState.eviction.requestedAt = placementState.eviction.requestedAt.filter { now - $0.value < Self.evictionRequestMemoryNs }
         var byContent = [ContentID: Eviction.Held]()
         for item in (try? store.items()) ?? [] where item.isComplete && item.entry.put != nil {
             let c = item.contentID
             let asked = placementState.eviction.requestedAt[c]
-            if let asked, now - asked < Self.requestGraceNs { continue }
+            if pinned.contains(c) { continue }
             var h = byContent[c] ?? Eviction.Held(contentID: c, type: item.entry.type, sizeBytes: item.entry.sizeBytes,
                                                    kept: keeper.isKept(c), lastWantedMs: item.receivedAtMs)
             if item.entry.origin == me { h.originatedHere = true }
