@@ -19,8 +19,12 @@ extension BlobService {
 
     /// Peers worth asking about `d`: hints, known holders, then other alive members.
     func candidates(_ d: Download) -> [NodeID] {
-        var out = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
         let alive = node.gossip.aliveMembers.sorted()
+        let aliveSet = Set(alive)
+        // Hinted holders that are alive first: a dead one is asked last (a request to it waits
+        // out its timeout), now that an origin may have dropped its copy (placement).
+        let hinted = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
+        var out = hinted.filter { aliveSet.contains($0) } + hinted.filter { !aliveSet.contains($0) }
         for a in alive where !out.contains(a) { out.append(a) }
         return out
     }
