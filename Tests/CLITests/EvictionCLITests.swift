@@ -93,4 +93,63 @@ import Testing
         let st = try #require(n2.nodeStatus()?["placement"] as? [String: Any])
         #expect(st["dropped_not_target"] as? Int == 0 && st["release_pending"] as? Int == 0, "\(st)")
     }
+
+    /// Runs `sh -c command`; its exit status.
+    @discardableResult
+    static func sh(_ command: String) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    @Test(.ownThread(timeLimit: .minutes(3)))
+    func aNodeWhoseDataDirFillsEvictsOnlyWhatHasACopyElsewhereAndFetchesNoneOfItAgain() throws {
+        // n3's data dir is a 64 MiB tmpfs with max_disk_usage 50 %; n2 (capped at 1 %) fetches nothing.
+        let c = try TestCluster(size: 3)
+        let (n1, n2, n3) = (c.nodes[0], c.nodes[1], c.nodes[2])
+        let aside = n3.dataDir + ".aside"
+        try #require(try Self.sh("mv '\(n3.dataDir)' '\(aside)' && mkdir '\(n3.dataDir)' && mount -t tmpfs -o size=64m tmpfs '\(n3.dataDir)' && cp -a '\(aside)'/. '\(n3.dataDir)'/") == 0,
+                     "mounting a tmpfs needs root")
+        defer {
+            n3.kill9()
+            try? Self.sh("umount '\(n3.dataDir)'")
+        }
+        try c.writeConfig(trusted: c.nodes.map(\.id), extra: "max_disk_usage: 1%", to: c.root.sub("n2.yaml"))
+        try c.writeConfig(trusted: c.nodes.map(\.id), extra: "max_disk_usage: 50%", to: c.root.sub("n3.yaml"))
+        try n1.start(config: c.configPath)
+        try n2.start(config: c.root.sub("n2.yaml"), join: [n1.address])
+        try n3.start(config: c.root.sub("n3.yaml"), join: [n1.address])
+        try eventually(30, "3 alive") { c.allSeeAlive(3) }
+        try eventually(15, "n2 is stated full\n\(c.dumpLogs())") { n1.peers()["n2"]?["full"] as? Bool == true }
+        // 8 items of 5 MB put on n1: n3 fetches them (40 MB > its 32 MB cap) before the cap flips.
+        var ids = [String]()
+        for i in 0..<8 {
+            let f = c.root.sub("m\(i).bin")
+            try writePseudoRandomFile(f, size: 5_000_000, seed: UInt64(71 + i))
+            ids.append(try n1.put(f, name: "m\(i).bin"))
+        }
+        try eventually(60, "n3 holds some and is stated full\n\(c.dumpLogs())") {
+            (n3.nodeStatus()?["placement"] as? [String: Any])?["full"] as? Bool == true
+                || ((n3.nodeStatus()?["placement"] as? [String: Any])?["evicted"] as? Int ?? 0) > 0
+        }
+        try eventually(90, "n3 evicts\n\(c.dumpLogs())") {
+            ((n3.nodeStatus()?["placement"] as? [String: Any])?["evicted"] as? Int ?? 0) > 0
+        }
+        Thread.sleep(forTimeInterval: 3)
+        let st = try #require(n3.nodeStatus()?["placement"] as? [String: Any])
+        let evicted = st["evicted"] as? Int ?? 0
+        let held = ids.filter { n3.holdsComplete($0) }
+        #expect(evicted > 0 && (st["evicted_bytes"] as? Int ?? 0) >= 5_000_000, "\(st)")
+        #expect(st["dropped_not_target"] as? Int == 0, "no placement: nothing dropped for not being a target")
+        // Every item still has its copy on n1; what n3 let go of, n1 holds.
+        for id in ids { #expect(n1.holdsComplete(id)) }
+        #expect(held.count + evicted <= ids.count, "\(held.count) held, \(evicted) evicted")
+        #expect(!n2.holdsComplete(ids[0]))
+        // Nothing evicted is fetched again, though n3 may be under its cap now.
+        Thread.sleep(forTimeInterval: 12)
+        #expect(ids.filter { n3.holdsComplete($0) }.count <= held.count)
+    }
 }
