@@ -19,9 +19,14 @@ extension BlobService {
 
     /// Peers worth asking about `d`: hints, known holders, then other alive members.
     func candidates(_ d: Download) -> [NodeID] {
-        var out = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
-        let alive = node.gossip.aliveMembers.sorted()
-        for a in alive where !out.contains(a) { out.append(a) }
+        // Known holders that are alive first, then every other alive member, then holders not
+        // (or no longer) alive: a recipe asked of a dead holder first would wait for its
+        // connection to fail before anyone else is asked.
+        let alive = Set(node.gossip.aliveMembers)
+        let known = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
+        var out = known.filter { alive.contains($0) }
+        for a in alive.sorted() where !out.contains(a) { out.append(a) }
+        for k in known where !alive.contains(k) { out.append(k) }
         return out
     }
 

@@ -120,7 +120,10 @@ extension MeshNode {
             let c = item.contentID
             guard item.entry.origin != identity.nodeID,
                   placementDecision(c, types: [item.entry.type], facts: facts) == .fetch else { continue }
-            blobs.want(c, holders: [item.entry.origin] + holdings.holders(of: c).sorted(), reason: .replication, entry: item.entry)
+            // Sources: the holders that are up (a dead one would only cost the fetch a failed
+            // connection and a retry delay); the origin if none is.
+            let up = ([item.entry.origin] + holdings.holders(of: c).sorted()).filter { facts[$0] != nil && $0 != identity.nodeID }
+            blobs.want(c, holders: up.isEmpty ? [item.entry.origin] : up, reason: .replication, entry: item.entry)
             started += 1
         }
         if started > 0 { logger.debug("placement: now a target", metadata: ["items": "\(started)"]) }
