@@ -36,9 +36,11 @@ import Testing
         Thread.sleep(forTimeInterval: 2)
         #expect(!c.nodes[4].holdsComplete(id), "the excluded node receives nothing")
 
-        // Swarm-style: some receiver served chunks of it to another receiver.
+        // Swarm-style: receivers served chunks of it to one another, more than the odd endgame
+        // duplicate (16 chunks of 2 MiB; each receiver starts at its own chunk).
         let servedByReceivers = receivers.map { $0.blobCounter("chunks_served") }
-        #expect(servedByReceivers.reduce(0, +) > 0, "chunks served by n2…n4: \(servedByReceivers)")
+        #expect(servedByReceivers.reduce(0, +) >= 4, "chunks served by n2…n4: \(servedByReceivers)")
+        print("broadcast: chunks served by the origin \(c.nodes[0].blobCounter("chunks_served")), by n2…n4 \(servedByReceivers)")
 
         // Delivery per node, the same on the origin and on the excluded node.
         for n in [c.nodes[0], c.nodes[4]] {
