@@ -4,8 +4,8 @@ import Store
 import Sync
 
 /// What `ls --json` needs to state a broadcast item's delivery (`Delivery.report`): every
-/// node's stated facts (from the store's entries), node names (the store's members, and the
-/// running node's own list when one runs, which names this node too), and the roles each
+/// node's stated facts (from the store's entries), node names (the store's members and its own
+/// name, and the running node's list when one runs), and the roles each
 /// type's placement rule admits (from the running node; none known when no node runs).
 struct DeliveryContext {
     var facts: [NodeID: NodeFacts]
@@ -20,6 +20,7 @@ struct DeliveryContext {
         }
         names = [:]
         for p in (try? store.peers()) ?? [] where !p.name.isEmpty { names[p.nodeID] = p.name }
+        if let me = try? store.loadIdentity(), !store.config.name.isEmpty { names[me.nodeID] = store.config.name }
         let client = ControlClient(dataDirectory: dataDir)
         if let v = try? client.call("peers"), let rows = try? v.decode(as: [PeerRow].self) {
             for r in rows where !r.name.isEmpty {

@@ -54,6 +54,11 @@ import Testing
                     "\(skipped)")
             #expect((row["pending"] as? [String])?.isEmpty == true, "\(row)")
         }
+        // The same from the excluded node's store once it has stopped (no running node to ask).
+        #expect(c.nodes[4].terminate() == 0)
+        let offline = try #require(Self.row(id, on: c.nodes[4]))
+        #expect(Set(offline["delivered"] as? [String] ?? []) == ["n1", "n2", "n3", "n4"], "\(offline)")
+        #expect((offline["skipped"] as? [[String: Any]])?.first?["node"] as? String == "n5", "\(offline)")
         // Each node also lists it with the broadcast flag in the plain table.
         let ls = try Meshnode.run(["ls", "--data", c.nodes[2].dataDir])
         #expect(ls.status == 0 && ls.stdout.contains("complete, broadcast"), "\(ls.stdout)")
