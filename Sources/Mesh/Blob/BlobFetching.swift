@@ -125,6 +125,10 @@ extension BlobService {
         let held = (try? node.store.recordedChunks(r)) ?? Array(repeating: false, count: r.chunks.count)  // the record, not the files
         var cfg = config.scheduler
         cfg.windowChunks = Self.windowChunks(chunkSizeBytes: Int(r.chunkSizeBytes), configured: cfg.windowChunks)
+        // Each receiver starts at its own chunk (by node and content), so that receivers of one
+        // item hold different chunks early and serve one another (swarm-style).
+        let start = SplitMix64.mix(node.identity.nodeID.key.w0 ^ SplitMix64.mix(r.contentID.digest.w0))
+        cfg.firstChunk = Int(start % UInt64(max(1, r.chunks.count)))
         d.scheduler = FetchScheduler(chunkCount: r.chunks.count, chunkSizeBytes: Int(r.chunkSizeBytes),
                                      present: { held[$0] }, config: cfg)
         d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (held[$1] ? UInt64(r.length(ofChunk: $1)) : 0) }

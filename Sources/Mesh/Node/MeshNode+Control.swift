@@ -1,6 +1,7 @@
 import Foundation
 import Gossip
 import Store
+import Sync
 
 /// One row of `meshnode peers` (and its `--json`).
 public struct PeerRow: Codable, Sendable, Equatable {
@@ -231,7 +232,9 @@ extension MeshNode {
                 }
                 guard let blobs else { return respond(.failure(MeshError(.closed, "the node is shutting down"))) }
                 let entry = try store.entry(contentID: id)
-                blobs.want(id, holders: entry.map { [$0.origin] } ?? [], reason: .request, entry: entry)
+                blobs.want(id, holders: Placement.fetchSources(hints: entry.map { [$0.origin] } ?? [], holders: holdings.holders(of: id),
+                                                                me: identity.nodeID),
+                           reason: .request, entry: entry)
                 respond(.success(.object(["fetching": .string("\(id)")])))
             case "transfers":
                 respond(.success(try JSONValue(encoding: blobs?.transfers() ?? [])))

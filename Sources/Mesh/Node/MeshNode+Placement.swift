@@ -76,10 +76,11 @@ extension MeshNode {
     }
 
     /// Whether to fetch `content` for replication; records a refusal for `status --json`.
-    func placementDecision(_ content: ContentID, types: Set<ItemType>, facts: [NodeID: NodeFacts]? = nil) -> Placement.FetchDecision {
+    func placementDecision(_ content: ContentID, types: Set<ItemType>, broadcast: Bool = false,
+                           facts: [NodeID: NodeFacts]? = nil) -> Placement.FetchDecision {
         guard placementActive else { return .fetch }
-        let d = Placement.fetchDecision(content, types: types, me: identity.nodeID, alive: facts ?? placementFacts(),
-                                        policy: options.placement)
+        let d = Placement.fetchDecision(content, types: types, broadcast: broadcast, me: identity.nodeID,
+                                        alive: facts ?? placementFacts(), policy: options.placement)
         placementState.notTarget.remove(content)
         placementState.skippedFull.remove(content)
         switch d {
@@ -93,8 +94,9 @@ extension MeshNode {
     /// `placementDecision` for a content known only by id: the types of the versions the store has.
     func placementAdmits(_ content: ContentID) -> Bool {
         guard placementActive else { return true }
-        let types: Set<ItemType> = ((try? store.entry(contentID: content)) ?? nil).map { [$0.type] } ?? []
-        return placementDecision(content, types: types) == .fetch
+        let entry = (try? store.entry(contentID: content)) ?? nil
+        let types: Set<ItemType> = entry.map { [$0.type] } ?? []
+        return placementDecision(content, types: types, broadcast: entry?.isBroadcast ?? false) == .fetch
     }
 
     /// Something placement reads changed: evaluate every kept item not held again, soon.
@@ -119,11 +121,9 @@ extension MeshNode {
         for item in (try? store.items()) ?? [] where !item.isComplete && keeper.isKept(item.contentID) {
             let c = item.contentID
             guard item.entry.origin != identity.nodeID,
-                  placementDecision(c, types: [item.entry.type], facts: facts) == .fetch else { continue }
-            // Sources: the holders that are up (a dead one would only cost the fetch a failed
-            // connection and a retry delay); the origin if none is.
-            let up = ([item.entry.origin] + holdings.holders(of: c).sorted()).filter { facts[$0] != nil && $0 != identity.nodeID }
-            blobs.want(c, holders: up.isEmpty ? [item.entry.origin] : up, reason: .replication, entry: item.entry)
+                  placementDecision(c, types: [item.entry.type], broadcast: item.entry.isBroadcast, facts: facts) == .fetch else { continue }
+            blobs.want(c, holders: Placement.fetchSources(hints: [item.entry.origin], holders: holdings.holders(of: c), me: identity.nodeID),
+                       reason: .replication, entry: item.entry)
             started += 1
         }
         if started > 0 { logger.debug("placement: now a target", metadata: ["items": "\(started)"]) }
