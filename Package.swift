@@ -61,7 +61,7 @@ let package = Package(
         .executableTarget(
             name: "meshnode",
             dependencies: [
-                "Mesh", "Store", "Gossip",
+                "Mesh", "Store", "Gossip", "Sync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

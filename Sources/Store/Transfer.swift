@@ -123,7 +123,8 @@ extension Store {
     /// `beforeRecording` runs after every chunk is durable and before the entry is committed;
     /// if it throws, nothing is recorded (watched folders check there that the file did not
     /// change while it was read, so that no version is ever a mix of two states of a file).
-    public func ingest(path: String, name: String? = nil, type: ItemType? = nil, signer: any Signer,
+    /// `broadcast` sets the put's broadcast flag (every eligible node is a target).
+    public func ingest(path: String, name: String? = nil, type: ItemType? = nil, broadcast: Bool = false, signer: any Signer,
                        policy: KeepPolicy = KeepPolicy(), nowMs: Int64 = WallClock.nowMs(),
                        progress: ProgressHandler? = nil,
                        beforeRecording: (() throws(MeshError) -> Void)? = nil) throws(MeshError) -> IngestResult {
@@ -236,6 +237,7 @@ extension Store {
                 try insertRecipeRows(recipe)
                 try insertChunkRows(rows, writer: writer, nowMs: nowMs)
                 let (entry, isNew) = try recordVersion(of: recipe, name: itemName, type: itemType, policy: policy,
+                                                       flags: broadcast ? ManifestEntry.Put.broadcastFlag : 0,
                                                        signer: signer, nowMs: nowMs)
                 return IngestResult(entry: entry, chunkCount: n, newChunks: newChunks, isNewEntry: isNew)
             }

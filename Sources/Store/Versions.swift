@@ -111,7 +111,7 @@ extension Store {
     /// newest version of `name`, unless it already is the current one. Returns the entry and
     /// whether it is new; the caller announces a new one.
     public func recordVersion(of contentID: ContentID, name: String, type: ItemType, policy: KeepPolicy = KeepPolicy(),
-                              signer: any Signer, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> (ManifestEntry, isNew: Bool) {
+                              flags: UInt8 = 0, signer: any Signer, nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> (ManifestEntry, isNew: Bool) {
         try Self.validateName(name, what: "item name")
         return try db.transaction { () throws(MeshError) -> (ManifestEntry, isNew: Bool) in
             // Looked up inside the transaction: a gc cannot delete the recipe between the check
@@ -120,26 +120,28 @@ extension Store {
                 throw MeshError(.unknownItem, "no stored chunk list for content \(contentID.short)",
                                 hint: "store the content (its recipe and chunks) before recording a version of it")
             }
-            return try recordVersion(of: recipe, name: name, type: type, policy: policy, signer: signer, nowMs: nowMs)
+            return try recordVersion(of: recipe, name: name, type: type, policy: policy, flags: flags, signer: signer, nowMs: nowMs)
         }
     }
 
     /// Within the caller's transaction: the entry for `recipe` under `name`. If the name's
-    /// current version already has this content, that entry (not new); otherwise a new signed
-    /// put with the next sequence and clock, stored.
-    func recordVersion(of recipe: Recipe, name: String, type: ItemType, policy: KeepPolicy, signer: any Signer,
+    /// current version already has this content, type and put flags (`flags`: bit 0 broadcast,
+    /// docs/PROTOCOL.md §4.1), that entry (not new); otherwise a new signed put with the next
+    /// sequence and clock, stored.
+    func recordVersion(of recipe: Recipe, name: String, type: ItemType, policy: KeepPolicy, flags: UInt8 = 0, signer: any Signer,
                        nowMs: Int64) throws(MeshError) -> (ManifestEntry, isNew: Bool) {
         var history = Catalog()
         try db.forEach("SELECT encoded FROM items WHERE name = ?", [.text(name)]) { (s) throws(MeshError) in
             history.insert(try decodeItem(s.blob(0), receivedAtMs: 0))
         }
-        if let cur = history.current(name, nowMs: nowMs), cur.entry.contentID == recipe.contentID, cur.entry.type == type {
+        if let cur = history.current(name, nowMs: nowMs), cur.entry.contentID == recipe.contentID, cur.entry.type == type,
+           cur.entry.put?.flags == flags {
             return (cur.entry, false)
         }
         let me = signer.nodeID
         let seq = try highestSequence(origin: me) + 1
         let entry = ManifestEntry(origin: me, sequence: seq, hlc: try nextClock(nowMs: nowMs), contentID: recipe.contentID,
-                                  sizeBytes: recipe.sizeBytes, chunkSizeBytes: recipe.chunkSizeBytes, type: type,
+                                  sizeBytes: recipe.sizeBytes, chunkSizeBytes: recipe.chunkSizeBytes, type: type, flags: flags,
                                   createdAtMs: nowMs, expiresAtMs: policy.expiresAtMs(type: type, createdAtMs: nowMs),
                                   name: name).signed(by: signer)
         try insertItemRow(entry, receivedAtMs: nowMs)

@@ -23,6 +23,9 @@ public enum Eviction {
         public var kept: Bool
         /// The last time it was wanted here (ms since the epoch; the newest entry naming it).
         public var lastWantedMs: Int64
+        /// A put of it carries the broadcast flag: every eligible node is a target. Never
+        /// dropped for not being a target (only evicted for space).
+        public var broadcast = false
 
         public init(contentID: ContentID, type: ItemType, sizeBytes: UInt64, originatedHere: Bool = false,
                     folderBacked: Bool = false, kept: Bool = true, lastWantedMs: Int64 = 0) {
@@ -82,7 +85,7 @@ public enum Eviction {
             return true
         }
         if policy != nil {
-            for h in items where safe(h, evicting: false) {
+            for h in items where !h.broadcast && safe(h, evicting: false) {
                 out.release.append((h.contentID, .notTarget))
                 out.notTargetBytes += h.sizeBytes
                 released.insert(h.contentID)
@@ -109,7 +112,7 @@ public enum Eviction {
                              me: NodeID) -> Bool {
         let others = holders.subtracting([me])
         guard Placement.countedCopies(holders: others, alive: alive) >= policy.rule(for: h.type).minCopies else { return false }
-        return Placement.targets(h.contentID, type: h.type, alive: alive, policy: policy).allSatisfy { t in
+        return Placement.targets(h.contentID, type: h.type, broadcast: h.broadcast, alive: alive, policy: policy).allSatisfy { t in
             t == me || others.contains(t) || Placement.sharesGroup(t, with: others, alive: alive)
         }
     }

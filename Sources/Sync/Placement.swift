@@ -102,8 +102,9 @@ public enum Placement {
     }
 
     /// The nodes that should hold `content`, best first: alive, statically eligible, not full;
-    /// one per NFS group; at most `max_copies`. `alive` includes this node.
-    public static func targets(_ content: ContentID, type: ItemType, alive: [NodeID: NodeFacts],
+    /// one per NFS group; at most `max_copies`, unless `broadcast` (a put with the broadcast
+    /// flag, `meshnode put --broadcast`): then every such node. `alive` includes this node.
+    public static func targets(_ content: ContentID, type: ItemType, broadcast: Bool = false, alive: [NodeID: NodeFacts],
                                policy: PlacementPolicy) -> [NodeID] {
         let rule = policy.rule(for: type)
         var ranked = alive.map { (id, f) in (rank(content, type: type, node: id, facts: f, policy: policy), f) }
@@ -114,7 +115,7 @@ public enum Placement {
         for (r, f) in ranked {
             if !f.nfsGroup.isEmpty, !groups.insert(f.nfsGroup).inserted { continue }
             out.append(r.node)
-            if let m = rule.maxCopies, out.count >= m { break }
+            if !broadcast, let m = rule.maxCopies, out.count >= m { break }
         }
         return out
     }
@@ -131,14 +132,24 @@ public enum Placement {
     /// Whether `me` fetches `content`, referenced by versions of `types` (docs/SYNC.md,
     /// "Placement"): never while `me` is full; with no policy (`placement:` not configured),
     /// or no known type, always, as before placement; else when `me` is a target for one of
-    /// the types among `alive` (which includes `me`).
-    public static func fetchDecision(_ content: ContentID, types: Set<ItemType>, me: NodeID, alive: [NodeID: NodeFacts],
-                                     policy: PlacementPolicy?) -> FetchDecision {
+    /// the types among `alive` (which includes `me`); `broadcast` when a put of it carries the
+    /// broadcast flag (every eligible node is a target).
+    public static func fetchDecision(_ content: ContentID, types: Set<ItemType>, broadcast: Bool = false, me: NodeID,
+                                     alive: [NodeID: NodeFacts], policy: PlacementPolicy?) -> FetchDecision {
         if alive[me]?.full == true { return .full }
         guard let policy, !types.isEmpty else { return .fetch }
         for t in types.sorted(by: { $0.rawValue < $1.rawValue })
-        where targets(content, type: t, alive: alive, policy: policy).contains(me) { return .fetch }
+        where targets(content, type: t, broadcast: broadcast, alive: alive, policy: policy).contains(me) { return .fetch }
         return .notTarget
+    }
+
+    /// Where a fetch of `content` looks first (swarm-style): the peers gossip named (`hints`:
+    /// the origin, the relayer) and every node the replicated holder records (§4.6) say holds
+    /// it complete, so that receivers of a broadcast serve one another, not only the origin.
+    /// Without `me`, each once, hints first.
+    public static func fetchSources(hints: [NodeID], holders: Set<NodeID>, me: NodeID) -> [NodeID] {
+        var seen = Set<NodeID>([me])
+        return (hints + holders.sorted()).filter { seen.insert($0).inserted }
     }
 
     /// Whether `me` may drop its copy of `content` (docs/SYNC.md, "Dropping"): not a target (or

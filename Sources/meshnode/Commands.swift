@@ -59,6 +59,8 @@ extension MeshnodeCommand {
         @Option(help: "Item type: game, model, npz, checkpoint or other (default: guessed from the name).")
         var type: String?
         @Option(help: "Item name (default: the file's base name).") var name: String?
+        @Flag(help: "Send it to every eligible node (not excluded, not full, of a role its type's placement rule admits), whatever max_copies says.")
+        var broadcast = false
 
         func run() throws {
             try runReportingErrors { () throws(MeshError) in
@@ -75,7 +77,7 @@ extension MeshnodeCommand {
                 let total = FS.regularFileSize(file) ?? 0
                 let bar = ProgressBar(label: "put", total: total)
                 let start = WallClock.monotonicSeconds()
-                let r = try store.ingest(path: file, name: name, type: itemType, signer: identity,
+                let r = try store.ingest(path: file, name: name, type: itemType, broadcast: broadcast, signer: identity,
                                          policy: runningNodePolicy(dataDir: options.dataDir), progress: bar.handler)
                 bar.finish()
                 let secs = WallClock.monotonicSeconds() - start
@@ -85,7 +87,7 @@ extension MeshnodeCommand {
                 }
                 let what = r.isNewEntry ? "stored" : "already stored"
                 FileHandleOut.stdout("""
-                    \(what) '\(e.name)' (\(e.type), \(formatBytes(e.sizeBytes)), \(r.chunkCount) chunks, \(r.newChunks) new) \
+                    \(what) '\(e.name)' (\(e.type)\(e.isBroadcast ? ", broadcast" : ""), \(formatBytes(e.sizeBytes)), \(r.chunkCount) chunks, \(r.newChunks) new) \
                     as #\(e.sequence) of \(e.origin.short) in \(String(format: "%.2f", secs)) s
                     \(e.contentID)\n
                     """)

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
+import Gossip
+import Mesh
 import Store
+import Sync
 
 extension MeshnodeCommand {
     /// One version of a name, as `ls --json` prints it.
@@ -27,6 +30,18 @@ extension MeshnodeCommand {
         /// Node ids holding the item complete, by the replicated holder records (PROTOCOL §4.6):
         /// the same on every node that holds the same entries, whether or not a node runs.
         var holders: [String] = []
+        /// The put's broadcast flag (`put --broadcast`): every eligible node is a target.
+        var broadcast: Bool
+        /// Broadcast items only (docs/SYNC.md, "Broadcast"): node names holding it complete,
+        /// those skipped with a reason (excluded, full, not_eligible), and those still to receive it.
+        var delivered: [String]?
+        var skipped: [SkippedJSON]?
+        var pending: [String]?
+
+        struct SkippedJSON: Encodable {
+            var node: String
+            var reason: String
+        }
 
         init(_ v: VersionInfo, versions: Int) {
             let e = v.entry
@@ -45,6 +60,7 @@ extension MeshnodeCommand {
             current = v.version.isCurrent
             hlc = e.hlc
             expires_ms = e.put?.expiresAtMs ?? 0
+            broadcast = e.isBroadcast
             self.versions = versions
         }
     }
@@ -82,10 +98,12 @@ extension MeshnodeCommand {
                 }
                 let counts = { (n: String) in catalog.versions(of: n, nowMs: now).count }
                 if json {
-                    let holders = try store.holders()
+                    let holdings = Holdings(try store.allEntries())
+                    let delivery = rows.contains { $0.entry.isBroadcast } ? DeliveryContext(store, holdings, dataDir: options.dataDir) : nil
                     FileHandleOut.stdout(jsonText(rows.map { v in
                         var j = ItemJSON(v, versions: counts(v.name))
-                        j.holders = (holders[v.contentID] ?? []).map(\.description).sorted()
+                        j.holders = holdings.holders(of: v.contentID).map(\.description).sorted()
+                        if v.entry.isBroadcast, let delivery { delivery.fill(&j, v.entry, holdings) }
                         return j
                     }))
                     return
@@ -96,7 +114,7 @@ extension MeshnodeCommand {
                         let state = v.version.state == .live ? (v.version.isCurrent ? "current" : "live") : v.version.state.rawValue
                         table_.append([v.name, "@\(v.version.number)", v.contentID.short, v.entry.type.description,
                                        formatBytes(v.entry.sizeBytes), v.entry.origin.short, formatTime(v.entry.createdAtMs),
-                                       state + (v.isComplete ? "" : ", incomplete")])
+                                       state + (v.isComplete ? "" : ", incomplete") + (v.entry.isBroadcast ? ", broadcast" : "")])
                     }
                     FileHandleOut.stdout(table(table_))
                     return
@@ -105,7 +123,7 @@ extension MeshnodeCommand {
                 for v in rows {
                     table_.append([v.contentID.short, v.name, v.entry.type.description, formatBytes(v.entry.sizeBytes),
                                    v.entry.origin.short, "@\(v.version.number) of \(counts(v.name))",
-                                   v.isComplete ? "complete" : "incomplete"])
+                                   (v.isComplete ? "complete" : "incomplete") + (v.entry.isBroadcast ? ", broadcast" : "")])
                 }
                 FileHandleOut.stdout(table(table_))
             }

@@ -123,6 +123,17 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(Set(asg.flatMap(\.indices)) == [7, 8, 9])
     }
 
+    @Test func chunksAreHandedOutInOrderFromTheFirstChunkWrappingRound() {
+        var cfg = FetchScheduler.Config()
+        cfg.windowChunks = 4
+        cfg.firstChunk = 13  // taken modulo the chunk count: 3
+        var s = FetchScheduler(chunkCount: 10, chunkSizeBytes: 100, present: { $0 == 4 }, config: cfg)
+        s.addSource(a, holds: .all)
+        #expect(s.assign(now: .zero).flatMap(\.indices) == [3, 5, 6, 7])
+        for i in [3, 5, 6, 7] { _ = s.onChunkVerified(i, from: a, bytes: 100, elapsed: .milliseconds(1)) }
+        #expect(s.assign(now: .zero).flatMap(\.indices) == [8, 9, 0, 1])
+    }
+
     @Test func workIsSpreadOverEverySourceAndTheFasterOneGetsMore() {
         var cfg = FetchScheduler.Config()
         cfg.windowChunks = 4

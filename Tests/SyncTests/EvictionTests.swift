@@ -46,6 +46,16 @@ struct EvictionTests {
         #expect(d.release.isEmpty)
     }
 
+    @Test("A broadcast item is never dropped for not being a target")
+    func broadcastIsNotDroppedAsNotTarget() {
+        let facts = cluster(5) { $0 == 0 ? ["selfplay"] : ["training"] }
+        var h = held(1)
+        h.broadcast = true
+        let d = Eviction.decide(me: nid(0), held: [h], policy: policy, alive: facts,
+                                holders: [cid(1): Set(facts.keys)], overCapBytes: 0)
+        #expect(d.release.isEmpty)
+    }
+
     @Test("Folder-backed contents are never released")
     func folderBackedStays() {
         let facts = cluster(5) { $0 == 0 ? ["selfplay"] : ["training"] }

@@ -59,7 +59,7 @@ public struct ManifestEntry: Hashable, Sendable {
         public var sizeBytes: UInt64
         public var chunkSizeBytes: UInt32
         public var type: ItemType
-        /// Reserved for placement (bit 0: broadcast); other bits must be 0.
+        /// Bit 0: broadcast (every eligible node is a target, docs/SYNC.md "Broadcast"); other bits must be 0.
         public var flags: UInt8
         /// Milliseconds since the Unix epoch, by the origin's wall clock (informational).
         public var createdAtMs: Int64
@@ -208,6 +208,8 @@ public struct ManifestEntry: Hashable, Sendable {
     public var kind: Kind? { Kind(rawValue: kindCode) }
 
     public var put: Put? { if case .put(let p) = payload { p } else { nil } }
+    /// A put with the broadcast flag: every eligible node is a target (docs/SYNC.md, "Broadcast").
+    public var isBroadcast: Bool { (put?.flags ?? 0) & Put.broadcastFlag != 0 }
     public var tombstone: Tombstone? { if case .tombstone(let t) = payload { t } else { nil } }
     public var compaction: Compaction? { if case .compaction(let c) = payload { c } else { nil } }
     public var holding: Holding? { if case .holding(let h) = payload { h } else { nil } }

@@ -19,13 +19,14 @@ extension BlobService {
 
     /// Peers worth asking about `d`: hints, known holders, then other alive members.
     func candidates(_ d: Download) -> [NodeID] {
-        let alive = node.gossip.aliveMembers.sorted()
-        let aliveSet = Set(alive)
-        // Hinted holders that are alive first: a dead one is asked last (a request to it waits
-        // out its timeout), now that an origin may have dropped its copy (placement).
-        let hinted = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
-        var out = hinted.filter { aliveSet.contains($0) } + hinted.filter { !aliveSet.contains($0) }
-        for a in alive where !out.contains(a) { out.append(a) }
+        // Known holders that are alive first, then every other alive member, then holders not
+        // (or no longer) alive: a recipe asked of a dead holder first would wait for its
+        // connection to fail before anyone else is asked.
+        let alive = Set(node.gossip.aliveMembers)
+        let known = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
+        var out = known.filter { alive.contains($0) }
+        for a in alive.sorted() where !out.contains(a) { out.append(a) }
+        for k in known where !alive.contains(k) { out.append(k) }
         return out
     }
 
@@ -124,6 +125,10 @@ extension BlobService {
         let held = (try? node.store.recordedChunks(r)) ?? Array(repeating: false, count: r.chunks.count)  // the record, not the files
         var cfg = config.scheduler
         cfg.windowChunks = Self.windowChunks(chunkSizeBytes: Int(r.chunkSizeBytes), configured: cfg.windowChunks)
+        // Each receiver starts at its own chunk (by node and content), so that receivers of one
+        // item hold different chunks early and serve one another (swarm-style).
+        let start = SplitMix64.mix(node.identity.nodeID.key.w0 ^ SplitMix64.mix(r.contentID.digest.w0))
+        cfg.firstChunk = Int(start % UInt64(max(1, r.chunks.count)))
         d.scheduler = FetchScheduler(chunkCount: r.chunks.count, chunkSizeBytes: Int(r.chunkSizeBytes),
                                      present: { held[$0] }, config: cfg)
         d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (held[$1] ? UInt64(r.length(ofChunk: $1)) : 0) }

@@ -1,6 +1,7 @@
 import Gossip
 import Logging
 import Store
+import Sync
 
 /// One transfer in flight, as `meshnode status` shows it.
 public struct TransferRow: Codable, Sendable, Equatable {
@@ -220,8 +221,10 @@ public final class BlobService: @unchecked Sendable {
         tick = t
         // Resume what a previous run left incomplete (and this node still keeps).
         for item in (try? node.store.items()) ?? [] where !item.isComplete && node.keeper.isKept(item.contentID)
-            && node.placementDecision(item.contentID, types: [item.entry.type]) == .fetch {
-            want(item.contentID, holders: [item.entry.origin], reason: .replication, entry: item.entry)
+            && node.placementDecision(item.contentID, types: [item.entry.type], broadcast: item.entry.isBroadcast) == .fetch {
+            want(item.contentID, holders: Placement.fetchSources(hints: [item.entry.origin], holders: node.holdings.holders(of: item.contentID),
+                                                                 me: node.identity.nodeID),
+                 reason: .replication, entry: item.entry)
         }
     }
 
@@ -253,6 +256,13 @@ public final class BlobService: @unchecked Sendable {
         if activeCount > config.maxConcurrentDownloads { waiting.append(id) }
         logger.debug("want", metadata: ["item": "\(id.short)"])
         pump(d)
+    }
+
+    /// A node now holds `id` complete (its holder record arrived): a fetch under way asks it
+    /// too (swarm-style); nothing starts if none is.
+    public func holderAppeared(_ id: ContentID, _ holder: NodeID) {
+        guard holder != node.identity.nodeID, let d = downloads[id] else { return }
+        d.hints.insert(holder)
     }
 
     /// Stops fetching `id` because this node no longer keeps it (the keeper released it): its

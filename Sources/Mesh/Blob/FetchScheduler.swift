@@ -27,6 +27,11 @@ public struct FetchScheduler: Sendable {
         public var maxBackoff: Duration = .seconds(30)
         /// Throughput assumed for a source nothing is known about yet.
         public var initialThroughputBytesPerSecond: Double = 50_000_000
+        /// Where the lowest-index-first order starts (taken modulo the chunk count): receivers
+        /// of one item that start at different chunks soon hold chunks the others lack, and
+        /// serve them to one another (swarm-style) instead of all asking the origin for the
+        /// same chunks in the same order. 0: from the first chunk.
+        public var firstChunk = 0
         public init() {}
     }
 
@@ -116,8 +121,10 @@ public struct FetchScheduler: Sendable {
     /// Hands out work to every source with spare window, best source first.
     public mutating func assign(now: Duration) -> [Assignment] {
         var batches: [NodeID: [Int]] = [:]
-        // Chunks nobody is fetching yet, lowest index first (sequential reads on the server).
-        var pool = missing.filter { copies[$0] == nil }.sorted()
+        // Chunks nobody is fetching yet, lowest index first from `firstChunk`, wrapping round
+        // (sequential reads on the server).
+        let n = max(chunkCount, 1), first = ((config.firstChunk % n) + n) % n
+        var pool = missing.filter { copies[$0] == nil }.sorted { ($0 - first + n) % n < ($1 - first + n) % n }
         var endgame = pool.isEmpty
         while true {
             guard let best = bestSource(now: now, canServe: { id, s in

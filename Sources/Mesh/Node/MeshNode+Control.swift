@@ -1,6 +1,7 @@
 import Foundation
 import Gossip
 import Store
+import Sync
 
 /// One row of `meshnode peers` (and its `--json`).
 public struct PeerRow: Codable, Sendable, Equatable {
@@ -231,8 +232,9 @@ extension MeshNode {
                 }
                 guard let blobs else { return respond(.failure(MeshError(.closed, "the node is shutting down"))) }
                 let entry = try store.entry(contentID: id)
-                // The origin, and every node the holder records name (an origin may have dropped its copy).
-                blobs.want(id, holders: (entry.map { [$0.origin] } ?? []) + holdings.holders(of: id).sorted(), reason: .request, entry: entry)
+                blobs.want(id, holders: Placement.fetchSources(hints: entry.map { [$0.origin] } ?? [], holders: holdings.holders(of: id),
+                                                                me: identity.nodeID),
+                           reason: .request, entry: entry)
                 evictionRequested(id)
                 respond(.success(.object(["fetching": .string("\(id)")])))
             case "transfers":

@@ -1,5 +1,6 @@
 import Gossip
 import Store
+import Sync
 
 /// Carrying out the gossip core's directives: sends, timers, persistence (entries,
 /// incarnation, members, fork evidence) and the node ↔ address maps that follow members.
@@ -39,7 +40,11 @@ extension MeshNode {
             case .fetch(let id, let holders):
                 // Gossip proposes; the keeper decides (a superseded, deleted or expired version is
                 // not fetched), then placement (only a target fetches; MeshNode+Placement.swift).
-                if keeper.isKept(id), placementAdmits(id) { blobs?.want(id, holders: holders, reason: .replication) }
+                // Sources: gossip's hints and every complete holder on record (swarm-style).
+                if keeper.isKept(id), placementAdmits(id) {
+                    blobs?.want(id, holders: Placement.fetchSources(hints: holders, holders: holdings.holders(of: id), me: identity.nodeID),
+                                reason: .replication)
+                }
             case .compacted(let gone):
                 // Their origins compacted them (PROTOCOL §4.5): out of the store and the views.
                 do { try store.deleteEntries(gone.map(\.ref)) } catch {

@@ -71,6 +71,7 @@ extension MeshNode {
             var h = byContent[c] ?? Eviction.Held(contentID: c, type: item.entry.type, sizeBytes: item.entry.sizeBytes,
                                                    kept: keeper.isKept(c), lastWantedMs: item.receivedAtMs)
             if item.entry.origin == me { h.originatedHere = true }
+            if item.entry.isBroadcast { h.broadcast = true }
             h.lastWantedMs = max(h.lastWantedMs, item.receivedAtMs)
             if let asked { h.lastWantedMs = max(h.lastWantedMs, WallClock.nowMs() - (now - asked) / 1_000_000) }
             byContent[c] = h

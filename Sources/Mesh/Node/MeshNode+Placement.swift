@@ -89,15 +89,16 @@ extension MeshNode {
     }
 
     /// Whether to fetch `content` for replication; records a refusal for `status --json`.
-    func placementDecision(_ content: ContentID, types: Set<ItemType>, facts: [NodeID: NodeFacts]? = nil) -> Placement.FetchDecision {
+    func placementDecision(_ content: ContentID, types: Set<ItemType>, broadcast: Bool = false,
+                           facts: [NodeID: NodeFacts]? = nil) -> Placement.FetchDecision {
         guard placementActive else { return .fetch }
         if placementState.eviction.evicted.contains(content) {  // evicted for space: not again
             placementState.notTarget.remove(content)
             placementState.skippedFull.insert(content)
             return .full
         }
-        let d = Placement.fetchDecision(content, types: types, me: identity.nodeID, alive: facts ?? placementFacts(),
-                                        policy: options.placement)
+        let d = Placement.fetchDecision(content, types: types, broadcast: broadcast, me: identity.nodeID,
+                                        alive: facts ?? placementFacts(), policy: options.placement)
         placementState.notTarget.remove(content)
         placementState.skippedFull.remove(content)
         switch d {
@@ -111,8 +112,9 @@ extension MeshNode {
     /// `placementDecision` for a content known only by id: the types of the versions the store has.
     func placementAdmits(_ content: ContentID) -> Bool {
         guard placementActive else { return true }
-        let types: Set<ItemType> = ((try? store.entry(contentID: content)) ?? nil).map { [$0.type] } ?? []
-        return placementDecision(content, types: types) == .fetch
+        let entry = (try? store.entry(contentID: content)) ?? nil
+        let types: Set<ItemType> = entry.map { [$0.type] } ?? []
+        return placementDecision(content, types: types, broadcast: entry?.isBroadcast ?? false) == .fetch
     }
 
     /// Something placement reads changed: evaluate every kept item not held again, soon.
@@ -137,8 +139,9 @@ extension MeshNode {
         for item in (try? store.items()) ?? [] where !item.isComplete && keeper.isKept(item.contentID) {
             let c = item.contentID
             guard item.entry.origin != identity.nodeID,
-                  placementDecision(c, types: [item.entry.type], facts: facts) == .fetch else { continue }
-            blobs.want(c, holders: [item.entry.origin] + holdings.holders(of: c).sorted(), reason: .replication, entry: item.entry)
+                  placementDecision(c, types: [item.entry.type], broadcast: item.entry.isBroadcast, facts: facts) == .fetch else { continue }
+            blobs.want(c, holders: Placement.fetchSources(hints: [item.entry.origin], holders: holdings.holders(of: c), me: identity.nodeID),
+                       reason: .replication, entry: item.entry)
             started += 1
         }
         if started > 0 { logger.debug("placement: now a target", metadata: ["items": "\(started)"]) }

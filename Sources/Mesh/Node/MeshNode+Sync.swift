@@ -7,6 +7,9 @@ extension MeshNode {
     /// stops fetching what it released, which GC then reclaims (MeshNode+GC.swift).
     func keep(_ e: ManifestEntry) {
         holdings.insert(e)
+        if e.origin != identity.nodeID, case .holding(let h) = e.payload {
+            for c in h.held { blobs?.holderAppeared(c, e.origin) }  // a fetch under way asks it too
+        }
         if e.nodeFacts != nil, e.origin != identity.nodeID { placementInputsChanged() }
         guard e.put != nil || e.tombstone != nil else { return }
         applyKeeperChange(keeper.insert(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
@@ -36,6 +39,13 @@ extension MeshNode {
         for (t, ms) in keeper.policy.retentionMs { retention[t.description] = .int(ms) }
         var versions: [String: JSONValue] = [:]
         for (t, n) in keeper.policy.keepVersions { versions[t.description] = .int(Int64(n)) }
-        return .object(["retention_ms": .object(retention), "keep_versions": .object(versions)])
+        var out: [String: JSONValue] = ["retention_ms": .object(retention), "keep_versions": .object(versions)]
+        // The roles each type's placement rule admits (for `ls --json`'s delivery of broadcast items).
+        if let p = options.placement {
+            var roles: [String: JSONValue] = [:]
+            for (t, r) in p.rules { roles[t.description] = .array(r.roles.map { .string($0) }) }
+            out["placement_roles"] = .object(roles)
+        }
+        return .object(out)
     }
 }
