@@ -60,17 +60,7 @@ final class ScriptedPeer {
     func send(_ m: Message, to a: PeerAddress) {
         counter += 1
         let bytes = Envelope(sender: identity.nodeID, incarnation: 1, counter: counter, message: m).encode(signer: identity)
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = in_port_t(a.port.bigEndian)
-        inet_pton(AF_INET, a.host, &sa.sin_addr)
-        _ = bytes.withUnsafeBytes { buf in
-            withUnsafePointer(to: &sa) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, buf.baseAddress, buf.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-        }
+        sendDatagram(fd: fd, bytes, to: a)
     }
 
     func join(_ a: PeerAddress, credential: [UInt8] = []) { send(.join(updates: [aliveRecord(credential: credential)]), to: a) }

@@ -28,27 +28,14 @@ private func specCounterRows() throws -> [(name: String, section: String)] {
 private func sendDatagram(_ bytes: [UInt8], to a: PeerAddress) {
     let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
     defer { close(fd) }
-    var sa = sockaddr_in()
-    sa.sin_family = sa_family_t(AF_INET)
-    sa.sin_port = in_port_t(a.port.bigEndian)
-    inet_pton(AF_INET, a.host, &sa.sin_addr)
-    _ = bytes.withUnsafeBytes { buf in
-        withUnsafePointer(to: &sa) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, buf.baseAddress, buf.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-    }
+    sendDatagram(fd: fd, bytes, to: a)
 }
 
 /// Connects over TCP, writes `bytes`, then closes the connection (a FIN).
 private func sendOverTCP(_ bytes: [UInt8], to a: PeerAddress) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
-    var sa = sockaddr_in()
-    sa.sin_family = sa_family_t(AF_INET)
-    sa.sin_port = in_port_t(a.port.bigEndian)
-    inet_pton(AF_INET, a.host, &sa.sin_addr)
+    var sa = socketAddress(a)
     let ok = withUnsafePointer(to: &sa) { p in
         p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
