@@ -179,6 +179,40 @@ public enum Placement {
         return holders.contains { alive[$0]?.nfsGroup == g }
     }
 
+    /// One kept content as `underMinCopies` reads it.
+    public struct Kept: Hashable, Sendable {
+        public var contentID: ContentID
+        public var type: ItemType
+        public init(contentID: ContentID, type: ItemType) {
+            self.contentID = contentID
+            self.type = type
+        }
+    }
+
+    /// The kept contents with fewer complete copies than their rule's `min_copies` on alive,
+    /// durable, statically eligible nodes (one per NFS group): the `meshnode_items_under_min_copies`
+    /// gauge and `status --json`'s `node.placement.under_min_copies`. A content kept under
+    /// several types counts once, under its first. Without `placement:` the default rule
+    /// applies (every node eligible, `min_copies` 1): a content no alive durable node holds.
+    public static func underMinCopies(_ kept: [Kept], holders: (ContentID) -> Set<NodeID>,
+                                      alive: [NodeID: NodeFacts], policy: PlacementPolicy) -> [ContentID] {
+        var seen = Set<ContentID>()
+        var out = [ContentID]()
+        for k in kept where seen.insert(k.contentID).inserted {
+            let rule = policy.rule(for: k.type)
+            var n = 0
+            var groups = Set<String>()
+            for h in holders(k.contentID) {
+                guard let f = alive[h], f.durable,
+                      rank(k.contentID, type: k.type, node: h, facts: f, policy: policy).eligible else { continue }
+                if !f.nfsGroup.isEmpty, !groups.insert(f.nfsGroup).inserted { continue }
+                n += 1
+            }
+            if n < rule.minCopies { out.append(k.contentID) }
+        }
+        return out.sorted()
+    }
+
     /// Complete copies that count toward `min_copies`: alive durable holders, one per NFS group.
     public static func countedCopies(holders: Set<NodeID>, alive: [NodeID: NodeFacts]) -> Int {
         var n = 0

@@ -167,4 +167,27 @@ struct PlacementTests {
         #expect(Placement.fetchDecision(cid(5), types: [.model], me: nid(1), alive: facts, policy: p) == .fetch)
         #expect(Placement.fetchDecision(cid(5), types: [.model, .game], me: nid(1), alive: facts, policy: p) == .fetch)
     }
+
+    @Test("An item is under min_copies while fewer alive durable eligible nodes than its rule asks hold it")
+    func underMinCopiesCountsOnlyAliveDurableEligibleHolders() {
+        // 0, 1 storage; 2 training; 3 storage but ephemeral; games need 2 copies on training or storage nodes.
+        var facts = cluster(5) { $0 == 2 ? ["training"] : ($0 == 4 ? ["selfplay"] : ["storage"]) }
+        facts[nid(3)]!.ephemeral = true
+        let kept = [Placement.Kept(contentID: cid(1), type: .game), Placement.Kept(contentID: cid(2), type: .game),
+                    Placement.Kept(contentID: cid(3), type: .game), Placement.Kept(contentID: cid(4), type: .other),
+                    Placement.Kept(contentID: cid(1), type: .other)]
+        let holders: [ContentID: Set<NodeID>] = [
+            cid(1): [nid(0), nid(2)],          // two eligible durable copies: met
+            cid(2): [nid(0), nid(3), nid(4)],  // ephemeral and ineligible copies do not count
+            cid(3): [nid(0), nid(9)],          // a holder that is not alive does not count
+            cid(4): [nid(4)],                  // no rule: min 1 anywhere
+        ]
+        let under = Placement.underMinCopies(kept, holders: { holders[$0] ?? [] }, alive: facts, policy: policy)
+        #expect(under == [cid(2), cid(3)].sorted())
+        // Without a policy the default rule asks for one alive durable copy.
+        let none = Placement.underMinCopies(kept, holders: { holders[$0] ?? [] }, alive: facts, policy: PlacementPolicy())
+        #expect(none.isEmpty)
+        #expect(Placement.underMinCopies([Placement.Kept(contentID: cid(5), type: .game)], holders: { _ in [] },
+                                         alive: facts, policy: PlacementPolicy()) == [cid(5)])
+    }
 }

@@ -22,6 +22,7 @@ public final class NodeObservability: @unchecked Sendable {
     struct SlowGauges {
         var store: Result<StoreGauges, MeshError>
         var liveNames: Int
+        var underMinCopies: Int
     }
     static let slowGaugesMaxAgeNs: Int64 = 2_000_000_000
 
@@ -118,7 +119,10 @@ extension MeshNode {
         m.gauge("meshnode_store_chunks", "Chunks stored.") { fromStore { Double($0.chunks) } }
         m.gauge("meshnode_store_chunk_bytes", "Bytes of the chunks stored.") { fromStore { Double($0.chunkBytes) } }
         m.gauge("meshnode_outbox_pending_items", "Pending rows in the store's outbox.") { fromStore { Double($0.outboxRows) } }
-        m.gauge("meshnode_items_under_min_copies", "Items held by fewer nodes than their min_copies (0 until placement exists).") { 0 }
+        m.gauge("meshnode_items_under_min_copies",
+                "Kept items with fewer complete copies on alive durable eligible nodes than their min_copies (1 without placement).") {
+            Double(slow().underMinCopies)
+        }
         m.counter("meshnode_store_write_errors_total", "Failed writes to the store (entries, members, chunks).") { [unowned self] in
             self.observability.storeWriteErrors
         }
@@ -149,7 +153,8 @@ extension MeshNode {
         let gauges: Result<StoreGauges, MeshError>
         do { gauges = .success(try store.gauges()) } catch { gauges = .failure(error) }
         let v = NodeObservability.SlowGauges(store: gauges,
-                                             liveNames: keeper.catalog.liveNames(nowMs: WallClock.nowMs()).count)
+                                             liveNames: keeper.catalog.liveNames(nowMs: WallClock.nowMs()).count,
+                                             underMinCopies: itemsUnderMinCopies().count)
         observability.slow = (now, v)
         return v
     }

@@ -49,12 +49,16 @@ public struct PlacementStatus: Codable, Sendable, Equatable {
     public var droppedNotTargetBytes: UInt64 = 0
     /// Chosen to be let go of, waiting for garbage collection.
     public var releasePending: Int = 0
+    /// Kept items with fewer complete copies on alive durable eligible nodes than their
+    /// `min_copies` (`Placement.underMinCopies`; the `meshnode_items_under_min_copies` gauge).
+    public var underMinCopies: Int = 0
 
     enum CodingKeys: String, CodingKey {
         case configured, full, reevaluations, evicted
         case evictedBytes = "evicted_bytes", droppedNotTarget = "dropped_not_target"
         case droppedNotTargetBytes = "dropped_not_target_bytes", releasePending = "release_pending"
         case maxDiskUsagePercent = "max_disk_usage_percent", notTarget = "not_target", skippedFull = "skipped_full"
+        case underMinCopies = "under_min_copies"
     }
 }
 
@@ -176,7 +180,17 @@ extension MeshNode {
                                evicted: placementState.eviction.evictedCount, evictedBytes: placementState.eviction.evictedBytes,
                                droppedNotTarget: placementState.eviction.droppedNotTarget,
                                droppedNotTargetBytes: placementState.eviction.droppedNotTargetBytes,
-                               releasePending: placementState.eviction.release.count)
+                               releasePending: placementState.eviction.release.count,
+                               underMinCopies: slowGauges().underMinCopies)
+    }
+
+    /// The kept contents under their `min_copies`, from the replicated holder records and the
+    /// alive members' facts (docs/SYNC.md, "Placement").
+    func itemsUnderMinCopies() -> [ContentID] {
+        let kept = keeper.keptEntries.compactMap { e in e.put.map { Placement.Kept(contentID: $0.contentID, type: $0.type) } }
+        guard !kept.isEmpty else { return [] }
+        return Placement.underMinCopies(kept, holders: { [holdings] in holdings.holders(of: $0) }, alive: placementFacts(),
+                                        policy: options.placement ?? PlacementPolicy())
     }
 
     func stopPlacement() {
