@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Gossip"], path: "Tests/SyncTests"),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Gossip", "TestSupport"], path: "Tests/StoreTests"),
         .testTarget(
-            name: "MeshTests", dependencies: ["Mesh", "Store", "Gossip", "TestSupport"], path: "Tests/MeshTests"),
+            name: "MeshTests", dependencies: ["Mesh", "Store", "Gossip", "Sync", "TestSupport"], path: "Tests/MeshTests"),
         .testTarget(name: "SimulationTests", dependencies: ["MeshSim", "Gossip", "TestSupport"], path: "Tests/SimulationTests"),
         // Starts real `meshnode` processes; depends on the executable so it is built first.
         .testTarget(

@@ -196,6 +196,17 @@ def entry_body(f):
         flags = (1 if f["ephemeral"] else 0) | (2 if f["excluded"] else 0) | (4 if f["full"] else 0)
         kind = (u8(flags) + u64(f["disk_total_bytes"]) + u64(f["disk_used_bytes"]) + u64(f["disk_free_bytes"])
                 + u8(len(f["roles"])) + b"".join(str16(r) for r in f["roles"]) + str16(f["nfs_group"]))
+        if "policy_hash" in f:
+            # §4.7: the optional policy hash, BLAKE2b-256 of the canonical rules, first 16 bytes.
+            canon = b"meshnode/placement/v1\x00" + u8(len(f["policy_rules"]))
+            for r in sorted(f["policy_rules"], key=lambda r: r["type"]):
+                roles = sorted(set(x.encode("utf-8") for x in r["roles"]))
+                canon += u8(r["type"]) + u8(len(roles)) + b"".join(blob16(x) for x in roles)
+                canon += u16(r["min_copies"]) + u16(r["max_copies"])
+            C.eq("node_facts.policy_canonical", canon, f["policy_canonical"])
+            digest = b2b(canon)[:16]
+            C.eq("node_facts.policy_hash", digest, f["policy_hash"])
+            kind += digest
     else:
         kind = h(f["body"])
     return head + u64(f["hlc"]) + u16(len(kind)) + kind

@@ -66,6 +66,28 @@ public struct PlacementPolicy: Hashable, Sendable {
     ])
 
     public func rule(for type: ItemType) -> PlacementRule { rules[type] ?? PlacementRule() }
+
+    /// The bytes a node hashes to state its policy in its node facts (docs/PROTOCOL.md §4.7,
+    /// `policy_hash`): the ASCII prefix `meshnode/placement/v1` and a NUL, u8 rule count, then
+    /// per rule in ascending type code: u8 type, u8 role count, the roles sorted bytewise and
+    /// without repeats as str16, u16 `min_copies`, u16 `max_copies` (0: every eligible node).
+    /// No `placement:` hashes as the empty policy (rule count 0). Equal policies give equal
+    /// bytes, however the rules were written.
+    public var canonicalBytes: [UInt8] {
+        var w = ByteWriter()
+        w.raw(Array("meshnode/placement/v1".utf8) + [0])
+        let ordered = rules.sorted { $0.key.rawValue < $1.key.rawValue }
+        w.u8(UInt8(min(ordered.count, 255)))
+        for (type, rule) in ordered.prefix(255) {
+            w.u8(type.rawValue)
+            let roles = Array(Set(rule.roles)).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            w.u8(UInt8(min(roles.count, 255)))
+            for r in roles.prefix(255) { w.string16(r) }
+            w.u16(UInt16(clamping: rule.minCopies))
+            w.u16(UInt16(clamping: rule.maxCopies ?? 0))
+        }
+        return w.bytes
+    }
 }
 
 /// Deterministic placement: every node computes the same answer from the same facts.

@@ -101,6 +101,7 @@ struct RunningNode: Encodable {
         let members = ["alive", "suspect", "dead", "left"].map { "\(s.members[$0] ?? 0) \($0)" }.joined(separator: ", ")
         let rejected = s.rejected.isEmpty ? "none" : s.rejected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let gc: [[String]] = s.gc.map { [["gc", Self.gcLine($0)]] } ?? []
+        let placement: [[String]] = s.placement.map { [["placement", Self.placementLine($0)]] } ?? []
         let base: [[String]] = [
             ["running", "yes, up \(Int(s.uptimeSeconds))s, listening on \(s.listen) (advertised \(s.advertise)), incarnation \(s.incarnation)"],
             ["members", members],
@@ -112,7 +113,7 @@ struct RunningNode: Encodable {
             ["chunks", "\(s.blobs.chunksFetched) fetched (\(formatBytes(s.blobs.bytesFetched))), \(s.blobs.chunksServed) served (\(formatBytes(s.blobs.bytesServed))), \(s.blobs.corruptChunks) corrupt"],
             ["strikes", s.blobs.strikes.isEmpty ? "none" : s.blobs.strikes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],
         ]
-        return base + gc + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
+        return base + placement + gc + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
             let pct = t.sizeBytes > 0 ? Double(t.doneBytes) * 100 / Double(t.sizeBytes) : 0
             return ["transfer", "\(String(t.id.prefix(12))) \(t.name) \(t.state): \(formatBytes(t.doneBytes)) of \(formatBytes(t.sizeBytes)) "
                 + "(\(String(format: "%.0f", pct))%) at \(formatBytes(UInt64(t.rateBytesPerSecond)))/s from \(t.sources) sources"]
@@ -121,6 +122,18 @@ struct RunningNode: Encodable {
 }
 
 extension RunningNode {
+    /// Placement and the disk cap, on one line of `status`.
+    static func placementLine(_ p: PlacementStatus) -> String {
+        var parts = [p.configured ? "configured" : "no rules (disk cap only)"]
+        if let cap = p.maxDiskUsagePercent { parts.append(p.full ? "FULL (over max_disk_usage \(cap)%): accepting no replicas" : "under max_disk_usage \(cap)%") }
+        parts.append("\(p.notTarget) not a target, \(p.underMinCopies) under min_copies")
+        if p.evicted > 0 || p.droppedNotTarget > 0 { parts.append("\(p.evicted) evicted, \(p.droppedNotTarget) dropped") }
+        if !p.policyMismatch.isEmpty {
+            parts.append("rules differ from \(p.policyMismatch.joined(separator: ", ")): give every node the same placement:; nothing is dropped until they agree")
+        }
+        return parts.joined(separator: "; ")
+    }
+
     /// The node's garbage collection, on one line of `status`.
     static func gcLine(_ g: NodeGCStatus) -> String {
         var parts = ["\(g.runs) runs (\(g.failures) failed), \(formatBytes(g.bytesReclaimed)) reclaimed"]

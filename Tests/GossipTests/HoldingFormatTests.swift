@@ -103,6 +103,23 @@ struct HoldingFormatTests {
         if flags == 0 { #expect(ManifestEntry.NodeFacts(roles: roles, nfsGroup: group).invalidField != nil, "\(what)") }
     }
 
+    @Test("Node facts carry an optional 16-byte policy hash: with it they round-trip, 1 to 15 or 17 bytes after the group are malformed")
+    func factsPolicyHash() throws {
+        let hash = (0..<16).map { UInt8($0 * 7) }
+        let f = ManifestEntry.NodeFacts(roles: ["storage"], diskTotalBytes: 1 << 30, nfsGroup: "", policyHash: hash)
+        let e = entry(.nodeFacts(f))
+        #expect(e.encoded.count == entry(.nodeFacts(ManifestEntry.NodeFacts(roles: ["storage"], diskTotalBytes: 1 << 30))).encoded.count + 16)
+        #expect(try ManifestEntry.decode(e.encoded).nodeFacts?.policyHash == hash)
+        #expect(try ManifestEntry.decode(entry(.nodeFacts(ManifestEntry.NodeFacts(roles: []))).encoded).nodeFacts?.policyHash == nil)
+        for extra in [1, 15, 17] {
+            var b = ByteWriter()
+            b.u8(0); b.u64(1); b.u64(1); b.u64(1); b.u8(0); b.string16("")
+            b.raw([UInt8](repeating: 9, count: extra))
+            #expect(throws: DecodeError.self, "\(extra) bytes") { try ManifestEntry.decode(raw(kind: 5, body: b.bytes)) }
+        }
+        #expect(ManifestEntry.NodeFacts(roles: [], policyHash: [1, 2]).invalidField == "node_facts.policy_hash")
+    }
+
     @Test("Kinds from 6 on are still unknown: kept verbatim, no effect")
     func kindSixIsUnknown() throws {
         let e = try ManifestEntry.decode(raw(kind: 6, body: [1, 2, 3]))

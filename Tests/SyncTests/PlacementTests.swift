@@ -190,4 +190,29 @@ struct PlacementTests {
         #expect(Placement.underMinCopies([Placement.Kept(contentID: cid(5), type: .game)], holders: { _ in [] },
                                          alive: facts, policy: PlacementPolicy()) == [cid(5)])
     }
+
+    @Test("The canonical rules are the same however they were written, and differ when any rule does")
+    func canonicalRulesIgnoreOrderAndRepeats() {
+        let a = PlacementPolicy(rules: [
+            .game: PlacementRule(roles: ["training", "storage"], minCopies: 2, maxCopies: 3),
+            .model: PlacementRule(roles: ["selfplay", "training"]),
+        ])
+        let b = PlacementPolicy(rules: [
+            .model: PlacementRule(roles: ["training", "selfplay", "training"]),
+            .game: PlacementRule(roles: ["storage", "training"], minCopies: 2, maxCopies: 3),
+        ])
+        #expect(a.canonicalBytes == b.canonicalBytes)
+        var c = a
+        c.rules[.game]!.minCopies = 3
+        #expect(c.canonicalBytes != a.canonicalBytes)
+        var d = a
+        d.rules[.game]!.maxCopies = nil
+        #expect(d.canonicalBytes != a.canonicalBytes)
+        // No rules: the prefix and a zero count.
+        #expect(PlacementPolicy().canonicalBytes == Array("meshnode/placement/v1".utf8) + [0, 0])
+        // game (1): 2 roles "storage" < "training"; min 2; max 3.
+        let game = PlacementPolicy(rules: [.game: PlacementRule(roles: ["training", "storage"], minCopies: 2, maxCopies: 3)])
+        #expect(game.canonicalBytes == Array("meshnode/placement/v1".utf8) + [0, 1, 1, 2, 0, 7] + Array("storage".utf8)
+                + [0, 8] + Array("training".utf8) + [0, 2, 0, 3])
+    }
 }

@@ -92,9 +92,14 @@ extension ManifestEntry {
         public var diskFreeBytes: UInt64
         /// Nodes with one non-empty group share storage (NFS); "" for none.
         public var nfsGroup: String
+        /// The first `policyHashBytes` bytes of a hash of the node's `placement:` rules
+        /// (docs/PROTOCOL.md §4.7), so that nodes can tell they disagree; nil: not stated.
+        public var policyHash: [UInt8]?
+        public static let policyHashBytes = 16
 
         public init(roles: [String], ephemeral: Bool = false, excluded: Bool = false, full: Bool = false,
-                    diskTotalBytes: UInt64 = 0, diskUsedBytes: UInt64 = 0, diskFreeBytes: UInt64 = 0, nfsGroup: String = "") {
+                    diskTotalBytes: UInt64 = 0, diskUsedBytes: UInt64 = 0, diskFreeBytes: UInt64 = 0, nfsGroup: String = "",
+                    policyHash: [UInt8]? = nil) {
             self.roles = roles
             self.ephemeral = ephemeral
             self.excluded = excluded
@@ -103,6 +108,7 @@ extension ManifestEntry {
             self.diskUsedBytes = diskUsedBytes
             self.diskFreeBytes = diskFreeBytes
             self.nfsGroup = nfsGroup
+            self.policyHash = policyHash
         }
 
         /// The rule of docs/PROTOCOL.md §4.7 these facts break, or nil. The decoder enforces the same.
@@ -111,6 +117,7 @@ extension ManifestEntry {
             if roles.contains(where: { $0.isEmpty || $0.utf8.count > Self.maxRoleBytes }) { return "node_facts.role" }
             if Set(roles).count != roles.count { return "node_facts.role" }
             if nfsGroup.utf8.count > Self.maxGroupBytes { return "node_facts.nfs_group" }
+            if let h = policyHash, h.count != Self.policyHashBytes { return "node_facts.policy_hash" }
             return nil
         }
 
@@ -126,6 +133,7 @@ extension ManifestEntry {
             b.u8(UInt8(roles.count))
             for r in roles { b.string16(r) }
             b.string16(nfsGroup)
+            if let policyHash { b.raw(policyHash) }
         }
 
         static func decode(from b: inout ByteReader) throws(DecodeError) -> NodeFacts {
@@ -141,9 +149,11 @@ extension ManifestEntry {
                 roles.append(r)
             }
             let group = try b.string16(field: "node_facts.nfs_group", limit: maxGroupBytes)
+            // Optional: a body that ends after the group states no policy hash.
+            let hash = b.isAtEnd ? nil : try b.raw(policyHashBytes)
             return NodeFacts(roles: roles, ephemeral: flags & ephemeralFlag != 0, excluded: flags & excludedFlag != 0,
                              full: flags & fullFlag != 0, diskTotalBytes: total, diskUsedBytes: used, diskFreeBytes: free,
-                             nfsGroup: group)
+                             nfsGroup: group, policyHash: hash)
         }
     }
 }

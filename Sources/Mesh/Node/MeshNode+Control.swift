@@ -28,12 +28,15 @@ public struct PeerRow: Codable, Sendable, Equatable {
     public var full: Bool?
     /// How old the facts are: ms since their entry's clock time (`hlc >> 16`), by this node's clock.
     public var factsAgeMs: Int64?
+    /// The stated hash of its `placement:` rules (hex), and whether it differs from this node's.
+    public var policyHash: String?
+    public var policyMismatch: Bool?
 
     enum CodingKeys: String, CodingKey {
         case name, id, address, state, incarnation, role, roles, ephemeral, excluded, full
         case idShort = "id_short", lastHeardMsAgo = "last_heard_ms_ago", rttMs = "rtt_ms", isSelf = "self"
         case diskTotalBytes = "disk_total_bytes", diskUsedBytes = "disk_used_bytes", diskFreeBytes = "disk_free_bytes"
-        case nfsGroup = "nfs_group", factsAgeMs = "facts_age_ms"
+        case nfsGroup = "nfs_group", factsAgeMs = "facts_age_ms", policyHash = "policy_hash", policyMismatch = "policy_mismatch"
     }
 
     /// Fills in the member's stated facts.
@@ -47,6 +50,7 @@ public struct PeerRow: Codable, Sendable, Equatable {
         excluded = f.excluded
         full = f.full
         factsAgeMs = max(0, nowMs - Int64(hlc >> 16))
+        policyHash = f.policyHash.map { Hex.encode($0) }
     }
 }
 
@@ -153,7 +157,10 @@ extension MeshNode {
             var row = PeerRow(name: m.name, id: "\(m.node)", idShort: m.node.short, address: "\(m.address)", state: m.state.label,
                               incarnation: m.incarnation, lastHeardMsAgo: m.lastHeard.map { (now - $0) / 1_000_000 },
                               rttMs: m.rttNanoseconds.map { Double($0) / 1e6 }, role: m.role, isSelf: m.isSelf)
-            if let f = holdings.facts(of: m.node) { row.setFacts(f.facts, hlc: f.hlc, nowMs: nowMs) }
+            if let f = holdings.facts(of: m.node) {
+                row.setFacts(f.facts, hlc: f.hlc, nowMs: nowMs)
+                if let h = f.facts.policyHash, !m.isSelf { row.policyMismatch = h != placementPolicyHash }
+            }
             return row
         }.sorted { ($0.isSelf ? 0 : 1, $0.name, $0.id) < ($1.isSelf ? 0 : 1, $1.name, $1.id) }
     }

@@ -77,6 +77,12 @@ extension MeshNode {
             byContent[c] = h
         }
         guard !byContent.isEmpty else { return }
+        // Rules that differ between nodes could have two holders each rank the other above
+        // itself: let nothing go until they agree (MeshNode+PolicyAgreement.swift).
+        guard policyMismatches().isEmpty else {
+            policyAgreement.suspendedPasses += 1
+            return
+        }
         let facts = placementFacts()
         let over = bytesOverDiskCap()
         var holders = [ContentID: Set<NodeID>]()

@@ -114,14 +114,15 @@ extension MeshNode {
         return ManifestEntry.NodeFacts(
             roles: Array(unique.prefix(ManifestEntry.NodeFacts.maxRoles)), ephemeral: options.facts.ephemeral,
             excluded: options.facts.excluded, full: placementState.full, diskTotalBytes: disk.totalBytes, diskUsedBytes: disk.usedBytes,
-            diskFreeBytes: disk.freeBytes, nfsGroup: String(decoding: options.facts.nfsGroup.utf8.prefix(ManifestEntry.NodeFacts.maxGroupBytes), as: UTF8.self))
+            diskFreeBytes: disk.freeBytes, nfsGroup: String(decoding: options.facts.nfsGroup.utf8.prefix(ManifestEntry.NodeFacts.maxGroupBytes), as: UTF8.self),
+            policyHash: placementPolicyHash)
     }
 
     /// Whether `new` differs from `old` enough to state again (docs/PROTOCOL.md §4.7).
     static func factsChanged(_ old: ManifestEntry.NodeFacts?, _ new: ManifestEntry.NodeFacts) -> Bool {
         guard let old else { return true }
         if old.roles != new.roles || old.ephemeral != new.ephemeral || old.excluded != new.excluded
-            || old.full != new.full || old.nfsGroup != new.nfsGroup { return true }
+            || old.full != new.full || old.nfsGroup != new.nfsGroup || old.policyHash != new.policyHash { return true }
         let step = max(UInt64(1 << 20), new.diskTotalBytes / 100)
         func moved(_ a: UInt64, _ b: UInt64) -> Bool { (a > b ? a - b : b - a) >= step }
         return moved(old.diskTotalBytes, new.diskTotalBytes) || moved(old.diskUsedBytes, new.diskUsedBytes)

@@ -52,13 +52,18 @@ public struct PlacementStatus: Codable, Sendable, Equatable {
     /// Kept items with fewer complete copies on alive durable eligible nodes than their
     /// `min_copies` (`Placement.underMinCopies`; the `meshnode_items_under_min_copies` gauge).
     public var underMinCopies: Int = 0
+    /// Alive members whose `placement:` rules differ from this node's (by their stated hash),
+    /// by name; while any is listed nothing is dropped or evicted here.
+    public var policyMismatch: [String] = []
+    /// This node's `policy_hash` (hex, PROTOCOL §4.7).
+    public var policyHash: String = ""
 
     enum CodingKeys: String, CodingKey {
         case configured, full, reevaluations, evicted
         case evictedBytes = "evicted_bytes", droppedNotTarget = "dropped_not_target"
         case droppedNotTargetBytes = "dropped_not_target_bytes", releasePending = "release_pending"
         case maxDiskUsagePercent = "max_disk_usage_percent", notTarget = "not_target", skippedFull = "skipped_full"
-        case underMinCopies = "under_min_copies"
+        case underMinCopies = "under_min_copies", policyMismatch = "policy_mismatch", policyHash = "policy_hash"
     }
 }
 
@@ -181,7 +186,11 @@ extension MeshNode {
                                droppedNotTarget: placementState.eviction.droppedNotTarget,
                                droppedNotTargetBytes: placementState.eviction.droppedNotTargetBytes,
                                releasePending: placementState.eviction.release.count,
-                               underMinCopies: slowGauges().underMinCopies)
+                               underMinCopies: slowGauges().underMinCopies,
+                               policyMismatch: policyMismatches().map { n in
+                                   gossip.memberSnapshots().first { $0.node == n }?.name ?? n.short
+                               },
+                               policyHash: Hex.encode(placementPolicyHash))
     }
 
     /// The kept contents under their `min_copies`, from the replicated holder records and the

@@ -10,7 +10,10 @@ extension MeshNode {
         if e.origin != identity.nodeID, case .holding(let h) = e.payload {
             for c in h.held { blobs?.holderAppeared(c, e.origin) }  // a fetch under way asks it too
         }
-        if e.nodeFacts != nil, e.origin != identity.nodeID { placementInputsChanged() }
+        if let f = e.nodeFacts, e.origin != identity.nodeID {
+            placementInputsChanged()
+            checkPolicyAgreement(e.origin, f)
+        }
         guard e.put != nil || e.tombstone != nil else { return }
         applyKeeperChange(keeper.insert(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
         folders?.nameChanged(e.name)

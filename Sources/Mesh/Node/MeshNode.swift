@@ -168,6 +168,7 @@ public final class MeshNode: @unchecked Sendable {
     var holdingsWriter = HoldingsWriterState()
     /// What placement decided about fetching (MeshNode+Placement.swift).
     var placementState = PlacementState()
+    var policyAgreement = PolicyAgreementState()
 
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
     public internal(set) var blobs: BlobService?

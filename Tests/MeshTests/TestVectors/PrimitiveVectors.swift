@@ -1,6 +1,7 @@
 import Foundation
 import Gossip
 import Store
+import Sync
 import Testing
 import TestSupport
 
@@ -158,12 +159,29 @@ enum PrimitiveVectors {
         let holding = ManifestEntry.Holding(held: [out[1].contentID], dropped: [out[0].contentID])
         out.append(ManifestEntry(origin: VectorKeys.alice.id, sequence: 6, hlc: (UInt64(VectorKeys.baseTimeMs + 9_500) << 16),
                                  payload: .holding(holding)).signed(by: VectorKeys.alice.identity))
-        // Node facts (§4.7): an ephemeral training and selfplay node in NFS group "gh200-a".
+        // Node facts (§4.7): an ephemeral training and selfplay node in NFS group "gh200-a", with
+        // `placement: defaults` (the seeds' rules) stated as its policy hash.
         let facts = ManifestEntry.NodeFacts(roles: ["training", "selfplay"], ephemeral: true, diskTotalBytes: 1 << 40,
-                                            diskUsedBytes: 300 << 30, diskFreeBytes: 700 << 30, nfsGroup: "gh200-a")
+                                            diskUsedBytes: 300 << 30, diskFreeBytes: 700 << 30, nfsGroup: "gh200-a",
+                                            policyHash: Self.seedDefaultsPolicyHash)
         out.append(ManifestEntry(origin: VectorKeys.alice.id, sequence: 7, hlc: (UInt64(VectorKeys.baseTimeMs + 9_600) << 16),
                                  payload: .nodeFacts(facts)).signed(by: VectorKeys.alice.identity))
         return out
+    }
+
+    /// `placement: defaults` in canonical form (PROTOCOL §4.7), and its policy hash.
+    static let seedDefaultsCanonical = PlacementPolicy.seedDefaults.canonicalBytes
+    static let seedDefaultsPolicyHash = Array(Blake2b256.hash(seedDefaultsCanonical).bytes.prefix(16))
+
+    /// The policy hash of node facts, with the rules it covers (only `placement: defaults` here).
+    static func policyFields(_ f: ManifestEntry.NodeFacts) -> [(String, VJ)] {
+        guard let h = f.policyHash else { return [] }
+        precondition(h == seedDefaultsPolicyHash, "a vector's policy hash is that of placement: defaults")
+        let rules = PlacementPolicy.seedDefaults.rules.sorted { $0.key.rawValue < $1.key.rawValue }.map { t, r in
+            obj(("type", .n(t.rawValue)), ("roles", .array(r.roles.map { .string($0) })), ("min_copies", .n(UInt64(r.minCopies))),
+                ("max_copies", .n(UInt64(r.maxCopies ?? 0))))
+        }
+        return [("policy_rules", .array(rules)), ("policy_canonical", .hex(seedDefaultsCanonical)), ("policy_hash", .hex(h))]
     }
 
     static func entryFields(_ e: ManifestEntry) -> VJ {
@@ -196,14 +214,14 @@ enum PrimitiveVectors {
             fields += [("ephemeral", .bool(f.ephemeral)), ("excluded", .bool(f.excluded)), ("full", .bool(f.full)),
                        ("disk_total_bytes", .n(f.diskTotalBytes)), ("disk_used_bytes", .n(f.diskUsedBytes)),
                        ("disk_free_bytes", .n(f.diskFreeBytes)), ("roles", .array(f.roles.map { .string($0) })),
-                       ("nfs_group", .string(f.nfsGroup))]
+                       ("nfs_group", .string(f.nfsGroup))] + Self.policyFields(f)
         case .holding(let h):
             fields += [("held", .array(h.held.map { .hex($0.digest.bytes) })), ("dropped", .array(h.dropped.map { .hex($0.digest.bytes) }))]
         case .nodeFacts(let f):
             fields += [("ephemeral", .bool(f.ephemeral)), ("excluded", .bool(f.excluded)), ("full", .bool(f.full)),
                        ("disk_total_bytes", .n(f.diskTotalBytes)), ("disk_used_bytes", .n(f.diskUsedBytes)),
                        ("disk_free_bytes", .n(f.diskFreeBytes)), ("roles", .array(f.roles.map { .string($0) })),
-                       ("nfs_group", .string(f.nfsGroup))]
+                       ("nfs_group", .string(f.nfsGroup))] + Self.policyFields(f)
         case .unknown(_, let body):
             fields.append(("body", .hex(body)))
         }
