@@ -14,6 +14,7 @@ extension BlobService {
     func serveRecipe(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
         guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
         reply(.recipe(requestID: id, contentID: c, sizeBytes: r.sizeBytes, chunkSizeBytes: r.chunkSizeBytes, chunks: r.chunks), on: session)
+        node.evictionServed(c)  // wanted: later in the eviction order
     }
 
     /// Which chunks of `r` this node holds, for a `have` answer. Peers ask this every few seconds

@@ -27,6 +27,8 @@ struct EvictionState {
     var passes: UInt64 = 0
     /// When each content was last asked for here (`meshnode get` through the node).
     var requestedAt: [ContentID: Instant] = [:]
+    /// When a peer last asked this node for each content's recipe (it was fetching it from here).
+    var servedAt: [ContentID: Instant] = [:]
 }
 
 extension MeshNode {
@@ -39,6 +41,22 @@ extension MeshNode {
         placementState.eviction.requestedAt[content] = Self.now()
         placementState.eviction.evicted.remove(content)
         placementState.eviction.release[content] = nil
+    }
+
+    /// The most contents `servedAt` remembers; past it the oldest half is forgotten.
+    static let evictionServedMemoryMaxEntries = 100_000
+
+    /// A peer asked for `content`'s recipe (it is fetching it from here): wanted, for the
+    /// eviction order ("least wanted and oldest first"), but not pinned.
+    func evictionServed(_ content: ContentID) {
+        guard placementActive else { return }
+        var m = placementState.eviction.servedAt
+        if m.count >= Self.evictionServedMemoryMaxEntries {
+            let keep = m.sorted { $0.value > $1.value }.prefix(Self.evictionServedMemoryMaxEntries / 2)
+            m = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+        }
+        m[content] = Self.now()
+        placementState.eviction.servedAt = m
     }
 
     /// Housekeeping: a pass when the last is `evictionIntervalNs` ago.
@@ -63,6 +81,7 @@ extension MeshNode {
         let pinned = blobs?.downloadPins.contents ?? []
         let now = Self.now()
         placementState.eviction.requestedAt = placementState.eviction.requestedAt.filter { now - $0.value < Self.evictionRequestMemoryNs }
+        placementState.eviction.servedAt = placementState.eviction.servedAt.filter { now - $0.value < Self.evictionRequestMemoryNs }
         var byContent = [ContentID: Eviction.Held]()
         for item in (try? store.items()) ?? [] where item.isComplete && item.entry.put != nil {
             let c = item.contentID
@@ -74,6 +93,9 @@ extension MeshNode {
             if item.entry.isBroadcast { h.broadcast = true }
             h.lastWantedMs = max(h.lastWantedMs, item.receivedAtMs)
             if let asked { h.lastWantedMs = max(h.lastWantedMs, WallClock.nowMs() - (now - asked) / 1_000_000) }
+            if let served = placementState.eviction.servedAt[c] {
+                h.lastWantedMs = max(h.lastWantedMs, WallClock.nowMs() - (now - served) / 1_000_000)
+            }
             byContent[c] = h
         }
         guard !byContent.isEmpty else { return }
