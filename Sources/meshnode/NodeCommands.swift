@@ -32,7 +32,7 @@ extension MeshnodeCommand {
         }
 
         static func table(_ rows: [PeerRow]) -> String {
-            let header = ["NAME", "ID", "ADDRESS", "STATE", "INC", "LAST HEARD", "RTT", "ROLES", "DISK USED/TOTAL", "FREE", "FLAGS"]
+            let header = ["NAME", "ID", "ADDRESS", "STATE", "INC", "LAST HEARD", "RTT", "BREAKER", "ROLES", "DISK USED/TOTAL", "FREE", "FLAGS"]
             var lines = [header]
             for r in rows {
                 let heard = r.isSelf ? "-" : r.lastHeardMsAgo.map { Self.ago($0) } ?? "never"
@@ -45,8 +45,12 @@ extension MeshnodeCommand {
                 if r.excluded == true { flags.append("excluded") }
                 if r.full == true { flags.append("full") }
                 if let g = r.nfsGroup, !g.isEmpty { flags.append("nfs:\(g)") }
+                if r.policyMismatch == true { flags.append("other-placement") }
+                let breaker = r.isSelf ? "-" : r.breaker.map { b in
+                    b.state == "open" ? "open (\(Int((b.recoversInSeconds ?? 0).rounded(.up)))s)" : b.state
+                } ?? "closed"
                 lines.append([r.name + (r.isSelf ? " (self)" : ""), r.idShort, r.address, r.state, "\(r.incarnation)", heard, rtt,
-                              roles, disk, free, flags.isEmpty ? "-" : flags.joined(separator: " ")])
+                              breaker, roles, disk, free, flags.isEmpty ? "-" : flags.joined(separator: " ")])
             }
             let widths = header.indices.map { i in lines.map { $0[i].count }.max() ?? 0 }
             return lines.map { l in
@@ -102,6 +106,10 @@ struct RunningNode: Encodable {
         let rejected = s.rejected.isEmpty ? "none" : s.rejected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let gc: [[String]] = s.gc.map { [["gc", Self.gcLine($0)]] } ?? []
         let placement: [[String]] = s.placement.map { [["placement", Self.placementLine($0)]] } ?? []
+        let open = (s.breakers ?? [:]).filter { $0.value.state != "closed" }.sorted { $0.key < $1.key }
+        let breakers: [[String]] = [["breakers", open.isEmpty ? "all closed" : open.map { name, b in
+            "\(name) \(b.state)" + (b.lastFailure.map { " (\($0))" } ?? "") + (b.recoversInSeconds.map { ", trials in \(Int($0.rounded(.up))) s" } ?? "")
+        }.joined(separator: "; ") + " (`meshnode breaker reset PEER` closes one)"]]
         let base: [[String]] = [
             ["running", "yes, up \(Int(s.uptimeSeconds))s, listening on \(s.listen) (advertised \(s.advertise)), incarnation \(s.incarnation)"],
             ["members", members],
@@ -113,7 +121,7 @@ struct RunningNode: Encodable {
             ["chunks", "\(s.blobs.chunksFetched) fetched (\(formatBytes(s.blobs.bytesFetched))), \(s.blobs.chunksServed) served (\(formatBytes(s.blobs.bytesServed))), \(s.blobs.corruptChunks) corrupt"],
             ["strikes", s.blobs.strikes.isEmpty ? "none" : s.blobs.strikes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],
         ]
-        return base + placement + gc + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
+        return base + breakers + placement + gc + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
             let pct = t.sizeBytes > 0 ? Double(t.doneBytes) * 100 / Double(t.sizeBytes) : 0
             return ["transfer", "\(String(t.id.prefix(12))) \(t.name) \(t.state): \(formatBytes(t.doneBytes)) of \(formatBytes(t.sizeBytes)) "
                 + "(\(String(format: "%.0f", pct))%) at \(formatBytes(UInt64(t.rateBytesPerSecond)))/s from \(t.sources) sources"]

@@ -123,6 +123,16 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(Set(asg.flatMap(\.indices)) == [7, 8, 9])
     }
 
+    @Test func excludedSourcesGetNoWorkAndTheirChunksGoToTheOthers() {
+        var s = FetchScheduler(chunkCount: 6, chunkSizeBytes: 100, present: { _ in false })
+        s.addSource(a, holds: .all)
+        s.addSource(b, holds: .all)
+        let asg = s.assign(now: .zero, excluding: [a])
+        #expect(asg.allSatisfy { $0.source == b })
+        #expect(Set(asg.flatMap(\.indices)) == Set(0..<6))
+        #expect(s.assign(now: .zero, excluding: [a, b]).isEmpty)
+    }
+
     @Test func chunksAreHandedOutInOrderFromTheFirstChunkWrappingRound() {
         var cfg = FetchScheduler.Config()
         cfg.windowChunks = 4

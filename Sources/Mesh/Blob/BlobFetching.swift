@@ -22,8 +22,8 @@ extension BlobService {
         // Known holders that are alive first, then every other alive member, then holders not
         // (or no longer) alive: a recipe asked of a dead holder first would wait for its
         // connection to fail before anyone else is asked.
-        let alive = Set(node.gossip.aliveMembers)
-        let known = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID }.sorted()
+        let alive = Set(node.gossip.aliveMembers).filter { breakerAllowsQuestions($0) }
+        let known = Array(d.hints.union(holders[d.contentID] ?? [])).filter { $0 != node.identity.nodeID && breakerAllowsQuestions($0) }.sorted()
         var out = known.filter { alive.contains($0) }
         for a in alive.sorted() where !out.contains(a) { out.append(a) }
         for k in known where !alive.contains(k) { out.append(k) }
@@ -67,7 +67,8 @@ extension BlobService {
         // Every tick, not only when there is work to hand out: a connection whose window is
         // full still needs its successor opened before the predicted reset.
         for src in s.sourceIDs { _ = node.pathBudget(src) }
-        var assignments = s.assign(now: .nanoseconds(now.nanoseconds))
+        let nowMs = now.nanoseconds / 1_000_000
+        var assignments = s.assign(now: .nanoseconds(now.nanoseconds), excluding: breakers.blocked(nowMs: nowMs))
         // Give a connection only what it can carry before its path is likely to reset it;
         // the rest waits for the successor connection the node opens meanwhile.
         let chunkBytes = Int(d.recipe?.chunkSizeBytes ?? 0)
@@ -91,6 +92,11 @@ extension BlobService {
                 assignments[i].indices = Array(assignments[i].indices[..<fits])
             }
             outstanding[src]! += assignments[i].indices.count * chunkBytes
+            // A half-open breaker lets a few trial requests through, one per request.
+            if !assignments[i].indices.isEmpty && !breakers.admit(src, nowMs: nowMs) {
+                s.unassign(assignments[i].indices, from: src)
+                assignments[i].indices = []
+            }
         }
         d.scheduler = s
         for a in assignments where !a.indices.isEmpty {
@@ -285,6 +291,7 @@ extension BlobService {
         node.count(.inconsistentChunkPieces, peer: peer.short, detail: why)
         countRequestError(.inconsistentPieces)
         counters.strikes[peer.short, default: 0] += 1
+        breakerFailure(peer, P2PRequestError.inconsistentPieces.rawValue)
         guard var req = requests[id], req.source == peer, case .get(var remaining) = req.kind,
               let k = remaining.firstIndex(of: index) else { return }
         remaining.remove(at: k)
@@ -329,6 +336,7 @@ extension BlobService {
                 self.node.count(.corruptChunk, peer: peer.short, detail: "chunk \(index) of \(d.contentID.short)")
                 self.countRequestError(.corruptChunk)
                 s.onChunkCorrupt(index, from: peer, now: .nanoseconds(MeshNode.now().nanoseconds))
+                self.breakerFailure(peer, P2PRequestError.corruptChunk.rawValue)
             } else if let error {
                 self.logger.error("could not store a chunk: \(error)")
                 self.countRequestError(.writeFailed)
@@ -344,6 +352,7 @@ extension BlobService {
                     d.doneBytes += UInt64(data.count)
                     d.lastProgress = MeshNode.now()
                 }
+                self.breakerSuccess(peer)
                 let losers = s.onChunkVerified(index, from: peer, bytes: data.count, elapsed: elapsed)
                 for l in losers { self.cancelDuplicate(d, index: index, at: l) }
             }
@@ -369,11 +378,19 @@ extension BlobService {
     func gotError(_ id: UInt32, _ code: BlobErrorCode, _ message: String, from peer: NodeID) {
         // Like every reply (PROTOCOL §9), an error counts only from the peer that was asked.
         guard let r = requests[id], r.source == peer else { return }
+        // The peer failing to read its own store counts against it; not holding or being busy does not.
+        if code == .internalError { breakerFailure(peer, "internal_error") }
         fail(id, r, now: MeshNode.now(), reason: .errorReply)
     }
 
     func fail(_ rid: UInt32, _ r: Request, now: Instant, reason: P2PRequestError) {
         requests[rid] = nil
+        switch reason {
+        case .timeout, .dialFailed: breakerFailure(r.source, reason.rawValue, unreachable: true)
+        case .sessionClosed, .sendFailed, .errorReply, .corruptChunk, .inconsistentPieces, .writeFailed:
+            // A reset session is the path model's business; the others are counted where they happen.
+            if case .get = r.kind { breakers.recordWithdrawn(r.source) }
+        }
         guard let d = downloads[r.content] else { return }
         switch r.kind {
         case .recipe:

@@ -88,6 +88,8 @@ public final class BlobService: @unchecked Sendable {
         public var maxQueuedServeBytes = 8 << 20
         public var bandwidth = BandwidthConfig()
         public var scheduler = FetchScheduler.Config()
+        /// Per-peer circuit breakers (BlobBreakers.swift).
+        public var breaker = CircuitBreaker.Config()
         /// Testing aid only: serve every chunk with one byte flipped, so that receivers'
         /// verification, strikes and source failover can be exercised end to end.
         public var testCorruptServing = false
@@ -115,6 +117,8 @@ public final class BlobService: @unchecked Sendable {
     /// The chunk being put together from `chunk_piece` messages, per session (at most one each).
     var assemblies: [ObjectIdentifier: ChunkAssembly] = [:]
     var limiter: BandwidthLimiter<NodeID>
+    /// One circuit breaker per peer for transfer requests (BlobBreakers.swift).
+    var breakers: CircuitBreakers
     var tick: LoopTimer?
     var completionWaiters: [ContentID: [(MeshError?) -> Void]] = [:]
     var lastChunkAt: [NodeID: Instant] = [:]
@@ -216,6 +220,7 @@ public final class BlobService: @unchecked Sendable {
         workers = try BlobWorkers(loop: node.loop, dataDir: dataDir)
         limiter = BandwidthLimiter(config.bandwidth, nowNanoseconds: UInt64(max(0, MeshNode.now().nanoseconds)))
         corruptServing = config.testCorruptServing
+        breakers = CircuitBreakers(config: config.breaker)
         let t = try LoopTimer(loop: node.loop) { [unowned self] in self.onTick() }
         t.start(after: .milliseconds(250), repeating: .milliseconds(250))
         tick = t
@@ -436,6 +441,7 @@ public final class BlobService: @unchecked Sendable {
     /// its earlier failures earned ends now (a source that restarted is used again at once, not
     /// after up to `maxBackoff`).
     func sessionEstablished(peer: NodeID) {
+        breakers.recordReachable(peer, nowMs: breakerNowMs)
         let now = Duration.nanoseconds(MeshNode.now().nanoseconds)
         for d in downloads.values {
             d.scheduler?.onSourceReachable(peer, now: now)

@@ -118,8 +118,9 @@ public struct FetchScheduler: Sendable {
         for i in s.inFlight { release(i, from: id) }
     }
 
-    /// Hands out work to every source with spare window, best source first.
-    public mutating func assign(now: Duration) -> [Assignment] {
+    /// Hands out work to every source with spare window, best source first; none to the
+    /// sources in `excluding` (peers whose circuit breaker is open).
+    public mutating func assign(now: Duration, excluding: Set<NodeID> = []) -> [Assignment] {
         var batches: [NodeID: [Int]] = [:]
         // Chunks nobody is fetching yet, lowest index first from `firstChunk`, wrapping round
         // (sequential reads on the server).
@@ -128,7 +129,7 @@ public struct FetchScheduler: Sendable {
         var endgame = pool.isEmpty
         while true {
             guard let best = bestSource(now: now, canServe: { id, s in
-                endgame ? self.endgameCandidate(for: id, s) != nil : pool.contains(where: { s.holdings.contains($0) })
+                !excluding.contains(id) && (endgame ? self.endgameCandidate(for: id, s) != nil : pool.contains(where: { s.holdings.contains($0) }))
             }) else {
                 if !endgame && pool.isEmpty { endgame = true; continue }
                 break

@@ -10,7 +10,7 @@ extension NodeConfig {
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
         "session_encryption", "keep_versions", "retention", "folders", "metrics_listen", "log_format",
         "compact_after", "roles", "ephemeral", "nfs_group", "exclude_from_sync", "nfs_groups", "placement",
-        "max_disk_usage",
+        "max_disk_usage", "breaker",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -100,6 +100,7 @@ extension NodeConfig {
             case "log_level":
                 c.logLevel = try w.located(value) { () throws(MeshError) in try Validate.logLevel(w.string(value, path), path: path) }
             case "bandwidth": c.bandwidth = try parseBandwidth(value, w)
+            case "breaker": c.breaker = try parseBreaker(value, w)
             case "metrics_listen":
                 c.metricsListen = try w.located(value) { () throws(MeshError) in try Validate.metricsListen(w.string(value, path), path: path) }
             case "log_format":

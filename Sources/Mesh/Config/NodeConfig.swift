@@ -116,6 +116,8 @@ public struct NodeConfig: Equatable, Sendable {
     /// Per-peer connection settings, keyed by peer name or node id.
     public var hosts: [String: HostConfig] = [:]
     public var bandwidth = BandwidthConfig()
+    /// `breaker`: per-peer circuit breakers for transfers (threshold 5, recovery 60 s, 3 trials).
+    public var breaker = CircuitBreaker.Config()
     public var logLevel: Logger.Level = .info
     /// Whether sessions inside SSH tunnels are encrypted a second time.
     public var sessionEncryption: SessionEncryption = .auto

@@ -28,7 +28,7 @@ public struct HealthInputs: Sendable {
     public var lastNoSpaceAgoSeconds: Double?
     // outbox
     public var nowMs: Int64
-    // breakers (circuit breakers come with placement; none yet)
+    // breakers: peers whose transfer circuit breaker is open
     public var breakersOpen = 0
 
     public init(store: Result<StoreGauges, MeshError>, expectedSchemaVersion: Int, disk: Result<DiskSpace, MeshError>, nowMs: Int64) {

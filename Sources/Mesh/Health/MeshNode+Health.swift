@@ -36,6 +36,7 @@ extension MeshNode {
             i.transfersQueued = blobs.queuedDownloads
             i.transfersAbandoned = blobs.abandonedDownloads
             i.transfersStalled = blobs.stalledDownloads(olderThanSeconds: HealthThresholds.transferStalledSeconds, now: now)
+            i.breakersOpen = blobs.openBreakers
         }
         return i
     }

@@ -31,12 +31,14 @@ public struct PeerRow: Codable, Sendable, Equatable {
     /// The stated hash of its `placement:` rules (hex), and whether it differs from this node's.
     public var policyHash: String?
     public var policyMismatch: Bool?
+    /// Its transfer circuit breaker, if it ever failed (nil: closed, never failed).
+    public var breaker: BreakerRow?
 
     enum CodingKeys: String, CodingKey {
         case name, id, address, state, incarnation, role, roles, ephemeral, excluded, full
         case idShort = "id_short", lastHeardMsAgo = "last_heard_ms_ago", rttMs = "rtt_ms", isSelf = "self"
         case diskTotalBytes = "disk_total_bytes", diskUsedBytes = "disk_used_bytes", diskFreeBytes = "disk_free_bytes"
-        case nfsGroup = "nfs_group", factsAgeMs = "facts_age_ms", policyHash = "policy_hash", policyMismatch = "policy_mismatch"
+        case nfsGroup = "nfs_group", factsAgeMs = "facts_age_ms", policyHash = "policy_hash", policyMismatch = "policy_mismatch", breaker
     }
 
     /// Fills in the member's stated facts.
@@ -111,9 +113,12 @@ public struct NodeStatus: Codable, Sendable {
     public var backed: BackedStatus?
     /// Placement and the disk cap (nil when neither `placement:` nor `max_disk_usage` is configured).
     public var placement: PlacementStatus? = nil
+    /// Transfer circuit breakers by peer name, for every peer that ever failed (nil from older nodes).
+    public var breakers: [String: BreakerRow]? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc, backed, placement
+        case breakers
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
@@ -153,6 +158,7 @@ extension MeshNode {
     public func peerRows() -> [PeerRow] {
         let now = Self.now()
         let nowMs = WallClock.nowMs()
+        let breakers = blobs?.breakerRows() ?? [:]
         return gossip.memberSnapshots().map { m in
             var row = PeerRow(name: m.name, id: "\(m.node)", idShort: m.node.short, address: "\(m.address)", state: m.state.label,
                               incarnation: m.incarnation, lastHeardMsAgo: m.lastHeard.map { (now - $0) / 1_000_000 },
@@ -161,6 +167,7 @@ extension MeshNode {
                 row.setFacts(f.facts, hlc: f.hlc, nowMs: nowMs)
                 if let h = f.facts.policyHash, !m.isSelf { row.policyMismatch = h != placementPolicyHash }
             }
+            row.breaker = breakers[m.node]
             return row
         }.sorted { ($0.isSelf ? 0 : 1, $0.name, $0.id) < ($1.isSelf ? 0 : 1, $1.name, $1.id) }
     }
@@ -185,7 +192,15 @@ extension MeshNode {
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
                           successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now(),
-                          placement: placementStatus())
+                          placement: placementStatus(), breakers: breakersByName())
+    }
+
+    /// `status --json` `breakers`: every peer that ever failed a transfer, by name.
+    func breakersByName() -> [String: BreakerRow] {
+        let names = Dictionary(gossip.memberSnapshots().map { ($0.node, $0.name) }, uniquingKeysWith: { a, _ in a })
+        var out = [String: BreakerRow]()
+        for (peer, row) in blobs?.breakerRows() ?? [:] { out[names[peer] ?? peer.short] = row }
+        return out
     }
 
     func entriesByKind() -> [String: Int] {
@@ -206,7 +221,7 @@ extension MeshNode {
     }
 
     /// Serves one control request (loop thread). Verbs: `peers`, `status`, `health`, `announce`, `holders`,
-    /// `fetch`, `transfers`, `policy`, `gc`, `folders`.
+    /// `fetch`, `transfers`, `policy`, `gc`, `folders`, `breaker_reset`.
     public func handleControl(_ req: ControlRequest, respond: @escaping (ControlResponse) -> Void) {
         do {
             switch req.verb {
@@ -254,9 +269,26 @@ extension MeshNode {
             case "policy":
                 // What `meshnode put` through this node stamps (retention) and keeps (versions).
                 respond(.success(policyJSON()))
+            case "breaker_reset":
+                // `meshnode breaker reset PEER`: close one peer's transfer circuit breaker.
+                guard let text = req.args["peer"]?.stringValue, !text.isEmpty else {
+                    return respond(.failure(MeshError(.controlBadRequest, "breaker_reset needs a \"peer\" (name or node id)")))
+                }
+                let matches = gossip.memberSnapshots().filter { !$0.isSelf && ($0.name == text || "\($0.node)" == text || $0.node.short == text) }
+                guard matches.count == 1, let m = matches.first else {
+                    return respond(.failure(MeshError(.init("control.unknown_peer"),
+                                                      matches.isEmpty ? "no peer named \(text)" : "\(matches.count) peers are named \(text)",
+                                                      hint: "give a name or node id from `meshnode peers`")))
+                }
+                guard let blobs else { return respond(.failure(MeshError(.closed, "the node is shutting down"))) }
+                let was = blobs.breakers[m.node].state(nowMs: blobs.breakerNowMs).rawValue
+                let changed = blobs.resetBreaker(m.node)
+                if changed { logger.notice("circuit closed for \(m.name) by `meshnode breaker reset`", metadata: ["peer": "\(m.name)", "was": "\(was)"]) }
+                respond(.success(.object(["peer": .string(m.name), "id": .string("\(m.node)"), "was": .string(was),
+                                          "reset": .bool(changed)])))
             default:
                 respond(.failure(MeshError(.controlUnknownVerb, "unknown control verb \"\(req.verb)\"",
-                                           hint: "known: peers, status, health, announce, holders, fetch, transfers, policy, gc, folders")))
+                                           hint: "known: peers, status, health, announce, holders, fetch, transfers, policy, gc, folders, breaker_reset")))
             }
         } catch let e as MeshError {
             respond(.failure(e))

@@ -71,7 +71,12 @@ extension MeshNode {
         m.counter("meshnode_sessions_closed_total", "Peer sessions closed.") { [unowned self] in self.runtime.sessionsClosed }
         m.counters("meshnode_sessions_established_total", "Peer sessions established, by how the stream was made.", label: "route",
                    values: RouteLabels.all) { [unowned self] in self.runtime.sessionsEstablished }
-        m.gauge("meshnode_circuit_open_peers", "Peers whose circuit breaker is open (0 until breakers exist).") { 0 }
+        m.gauge("meshnode_circuit_open_peers", "Peers whose transfer circuit breaker is open (no request goes to them until recovery).") {
+            [unowned self] in Double(self.blobs?.openBreakers ?? 0)
+        }
+        m.counter("meshnode_circuit_opens_total", "Times a peer's transfer circuit breaker opened.") {
+            [unowned self] in (self.blobs?.breakers.byPeer.values.reduce(0) { $0 + $1.opens }) ?? 0
+        }
 
         // Gossip.
         m.counter("meshnode_gossip_messages_sent_total", "Gossip messages sent (datagrams and over sessions).") { g().messagesSent }
