@@ -89,6 +89,6 @@ let package = Package(
         .testTarget(name: "SimulationTests", dependencies: ["MeshSim", "Gossip", "TestSupport"], path: "Tests/SimulationTests"),
         // Starts real `meshnode` processes; depends on the executable so it is built first.
         .testTarget(
-            name: "CLITests", dependencies: ["meshnode", "Store", "Gossip", "TestSupport"], path: "Tests/CLITests"),
+            name: "CLITests", dependencies: ["meshnode", "Store", "Gossip", "Sync", "TestSupport"], path: "Tests/CLITests"),
     ]
 )

@@ -12,6 +12,13 @@ extension TestNode {
               let row = rows.first(where: { $0["id"] as? String == id }) else { return nil }
         return Set(row["holders"] as? [String] ?? [])
     }
+
+    /// Content ids `ls --json` lists complete (one `ls` for all; empty when it fails).
+    func completeContents() -> Set<String> {
+        guard let r = try? Meshnode.run(["ls", "--data", dataDir, "--json"], timeoutSeconds: 10), r.status == 0,
+              let rows = (try? parseJSON(r.stdout)) as? [[String: Any]] else { return [] }
+        return Set(rows.filter { $0["complete"] as? Bool == true }.compactMap { $0["id"] as? String })
+    }
 }
 
 /// Holder records and node facts (PROTOCOL §4.6, §4.7) between real `meshnode run` processes.

@@ -43,14 +43,23 @@ import Testing
         let st = try #require(c.nodes[1].nodeStatus()?["placement"] as? [String: Any])
         #expect(st["configured"] as? Bool == true && st["not_target"] as? Int == 1, "\(st)")
 
-        // A holder dies: once it is declared dead, the third storage node fetches within 10 s.
+        // A holder dies: the third storage node holds the game complete within failure detection
+        // (computed from the config's probe interval, FailureDetection) + 10 s, from the kill.
         let victim = holding[0]
+        let bound = FailureDetection.boundSeconds(nodes: 5, probeIntervalSeconds: FailureDetection.testClusterProbeIntervalSeconds)
+            + 10 + FailureDetection.pollSlackSeconds
+        let killedAt = Date()
         victim.kill9()
+        try eventually(bound - Date().timeIntervalSince(killedAt), "the third storage node becomes a holder within \(bound) s of the kill\n\(c.dumpLogs())") {
+            third.holdsComplete(id)
+        }
+        let tookSeconds = Date().timeIntervalSince(killedAt)
+        print("placement: new holder complete \(tookSeconds) s after the kill (bound \(bound) s)")
+        #expect(tookSeconds <= bound)
         let survivors = c.nodes.filter { $0 !== victim }
-        try eventually(30, "the victim is declared dead\n\(c.dumpLogs())") {
+        try eventually(10, "the victim is declared dead\n\(c.dumpLogs())") {
             survivors.allSatisfy { let s = $0.states()[victim.name]; return s == "dead" || s == nil }
         }
-        try eventually(10, "the third storage node becomes a holder\n\(c.dumpLogs())") { third.holdsComplete(id) }
         try eventually(10, "listed as a holder") { c.nodes[0].holders(of: id)?.contains(third.id) == true }
         #expect(!c.nodes[1].holdsComplete(id))
     }

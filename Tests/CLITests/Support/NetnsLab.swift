@@ -105,6 +105,34 @@ final class NetnsLab {
         try Subprocess.spawn(["ip", "netns", "exec", hosts[i]] + argv, environment: environment)
     }
 
+    /// Cuts hosts `a` off from hosts `b`: an nftables table of its own in each of their
+    /// namespaces drops every packet to and from the other side (SSH included, and the TCP
+    /// connections already open through it). `heal()` deletes those tables.
+    func partition(_ a: [Int], _ b: [Int]) throws {
+        for (side, other) in [(a, b), (b, a)] {
+            let addrs = other.map { ips[$0] }.joined(separator: ", ")
+            for i in side {
+                let rules = dir.sub("\(hosts[i])-partition.nft")
+                try """
+                    table inet partition {
+                        chain output { type filter hook output priority -10; policy accept; ip daddr { \(addrs) } drop; }
+                        chain input { type filter hook input priority -10; policy accept; ip saddr { \(addrs) } drop; }
+                    }
+                    """.write(toFile: rules, atomically: true, encoding: .utf8)
+                try sh("ip netns exec \(hosts[i]) nft -f \(rules)")
+                partitioned.insert(i)
+            }
+        }
+    }
+
+    /// Removes every partition `partition` made.
+    func heal() {
+        for i in partitioned { _ = try? Subprocess.run(["ip", "netns", "exec", hosts[i], "nft", "delete", "table", "inet", "partition"], timeoutSeconds: 10) }
+        partitioned = []
+    }
+
+    private var partitioned = Set<Int>()
+
     private func sh(_ script: String) throws {
         let r = try Subprocess.shell(script, timeoutSeconds: 30)
         guard r.status == 0 else { throw TestFailure("netns setup failed: \(script)\n\(r)") }
