@@ -28,9 +28,13 @@ public struct PeerRow: Codable, Sendable, Equatable {
     public var full: Bool?
     /// How old the facts are: ms since their entry's clock time (`hlc >> 16`), by this node's clock.
     public var factsAgeMs: Int64?
+    /// A configured seed this node has not joined (state `unjoined_seed`, no id or name), with
+    /// the last error seen with it: nil on member rows.
+    public var seed: Bool?
+    public var lastError: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, id, address, state, incarnation, role, roles, ephemeral, excluded, full
+        case name, id, address, state, incarnation, role, roles, ephemeral, excluded, full, seed, lastError = "last_error"
         case idShort = "id_short", lastHeardMsAgo = "last_heard_ms_ago", rttMs = "rtt_ms", isSelf = "self"
         case diskTotalBytes = "disk_total_bytes", diskUsedBytes = "disk_used_bytes", diskFreeBytes = "disk_free_bytes"
         case nfsGroup = "nfs_group", factsAgeMs = "facts_age_ms"
@@ -107,9 +111,12 @@ public struct NodeStatus: Codable, Sendable {
     public var backed: BackedStatus?
     /// Placement and the disk cap (nil when neither `placement:` nor `max_disk_usage` is configured).
     public var placement: PlacementStatus? = nil
+    /// Configured seeds not joined, with the last error seen with each (nil from older nodes).
+    public var seedsUnjoined: [UnjoinedSeed]? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc, backed, placement
+        case seedsUnjoined = "seeds_unjoined"
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
@@ -156,6 +163,13 @@ extension MeshNode {
             if let f = holdings.facts(of: m.node) { row.setFacts(f.facts, hlc: f.hlc, nowMs: nowMs) }
             return row
         }.sorted { ($0.isSelf ? 0 : 1, $0.name, $0.id) < ($1.isSelf ? 0 : 1, $1.name, $1.id) }
+        + unjoinedSeeds().map { s in
+            var row = PeerRow(name: "", id: "", idShort: "-", address: s.address, state: "unjoined_seed", incarnation: 0,
+                              lastHeardMsAgo: nil, rttMs: nil, role: "", isSelf: false)
+            row.seed = true
+            row.lastError = s.lastError
+            return row
+        }
     }
 
     public func nodeStatus() -> NodeStatus {
@@ -178,7 +192,7 @@ extension MeshNode {
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
                           successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now(),
-                          placement: placementStatus())
+                          placement: placementStatus(), seedsUnjoined: unjoinedSeeds())
     }
 
     func entriesByKind() -> [String: Int] {

@@ -49,6 +49,12 @@ public struct MeshNodeOptions: Sendable {
     public var placement: PlacementPolicy?
     /// `max_disk_usage` (1-100 %): over it this node fetches no new replicas. nil: no cap.
     public var maxDiskUsagePercent: Int?
+    /// The config file this node read (named in log lines that say what to change there).
+    public var configPath: String?
+    /// A seed not joined this long after start is reported (log line, `peers`, `status`), and
+    /// then again at most once per `seedReportInterval` (MeshNode+Seeds.swift).
+    public var seedReportAfter: Duration = .seconds(10)
+    public var seedReportInterval: Duration = .seconds(60)
 
     /// The configured part of this node's facts: `roles`, `ephemeral`, its NFS group and
     /// whether `exclude_from_sync` names it.
@@ -151,6 +157,12 @@ public final class MeshNode: @unchecked Sendable {
     private var resolved: [String: SocketAddress] = [:]
     private var resolving: Set<String> = []
     var rejectLog: LogThrottle<String>
+    /// Who sent the last input refused on admission from each address, and the names of refused
+    /// nodes (MeshNode+Seeds.swift): for log lines that name them.
+    var refusedIdentity: [PeerAddress: RefusedIdentity] = [:]
+    var refusedNames: [NodeID: String] = [:]
+    /// The configured seeds and which of them are not joined yet.
+    var seedWatch: SeedWatch
     private var trustPolicy: TrustPolicy?
     private var lastRevalidation = Instant.zero
     var lastCompactionCheck = Instant.zero
@@ -190,6 +202,7 @@ public final class MeshNode: @unchecked Sendable {
         startedAt = Self.now()
 
         rejectLog = LogThrottle(interval: options.rejectLogInterval)
+        seedWatch = SeedWatch(seeds: options.join, startedAt: startedAt)
         for h in options.hosts.values {
             if let a = h.address { hostsByAddress[PeerAddress(host: a.host, port: a.port)] = h }
         }
@@ -339,7 +352,7 @@ public final class MeshNode: @unchecked Sendable {
         let addr = PeerAddress(host: from.host, port: from.port)
         let now = Self.now()
         udpHeard[addr] = now
-        apply(gossip.onDatagram(Array(bytes), from: addr, now: now))
+        receiveGossip(Array(bytes), from: addr, frame: false, now: now)
     }
 
     func frameLimits() -> FrameLimits {
@@ -428,6 +441,7 @@ public final class MeshNode: @unchecked Sendable {
         placementHousekeeping(now: now)
         holdingsHousekeeping(now: now)
         compactIfDue(now: now)
+        seedHousekeeping(now: now)
         // Certificates expire while their holders are members: re-check everyone now and then.
         if now - lastRevalidation > Self.revalidateIntervalNs, let trustPolicy {
             lastRevalidation = now
