@@ -79,15 +79,23 @@ extension MeshNode {
             ])
             if sessions.values.contains(where: { $0.remote == a }) || dialing[a] != nil || connecting[a] != nil { continue }
             guard allSessions.count < options.maxSessions else { continue }
+            seedWatch.probing.insert(a)
             connecting[a] = []
             dial(a)
         }
+    }
+
+    /// The outcome of a probe dial to seed `a`, logged once.
+    private func seedProbeFailed(_ a: PeerAddress, _ error: String) {
+        guard seedWatch.probing.remove(a) != nil else { return }
+        logger.warning("seed not joined", metadata: ["seed": "\(a)", "last_error": "\(error)"])
     }
 
     /// A dial to `address` failed before any session.
     func seedDialFailed(_ address: PeerAddress, _ error: String) {
         guard seedWatch.isSeed(address) else { return }
         seedWatch.failed(address, "cannot connect: \(error)", now: Self.now())
+        seedProbeFailed(address, "cannot connect: \(error)")
     }
 
     /// An outbound connection to `address` ended before its session was established.
@@ -105,6 +113,7 @@ extension MeshNode {
             why = "the connection ended during the handshake"
         }
         seedWatch.failed(address, why, now: Self.now())
+        seedProbeFailed(address, why)
     }
 
     /// The seeds not joined, for `peers` and `status`.

@@ -51,9 +51,10 @@ public struct MeshNodeOptions: Sendable {
     public var maxDiskUsagePercent: Int?
     /// The config file this node read (named in log lines that say what to change there).
     public var configPath: String?
-    /// A seed not joined this long after start is reported (log line, `peers`, `status`), and
-    /// then again at most once per `seedReportInterval` (MeshNode+Seeds.swift).
-    public var seedReportAfter: Duration = .seconds(10)
+    /// A seed not joined this long after start is reported (log line, `peers`, `status`) at the
+    /// next housekeeping sweep (every 5 s: so about 10 s after start by default), and then again
+    /// at most once per `seedReportInterval` (MeshNode+Seeds.swift).
+    public var seedReportAfter: Duration = .seconds(8)
     public var seedReportInterval: Duration = .seconds(60)
 
     /// The configured part of this node's facts: `roles`, `ephemeral`, its NFS group and

@@ -25,6 +25,8 @@ struct SeedWatch {
         var lastReportAt: Instant?
     }
     private(set) var seeds: [PeerAddress: Seed] = [:]
+    /// Seeds dialled after a report, whose outcome is logged when it comes.
+    var probing: Set<PeerAddress> = []
     let startedAt: Instant
 
     init(seeds: [PeerAddress], startedAt: Instant) {
@@ -40,6 +42,7 @@ struct SeedWatch {
         guard seeds[a] != nil else { return }
         seeds[a]!.joined = true
         seeds[a]!.lastError = nil
+        probing.remove(a)
     }
 
     mutating func failed(_ a: PeerAddress, _ error: String, now: Instant) {
