@@ -50,7 +50,8 @@ import Glibc
         #expect(j["roles"] as? [String] == ["training", "storage"] && j["ephemeral"] as? Bool == true && j["max_disk_usage"] as? String == "80%")
         #expect(j["join"] as? [String] == ["10.1.0.2:7946"], "its own address is not a seed")
         #expect((j["peers"] as? [[String: Any]])?.compactMap { $0["host"] as? String } == ["gpu-2"])
-        #expect(j["listen"] as? String == "10.1.0.1:7946" && j["advertise"] as? String == "10.1.0.1:7946")
+        // 10.1.0.1 is not this host's: it listens on every address and advertises its entry's.
+        #expect(j["listen"] as? String == "0.0.0.0:7946" && j["advertise"] as? String == "10.1.0.1:7946")
         // The name from the environment, as `meshnode run` would take it.
         let env = try Meshnode.run(["config", "check", path, "--json"], environment: ["MESHNODE_NAME": "gpu-2"])
         let e = try #require(try parseJSON(env.stdout) as? [String: Any])

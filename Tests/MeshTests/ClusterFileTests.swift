@@ -41,7 +41,7 @@ import Testing
     }
 
     @Test func aNodeAppliesItsOwnEntryAndSkipsItAsAPeer() throws {
-        let c = try NodeConfig.parse(yaml: cluster).forNode(named: "gpu-1")
+        let c = try NodeConfig.parse(yaml: cluster).forNode(named: "gpu-1", isLocalAddress: { $0 == "10.0.0.1" })
         #expect(c.ownHostKey == "gpu-1")
         #expect(c.hosts["gpu-1"] == nil && c.hosts.count == 2)
         #expect(c.join == [Endpoint("10.0.0.2:7946")!, Endpoint("10.0.0.3:7946")!])
@@ -50,9 +50,13 @@ import Testing
         #expect(c.bandwidth.globalBytesPerSecond == 100_000_000 && c.bandwidth.perPeerBytesPerSecond == 20_000_000)
         #expect(c.ownAddress == Endpoint("10.0.0.1:7946"))
         #expect(c.listen == Endpoint("10.0.0.1:7946"))
-        // A host-name address cannot be bound: the node listens on every address, on its port.
+        // A host name, or an address not on this host (NAT): the node listens on every address, on its port.
         let g3 = try NodeConfig.parse(yaml: cluster).forNode(named: "gpu-3")
         #expect(g3.listen == Endpoint("0.0.0.0:7946") && g3.ownAddress == Endpoint("gpu-3.tail:7946"))
+        let natted = try NodeConfig.parse(yaml: cluster).forNode(named: "gpu-1", isLocalAddress: { _ in false })
+        #expect(natted.listen == Endpoint("0.0.0.0:7946") && natted.ownAddress == Endpoint("10.0.0.1:7946"))
+        #expect(LocalAddresses.isLocal("127.0.0.1") && LocalAddresses.isLocal("127.31.4.1") && !LocalAddresses.isLocal("gpu-3.tail"))
+        #expect(!LocalAddresses.isLocal("192.0.2.77"), "TEST-NET-1 is on no host")
         #expect(g3.role == "nn_training_primary" && g3.effectiveRoles == ["nn_training_primary"])
     }
 

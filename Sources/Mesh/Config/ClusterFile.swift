@@ -17,9 +17,11 @@ extension NodeConfig {
     /// So a top-level `role` (or `roles`), `ephemeral`, `nfs_group`, `max_disk_usage` or
     /// `bandwidth.KEY` beats the entry's (per bandwidth key). The entry's `address` becomes the
     /// address this node advertises (unless `--advertise`), and its `listen` when the top level,
-    /// `--listen` and `MESHNODE_LISTEN` give none: that address when it is an IP literal, else
-    /// 0.0.0.0 on its port. With no entry for this node, the config is returned unchanged.
-    public func forNode(named name: String, id: NodeID? = nil) -> NodeConfig {
+    /// `--listen` and `MESHNODE_LISTEN` give none: that address when `isLocalAddress` says it is
+    /// one of this host's (`LocalAddresses.isLocal`; a NATed public address is not), else 0.0.0.0
+    /// on its port. With no entry for this node, the config is returned unchanged.
+    public func forNode(named name: String, id: NodeID? = nil,
+                        isLocalAddress: (String) -> Bool = LocalAddresses.isLocal) -> NodeConfig {
         guard let key = ownHostKey(name: name, id: id), let own = hosts[key] else { return self }
         var c = self
         c.hosts[key] = nil
@@ -48,7 +50,7 @@ extension NodeConfig {
             c.join.removeAll { $0 == a }
             c.ownAddress = a
             if !given("listen") {
-                c.listen = SocketAddress(ip: a.host, port: a.port) != nil ? a : Endpoint(host: "0.0.0.0", port: a.port)
+                c.listen = isLocalAddress(a.host) ? a : Endpoint(host: "0.0.0.0", port: a.port)
             }
         }
         return c
