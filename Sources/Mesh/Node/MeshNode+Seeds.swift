@@ -66,10 +66,11 @@ extension MeshNode {
     /// Called from `sweep`: marks seeds joined, logs those due a report and probes them over TCP,
     /// whose handshake tells a seed that refuses us from one that is not there.
     func seedHousekeeping(now: Instant) {
+        let alive = Set(gossip.memberSnapshots().filter { $0.state == .alive && !$0.isSelf }.map(\.node))
         for a in seedWatch.seeds.keys where !seedWatch.seeds[a]!.joined {
-            if let n = nodeAtAddress[a], gossip.memberSnapshots().contains(where: { $0.node == n && $0.state == .alive }) {
-                seedWatch.joined(a)
-            }
+            // A seed named by host name: the member is at the address it resolved to.
+            let at = resolved[a.host].map { PeerAddress(host: $0.host, port: a.port) } ?? a
+            if let n = nodeAtAddress[a] ?? nodeAtAddress[at], alive.contains(n) { seedWatch.joined(a) }
         }
         let due = seedWatch.due(now: now, after: Self.nanos(options.seedReportAfter), interval: Self.nanos(options.seedReportInterval))
         for (a, error) in due {

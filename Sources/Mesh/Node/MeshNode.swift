@@ -155,7 +155,9 @@ public final class MeshNode: @unchecked Sendable {
     var hostsByAddress: [PeerAddress: HostConfig] = [:]
     var nodeAtAddress: [PeerAddress: NodeID] = [:]
     private var udpHeard: [PeerAddress: Instant] = [:]
-    private var resolved: [String: SocketAddress] = [:]
+    /// Host names of peers and seeds, resolved (for sending datagrams, and for matching a seed
+    /// named by host name to the member at its address).
+    private(set) var resolved: [String: SocketAddress] = [:]
     private var resolving: Set<String> = []
     var rejectLog: LogThrottle<String>
     /// Who sent the last input refused on admission from each address, and the names of refused
@@ -203,7 +205,6 @@ public final class MeshNode: @unchecked Sendable {
         startedAt = Self.now()
 
         rejectLog = LogThrottle(interval: options.rejectLogInterval)
-        seedWatch = SeedWatch(seeds: options.join, startedAt: startedAt)
         for h in options.hosts.values {
             if let a = h.address { hostsByAddress[PeerAddress(host: a.host, port: a.port)] = h }
         }
@@ -218,6 +219,9 @@ public final class MeshNode: @unchecked Sendable {
             logger.warning("listening on a wildcard address without `advertise`; peers will be told 127.0.0.1:\(port)")
         }
         if advertise.port == 0 { advertise.port = port }
+        // The gossip core ignores its own address among the seeds; so does the report of them.
+        let ownAddresses = [advertise, boundAddress!]
+        seedWatch = SeedWatch(seeds: options.join.filter { !ownAddresses.contains($0) }, startedAt: startedAt)
 
         var restore = GossipDurableState()
         restore.lastIncarnation = (try? store.incarnation()) ?? 0
