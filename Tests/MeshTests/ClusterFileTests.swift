@@ -117,6 +117,7 @@ import Testing
         #expect(r.notes.contains { $0.hasPrefix("hosts.lambda-a: left out gpu, memory_gb") }, "\(r.notes)")
         #expect(r.notes.contains { $0.contains("hosts.vast-4711.tailscale_ip") && $0.contains("not an IP address") })
         #expect(r.notes.contains { $0.contains("hosts.hetzner-cpu.status: offline") })
+        #expect(r.notes.contains { $0.hasPrefix("hosts.vast-4711: its address is taken as ssh3.example.net:7946; ssh port 40222 suggests a proxy") })
         // Every host can use the same file: each finds itself and skips itself.
         let a = c.forNode(named: "lambda-a")
         #expect(a.join.count == 3 && a.hosts["lambda-a"] == nil && a.role == "training" && a.ownAddress == Endpoint("100.64.0.21:7946"))

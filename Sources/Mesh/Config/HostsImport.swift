@@ -126,6 +126,10 @@ public enum HostsImport {
             guard let addrHost = ts ?? sshHost, let address = Endpoint("\(addrHost.contains(":") ? "[\(addrHost)]" : addrHost):\(port)") else {
                 throw w.at(node, MeshError(.configInvalid, "\(path): cannot make an address of \(ts ?? sshHost ?? "")", hint: "check ssh_host and tailscale_ip"))
             }
+            if useSSH && ts == nil, let p = sshPort, p != 22 {
+                notes.append("\(path): its address is taken as \(address); ssh port \(p) suggests a proxy (as on vast.ai): "
+                             + "set address to where its meshnode listens as seen from that ssh server, unique in the file")
+            }
             let ephemeral = ephemeralGlobs.contains { g in g == name || (Glob(g)?.matches(name, pathname: false) ?? false) }
             hosts.append(Host(name: name, address: address, ssh: useSSH ? (sshHost!, sshPort, sshUser, sshKey) : nil, role: role,
                               mbps: hostMbps, ephemeral: ephemeral))
