@@ -13,7 +13,7 @@ struct MeshnodeCommand: ParsableCommand {
         discussion: "Every verb takes --data DIR (default $MESHNODE_DATA, then ~/.meshnode).",
         version: "0.1.0",
         subcommands: [Init.self, Put.self, Get.self, Ls.self, Rm.self, Verify.self, GC.self, Status.self, Run.self, Peers.self, Health.self,
-                      Folders.self, Authority.self, Admit.self, Breaker.self])
+                      Folders.self, Authority.self, Admit.self, Config.self, Breaker.self])
 }
 
 extension MeshnodeCommand {

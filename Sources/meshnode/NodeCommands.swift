@@ -34,7 +34,7 @@ extension MeshnodeCommand {
         static func table(_ rows: [PeerRow]) -> String {
             let header = ["NAME", "ID", "ADDRESS", "STATE", "INC", "LAST HEARD", "RTT", "BREAKER", "ROLES", "DISK USED/TOTAL", "FREE", "FLAGS"]
             var lines = [header]
-            for r in rows {
+            for r in rows where r.seed != true {
                 let heard = r.isSelf ? "-" : r.lastHeardMsAgo.map { Self.ago($0) } ?? "never"
                 let rtt = r.rttMs.map { String(format: "%.1fms", $0) } ?? "-"
                 let roles = r.roles.map { $0.isEmpty ? "-" : $0.joined(separator: ",") } ?? r.role
@@ -53,10 +53,11 @@ extension MeshnodeCommand {
                               breaker, roles, disk, free, flags.isEmpty ? "-" : flags.joined(separator: " ")])
             }
             let widths = header.indices.map { i in lines.map { $0[i].count }.max() ?? 0 }
+            let seeds = rows.filter { $0.seed == true }.map { "seed \($0.address) not joined: \($0.lastError ?? "not joined yet")\n" }
             return lines.map { l in
                 l.indices.map { i in l[i].padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
                     .trimmingCharacters(in: .whitespaces)
-            }.joined(separator: "\n") + "\n"
+            }.joined(separator: "\n") + "\n" + seeds.joined()
         }
 
         static func ago(_ ms: Int64) -> String {
@@ -118,6 +119,7 @@ struct RunningNode: Encodable {
                 "opened by route: " + s.sessionsByRoute.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
                 + "; by cipher: " + s.sessionsByCipher.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],
             ["rejected", rejected],
+        ] + (s.seedsUnjoined ?? []).map { ["seed", "\($0.address) not joined: \($0.lastError)"] } + [
             ["chunks", "\(s.blobs.chunksFetched) fetched (\(formatBytes(s.blobs.bytesFetched))), \(s.blobs.chunksServed) served (\(formatBytes(s.blobs.bytesServed))), \(s.blobs.corruptChunks) corrupt"],
             ["strikes", s.blobs.strikes.isEmpty ? "none" : s.blobs.strikes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],
         ]

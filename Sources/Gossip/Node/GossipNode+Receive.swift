@@ -1,3 +1,8 @@
+extension Message {
+    /// The member records this message carries (`ping`, `ack`, `ping-req`, `join`, `member-sync`).
+    public var memberUpdates: [MemberUpdate] { GossipNode.updates(in: self) }
+}
+
 extension GossipNode {
     // MARK: - Receiving
 

@@ -29,26 +29,13 @@ extension NodeConfig {
             let path = key
             switch key {
             case "name": c.name = try Validate.name(w.string(value, path), path: path)
-            case "role": c.role = try Validate.role(w.string(value, path), path: path)
+            case "role": c.role = try w.located(value) { () throws(MeshError) in try Validate.role(w.string(value, path), path: path) }
             case "roles":
-                var roles = [String]()
-                for (i, n) in try w.list(value, path).enumerated() {
-                    let r = try w.located(n) { () throws(MeshError) in try Validate.role(w.string(n, "\(path)[\(i)]"), path: "\(path)[\(i)]") }
-                    if !roles.contains(r) { roles.append(r) }
-                }
-                guard roles.count <= 16 else { throw w.at(value, MeshError(.configInvalid, "\(path): at most 16 roles")) }
+                let roles = try parseRoles(value, path: path, w)
                 c.roles = roles
                 if let first = roles.first { c.role = first }
-            case "ephemeral":
-                let v = try w.string(value, path)
-                guard let b = ["true": true, "false": false, "yes": true, "no": false][v.lowercased()] else {
-                    throw w.at(value, Validate.fail(path, "true or false", got: v))
-                }
-                c.ephemeral = b
-            case "nfs_group":
-                let v = try w.string(value, path)
-                guard !v.isEmpty, v.utf8.count <= 64 else { throw w.at(value, Validate.fail(path, "a group name of 1-64 bytes", got: v)) }
-                c.nfsGroup = v
+            case "ephemeral": c.ephemeral = try parseBool(value, path: path, w)
+            case "nfs_group": c.nfsGroup = try parseNFSGroup(value, path: path, w)
             case "exclude_from_sync":
                 c.excludeFromSync = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
                     let p = "\(path)[\(i)]"
@@ -63,7 +50,7 @@ extension NodeConfig {
                     }
                 }
             case "placement": c.placement = try parsePlacement(value, w)
-            case "max_disk_usage": c.maxDiskUsagePercent = try parseMaxDiskUsage(value, w)
+            case "max_disk_usage": c.maxDiskUsagePercent = try parseMaxDiskUsage(value, w, path: path)
             case "listen": c.listen = try w.located(value) { () throws(MeshError) in try Validate.endpoint(w.string(value, path), path: path) }
             case "join":
                 c.join = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
@@ -99,7 +86,10 @@ extension NodeConfig {
                 c.probeInterval = try w.located(value) { () throws(MeshError) in try Validate.interval(w.string(value, path), path: path) }
             case "log_level":
                 c.logLevel = try w.located(value) { () throws(MeshError) in try Validate.logLevel(w.string(value, path), path: path) }
-            case "bandwidth": c.bandwidth = try parseBandwidth(value, w)
+            case "bandwidth":
+                let (b, given) = try parseBandwidth(value, path: path, w)
+                c.bandwidth = b
+                c.givenKeys.formUnion(given)
             case "breaker": c.breaker = try parseBreaker(value, w)
             case "metrics_listen":
                 c.metricsListen = try w.located(value) { () throws(MeshError) in try Validate.metricsListen(w.string(value, path), path: path) }
@@ -138,8 +128,34 @@ extension NodeConfig {
             default:
                 throw w.unknownKey(value, path, known: knownKeys)
             }
+            c.givenKeys.insert(key)
         }
         return c
+    }
+
+    /// `roles: [a, b]`: 1-16 distinct roles, in order.
+    static func parseRoles(_ value: Node, path: String, _ w: Walker) throws(MeshError) -> [String] {
+        var roles = [String]()
+        for (i, n) in try w.list(value, path).enumerated() {
+            let r = try w.located(n) { () throws(MeshError) in try Validate.role(w.string(n, "\(path)[\(i)]"), path: "\(path)[\(i)]") }
+            if !roles.contains(r) { roles.append(r) }
+        }
+        guard roles.count <= 16 else { throw w.at(value, MeshError(.configInvalid, "\(path): at most 16 roles")) }
+        return roles
+    }
+
+    static func parseBool(_ value: Node, path: String, _ w: Walker) throws(MeshError) -> Bool {
+        let v = try w.string(value, path)
+        guard let b = ["true": true, "false": false, "yes": true, "no": false][v.lowercased()] else {
+            throw w.at(value, Validate.fail(path, "true or false", got: v))
+        }
+        return b
+    }
+
+    static func parseNFSGroup(_ value: Node, path: String, _ w: Walker) throws(MeshError) -> String {
+        let v = try w.string(value, path)
+        guard !v.isEmpty, v.utf8.count <= 64 else { throw w.at(value, Validate.fail(path, "a group name of 1-64 bytes", got: v)) }
+        return v
     }
 
     /// An item type named as a mapping key (`keep_versions.model`, `retention.game`).
@@ -150,10 +166,14 @@ extension NodeConfig {
         return t
     }
 
-    private static func parseBandwidth(_ node: Node, _ w: Walker) throws(MeshError) -> BandwidthConfig {
+    /// A `bandwidth` block (top level or `hosts.NAME.bandwidth`), and the keys it gives
+    /// (`bandwidth.global`, ...: which of them override a hosts entry's).
+    static func parseBandwidth(_ node: Node, path: String, _ w: Walker) throws(MeshError) -> (BandwidthConfig, Set<String>) {
         var b = BandwidthConfig()
-        for (k, v) in try w.mapping(node, path: "bandwidth", allowNull: true) {
-            let p = "bandwidth.\(k)"
+        var given = Set<String>()
+        for (k, v) in try w.mapping(node, path: path, allowNull: true) {
+            let p = "\(path).\(k)"
+            given.insert("bandwidth.\(k)")
             switch k {
             case "global": b.globalBytesPerSecond = try w.located(v) { () throws(MeshError) in try Validate.rate(w.string(v, p), path: p) }
             case "per_peer": b.perPeerBytesPerSecond = try w.located(v) { () throws(MeshError) in try Validate.rate(w.string(v, p), path: p) }
@@ -164,7 +184,7 @@ extension NodeConfig {
             default: throw w.unknownKey(v, p, known: ["global", "per_peer", "max_concurrent_transfers"])
             }
         }
-        return b
+        return (b, given)
     }
 
     private static func parseHost(_ node: Node, path: String, _ w: Walker) throws(MeshError) -> HostConfig {
@@ -175,7 +195,17 @@ extension NodeConfig {
             case "address": h.address = try w.located(v) { () throws(MeshError) in try Validate.endpoint(w.string(v, p), path: p, allowPortZero: false) }
             case "ssh": h.ssh = try parseSSH(v, path: p, w)
             case "socks5": h.socks5 = try parseSocks5(v, path: p, w)
-            default: throw w.unknownKey(v, p, known: ["address", "ssh", "socks5"])
+            // What the named node is (Config/ClusterFile.swift): applied by that node itself.
+            case "role": h.role = try w.located(v) { () throws(MeshError) in try Validate.role(w.string(v, p), path: p) }
+            case "roles": h.roles = try parseRoles(v, path: p, w)
+            case "ephemeral": h.ephemeral = try parseBool(v, path: p, w)
+            case "nfs_group": h.nfsGroup = try parseNFSGroup(v, path: p, w)
+            case "max_disk_usage": h.maxDiskUsagePercent = try parseMaxDiskUsage(v, w, path: p)
+            case "bandwidth":
+                let (b, given) = try parseBandwidth(v, path: p, w)
+                h.bandwidth = b
+                h.bandwidthKeys = given
+            default: throw w.unknownKey(v, p, known: HostConfig.knownKeys)
             }
         }
         if h.ssh != nil && h.socks5 != nil {

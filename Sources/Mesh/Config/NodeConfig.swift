@@ -5,13 +5,26 @@ import Sync
 import Logging
 import Yams
 
-/// How to reach one peer (`hosts.NAME_OR_NODE_ID`). Direct TCP is the default.
+/// One `hosts.NAME_OR_NODE_ID` entry: how to reach that peer (direct TCP by default) and, so that
+/// one file can serve the whole cluster, what that node is (`role`, `ephemeral`, limits). A node
+/// applies only its own entry's settings (Config/ClusterFile.swift); the others only route.
 public struct HostConfig: Equatable, Sendable {
+    public static let knownKeys = ["address", "ssh", "socks5", "role", "roles", "ephemeral", "nfs_group", "max_disk_usage", "bandwidth"]
+
     /// Where that peer's meshnode listens, as seen from the tunnel's far end (or from here when
     /// direct).
     public var address: Endpoint?
     public var ssh: SSHOptions?
     public var socks5: Socks5Settings?
+    /// The named node's own settings, each nil (or empty) when the entry does not give it.
+    public var role: String?
+    public var roles: [String]?
+    public var ephemeral: Bool?
+    public var nfsGroup: String?
+    public var maxDiskUsagePercent: Int?
+    public var bandwidth: BandwidthConfig?
+    /// Which `bandwidth` keys the entry gives (`bandwidth.global`, ...).
+    public var bandwidthKeys: Set<String> = []
 
     public init(address: Endpoint? = nil, ssh: SSHOptions? = nil, socks5: Socks5Settings? = nil) {
         self.address = address
@@ -66,7 +79,7 @@ public struct NodeConfig: Equatable, Sendable {
 
     /// Human name of this node (≤ 48 bytes of `A-Z a-z 0-9 . _ -`); nil: the daemon picks the host name.
     public var name: String?
-    /// Free-form role shown in `peers` (≤ 16 bytes, same alphabet).
+    /// Free-form role shown in `peers` (≤ 32 bytes, same alphabet).
     public var role: String = "node"
     /// `roles: [a, b]` (or `role: a`, as one): what this node is for, stated in its node facts
     /// (PROTOCOL §4.7) for placement. Empty: `[role]`.
@@ -128,6 +141,14 @@ public struct NodeConfig: Equatable, Sendable {
     public var compactAfter: Duration = .seconds(7 * 86_400)
     /// Watched folders (`folders`; Config/FolderConfig.swift).
     public var folders: [FolderConfig] = []
+    /// The top-level keys the file gave (`role`, `bandwidth.global`, ...) and the flags or
+    /// environment variables that set one: these win over this node's own `hosts` entry.
+    public var givenKeys: Set<String> = []
+    /// This node's own `hosts` entry's address, once `forNode` found it: advertised to peers
+    /// unless `--advertise` says otherwise.
+    public var ownAddress: Endpoint?
+    /// The `hosts` key of this node's own entry, once `forNode` found it.
+    public var ownHostKey: String?
     /// `metrics_listen`: where `/metrics` and `/health` are served. nil: not configured, so
     /// `defaultMetricsListen`, and a port already taken there is only a warning.
     public var metricsListen: MetricsListen?
@@ -244,9 +265,9 @@ public struct ConfigOverrides: Equatable, Sendable {
     public func apply(to config: NodeConfig) -> NodeConfig {
         var c = config
         if let name { c.name = name }
-        if let role { c.role = role; c.roles = [] }
-        if let listen { c.listen = listen }
-        if let join { c.join = join }
+        if let role { c.role = role; c.roles = []; c.givenKeys.formUnion(["role", "roles"]) }
+        if let listen { c.listen = listen; c.givenKeys.insert("listen") }
+        if let join { c.join = join; c.givenKeys.insert("join") }
         if let logLevel { c.logLevel = logLevel }
         if let antiEntropyInterval { c.antiEntropyInterval = antiEntropyInterval }
         if let probeInterval { c.probeInterval = probeInterval }
@@ -334,8 +355,9 @@ enum Validate {
     }
 
     static func role(_ s: String, path: String) throws(MeshError) -> String {
-        guard !s.isEmpty, s.utf8.count <= 16, s.allSatisfy({ nameAlphabet.contains($0) }) else {
-            throw fail(path, "a role of 1-16 characters from A-Z a-z 0-9 . _ -", got: s)
+        // PROTOCOL §4.7 and §6: a role is at most 32 bytes in node facts and member records.
+        guard !s.isEmpty, s.utf8.count <= 32, s.allSatisfy({ nameAlphabet.contains($0) }) else {
+            throw fail(path, "a role of 1-32 characters from A-Z a-z 0-9 . _ -", got: s)
         }
         return s
     }

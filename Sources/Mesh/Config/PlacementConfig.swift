@@ -79,8 +79,7 @@ extension NodeConfig {
     }
 
     /// `max_disk_usage: N%`, N from 1 to 100.
-    static func parseMaxDiskUsage(_ node: Node, _ w: Walker) throws(MeshError) -> Int {
-        let p = "max_disk_usage"
+    static func parseMaxDiskUsage(_ node: Node, _ w: Walker, path p: String = "max_disk_usage") throws(MeshError) -> Int {
         let s = try w.string(node, p)
         guard s.hasSuffix("%"), let n = Int(s.dropLast()), (1...100).contains(n) else {
             throw w.at(node, Validate.fail(p, "a percentage from 1% to 100%", got: s))

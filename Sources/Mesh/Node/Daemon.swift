@@ -12,6 +12,8 @@ public struct NodeSettings: Sendable {
     public var config: NodeConfig
     public var advertise: PeerAddress?
     public var credential: [UInt8]
+    /// The config file read, if any (named in log lines that say what to change).
+    public var configPath: String?
 
     /// Resolves settings: flags > `MESHNODE_*` environment > config file > defaults.
     public static func resolve(dataDir: String, configFlag: String?, listen: String?, advertise: String?, join: [String],
@@ -40,14 +42,17 @@ public struct NodeSettings: Sendable {
         if let certPath = config.certificate {
             credential = try CertificateFile.read(path: certPath)
         }
-        return NodeSettings(dataDir: dataDir, config: config, advertise: adv, credential: credential)
+        return NodeSettings(dataDir: dataDir, config: config, advertise: adv, credential: credential,
+                            configPath: NodeConfig.configPath(environment: env, flags: flags))
     }
 
     /// The runtime options these settings describe.
     public func nodeOptions(nodeName: String) -> MeshNodeOptions {
         let c = config
-        var o = MeshNodeOptions(listen: PeerAddress(host: c.listen.host, port: c.listen.port), advertise: advertise,
+        var o = MeshNodeOptions(listen: PeerAddress(host: c.listen.host, port: c.listen.port),
+                                advertise: advertise ?? c.ownAddress.map { PeerAddress(host: $0.host, port: $0.port) },
                                 join: c.join.map { PeerAddress(host: $0.host, port: $0.port) })
+        o.configPath = configPath
         o.gossip.name = c.name ?? nodeName
         o.gossip.role = c.role
         o.gossip.probeIntervalMs = max(50, Int64(MeshNode.nanos(c.probeInterval) / 1_000_000))
@@ -116,6 +121,12 @@ public enum Daemon {
         let opened = try Store.open(dataDir: dir)
         let identity = try opened.loadIdentity()
         let storeName = opened.config.name
+        // One cluster file: this node's own `hosts` entry is its settings, not a peer.
+        let settings = {
+            var s = settings
+            s.config = s.config.forNode(named: s.config.name ?? storeName, id: identity.nodeID)
+            return s
+        }()
         let options = settings.nodeOptions(nodeName: storeName)
         if options.admission.trustedNodes.isEmpty && options.admission.authorities.isEmpty {
             logger.warning("no trusted_keys and no authority_keys: this node will admit no peers")

@@ -16,7 +16,10 @@ extension MeshNode {
     func admitsSessionPeer(_ peer: NodeID, credential: [UInt8], remote: String) -> Bool {
         loop.assertInLoop("MeshNode.admitsSessionPeer")
         guard let why = Self.admissionRefusal(options.admission, verifier)(peer, credential) else { return true }
-        count(RejectCounter(RejectReason(why)), peer: peer.short, detail: "session handshake with \(remote) refused")
+        let c = RejectCounter(RejectReason(why))
+        runtime.rejected[c.rawValue, default: 0] += 1
+        logAdmissionRefusal(c, node: peer, name: refusedNames[peer] ?? nameOfNode[peer], remote: remote,
+                            detail: "session handshake with \(remote) refused")
         return false
     }
 

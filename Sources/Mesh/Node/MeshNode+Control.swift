@@ -33,9 +33,13 @@ public struct PeerRow: Codable, Sendable, Equatable {
     public var policyMismatch: Bool?
     /// Its transfer circuit breaker, if it ever failed (nil: closed, never failed).
     public var breaker: BreakerRow?
+    /// A configured seed this node has not joined (state `unjoined_seed`, no id or name), with
+    /// the last error seen with it: nil on member rows.
+    public var seed: Bool?
+    public var lastError: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, id, address, state, incarnation, role, roles, ephemeral, excluded, full
+        case name, id, address, state, incarnation, role, roles, ephemeral, excluded, full, seed, lastError = "last_error"
         case idShort = "id_short", lastHeardMsAgo = "last_heard_ms_ago", rttMs = "rtt_ms", isSelf = "self"
         case diskTotalBytes = "disk_total_bytes", diskUsedBytes = "disk_used_bytes", diskFreeBytes = "disk_free_bytes"
         case nfsGroup = "nfs_group", factsAgeMs = "facts_age_ms", policyHash = "policy_hash", policyMismatch = "policy_mismatch", breaker
@@ -115,10 +119,12 @@ public struct NodeStatus: Codable, Sendable {
     public var placement: PlacementStatus? = nil
     /// Transfer circuit breakers by peer name, for every peer that ever failed (nil from older nodes).
     public var breakers: [String: BreakerRow]? = nil
+    /// Configured seeds not joined, with the last error seen with each (nil from older nodes).
+    public var seedsUnjoined: [UnjoinedSeed]? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc, backed, placement
-        case breakers
+        case breakers, seedsUnjoined = "seeds_unjoined"
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
@@ -170,6 +176,13 @@ extension MeshNode {
             row.breaker = breakers[m.node]
             return row
         }.sorted { ($0.isSelf ? 0 : 1, $0.name, $0.id) < ($1.isSelf ? 0 : 1, $1.name, $1.id) }
+        + unjoinedSeeds().map { s in
+            var row = PeerRow(name: "", id: "", idShort: "-", address: s.address, state: "unjoined_seed", incarnation: 0,
+                              lastHeardMsAgo: nil, rttMs: nil, role: "", isSelf: false)
+            row.seed = true
+            row.lastError = s.lastError
+            return row
+        }
     }
 
     public func nodeStatus() -> NodeStatus {
@@ -192,7 +205,7 @@ extension MeshNode {
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
                           successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now(),
-                          placement: placementStatus(), breakers: breakersByName())
+                          placement: placementStatus(), breakers: breakersByName(), seedsUnjoined: unjoinedSeeds())
     }
 
     /// `status --json` `breakers`: every peer that ever failed a transfer, by name.

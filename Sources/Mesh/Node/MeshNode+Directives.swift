@@ -64,7 +64,12 @@ extension MeshNode {
                 logFork(held, other)
             case .rejected(let reason, let from):
                 // Counted by the gossip core itself; here only the rate-limited log line.
-                logRejection(RejectCounter(reason), peer: "\(from)")
+                let c = RejectCounter(reason)
+                if Self.admissionCounters.contains(c), let who = refusedIdentity[from] {
+                    logAdmissionRefusal(c, node: who.node, name: who.name, remote: "\(from)", detail: "gossip from \(from) refused")
+                } else {
+                    logRejection(c, peer: "\(from)")
+                }
             }
         }
     }
@@ -76,6 +81,7 @@ extension MeshNode {
     }
 
     func memberChanged(_ t: MemberTransition) {
+        if t.to == .alive { seedWatch.joined(t.address) }
         // A member may announce a new address at any transition (a restart elsewhere), in any
         // state: both maps follow it, and the old address no longer names it.
         let previous = addressOfNode[t.node]

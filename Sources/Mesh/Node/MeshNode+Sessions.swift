@@ -124,6 +124,7 @@ extension MeshNode {
                     self.blobs?.dialFailed(peer: n)
                 }
                 self.count(.connectFailed, peer: "\(address)", detail: e.description)
+                self.seedDialFailed(address, e.description)
             case .success(let stream):
                 guard !self.stopping else { return stream.close() }
                 // Inside our own `ssh -W` to a loopback address, ssh already protects every
@@ -171,7 +172,10 @@ extension MeshNode {
 
     func established(_ s: PeerSession) {
         guard let peer = s.peer else { return }
-        if s.direction == .outbound { dialing[s.remote] = nil }
+        if s.direction == .outbound {
+            dialing[s.remote] = nil
+            seedWatch.joined(s.remote)
+        }
         runtime.sessionsEstablished[s.via, default: 0] += 1
         if let c = s.cipher { runtime.sessionsByCipher["\(c)", default: 0] += 1 }
         if let old = sessions[peer], old !== s, old.isOpen {
@@ -196,7 +200,7 @@ extension MeshNode {
         lastMessage[ObjectIdentifier(s)] = Self.now()
         if type == PeerSession.MessageType.gossip.rawValue {
             let from = addressOfNode[peer] ?? s.remote
-            apply(gossip.onFrame(Array(body), from: from, now: Self.now()))
+            receiveGossip(Array(body), from: from, frame: true, now: Self.now())
         } else if BlobMessage.Tag(rawValue: type) != nil {
             blobs?.received(type: type, body: body, from: peer, session: s)
         } else {
@@ -240,6 +244,7 @@ extension MeshNode {
         if wasCurrent, let p = s.peer { sessions[p] = nil }
         blobs?.sessionClosed(s, peer: s.peer ?? nodeAtAddress[s.remote], wasCurrent: wasCurrent || s.peer == nil)
         if s.direction == .outbound, dialing[s.remote] === s { dialing[s.remote] = nil }
+        if !s.established, s.direction == .outbound { seedHandshakeEnded(s.remote, reason: reason) }
         if let reason, !s.endedCleanly {
             switch reason {
             case .replaced: break

@@ -49,6 +49,13 @@ public struct MeshNodeOptions: Sendable {
     public var placement: PlacementPolicy?
     /// `max_disk_usage` (1-100 %): over it this node fetches no new replicas. nil: no cap.
     public var maxDiskUsagePercent: Int?
+    /// The config file this node read (named in log lines that say what to change there).
+    public var configPath: String?
+    /// A seed not joined this long after start is reported (log line, `peers`, `status`) at the
+    /// next housekeeping sweep (every 5 s: so about 10 s after start by default), and then again
+    /// at most once per `seedReportInterval` (MeshNode+Seeds.swift).
+    public var seedReportAfter: Duration = .seconds(8)
+    public var seedReportInterval: Duration = .seconds(60)
 
     /// The configured part of this node's facts: `roles`, `ephemeral`, its NFS group and
     /// whether `exclude_from_sync` names it.
@@ -148,9 +155,17 @@ public final class MeshNode: @unchecked Sendable {
     var hostsByAddress: [PeerAddress: HostConfig] = [:]
     var nodeAtAddress: [PeerAddress: NodeID] = [:]
     private var udpHeard: [PeerAddress: Instant] = [:]
-    private var resolved: [String: SocketAddress] = [:]
+    /// Host names of peers and seeds, resolved (for sending datagrams, and for matching a seed
+    /// named by host name to the member at its address).
+    private(set) var resolved: [String: SocketAddress] = [:]
     private var resolving: Set<String> = []
     var rejectLog: LogThrottle<String>
+    /// Who sent the last input refused on admission from each address, and the names of refused
+    /// nodes (MeshNode+Seeds.swift): for log lines that name them.
+    var refusedIdentity: [PeerAddress: RefusedIdentity] = [:]
+    var refusedNames: [NodeID: String] = [:]
+    /// The configured seeds and which of them are not joined yet.
+    var seedWatch: SeedWatch
     private var trustPolicy: TrustPolicy?
     private var lastRevalidation = Instant.zero
     var lastCompactionCheck = Instant.zero
@@ -205,6 +220,9 @@ public final class MeshNode: @unchecked Sendable {
             logger.warning("listening on a wildcard address without `advertise`; peers will be told 127.0.0.1:\(port)")
         }
         if advertise.port == 0 { advertise.port = port }
+        // The gossip core ignores its own address among the seeds; so does the report of them.
+        let ownAddresses = [advertise, boundAddress!]
+        seedWatch = SeedWatch(seeds: options.join.filter { !ownAddresses.contains($0) }, startedAt: startedAt)
 
         var restore = GossipDurableState()
         restore.lastIncarnation = (try? store.incarnation()) ?? 0
@@ -340,7 +358,7 @@ public final class MeshNode: @unchecked Sendable {
         let addr = PeerAddress(host: from.host, port: from.port)
         let now = Self.now()
         udpHeard[addr] = now
-        apply(gossip.onDatagram(Array(bytes), from: addr, now: now))
+        receiveGossip(Array(bytes), from: addr, frame: false, now: now)
     }
 
     func frameLimits() -> FrameLimits {
@@ -429,6 +447,7 @@ public final class MeshNode: @unchecked Sendable {
         placementHousekeeping(now: now)
         holdingsHousekeeping(now: now)
         compactIfDue(now: now)
+        seedHousekeeping(now: now)
         // Certificates expire while their holders are members: re-check everyone now and then.
         if now - lastRevalidation > Self.revalidateIntervalNs, let trustPolicy {
             lastRevalidation = now
