@@ -30,8 +30,8 @@ import Testing
         #expect(put.status == 0, "\(put)")
         let id = put.lastLine
         try eventually(20, "two storage nodes hold the game\n\(c.dumpLogs())") {
-            storage.filter { $0.holdsComplete(id) }.count == 2
-                && c.nodes[0].holders(of: id)?.count == 3
+            let holding = storage.filter { $0.holdsComplete(id) }
+            return holding.count == 2 && c.nodes[0].holders(of: id)?.isSuperset(of: holding.map(\.id)) == true
         }
         // Settled: nobody else fetches it (the other training node, the third storage node).
         Thread.sleep(forTimeInterval: 3)
@@ -39,7 +39,8 @@ import Testing
         let third = try #require(storage.first { !$0.holdsComplete(id) })
         #expect(holding.count == 2)
         #expect(!c.nodes[1].holdsComplete(id), "a training node is not a target of a game")
-        #expect(c.nodes[0].holders(of: id) == Set([c.nodes[0].id] + holding.map(\.id)))
+        // The origin, no target, may already have let its copy go once the two held it.
+        #expect(c.nodes[0].holders(of: id)?.subtracting([c.nodes[0].id]) == Set(holding.map(\.id)))
         let st = try #require(c.nodes[1].nodeStatus()?["placement"] as? [String: Any])
         #expect(st["configured"] as? Bool == true && st["not_target"] as? Int == 1, "\(st)")
 

@@ -92,11 +92,11 @@ extension BlobService {
                 assignments[i].indices = Array(assignments[i].indices[..<fits])
             }
             outstanding[src]! += assignments[i].indices.count * chunkBytes
-            // A half-open breaker lets a few trial requests through, one per request.
-            if !assignments[i].indices.isEmpty && !breakers.admit(src, nowMs: nowMs) {
-                s.unassign(assignments[i].indices, from: src)
-                assignments[i].indices = []
-            }
+        }
+        // A half-open breaker lets a few trial requests through, one per request.
+        for i in assignments.indices where !assignments[i].indices.isEmpty && !breakers.admit(assignments[i].source, nowMs: nowMs) {
+            s.unassign(assignments[i].indices, from: assignments[i].source)
+            assignments[i].indices = []
         }
         d.scheduler = s
         for a in assignments where !a.indices.isEmpty {

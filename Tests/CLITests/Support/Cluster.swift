@@ -65,10 +65,10 @@ final class TestNode {
     }
 
     /// Starts `meshnode run` and waits until its control socket answers.
-    func start(config: String, join: [String] = [], extra: [String] = []) throws {
+    func start(config: String, join: [String] = [], extra: [String] = [], environment: [String: String] = [:]) throws {
         precondition(child == nil || child?.poll() != nil, "\(name) is already running")
         child = try Meshnode.spawn(["run", "--data", dataDir, "--config", config, "--listen", address, "--log-level", "info"]
-                                   + join.flatMap { ["--join", $0] } + extra)
+                                   + join.flatMap { ["--join", $0] } + extra, environment: environment)
         try eventually(15, "\(self.name)'s control socket") {
             if let s = child?.poll() { throw TestFailure("\(name) exited with \(s): \(child!.result.stderr)") }
             return try Meshnode.run(["peers", "--data", dataDir], timeoutSeconds: 5).status == 0
