@@ -32,6 +32,9 @@ public enum PlacementBug: String, CaseIterable, Sendable {
     case ignoreRoom = "ignore-room"
     /// Eviction is handed holder records that list every alive node (the last copy).
     case trustEveryHolder = "trust-every-holder"
+    /// Releases what `Eviction.decide` chose at once, without `Eviction.Confirmation`'s hold:
+    /// a holder that crashed just before still counts (the last copy).
+    case releaseAtOnce = "release-at-once"
     /// Decisions ignore the broadcast flag (broadcast reach).
     case ignoreBroadcastFlag = "ignore-broadcast-flag"
 }

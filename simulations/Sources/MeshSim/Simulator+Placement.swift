@@ -35,10 +35,15 @@ struct SimStore {
     var reservedBytes: UInt64 = 0
     /// Evicted for space: not fetched again while the process runs (as `MeshNode+Eviction`).
     var evicted: Set<ContentID> = []
+    /// What `Eviction.decide` chose in the passes so far (released once confirmed).
+    var confirmation = Eviction.Confirmation()
     /// Decided once (`PlacementBug.noReevaluation` only).
     var decided: Set<ContentID> = []
-    /// Over its cap at the last pass (stated in its facts).
+    /// Stated full at the last pass: over its cap, or a content it is a target for did not fit
+    /// in its room under the cap (so that the next nodes by rank take its place).
     var full = false
+    /// Dropped for not being a target (to count fetches of them again: churn).
+    var droppedNotTarget: Set<ContentID> = []
     /// Its upload link is busy until then (fetches from it queue).
     var uploadFreeAt: Int64 = 0
     var heldBytes: UInt64 { held.values.reduce(0, +) }
@@ -109,12 +114,17 @@ public struct PlacementMetrics: Sendable {
     public var holdingEntries = 0
     public var factsEntries = 0
     public var fills = 0
+    /// Fetches of a content the node had dropped for not being a target (placement churn).
+    public var refetchesAfterDrop = 0
+    /// Passes that stated a node full because a content it is a target for did not fit.
+    public var refusedForRoom = 0
 
     var fields: [(String, Int)] {
         [("puts", puts), ("fetches_started", fetchesStarted), ("fetches_completed", fetchesCompleted), ("fetches_failed", fetchesFailed),
          ("fetches_from_others", fetchesFromOthers), ("dropped_not_target", droppedNotTarget), ("evicted", evicted),
          ("restored", restored), ("lost_to_crash", lostToCrash), ("holding_entries", holdingEntries),
-         ("facts_entries", factsEntries), ("fills", fills)]
+         ("facts_entries", factsEntries), ("fills", fills), ("refetches_after_drop", refetchesAfterDrop),
+         ("refused_for_room", refusedForRoom)]
     }
 }
 
@@ -339,7 +349,7 @@ extension Simulator {
     /// The facts placement reads on node `i`, as `MeshNode.placementFacts` builds them: every
     /// alive or suspect member's stated facts (none stated yet: no roles, 1 GiB), and its own
     /// as stated with the live flags.
-    func placementFacts(_ i: Int) -> [NodeID: NodeFacts] {
+    func placementFacts(_ i: Int, full: Bool? = nil) -> [NodeID: NodeFacts] {
         let h = placementWork.holdings[i], me = nodes[i].id
         var out = [NodeID: NodeFacts]()
         for m in nodes[i].gossip!.memberSnapshots() where !m.isSelf && (m.state == .alive || m.state == .suspect) {
@@ -351,20 +361,19 @@ extension Simulator {
         mine.ephemeral = d.ephemeral
         mine.nfsGroup = d.nfsGroup
         mine.excluded = options.placementBug == .forgetExcluded ? false : d.excluded
-        mine.full = placementWork.stores[i].full
+        mine.full = full ?? placementWork.stores[i].full
         out[me] = mine
         return out
     }
 
-    /// Node `i`'s placement pass: its cap checked (a change stated at once), then every content
-    /// it knows of and does not hold decided again (`reevaluatePlacement`), then eviction.
+    /// Node `i`'s placement pass: every content it knows of and does not hold decided again
+    /// (`reevaluatePlacement`), as if it were not full unless it is over its cap; then its full
+    /// flag (a change stated at once): over its cap, or a content it is a target for does not fit
+    /// in its room; then eviction.
     func placementPass(_ i: Int, evict: Bool) {
-        let full = overCapBytes(i) > 0
-        if full != placementWork.stores[i].full {
-            placementWork.stores[i].full = full
-            writeFactsIfChanged(i, force: true)
-        }
-        let facts = placementFacts(i)
+        let overCap = overCapBytes(i) > 0
+        let facts = placementFacts(i, full: overCap)
+        var refused = false
         let me = nodes[i].id
         let manifest = nodes[i].gossip!.manifest
         for c in placementWork.order {
@@ -378,10 +387,16 @@ extension Simulator {
             let broadcast = options.placementBug == .ignoreBroadcastFlag ? false : item.broadcast
             let d = Placement.fetchDecision(c, types: [item.type], broadcast: broadcast, me: me, alive: facts,
                                             policy: placementWork.policy, sizeBytes: item.sizeBytes, roomBytes: room)
+            if d == .full && !overCap { refused = true }
             guard d == .fetch else { continue }
             startFetch(i, item)
         }
-        if evict { evictionPass(i, facts: facts) }
+        if refused { placementWork.metrics.refusedForRoom += 1 }
+        if (overCap || refused) != placementWork.stores[i].full {
+            placementWork.stores[i].full = overCap || refused
+            writeFactsIfChanged(i, force: false)
+        }
+        if evict { evictionPass(i, facts: placementFacts(i)) }
     }
 
     /// Asks the sources `Placement.fetchSources` lists (the origin, then every recorded holder):
@@ -414,6 +429,7 @@ extension Simulator {
         placementWork.fetches[id] = SimFetch(node: i, content: c, source: j, sizeBytes: item.sizeBytes,
                                              nodeBootedAt: nodes[i].bootedAt, sourceBootedAt: nodes[j].bootedAt)
         placementWork.stores[i].fetching[c] = id
+        if placementWork.stores[i].droppedNotTarget.contains(c) { placementWork.metrics.refetchesAfterDrop += 1 }
         placementWork.stores[i].reservedBytes += item.sizeBytes
         placementWork.metrics.fetchesStarted += 1
         scheduleAction(.placement(.fetchDone(id)), atNs: end + fetchSuccessNs)
@@ -454,8 +470,10 @@ extension Simulator {
         }
         let d = Eviction.decide(me: nodes[i].id, held: held, policy: placementWork.policy, alive: facts, holders: holders,
                                 overCapBytes: overCapBytes(i))
-        guard !d.release.isEmpty else { return }
-        for (c, reason) in d.release {
+        let hold = options.placementBug == .releaseAtOnce ? 0 : detectionBoundNs / 1_000_000
+        let release = placementWork.stores[i].confirmation.confirm(d, nowMs: now / 1_000_000, holdMs: hold)
+        guard !release.isEmpty else { return }
+        for (c, reason) in release {
             // Checker (d): a drop or an eviction never takes a content from one complete copy to none.
             let others = completeCopies(c).subtracting([i])
             if others.isEmpty {
@@ -470,11 +488,12 @@ extension Simulator {
                 placementWork.stores[i].evicted.insert(c)
                 placementWork.metrics.evicted += 1
             case .notTarget:
+                placementWork.stores[i].droppedNotTarget.insert(c)
                 placementWork.metrics.droppedNotTarget += 1
             }
         }
-        log("n\(i) releases \(d.release.count) contents (\(d.notTargetBytes >> 20) MiB not target, \(d.evictedBytes >> 20) MiB evicted)")
-        placementWork.pendingDropped[i].formUnion(d.contents)
+        log("n\(i) releases \(release.count) contents")
+        placementWork.pendingDropped[i].formUnion(release.map(\.0))
     }
 
     /// The up nodes that hold `c` complete (ground truth).

@@ -17,7 +17,8 @@ import Sync
 ///   complete copies on alive durable nodes (one per NFS group) within failure detection
 ///   + 10 s of the crash (or of the latest restart, which adds a slot), where a slot is an alive
 ///   durable node that holds it or could take it: not excluded, of a role the rule admits, under
-///   its cap with room for it, that has not evicted it, and not its origin (the shell never
+///   its cap with room for it and not stating itself full (a content it is a target for did
+///   not fit), that has not evicted it, and not its origin (the shell never
 ///   fetches its own put again). Checked every tick; the same condition over every content
 ///   must hold by the end of the liveness phase;
 /// - (e) by the end of the liveness phase, every broadcast content and every content of a type
@@ -34,7 +35,7 @@ extension Simulator {
     /// Whether node `n` could take content `c` now (ground truth).
     func couldTake(_ n: Int, _ c: SimContent) -> Bool {
         let d = placementWork.disks[n], s = placementWork.stores[n]
-        return nodes[n].up && !d.excluded && placementWork.policy.rule(for: c.type).admitsRoles(d.roles) && overCapBytes(n) == 0
+        return nodes[n].up && !d.excluded && placementWork.policy.rule(for: c.type).admitsRoles(d.roles) && overCapBytes(n) == 0 && !s.full
             && roomBytes(n) + (s.fetching[c.contentID] != nil ? c.sizeBytes : 0) >= c.sizeBytes
             && !s.evicted.contains(c.contentID) && n != c.origin
     }
