@@ -22,7 +22,8 @@ import Testing
     func placementPassesEveryChecker(group: Int) {
         var m = PlacementMetrics()
         for k in 0..<3 {
-            let o = SimOptions.defaults(for: .placement, seed: UInt64(1 + group * 3 + k))
+            var o = SimOptions.defaults(for: .placement, seed: UInt64(1 + group * 3 + k))
+            o.durationS = 40
             let (_, r) = run(o)
             if !r.ok { Issue.record("seed \(o.seed) failed: \(failures(r)) — reproduce: \(o.reproduceCommand)") }
             let p = r.metrics.placement
@@ -41,7 +42,8 @@ import Testing
     func broadcastReachesEveryEligibleNode() {
         var fromOthers = 0, completed = 0
         for seed in UInt64(1)...4 {
-            let o = SimOptions.defaults(for: .broadcast, seed: seed)
+            var o = SimOptions.defaults(for: .broadcast, seed: seed)
+            o.durationS = 30
             let (_, r) = run(o)
             if !r.ok { Issue.record("seed \(o.seed) failed: \(failures(r)) — reproduce: \(o.reproduceCommand)") }
             fromOthers += r.metrics.placement.fetchesFromOthers
@@ -59,8 +61,9 @@ import Testing
             var r = SplitMix64(seed: seed)
             var o = SimOptions.defaults(for: r.below(3) == 0 ? .broadcast : .placement, seed: seed)
             o.placementPolicy = PlacementPolicyChoice.allCases[r.below(3)]
-            o.nodes = 4 + r.below(7)
-            o.durationS = 30
+            o.nodes = 4 + r.below(5)
+            o.durationS = 20
+            o.settleS = 40
             o.crashesPerMin = [0, 2, 4][r.below(3)]
             o.diskFillsPerMin = [0, 4, 10][r.below(3)]
             o.broadcastFraction = [0, 0.3, 1][r.below(3)]
@@ -73,6 +76,7 @@ import Testing
     func restoreCheckerCatchesNoReevaluation() {
         var o = SimOptions.defaults(for: .placement, seed: 3)
         o.placementPolicy = .tight
+        o.durationS = 30
         #expect(run(o).1.ok)
         o.placementBug = .noReevaluation
         let r = run(o).1
@@ -83,6 +87,7 @@ import Testing
     @Test("The exclusion checker catches a node that forgets its own exclude_from_sync")
     func exclusionCheckerCatchesAForgottenExclusion() {
         var o = SimOptions.defaults(for: .placement, seed: 4)
+        o.durationS = 20
         o.placementBug = .forgetExcluded
         let sim = Simulator(options: o)
         sim.placementWork.disks[3].excluded = true
@@ -94,6 +99,7 @@ import Testing
     @Test("The cap checker catches fetches decided by the full flag alone, as the running node still does")
     func capCheckerCatchesFetchesThatOvershootTheCap() {
         var o = SimOptions.defaults(for: .placement, seed: 5)
+        o.durationS = 30
         o.placementBug = .ignoreRoom
         let r = run(o).1
         #expect(r.safetyViolations.contains { $0.contains("over its max_disk_usage") }, "\(r.safetyViolations.prefix(3))")
@@ -102,6 +108,8 @@ import Testing
     @Test("The last-copy checker catches eviction handed holder records that name every alive node")
     func lastCopyCheckerCatchesTrustInEveryHolder() {
         var o = SimOptions.defaults(for: .placement, seed: 6)
+        o.durationS = 20
+        o.placementPolicy = .tight
         o.placementBug = .trustEveryHolder
         let r = run(o).1
         #expect(r.safetyViolations.contains { $0.contains("last complete copy") }, "\(r.safetyViolations.prefix(3))")
@@ -110,6 +118,7 @@ import Testing
     @Test("The broadcast checker catches decisions that ignore the broadcast flag")
     func broadcastCheckerCatchesAnIgnoredFlag() {
         var o = SimOptions.defaults(for: .broadcast, seed: 2)
+        o.durationS = 30
         o.placementPolicy = .tight
         o.broadcastFraction = 1
         #expect(run(o).1.ok)
@@ -120,7 +129,8 @@ import Testing
 
     @Test("One seed gives the same placement run, event for event")
     func placementRunsAreDeterministic() {
-        let o = SimOptions.defaults(for: .placement, seed: 9)
+        var o = SimOptions.defaults(for: .placement, seed: 9)
+        o.durationS = 20
         let a = run(o).1, b = run(o).1
         #expect(a.traceDigest == b.traceDigest && a.events == b.events)
         #expect(a.metrics.placement.fetchesCompleted == b.metrics.placement.fetchesCompleted)

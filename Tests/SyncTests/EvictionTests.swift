@@ -143,27 +143,6 @@ struct EvictionTests {
     }
 }
 
-@Suite("Eviction.Confirmation: a drop chosen twice, a hold apart")
-struct EvictionConfirmationTests {
-    func decision(_ cs: [Int]) -> Eviction.Decision {
-        var d = Eviction.Decision()
-        d.release = cs.map { (cid($0), Eviction.Reason.notTarget) }
-        return d
-    }
-
-    @Test("A content is released only when chosen in every pass for the hold, and forgotten when a pass does not choose it")
-    func releasedOnlyAfterTheHold() {
-        var c = Eviction.Confirmation()
-        #expect(c.confirm(decision([1, 2]), nowMs: 0, holdMs: 10_000).isEmpty)
-        #expect(c.confirm(decision([1]), nowMs: 5_000, holdMs: 10_000).isEmpty)
-        // 2 was not chosen at 5 s: its clock starts again.
-        #expect(c.confirm(decision([1, 2]), nowMs: 10_000, holdMs: 10_000).map(\.0) == [cid(1)])
-        #expect(c.firstChosenMs == [cid(2): 10_000])
-        #expect(c.confirm(decision([2]), nowMs: 20_000, holdMs: 10_000).map(\.0) == [cid(2)])
-        #expect(c.confirm(decision([]), nowMs: 30_000, holdMs: 10_000).isEmpty && c.firstChosenMs.isEmpty)
-    }
-}
-
 @Suite("Eviction: a full node keeps what it is a target for")
 struct EvictionFullNodeTests {
     @Test("A full node under no space pressure drops no copy it would be a target for if it were not full")

@@ -32,9 +32,10 @@ public enum PlacementBug: String, CaseIterable, Sendable {
     case ignoreRoom = "ignore-room"
     /// Eviction is handed holder records that list every alive node (the last copy).
     case trustEveryHolder = "trust-every-holder"
-    /// Releases what `Eviction.decide` chose at once, without `Eviction.Confirmation`'s hold:
-    /// a holder that crashed just before still counts (the last copy).
-    case releaseAtOnce = "release-at-once"
+    /// A node never fetches its own put again once it let go of it, as the running node still
+    /// does (`MeshNode.reevaluatePlacement` skips items it originated): a target slot stays
+    /// empty (the min_copies restore bound).
+    case originNeverRefetches = "origin-never-refetches"
     /// Decisions ignore the broadcast flag (broadcast reach).
     case ignoreBroadcastFlag = "ignore-broadcast-flag"
 }
@@ -127,6 +128,8 @@ public struct SimOptions: Sendable {
     public var placementBug: PlacementBug = .none
     public var diskFillsPerMin: Double = 0
     public var broadcastFraction: Double = 0
+    /// Every node's upload bandwidth (100–400 MiB/s) times this.
+    public var uploadScale: Double = 1
     public var placementOn: Bool { scenario == .placement || scenario == .broadcast }
     /// Only the final membership check is made for clusters larger than this (it is O(n²)).
     public var fullCheckMaxNodes = 200
@@ -176,7 +179,7 @@ public struct SimOptions: Sendable {
             o.placementPolicy = seed % 2 == 0 ? .seedDefaults : .random
         case .broadcast:
             o.nodes = 8; o.durationS = 40; o.itemsPerS = 0.5; o.latencyMs = 10; o.jitterMs = 5
-            o.crashesPerMin = 0; o.diskFillsPerMin = 2; o.antiEntropyIntervalMs = 5_000
+            o.crashesPerMin = 0; o.diskFillsPerMin = 2; o.antiEntropyIntervalMs = 5_000; o.uploadScale = 0.25
             o.placementPolicy = .random; o.broadcastFraction = 0.7
         case .swarm:
             var r = SplitMix64(seed: seed ^ 0x5157_4152_4D00)
@@ -231,7 +234,7 @@ public struct SimOptions: Sendable {
         }
         if placementOn {
             c += " --crashes-per-min \(fmt(crashesPerMin)) --down-s \(fmt(downS)) --placement-policy \(placementPolicy.rawValue)"
-            c += " --disk-fills-per-min \(fmt(diskFillsPerMin)) --broadcast-fraction \(fmt(broadcastFraction))"
+            c += " --disk-fills-per-min \(fmt(diskFillsPerMin)) --broadcast-fraction \(fmt(broadcastFraction)) --upload-scale \(fmt(uploadScale))"
             if placementBug != .none { c += " --placement-bug \(placementBug.rawValue)" }
         }
         return c
@@ -250,7 +253,7 @@ public struct SimOptions: Sendable {
             + "conflict_fraction=\(fmt(conflictFraction)) clock_skew_ms=\(fmt(clockSkewMs)) "
             + "compact_after_ms=\(compactAfterMs) compaction_without_dependencies=\(compactionWithoutDependencies) "
             + "placement_policy=\(placementPolicy.rawValue) placement_bug=\(placementBug.rawValue) "
-            + "disk_fills_per_min=\(fmt(diskFillsPerMin)) broadcast_fraction=\(fmt(broadcastFraction))"
+            + "disk_fills_per_min=\(fmt(diskFillsPerMin)) broadcast_fraction=\(fmt(broadcastFraction)) upload_scale=\(fmt(uploadScale))"
     }
 }
 

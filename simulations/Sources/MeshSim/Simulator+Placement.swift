@@ -35,8 +35,6 @@ struct SimStore {
     var reservedBytes: UInt64 = 0
     /// Evicted for space: not fetched again while the process runs (as `MeshNode+Eviction`).
     var evicted: Set<ContentID> = []
-    /// What `Eviction.decide` chose in the passes so far (released once confirmed).
-    var confirmation = Eviction.Confirmation()
     /// Decided once (`PlacementBug.noReevaluation` only).
     var decided: Set<ContentID> = []
     /// Stated full at the last pass: over its cap, or a content it is a target for did not fit
@@ -66,6 +64,7 @@ struct SimFetch {
     var sizeBytes: UInt64
     var nodeBootedAt: Int64
     var sourceBootedAt: Int64
+    var doneAt: Int64
 }
 
 /// What the placement model holds and what its checkers remember
@@ -118,13 +117,17 @@ public struct PlacementMetrics: Sendable {
     public var refetchesAfterDrop = 0
     /// Passes that stated a node full because a content it is a target for did not fit.
     public var refusedForRoom = 0
+    /// Drops of the last complete copy that relied on the holder record of a node that had
+    /// crashed less than failure detection before (not yet dead in the dropper's view): a loss
+    /// the drop rule cannot see (counted, not a checker failure).
+    public var lastCopyDroppedOnCrashedHolder = 0
 
     var fields: [(String, Int)] {
         [("puts", puts), ("fetches_started", fetchesStarted), ("fetches_completed", fetchesCompleted), ("fetches_failed", fetchesFailed),
          ("fetches_from_others", fetchesFromOthers), ("dropped_not_target", droppedNotTarget), ("evicted", evicted),
          ("restored", restored), ("lost_to_crash", lostToCrash), ("holding_entries", holdingEntries),
          ("facts_entries", factsEntries), ("fills", fills), ("refetches_after_drop", refetchesAfterDrop),
-         ("refused_for_room", refusedForRoom)]
+         ("refused_for_room", refusedForRoom), ("last_copy_dropped_on_crashed_holder", lastCopyDroppedOnCrashedHolder)]
     }
 }
 
@@ -158,11 +161,12 @@ extension Simulator {
             d.roles = roleSets[r.below(roleSets.count)]
             d.ephemeral = i >= 3 && r.below(5) == 0
             d.excluded = i == excludedNode
-            if nfs && (i == n - 1 || i == n - 2) { d.nfsGroup = "nfs-a" }
+            // Shared storage outlives its nodes: an NFS group's members are durable.
+            if nfs && (i == n - 1 || i == n - 2) { d.nfsGroup = "nfs-a"; d.ephemeral = false }
             d.totalBytes = UInt64(2 + r.below(7)) << 30
             d.capBytes = d.totalBytes * UInt64(70 + r.below(26)) / 100
             d.otherBytes = d.capBytes * UInt64(10 + r.below(50)) / 100
-            d.uploadBytesPerS = Double(100 + r.below(301)) * Double(1 << 20)
+            d.uploadBytesPerS = Double(100 + r.below(301)) * Double(1 << 20) * options.uploadScale
             return d
         }
         switch options.placementPolicy {
@@ -379,7 +383,10 @@ extension Simulator {
         for c in placementWork.order {
             let s = placementWork.stores[i]
             guard s.held[c] == nil, s.fetching[c] == nil, !s.evicted.contains(c), let item = placementWork.contents[c],
-                  item.origin != i, manifest.contains(item.ref) else { continue }
+                  manifest.contains(item.ref) else { continue }
+            // The running node never fetches its own put again (`reevaluatePlacement`), even
+            // once it dropped it and is a target again: modelled only as a bug.
+            if item.origin == i && options.placementBug == .originNeverRefetches { continue }
             if options.placementBug == .noReevaluation {
                 guard placementWork.stores[i].decided.insert(c).inserted else { continue }
             }
@@ -399,18 +406,27 @@ extension Simulator {
         if evict { evictionPass(i, facts: placementFacts(i)) }
     }
 
-    /// Asks the sources `Placement.fetchSources` lists (the origin, then every recorded holder):
-    /// the first of those up and holding it whose upload link frees soonest serves it.
+    /// Asks the sources `Placement.fetchSources` lists (the origin, then every recorded holder),
+    /// in that order, then the alive members still receiving it (chunk discovery: they serve
+    /// what they have): the one that can finish soonest serves it, a receiver once its own
+    /// fetch is done (a coarse model of swarming: no chunk interleaving).
     func startFetch(_ i: Int, _ item: SimContent) {
         let c = item.contentID
         let sources = Placement.fetchSources(hints: [nodes[item.origin].id], holders: placementWork.holdings[i].holders(of: c),
-                                             me: nodes[i].id)
-        var best: Int? = nil
-        for s in sources {
-            guard let j = idIndex[s], nodes[j].up, linkUp(i, j), placementWork.stores[j].held[c] != nil else { continue }
-            if best == nil || placementWork.stores[j].uploadFreeAt < placementWork.stores[best!].uploadFreeAt { best = j }
+                                             me: nodes[i].id).compactMap { idIndex[$0] }
+        let receiving = nodes.indices.filter { $0 != i && placementWork.stores[$0].fetching[c] != nil && !sources.contains($0) }
+        var best: (j: Int, start: Int64)? = nil
+        for j in sources + receiving {
+            guard nodes[j].up, linkUp(i, j) else { continue }
+            var ready = placementWork.stores[j].uploadFreeAt
+            if placementWork.stores[j].held[c] == nil {
+                guard let f = placementWork.stores[j].fetching[c], let done = placementWork.fetches[f]?.doneAt else { continue }
+                ready = max(ready, done)
+            }
+            let start = max(now, ready)
+            if best == nil || start < best!.start { best = (j, start) }
         }
-        guard let j = best else { return }
+        guard let (j, start) = best else { return }
         // Checkers (b) and (c), at the decision: nothing lands on an excluded node, and a fetch
         // never takes a node over its cap.
         if placementWork.disks[i].excluded {
@@ -421,13 +437,13 @@ extension Simulator {
             placementFlag("n\(i) fetches \(c.short) (\(item.sizeBytes >> 20) MiB) to \(after >> 20) MiB used with fetches under way, "
                           + "over its max_disk_usage of \(placementWork.disks[i].capBytes >> 20) MiB")
         }
-        let start = max(now, placementWork.stores[j].uploadFreeAt)
         let end = start + Int64(Double(item.sizeBytes) / placementWork.disks[j].uploadBytesPerS * 1e9)
         placementWork.stores[j].uploadFreeAt = end
         let id = placementWork.nextFetchID
         placementWork.nextFetchID += 1
         placementWork.fetches[id] = SimFetch(node: i, content: c, source: j, sizeBytes: item.sizeBytes,
-                                             nodeBootedAt: nodes[i].bootedAt, sourceBootedAt: nodes[j].bootedAt)
+                                             nodeBootedAt: nodes[i].bootedAt, sourceBootedAt: nodes[j].bootedAt,
+                                             doneAt: end + fetchSuccessNs)
         placementWork.stores[i].fetching[c] = id
         if placementWork.stores[i].droppedNotTarget.contains(c) { placementWork.metrics.refetchesAfterDrop += 1 }
         placementWork.stores[i].reservedBytes += item.sizeBytes
@@ -470,17 +486,23 @@ extension Simulator {
         }
         let d = Eviction.decide(me: nodes[i].id, held: held, policy: placementWork.policy, alive: facts, holders: holders,
                                 overCapBytes: overCapBytes(i))
-        let hold = options.placementBug == .releaseAtOnce ? 0 : detectionBoundNs / 1_000_000
-        let release = placementWork.stores[i].confirmation.confirm(d, nowMs: now / 1_000_000, holdMs: hold)
+        let release = d.release
         guard !release.isEmpty else { return }
         for (c, reason) in release {
             // Checker (d): a drop or an eviction never takes a content from one complete copy to none.
             let others = completeCopies(c).subtracting([i])
             if others.isEmpty {
                 let counted = (holders[c] ?? []).compactMap { idIndex[$0] }.filter { $0 != i }.sorted()
-                let crashed = counted.filter { !nodes[$0].up }
-                placementFlag("n\(i) let go of the last complete copy of \(c.short) (\(reason.rawValue)); its holder records "
-                              + "named \(counted.map { "n\($0)" })" + (crashed.isEmpty ? "" : ", of which \(crashed.map { "n\($0)" }) had crashed"))
+                // A holder it counted crashed (with its copy) too recently for this node to know.
+                let justCrashed = counted.filter { !nodes[$0].up && now - nodes[$0].crashedAt < detectionBoundNs }
+                if !justCrashed.isEmpty && options.placementBug == .none {
+                    placementWork.metrics.lastCopyDroppedOnCrashedHolder += 1
+                    log("n\(i) let go of the last copy of \(c.short) on the records of \(justCrashed.map { "n\($0)" }), crashed "
+                        + "\(justCrashed.map { Double(now - nodes[$0].crashedAt) / 1e9 }) s before")
+                } else {
+                    placementFlag("n\(i) let go of the last complete copy of \(c.short) (\(reason.rawValue)); its holder records "
+                                  + "named \(counted.map { "n\($0)" })" + (justCrashed.isEmpty ? "" : ", of which \(justCrashed.map { "n\($0)" }) had just crashed"))
+                }
             }
             placementWork.stores[i].held[c] = nil
             switch reason {

@@ -10,7 +10,9 @@ import Sync
 /// - (b) nothing is fetched by a node excluded from sync;
 /// - (c) no fetch takes a node over its `max_disk_usage`, fetches under way counted;
 /// - (d) no drop or eviction lets go of the last complete copy of a content (a crash that loses
-///   the last copy is not a drop: counted as `lost_to_crash`).
+///   the last copy is not a drop: counted as `lost_to_crash`; a drop that relied on the record of
+///   a holder crashed less than failure detection before, still alive in the dropper's view, is
+///   counted as `last_copy_dropped_on_crashed_holder`, not a failure: the rule cannot see it).
 ///
 /// Liveness:
 /// - (a) after a holder crashes, each content it held is back to `min(min_copies, slots)`
@@ -18,8 +20,7 @@ import Sync
 ///   + 10 s of the crash (or of the latest restart, which adds a slot), where a slot is an alive
 ///   durable node that holds it or could take it: not excluded, of a role the rule admits, under
 ///   its cap with room for it and not stating itself full (a content it is a target for did
-///   not fit), that has not evicted it, and not its origin (the shell never
-///   fetches its own put again). Checked every tick; the same condition over every content
+///   not fit), and that has not evicted it. Checked every tick; the same condition over every content
 ///   must hold by the end of the liveness phase;
 /// - (e) by the end of the liveness phase, every broadcast content and every content of a type
 ///   whose rule has no `max_copies` (`copies: all`) is held by every alive node that could take
@@ -37,7 +38,7 @@ extension Simulator {
         let d = placementWork.disks[n], s = placementWork.stores[n]
         return nodes[n].up && !d.excluded && placementWork.policy.rule(for: c.type).admitsRoles(d.roles) && overCapBytes(n) == 0 && !s.full
             && roomBytes(n) + (s.fetching[c.contentID] != nil ? c.sizeBytes : 0) >= c.sizeBytes
-            && !s.evicted.contains(c.contentID) && n != c.origin
+            && !s.evicted.contains(c.contentID)
     }
 
     /// Complete copies on alive durable nodes (one per NFS group), and how many there should be.
@@ -72,7 +73,9 @@ extension Simulator {
                 if placementWork.bound.count < 50 {
                     placementWork.bound.append("at \(Double(now) / 1e9)s: \(c.short) (\(item.type)) has \(have) of \(want) copies "
                         + "\(Double(now - since) / 1e9) s after a holder crashed (bound: failure detection \(Double(detectionBoundNs) / 1e9) s + 10 s); "
-                        + "held by \(completeCopies(c).sorted().map { "n\($0)" })")
+                        + "held by \(completeCopies(c).sorted().map { "n\($0)" }); fetches under way: "
+                        + "\(placementWork.fetches.values.filter { $0.content == c }.map { "n\($0.node) from n\($0.source) until \(Double($0.doneAt) / 1e9)s" }.sorted())"
+                        + "; could take it: \(whyNot(item))")
                 }
             }
         }
@@ -104,5 +107,22 @@ extension Simulator {
             }
         }
         return v
+    }
+
+    /// Diagnostics for a failure message (not a check): each node that could take `c` and does
+    /// not hold it, with what its own decision says now and which nodes it takes for targets.
+    func whyNot(_ c: SimContent) -> String {
+        nodes.indices.filter { couldTake($0, c) && placementWork.stores[$0].held[c.contentID] == nil }.map { n in
+            let facts = placementFacts(n, full: false)
+            let d = Placement.fetchDecision(c.contentID, types: [c.type], broadcast: c.broadcast, me: nodes[n].id, alive: facts,
+                                            policy: placementWork.policy, sizeBytes: c.sizeBytes, roomBytes: roomBytes(n))
+            let t = Placement.targets(c.contentID, type: c.type, broadcast: c.broadcast, alive: facts, policy: placementWork.policy)
+            let ts = t.compactMap { idIndex[$0] }.map { j in
+                let st = placementWork.stores[j]
+                return "n\(j)" + (st.held[c.contentID] != nil ? "" : st.evicted.contains(c.contentID) ? " evicted it"
+                    : j == c.origin ? " its origin" : st.fetching[c.contentID] != nil ? " fetching" : !nodes[j].up ? " down" : " lacks it")
+            }
+            return "n\(n) (\(d), targets \(ts))"
+        }.joined(separator: ", ")
     }
 }

@@ -25,6 +25,8 @@ struct MeshSimCommand: ParsableCommand {
     var diskFillsPerMin: Double?
     @Option(name: .customLong("broadcast-fraction"), help: "placement/broadcast: share of puts with the broadcast flag.")
     var broadcastFraction: Double?
+    @Option(name: .customLong("upload-scale"), help: "placement/broadcast: every node's upload bandwidth (100-400 MiB/s) times this.")
+    var uploadScale: Double?
     @Option(help: "Run seed (default: random, printed).") var seed: UInt64?
     @Option(help: "Number of nodes.") var nodes: Int?
     @Option(name: .customLong("duration-s"), help: "Virtual seconds of the fault phase.") var durationS: Double?
@@ -95,6 +97,7 @@ struct MeshSimCommand: ParsableCommand {
             if let v = placementBug { o.placementBug = v }
             if let v = diskFillsPerMin { o.diskFillsPerMin = v }
             if let v = broadcastFraction { o.broadcastFraction = v }
+            if let v = uploadScale { o.uploadScale = v }
             if let b = bootstrap {
                 guard b == "join" || b == "restored" else {
                     throw ValidationError("--bootstrap must be 'join' or 'restored', not '\(b)'")
