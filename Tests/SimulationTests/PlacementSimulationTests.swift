@@ -72,16 +72,30 @@ import Testing
         }
     }
 
+    /// Crashed holders stay down for longer than the bound: only another node can restore.
+    func restoreRun(seed: UInt64, bug: PlacementBug) -> SimResult {
+        var o = SimOptions.defaults(for: .placement, seed: seed)
+        o.placementPolicy = .tight
+        o.durationS = 30; o.crashesPerMin = 6; o.downS = 40
+        o.placementBug = bug
+        return run(o).1
+    }
+
     @Test("The restore checker catches nodes that never evaluate targets again after a holder dies")
     func restoreCheckerCatchesNoReevaluation() {
-        var o = SimOptions.defaults(for: .placement, seed: 3)
-        o.placementPolicy = .tight
-        o.durationS = 30
-        #expect(run(o).1.ok)
-        o.placementBug = .noReevaluation
-        let r = run(o).1
+        let ok = restoreRun(seed: 5, bug: .none)
+        #expect(ok.ok, "\(failures(ok))")
+        let r = restoreRun(seed: 5, bug: .noReevaluation)
         #expect(r.livenessViolations.contains { $0.contains("placement restore bound") }, "\(r.livenessViolations.prefix(3))")
-        #expect(r.safetyOK, "\(r.safetyViolations.prefix(3))")
+    }
+
+    @Test("The restore checker catches an origin that never fetches its own put again, as the running node still does")
+    func restoreCheckerCatchesAnOriginThatNeverRefetches() {
+        let ok = restoreRun(seed: 6, bug: .none)
+        #expect(ok.ok, "\(failures(ok))")
+        let r = restoreRun(seed: 6, bug: .originNeverRefetches)
+        #expect(r.livenessViolations.contains { $0.contains("placement restore bound") && $0.contains("its origin") },
+                "\(r.livenessViolations.prefix(3))")
     }
 
     @Test("The exclusion checker catches a node that forgets its own exclude_from_sync")
