@@ -142,7 +142,8 @@ public struct PlacementMetrics: Sendable {
 extension Simulator {
     static let placementTickNs: Int64 = 1_000_000_000
 
-    var fetchSuccessNs: Int64 { Int64(options.latencyMs * 2e6) }
+    /// A fetch's request and its last reply: one round trip.
+    var fetchRoundTripNs: Int64 { Int64(options.latencyMs * 2e6) }
 
     func setUpPlacement() {
         guard options.placementOn else { return }
@@ -443,12 +444,12 @@ extension Simulator {
         placementWork.nextFetchID += 1
         placementWork.fetches[id] = SimFetch(node: i, content: c, source: j, sizeBytes: item.sizeBytes,
                                              nodeBootedAt: nodes[i].bootedAt, sourceBootedAt: nodes[j].bootedAt,
-                                             doneAt: end + fetchSuccessNs)
+                                             doneAt: end + fetchRoundTripNs)
         placementWork.stores[i].fetching[c] = id
         if placementWork.stores[i].droppedNotTarget.contains(c) { placementWork.metrics.refetchesAfterDrop += 1 }
         placementWork.stores[i].reservedBytes += item.sizeBytes
         placementWork.metrics.fetchesStarted += 1
-        scheduleAction(.placement(.fetchDone(id)), atNs: end + fetchSuccessNs)
+        scheduleAction(.placement(.fetchDone(id)), atNs: end + fetchRoundTripNs)
     }
 
     func fetchDone(_ id: Int) {
