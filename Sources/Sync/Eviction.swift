@@ -71,7 +71,15 @@ public enum Eviction {
     public static func decide(me: NodeID, held: [Held], policy: PlacementPolicy?, alive: [NodeID: NodeFacts],
                               holders: [ContentID: Set<NodeID>], overCapBytes: UInt64) -> Decision {
         var out = Decision()
-        guard alive[me] != nil else { return out }
+        guard var myFacts = alive[me] else { return out }
+        // Being full (over the cap, or out of room) means accepting no new replica, not giving
+        // up the ones held: this node's targets are judged as if it were not full, and space is
+        // freed by eviction below. (meshsim's `placement` scenario found that otherwise a full
+        // node drops every copy it is not then a target for, is a target again once under its
+        // cap, fetches them again, and so on.)
+        myFacts.full = false
+        var alive = alive
+        alive[me] = myFacts
         let p = policy ?? PlacementPolicy()
         var seen = Set<ContentID>()
         let items = held.sorted { $0.contentID < $1.contentID }.filter { seen.insert($0.contentID).inserted }

@@ -126,6 +126,12 @@ public enum Placement {
     /// The nodes that should hold `content`, best first: alive, statically eligible, not full;
     /// one per NFS group; at most `max_copies`, unless `broadcast` (a put with the broadcast
     /// flag, `meshnode put --broadcast`): then every such node. `alive` includes this node.
+    ///
+    /// Ephemeral nodes never count toward `min_copies`: when the first `max_copies` hold fewer
+    /// than `min_copies` durable nodes, the next durable ones by rank are targets too, until
+    /// there are `min_copies` of them (or no more). (meshsim's `placement` scenario found that
+    /// without this a content whose best-ranked nodes are ephemeral never reached `min_copies`
+    /// durable copies, and was lost when its origin went away.)
     public static func targets(_ content: ContentID, type: ItemType, broadcast: Bool = false, alive: [NodeID: NodeFacts],
                                policy: PlacementPolicy) -> [NodeID] {
         let rule = policy.rule(for: type)
@@ -133,11 +139,17 @@ public enum Placement {
             .filter { $0.0.eligible && !$0.1.full }
         ranked.sort { $0.0 > $1.0 }
         var out = [NodeID]()
+        var durable = 0
         var groups = Set<String>()
         for (r, f) in ranked {
+            let room = broadcast || rule.maxCopies.map { out.count < $0 } ?? true
+            if !room && (durable >= rule.minCopies || !f.durable) {
+                if durable >= rule.minCopies { break }
+                continue
+            }
             if !f.nfsGroup.isEmpty, !groups.insert(f.nfsGroup).inserted { continue }
             out.append(r.node)
-            if !broadcast, let m = rule.maxCopies, out.count >= m { break }
+            if f.durable { durable += 1 }
         }
         return out
     }
@@ -155,10 +167,16 @@ public enum Placement {
     /// "Placement"): never while `me` is full; with no policy (`placement:` not configured),
     /// or no known type, always, as before placement; else when `me` is a target for one of
     /// the types among `alive` (which includes `me`); `broadcast` when a put of it carries the
-    /// broadcast flag (every eligible node is a target).
+    /// broadcast flag (every eligible node is a target). `sizeBytes` and `roomBytes` (how far
+    /// below its `max_disk_usage` `me` is, less what its fetches under way will add): when both
+    /// are given, a content that does not fit is `.full` too, so that fetches started while not
+    /// full, together, never take the node over its cap (meshsim's `placement` scenario found
+    /// that checking `full` alone lets concurrent fetches overshoot it).
     public static func fetchDecision(_ content: ContentID, types: Set<ItemType>, broadcast: Bool = false, me: NodeID,
-                                     alive: [NodeID: NodeFacts], policy: PlacementPolicy?) -> FetchDecision {
+                                     alive: [NodeID: NodeFacts], policy: PlacementPolicy?,
+                                     sizeBytes: UInt64? = nil, roomBytes: UInt64? = nil) -> FetchDecision {
         if alive[me]?.full == true { return .full }
+        if let sizeBytes, let roomBytes, sizeBytes > roomBytes { return .full }
         guard let policy, !types.isEmpty else { return .fetch }
         for t in types.sorted(by: { $0.rawValue < $1.rawValue })
         where targets(content, type: t, broadcast: broadcast, alive: alive, policy: policy).contains(me) { return .fetch }

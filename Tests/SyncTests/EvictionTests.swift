@@ -142,3 +142,22 @@ struct EvictionTests {
         }
     }
 }
+
+@Suite("Eviction: a full node keeps what it is a target for")
+struct EvictionFullNodeTests {
+    @Test("A full node under no space pressure drops no copy it would be a target for if it were not full")
+    func aFullNodeKeepsItsTargetCopies() {
+        let p = PlacementPolicy(rules: [.game: PlacementRule(minCopies: 1, maxCopies: 2)])
+        var facts = [NodeID: NodeFacts]()
+        for i in 0..<4 { facts[nid(i)] = NodeFacts(roles: [], diskTotalBytes: 100 << 30) }
+        let t = Placement.targets(cid(3), type: .game, alive: facts, policy: p)
+        let me = t[1]  // one better-ranked holder above it: min_copies is met without it
+        let all = Set(facts.keys)
+        facts[me]!.full = true
+        let held = [Eviction.Held(contentID: cid(3), type: .game, sizeBytes: 1 << 20)]
+        #expect(Eviction.decide(me: me, held: held, policy: p, alive: facts, holders: [cid(3): all], overCapBytes: 0).release.isEmpty)
+        // Over the cap it may still evict it (better-ranked copies or not is mayDrop's concern).
+        let d = Eviction.decide(me: me, held: held, policy: p, alive: facts, holders: [cid(3): all], overCapBytes: 1)
+        #expect(d.release.allSatisfy { $0.1 == .evicted })
+    }
+}

@@ -80,6 +80,27 @@ struct PlacementTests {
         #expect(Placement.countedCopies(holders: [nid(1), nid(2), nid(3)], alive: facts) == 1)
     }
 
+    @Test("When the best-ranked max_copies nodes are ephemeral, the next durable nodes are targets until min_copies durable ones are")
+    func ephemeralTargetsDoNotUseUpTheDurableCopies() {
+        let p = PlacementPolicy(rules: [.npz: PlacementRule(minCopies: 2, maxCopies: 2)])
+        var facts = cluster(6)
+        let first = Placement.targets(cid(9), type: .npz, alive: facts, policy: p)
+        #expect(first.count == 2)
+        for t in first { facts[t]!.ephemeral = true }
+        let t = Placement.targets(cid(9), type: .npz, alive: facts, policy: p)
+        // The two ephemeral nodes stay targets (max_copies), and two durable ones join them.
+        #expect(t.count == 4 && Array(t.prefix(2)) == first)
+        #expect(t.dropFirst(2).allSatisfy { facts[$0]!.durable })
+        #expect(Placement.countedCopies(holders: Set(t), alive: facts) == 2)
+        // With one durable node among the first two, only one more is added.
+        facts[first[1]]!.ephemeral = false
+        #expect(Placement.targets(cid(9), type: .npz, alive: facts, policy: p).count == 3)
+        // Fewer durable nodes than min_copies: every one of them, no more.
+        for (id, _) in facts where !first.contains(id) { facts[id]!.ephemeral = true }
+        facts[first[1]]!.ephemeral = false
+        #expect(Placement.targets(cid(9), type: .npz, alive: facts, policy: p) == first)
+    }
+
     @Test("However stale the views, nodes that drop at once never leave fewer than min_copies of the copies that were there",
           arguments: 0..<200)
     func simultaneousDropsKeepMinCopies(seed: Int) {
@@ -166,6 +187,18 @@ struct PlacementTests {
         #expect(Placement.fetchDecision(cid(5), types: [], me: nid(1), alive: facts, policy: p) == .fetch)
         #expect(Placement.fetchDecision(cid(5), types: [.model], me: nid(1), alive: facts, policy: p) == .fetch)
         #expect(Placement.fetchDecision(cid(5), types: [.model, .game], me: nid(1), alive: facts, policy: p) == .fetch)
+    }
+
+    @Test("A content larger than the room left under the cap, fetches under way counted, is not fetched; one that fits is")
+    func aContentThatDoesNotFitUnderTheCapIsNotFetched() {
+        let p = PlacementPolicy(rules: [.game: PlacementRule(roles: ["storage"])])
+        let facts = cluster(3) { _ in ["storage"] }
+        // Not full, but 100 bytes of room: two 60-byte fetches at once would take it over.
+        #expect(Placement.fetchDecision(cid(6), types: [.game], me: nid(0), alive: facts, policy: p, sizeBytes: 60, roomBytes: 100) == .fetch)
+        #expect(Placement.fetchDecision(cid(7), types: [.game], me: nid(0), alive: facts, policy: p, sizeBytes: 60, roomBytes: 40) == .full)
+        #expect(Placement.fetchDecision(cid(7), types: [.game], me: nid(0), alive: facts, policy: nil, sizeBytes: 60, roomBytes: 40) == .full)
+        // Without a size or a room, only the full flag counts, as before.
+        #expect(Placement.fetchDecision(cid(7), types: [.game], me: nid(0), alive: facts, policy: p, sizeBytes: 60) == .fetch)
     }
 
     @Test("An item is under min_copies while fewer alive durable eligible nodes than its rule asks hold it")

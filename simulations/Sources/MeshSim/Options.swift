@@ -3,6 +3,41 @@ import Gossip
 /// Which workload and fault schedule to run.
 public enum Scenario: String, CaseIterable, Sendable {
     case spread, partitionHeal = "partition-heal", churn, scale, swarm, detect, relocate, versions
+    /// Content placement (`Simulator+Placement.swift`): items with types and sizes, mixed roles,
+    /// holders crashing with their disk, nodes filling up to their cap.
+    case placement
+    /// Broadcast puts and `copies: all` types: receivers serve one another.
+    case broadcast
+}
+
+/// Which placement rules a `placement` or `broadcast` run uses.
+public enum PlacementPolicyChoice: String, CaseIterable, Sendable {
+    /// `PlacementPolicy.seedDefaults` (`placement: defaults`).
+    case seedDefaults = "defaults"
+    /// Rules drawn from the seed: roles, `min_copies` 1–3, `max_copies` none or a little above.
+    case random
+    /// Every type `min_copies` 2, `max_copies` 2, every role: a dead holder must be replaced.
+    case tight
+}
+
+/// Test only: one broken placement decision each, to see the placement checkers catch it.
+public enum PlacementBug: String, CaseIterable, Sendable {
+    case none
+    /// Targets are evaluated once, when an item first arrives, never again: a dead holder's
+    /// place is never taken (the min_copies restore bound).
+    case noReevaluation = "no-reevaluation"
+    /// A node leaves its own `excluded` flag out of the facts it decides with (excluded nodes).
+    case forgetExcluded = "forget-excluded"
+    /// Fetches are decided by the full flag alone, as the running node still does (the cap).
+    case ignoreRoom = "ignore-room"
+    /// Eviction is handed holder records that list every alive node (the last copy).
+    case trustEveryHolder = "trust-every-holder"
+    /// A node never fetches its own put again once it let go of it, as the running node still
+    /// does (`MeshNode.reevaluatePlacement` skips items it originated): a target slot stays
+    /// empty (the min_copies restore bound).
+    case originNeverRefetches = "origin-never-refetches"
+    /// Decisions ignore the broadcast flag (broadcast reach).
+    case ignoreBroadcastFlag = "ignore-broadcast-flag"
 }
 
 /// How a partition splits the nodes.
@@ -86,6 +121,16 @@ public struct SimOptions: Sendable {
     /// compacted tombstone stays until the receiver holds the compactions it depends on (§4.5),
     /// so that the checkers can be seen to catch the resurrections this allows.
     public var compactionWithoutDependencies = false
+    /// Placement (`placement`, `broadcast`): the rules, test-only broken decisions, how often
+    /// a random node's other data grows by 3–10 % of its disk (per virtual minute), and the
+    /// share of puts with the broadcast flag.
+    public var placementPolicy: PlacementPolicyChoice = .seedDefaults
+    public var placementBug: PlacementBug = .none
+    public var diskFillsPerMin: Double = 0
+    public var broadcastFraction: Double = 0
+    /// Every node's upload bandwidth (100–400 MiB/s) times this.
+    public var uploadScale: Double = 1
+    public var placementOn: Bool { scenario == .placement || scenario == .broadcast }
     /// Only the final membership check is made for clusters larger than this (it is O(n²)).
     public var fullCheckMaxNodes = 200
     public var verbose = false
@@ -128,6 +173,14 @@ public struct SimOptions: Sendable {
             // off for the whole partition may bring a deleted version back (§4.5, "The horizon is
             // the only assumption"), which the checkers tell from a broken dependency rule.
             o.compactAfterMs = 4_000
+        case .placement:
+            o.nodes = 10; o.durationS = 60; o.itemsPerS = 1; o.latencyMs = 10; o.jitterMs = 5
+            o.crashesPerMin = 2; o.downS = 12; o.diskFillsPerMin = 6; o.antiEntropyIntervalMs = 5_000
+            o.placementPolicy = seed % 2 == 0 ? .seedDefaults : .random
+        case .broadcast:
+            o.nodes = 8; o.durationS = 40; o.itemsPerS = 0.5; o.latencyMs = 10; o.jitterMs = 5
+            o.crashesPerMin = 0; o.diskFillsPerMin = 2; o.antiEntropyIntervalMs = 5_000; o.uploadScale = 0.25
+            o.placementPolicy = .random; o.broadcastFraction = 0.7
         case .swarm:
             var r = SplitMix64(seed: seed ^ 0x5157_4152_4D00)
             o.nodes = 3 + r.below(10)
@@ -179,6 +232,11 @@ public struct SimOptions: Sendable {
             c += " --clock-skew-ms \(fmt(clockSkewMs)) --compact-after-ms \(compactAfterMs)"
             if compactionWithoutDependencies { c += " --compaction-without-dependencies" }
         }
+        if placementOn {
+            c += " --crashes-per-min \(fmt(crashesPerMin)) --down-s \(fmt(downS)) --placement-policy \(placementPolicy.rawValue)"
+            c += " --disk-fills-per-min \(fmt(diskFillsPerMin)) --broadcast-fraction \(fmt(broadcastFraction)) --upload-scale \(fmt(uploadScale))"
+            if placementBug != .none { c += " --placement-bug \(placementBug.rawValue)" }
+        }
         return c
     }
 
@@ -193,7 +251,9 @@ public struct SimOptions: Sendable {
             + "anti_entropy_ms=\(antiEntropyIntervalMs) probe_ms=\(probeIntervalMs) crash_at_mid=\(crashAtMid) stream_only_nodes=\(streamOnlyNodes) "
             + "restart_new_address=\(restartNewAddress) names=\(names) tombstone_fraction=\(fmt(tombstoneFraction)) "
             + "conflict_fraction=\(fmt(conflictFraction)) clock_skew_ms=\(fmt(clockSkewMs)) "
-            + "compact_after_ms=\(compactAfterMs) compaction_without_dependencies=\(compactionWithoutDependencies)"
+            + "compact_after_ms=\(compactAfterMs) compaction_without_dependencies=\(compactionWithoutDependencies) "
+            + "placement_policy=\(placementPolicy.rawValue) placement_bug=\(placementBug.rawValue) "
+            + "disk_fills_per_min=\(fmt(diskFillsPerMin)) broadcast_fraction=\(fmt(broadcastFraction)) upload_scale=\(fmt(uploadScale))"
     }
 }
 

@@ -45,6 +45,8 @@ public struct SimMetrics: Sendable {
     public var tombstonesCompacted = 0
     public var entriesDeletedByCompaction = 0
     public var horizonRevivals = 0
+    /// The placement model (`placement`, `broadcast`).
+    public var placement = PlacementMetrics()
 }
 
 /// The outcome of one run: checker verdicts and the contract metrics.
@@ -135,6 +137,7 @@ public struct SimResult: Sendable {
                 + "\"puts_compacted\":\(m.putsCompacted),\"tombstones_compacted\":\(m.tombstonesCompacted),"
                 + "\"entries_compacted\":\(m.putsCompacted + m.tombstonesCompacted),"
                 + "\"entries_deleted\":\(m.entriesDeletedByCompaction),\"horizon_revivals\":\(m.horizonRevivals)}"),
+            ("placement", "{" + m.placement.fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"),
             ("rejected", "{" + m.rejected.keys.sorted().map { "\(str($0)):\(m.rejected[$0]!)" }.joined(separator: ",") + "}"),
             ("safety_violations", "[" + safetyViolations.prefix(20).map(str).joined(separator: ",") + "]"),
             ("liveness_violations", "[" + livenessViolations.prefix(20).map(str).joined(separator: ",") + "]"),
@@ -166,6 +169,7 @@ public struct SimResult: Sendable {
             s += "tombstones=\(metrics.tombstonesCompacted)) entries_deleted=\(metrics.entriesDeletedByCompaction) "
             s += "horizon_revivals=\(metrics.horizonRevivals)\n"
         }
+        if options.placementOn { s += "placement: " + metrics.placement.fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ") + "\n" }
         s += "rejected=\(metrics.rejected.keys.sorted().map { "\($0):\(metrics.rejected[$0]!)" }.joined(separator: " "))\n"
         s += "events=\(events) trace_digest=\(String(traceDigest, radix: 16).leftPad(16))\n"
         s += "safety_ok=\(safetyOK) liveness_ok=\(livenessOK) wall_s=\(fmt(wallS))\n"

@@ -28,6 +28,7 @@ extension Simulator {
             }
         }
         v += versionSafetyViolations()
+        v += placementSafetyViolations()
         if let (a, b) = forkVariants {
             let both = nodes.contains { n in n.gossip.map { $0.manifest.forks.contains { ($0.0 == a && $0.1 == b) || ($0.0 == b && $0.1 == a) } } ?? false }
             if forkDelivered && !both && metrics.forksReported == 0 { v.append("a fork was delivered but no node reported it") }
@@ -91,6 +92,7 @@ extension Simulator {
         }
         // Last, as it is the dearest: every node's view of every name (versions workload).
         v += versionLivenessViolations(limit: limit - v.count)
+        if v.count < limit { v += placementLivenessViolations(limit: limit - v.count) }
         return v
     }
 }

@@ -62,7 +62,7 @@ public final class Simulator {
     var lastStreamDelivery: [Int: Int64] = [:]
 
     // Actions
-    enum Action { case item, partition(PartitionKind), heal, crash, restart(Int), leave, join, vanish, nemesis, crashMid, viewCheck, compact(Int, UInt64) }
+    enum Action { case item, partition(PartitionKind), heal, crash, restart(Int), leave, join, vanish, nemesis, crashMid, viewCheck, compact(Int, UInt64), placement(PlacementStep) }
     var actions: [Action] = []
 
     // Workload and oracle
@@ -79,6 +79,7 @@ public final class Simulator {
     var itemCounter = 0
     var versionWork = VersionWorkload()
     var compactionWork = CompactionWork()
+    var placementWork = PlacementWork()
 
     // Metrics
     public internal(set) var metrics = SimMetrics()
@@ -122,6 +123,7 @@ public final class Simulator {
             idleWindow = (Int64((end - o.itemsStopBeforeEndS + 30) * 1e9), Int64(end * 1e9))
         }
         setUpVersionWorkload()
+        setUpPlacement()
     }
 
     lazy var trust: TrustPolicy = .keys(Set(nodes.map(\.id) + [nemesisID]))
@@ -184,6 +186,7 @@ public final class Simulator {
         if o.nemesis { scheduleAction(.nemesis, atS: 1.5) }
         if o.crashAtMid > 0 { scheduleAction(.crashMid, atS: o.durationS / 2) }
         if o.names > 0 { scheduleAction(.viewCheck, atS: o.warmupS + 1) }
+        if o.placementOn { startPlacement() }
 
         runUntil(phaseEnd)
         // Final heal: the liveness phase.
@@ -207,6 +210,7 @@ public final class Simulator {
         r.convergenceAfterHealMs = converged.map { Double($0) / 1e6 }
         r.itemsConvergenceAfterHealMs = itemsConverged.map { Double($0) / 1e6 }
         finishVersionMetrics()
+        metrics.placement = placementWork.metrics
         r.metrics = metrics
         r.metrics.items = genuine.count
         latencies.sort()
@@ -274,6 +278,7 @@ public final class Simulator {
         nodes[i].up = true
         process(i, d)
         startCompactionTimer(i)
+        if options.placementOn { placementBooted(i) }
     }
 
     func process(_ i: Int, _ ds: [Directive]) {
@@ -301,6 +306,7 @@ public final class Simulator {
             case let .persistEntry(e):
                 let ref = EntryRef(origin: e.origin, sequence: e.sequence)
                 nodes[i].durableEntries[ref] = e
+                if options.placementOn { placementPersisted(i, e) }
                 if options.names > 0 {
                     nodes[i].catalog.insert(e)
                     if e.put != nil || e.tombstone != nil { touched.insert(e.name) }
@@ -442,7 +448,7 @@ public final class Simulator {
         case .item:
             guard inPhase else { return }
             if options.itemsStopBeforeEndS <= 0 || Double(now) / 1e9 < options.durationS - options.itemsStopBeforeEndS {
-                if options.names > 0 { versionOperation() } else { createItem() }
+                if options.placementOn { placementPut() } else if options.names > 0 { versionOperation() } else { createItem() }
             }
             scheduleAction(.item, atNs: now + Int64(1e9 / options.itemsPerS))
         case let .partition(kind):
@@ -520,6 +526,8 @@ public final class Simulator {
             scheduleAction(.viewCheck, atNs: now + 1_000_000_000)
         case let .compact(i, g):
             compactionTimerFired(i, generation: g)
+        case let .placement(step):
+            placementStep(step)
         }
     }
 
@@ -543,6 +551,7 @@ public final class Simulator {
         nodes[i].crashedAt = now
         for k in nodes[i].timerGen.indices { nodes[i].timerGen[k] &+= 1 }
         crashWatch[i] = (now, [])
+        if options.placementOn { placementCrashed(i) }
     }
 
     func createItem() {

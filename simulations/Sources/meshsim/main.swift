@@ -3,6 +3,8 @@ import Foundation
 import MeshSim
 
 extension Scenario: ExpressibleByArgument {}
+extension PlacementPolicyChoice: ExpressibleByArgument {}
+extension PlacementBug: ExpressibleByArgument {}
 
 /// `meshsim SCENARIO [--nodes N] [--seed S] [--json] …`: runs the real gossip code on
 /// virtual time and checks safety and liveness. Exits non-zero when a checker fails.
@@ -10,9 +12,21 @@ struct MeshSimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshsim",
         abstract: "Deterministic simulation of meshnode's gossip protocol.",
-        discussion: "Scenarios: spread, partition-heal, churn, scale, swarm, detect, relocate, versions. The same seed gives the same run.")
+        discussion: "Scenarios: spread, partition-heal, churn, scale, swarm, detect, relocate, versions, placement, broadcast. The same seed gives the same run.")
 
-    @Argument(help: "spread | partition-heal | churn | scale | swarm | detect | relocate | versions") var scenario: Scenario
+    @Argument(help: "spread | partition-heal | churn | scale | swarm | detect | relocate | versions | placement | broadcast")
+    var scenarioArgument: Scenario?
+    @Option(name: .customLong("scenario"), help: "The scenario, as an option (instead of the argument).") var scenarioOption: Scenario?
+    @Option(name: .customLong("placement-policy"), help: "placement/broadcast: defaults (PlacementPolicy.seedDefaults) | random | tight.")
+    var placementPolicy: PlacementPolicyChoice?
+    @Option(name: .customLong("placement-bug"), help: "Test only: one broken placement decision, to see a checker catch it.")
+    var placementBug: PlacementBug?
+    @Option(name: .customLong("disk-fills-per-min"), help: "placement/broadcast: a random node's other data grows by 3-10 % of its disk this often.")
+    var diskFillsPerMin: Double?
+    @Option(name: .customLong("broadcast-fraction"), help: "placement/broadcast: share of puts with the broadcast flag.")
+    var broadcastFraction: Double?
+    @Option(name: .customLong("upload-scale"), help: "placement/broadcast: every node's upload bandwidth (100-400 MiB/s) times this.")
+    var uploadScale: Double?
     @Option(help: "Run seed (default: random, printed).") var seed: UInt64?
     @Option(help: "Number of nodes.") var nodes: Int?
     @Option(name: .customLong("duration-s"), help: "Virtual seconds of the fault phase.") var durationS: Double?
@@ -47,6 +61,9 @@ struct MeshSimCommand: ParsableCommand {
     @Option(help: "Run this many consecutive seeds (swarm testing); prints one line per failure.") var runs: Int = 1
 
     func run() throws {
+        guard let scenario = scenarioOption ?? scenarioArgument else {
+            throw ValidationError("no scenario: give one as the argument or with --scenario (e.g. --scenario placement)")
+        }
         let base = seed ?? UInt64.random(in: 1...UInt64(1 << 53))
         var failures = 0
         for k in 0..<max(1, runs) {
@@ -76,6 +93,11 @@ struct MeshSimCommand: ParsableCommand {
                 o.compactAfterMs = v
             }
             if compactionWithoutDependencies { o.compactionWithoutDependencies = true }
+            if let v = placementPolicy { o.placementPolicy = v }
+            if let v = placementBug { o.placementBug = v }
+            if let v = diskFillsPerMin { o.diskFillsPerMin = v }
+            if let v = broadcastFraction { o.broadcastFraction = v }
+            if let v = uploadScale { o.uploadScale = v }
             if let b = bootstrap {
                 guard b == "join" || b == "restored" else {
                     throw ValidationError("--bootstrap must be 'join' or 'restored', not '\(b)'")
