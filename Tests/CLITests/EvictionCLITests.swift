@@ -138,7 +138,7 @@ import Testing
         try n3.start(config: c.root.sub("n3.yaml"), join: [n1.address])
         try eventually(30, "3 alive") { c.allSeeAlive(3) }
         try eventually(15, "n2 is stated full\n\(c.dumpLogs())") { n1.peers()["n2"]?["full"] as? Bool == true }
-        // 8 items of 5 MB put on n1: n3 fetches them (40 MB > its 32 MB cap) before the cap flips.
+        // 8 items of 5 MB put on n1 (40 MB > n3's 32 MB cap): n3 fetches what fits under its cap.
         var ids = [String]()
         for i in 0..<8 {
             let f = c.root.sub("m\(i).bin")
@@ -154,7 +154,20 @@ import Testing
             return held
         }
         func placement() -> [String: Any] { n3.nodeStatus()?["placement"] as? [String: Any] ?? [:] }
-        try eventually(60, "n3 holds some and is stated full\n\(c.dumpLogs())") {
+        try eventually(60, "n3 holds some and starts no more fetches\n\(c.dumpLogs())") {
+            heldNow().count >= 2 && (placement()["skipped_full"] as? Int ?? 0) > 0
+        }
+        // Fetching never took it over its cap (a little slack for SQLite's own files).
+        func usedBytes() throws -> Int {
+            var s = statvfs()
+            guard statvfs(n3.dataDir, &s) == 0 else { throw TestFailure("statvfs \(n3.dataDir)") }
+            return Int(s.f_blocks - s.f_bfree) * Int(s.f_frsize)
+        }
+        let used = try usedBytes()
+        #expect(used <= 32 << 20 + 2 << 20, "n3 went over its cap by fetching: \(used) bytes used")
+        // Something else fills its disk: now it is over the cap, and evicts.
+        try #require(try Self.sh("dd if=/dev/zero of='\(n3.dataDir)/filler' bs=1M count=16 status=none") == 0)
+        try eventually(30, "n3 is stated full\n\(c.dumpLogs())") {
             _ = heldNow()
             return placement()["full"] as? Bool == true || (placement()["evicted"] as? Int ?? 0) > 0
         }

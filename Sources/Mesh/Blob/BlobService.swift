@@ -226,7 +226,8 @@ public final class BlobService: @unchecked Sendable {
         tick = t
         // Resume what a previous run left incomplete (and this node still keeps).
         for item in (try? node.store.items()) ?? [] where !item.isComplete && node.keeper.isKept(item.contentID)
-            && node.placementDecision(item.contentID, types: [item.entry.type], broadcast: item.entry.isBroadcast) == .fetch {
+            && node.placementDecision(item.contentID, types: [item.entry.type], broadcast: item.entry.isBroadcast,
+                                      sizeBytes: item.entry.sizeBytes) == .fetch {
             want(item.contentID, holders: Placement.fetchSources(hints: [item.entry.origin], holders: node.holdings.holders(of: item.contentID),
                                                                  me: node.identity.nodeID),
                  reason: .replication, entry: item.entry)
@@ -499,6 +500,14 @@ public final class BlobService: @unchecked Sendable {
     }
 
     // MARK: - Queries
+
+    /// Bytes the downloads under way (queued ones too) will still write.
+    public var pendingBytes: UInt64 {
+        downloads.values.reduce(0) { acc, d in
+            let size = d.recipe?.sizeBytes ?? d.entry?.sizeBytes ?? 0
+            return acc + (size > d.doneBytes ? size - d.doneBytes : 0)
+        }
+    }
 
     /// Nodes known to hold `id` complete (this node included when it does).
     public func knownHolders(_ id: ContentID) -> Set<NodeID> {

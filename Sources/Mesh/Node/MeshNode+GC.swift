@@ -270,7 +270,7 @@ extension MeshNode {
     func applyKeeperChange(_ change: Keeper.Change) {
         let facts = placementActive && !change.wanted.isEmpty ? placementFacts() : nil
         for w in change.wanted where w.origin != identity.nodeID
-            && placementDecision(w.contentID, types: [w.type], facts: facts) == .fetch {
+            && placementDecision(w.contentID, types: [w.type], facts: facts, sizeBytes: w.sizeBytes) == .fetch {
             blobs?.want(w.contentID, holders: [w.origin], reason: .replication, entry: w)
         }
         guard !change.released.isEmpty else { return }

@@ -98,8 +98,10 @@ extension MeshNode {
     }
 
     /// Whether to fetch `content` for replication; records a refusal for `status --json`.
+    /// `sizeBytes`: the content's size, so that a content that does not fit under
+    /// `max_disk_usage` (fetches under way counted) is not started (`Placement.fetchDecision`).
     func placementDecision(_ content: ContentID, types: Set<ItemType>, broadcast: Bool = false,
-                           facts: [NodeID: NodeFacts]? = nil) -> Placement.FetchDecision {
+                           facts: [NodeID: NodeFacts]? = nil, sizeBytes: UInt64? = nil) -> Placement.FetchDecision {
         guard placementActive else { return .fetch }
         if placementState.eviction.evicted.contains(content) {  // evicted for space: not again
             placementState.notTarget.remove(content)
@@ -107,7 +109,8 @@ extension MeshNode {
             return .full
         }
         let d = Placement.fetchDecision(content, types: types, broadcast: broadcast, me: identity.nodeID,
-                                        alive: facts ?? placementFacts(), policy: options.placement)
+                                        alive: facts ?? placementFacts(), policy: options.placement,
+                                        sizeBytes: sizeBytes, roomBytes: sizeBytes == nil ? nil : roomUnderCapBytes())
         placementState.notTarget.remove(content)
         placementState.skippedFull.remove(content)
         switch d {
@@ -123,7 +126,7 @@ extension MeshNode {
         guard placementActive else { return true }
         let entry = (try? store.entry(contentID: content)) ?? nil
         let types: Set<ItemType> = entry.map { [$0.type] } ?? []
-        return placementDecision(content, types: types, broadcast: entry?.isBroadcast ?? false) == .fetch
+        return placementDecision(content, types: types, broadcast: entry?.isBroadcast ?? false, sizeBytes: entry?.sizeBytes) == .fetch
     }
 
     /// Something placement reads changed: evaluate every kept item not held again, soon.
@@ -147,13 +150,23 @@ extension MeshNode {
         var started = 0
         for item in (try? store.items()) ?? [] where !item.isComplete && keeper.isKept(item.contentID) {
             let c = item.contentID
-            guard item.entry.origin != identity.nodeID,
-                  placementDecision(c, types: [item.entry.type], broadcast: item.entry.isBroadcast, facts: facts) == .fetch else { continue }
+            // (An origin that let its copy go and is a target again fetches it back like anyone.)
+            guard placementDecision(c, types: [item.entry.type], broadcast: item.entry.isBroadcast, facts: facts,
+                                    sizeBytes: item.entry.sizeBytes) == .fetch else { continue }
             blobs.want(c, holders: Placement.fetchSources(hints: [item.entry.origin], holders: holdings.holders(of: c), me: identity.nodeID),
                        reason: .replication, entry: item.entry)
             started += 1
         }
         if started > 0 { logger.debug("placement: now a target", metadata: ["items": "\(started)"]) }
+    }
+
+    /// Bytes this node may still take under `max_disk_usage`: the cap, less what the file
+    /// system uses, less what the fetches under way will still write; nil without a cap.
+    func roomUnderCapBytes() -> UInt64? {
+        guard let pct = options.maxDiskUsagePercent, case .success(let d) = DiskSpace.of(store.dataDir), d.totalBytes > 0 else { return nil }
+        let cap = UInt64(Double(d.totalBytes) * Double(pct) / 100)
+        let committed = d.usedBytes + (blobs?.pendingBytes ?? 0)
+        return cap > committed ? cap - committed : 0
     }
 
     /// Housekeeping: the disk cap, and now and then every target again.
