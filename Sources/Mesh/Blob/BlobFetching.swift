@@ -218,6 +218,17 @@ extension BlobService {
         pump(d)
     }
 
+    /// Asks `peers` now whether they hold `content` (answers arrive in `gotHave`): fresh
+    /// evidence before this node lets its own copy go (MeshNode+DropConfirmation.swift).
+    func askHolding(_ content: ContentID, of peers: [NodeID]) {
+        let now = MeshNode.now()
+        for p in peers where breakerAllowsQuestions(p) {
+            let rid = newRequest(Request(content: content, source: p, kind: .have, sentAt: now,
+                                         session: node.session(with: p).map(ObjectIdentifier.init)))
+            if !sendRequest(.wantHave(requestID: rid, contentID: content), to: p) { requests[rid] = nil }
+        }
+    }
+
     func gotHave(_ id: UInt32, _ c: ContentID, _ n: Int, _ bitmap: [UInt8], from peer: NodeID) {
         if id != 0, let req = request(id, askedOf: peer, about: c), case .have = req.kind { requests[id] = nil }
         // An item has at least one chunk unless it is empty; a count that disagrees with the
@@ -228,7 +239,10 @@ extension BlobService {
             return
         }
         let complete = (0..<n).allSatisfy { ChunkBitmap.contains(bitmap, $0) }
-        if complete { holders[c, default: []].insert(peer) }
+        if complete {
+            holders[c, default: []].insert(peer)
+            node.holdingConfirmed(c, by: peer)  // a copy this node wants to let go of is safe there
+        }
         guard let d = downloads[c], var s = d.scheduler, n == s.chunkCount else { return }
         let anything = (0..<n).contains { ChunkBitmap.contains(bitmap, $0) }
         guard anything else { return }

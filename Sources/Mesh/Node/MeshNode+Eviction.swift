@@ -16,8 +16,12 @@ import Sync
 /// cap). Only with `placement:` or `max_disk_usage` configured; otherwise nothing is released.
 struct EvictionState {
     var lastPassAt = Instant.zero
-    /// What the last pass chose, with why and its size, until collected.
+    /// What the last pass chose and its holders confirmed, with why and its size, until collected.
     var release: [ContentID: (reason: Eviction.Reason, bytes: UInt64)] = [:]
+    /// Chosen, waiting for the holders to confirm (MeshNode+DropConfirmation.swift).
+    var confirming: [ContentID: DropConfirmation] = [:]
+    var confirmationsAsked: UInt64 = 0
+    var confirmTimer: LoopTimer?
     /// Evicted for space since start: not fetched again.
     var evicted: Set<ContentID> = []
     var evictedCount: UInt64 = 0
@@ -121,8 +125,10 @@ extension MeshNode {
         }
         var chosen = [ContentID: (reason: Eviction.Reason, bytes: UInt64)]()
         for (c, r) in decision.release { chosen[c] = (r, byContent[c]?.sizeBytes ?? 0) }
-        let fresh = chosen.keys.filter { placementState.eviction.release[$0] == nil }
-        placementState.eviction.release = chosen
+        // Only what the holders confirm right now goes (MeshNode+DropConfirmation.swift).
+        let confirmed = confirmedForRelease(chosen, types: byContent.mapValues(\.type), holders: holders, facts: facts)
+        let fresh = confirmed.keys.filter { placementState.eviction.release[$0] == nil }
+        placementState.eviction.release = confirmed
         guard !fresh.isEmpty else { return }
         logger.info("placement: releasing copies", metadata: [
             "not_target": "\(decision.release.filter { $0.1 == Eviction.Reason.notTarget }.count)",

@@ -57,13 +57,15 @@ public struct PlacementStatus: Codable, Sendable, Equatable {
     public var policyMismatch: [String] = []
     /// This node's `policy_hash` (hex, PROTOCOL §4.7).
     public var policyHash: String = ""
+    /// Copies chosen to be let go of, waiting for their holders to confirm they hold them.
+    public var confirming: Int = 0
 
     enum CodingKeys: String, CodingKey {
         case configured, full, reevaluations, evicted
         case evictedBytes = "evicted_bytes", droppedNotTarget = "dropped_not_target"
         case droppedNotTargetBytes = "dropped_not_target_bytes", releasePending = "release_pending"
         case maxDiskUsagePercent = "max_disk_usage_percent", notTarget = "not_target", skippedFull = "skipped_full"
-        case underMinCopies = "under_min_copies", policyMismatch = "policy_mismatch", policyHash = "policy_hash"
+        case underMinCopies = "under_min_copies", policyMismatch = "policy_mismatch", policyHash = "policy_hash", confirming
     }
 }
 
@@ -203,7 +205,8 @@ extension MeshNode {
                                policyMismatch: policyMismatches().map { n in
                                    gossip.memberSnapshots().first { $0.node == n }?.name ?? n.short
                                },
-                               policyHash: Hex.encode(placementPolicyHash))
+                               policyHash: Hex.encode(placementPolicyHash),
+                               confirming: placementState.eviction.confirming.count)
     }
 
     /// The kept contents under their `min_copies`, from the replicated holder records and the
@@ -218,5 +221,7 @@ extension MeshNode {
     func stopPlacement() {
         placementState.timer?.close()
         placementState.timer = nil
+        placementState.eviction.confirmTimer?.close()
+        placementState.eviction.confirmTimer = nil
     }
 }
