@@ -192,7 +192,9 @@ def broadcast():
         log(f"  {tb:5.1f}  {(sb[0] - sa[0]) / dt / 1e6:11.1f}  {(sum(sb[1:]) - sum(sa[1:])) / dt / 1e6:14.1f}  "
             f"{(cb - ca) / dt * 100:12.0f}  {(bb - ba) / dt * 100:13.0f}")
     last = max(done.values())
-    served = {x.name: (x.ask("status") or {}).get("blobs", {}).get("bytes_served", 0) for x in nodes}
+    blobs = {x.name: (x.ask("status") or {}).get("blobs", {}) for x in nodes}
+    served = {k: b.get("bytes_served", 0) for k, b in blobs.items()}
+    tot = lambda key: sum(b.get(key, 0) for b in blobs.values())
     for x in nodes: x.stop()
     results["broadcast"] = {
         "nodes": n, "size_mb": args.bcast_mb, "limit_mbps": args.limit_mbps, "put_s": round(t_put, 2),
@@ -202,12 +204,16 @@ def broadcast():
         "naive_push_measured_s": round(naive, 1) if naive else None,
         "vs_origin_alone": round(origin_bound / last, 2), "vs_swarm_bound": round(last / swarm_bound, 2),
         "served_mb": {k: round(v / 1e6) for k, v in served.items()}, "machine_cpu_busy_s": round(busy, 1),
-        "nodes_cpu_s": round(mesh_cpu, 1),
+        "nodes_cpu_s": round(mesh_cpu, 1), "duplicate_chunks": tot("duplicate_chunks"),
+        "requests_timed_out": tot("requests_timed_out"), "requests_failed": tot("requests_failed"),
+        "chunks_fetched": tot("chunks_fetched"), "chunks_served": tot("chunks_served"),
         "target_s": 15, "met": last <= 15}
     log(f"broadcast {args.bcast_mb} MB to {n} nodes: put {t_put:.1f}s, first complete {min(done.values()):.1f}s, "
         f"last complete {last:.1f}s from the put's start (target <= 15 s: {'met' if last <= 15 else 'MISSED'})")
     log(f"  origin-alone bound {origin_bound:.0f}s -> {origin_bound / last:.2f}x faster; swarm bound {swarm_bound:.1f}s -> "
         f"{last / swarm_bound:.2f}x the bound" + (f"; naive push (measured) {naive:.0f}s -> {naive / last:.2f}x" if naive else ""))
+    log(f"  chunks fetched {tot('chunks_fetched')}, served {tot('chunks_served')}, duplicates {tot('duplicate_chunks')}, "
+        f"requests timed out {tot('requests_timed_out')}, failed {tot('requests_failed')}")
     log(f"  MB served per node: {results['broadcast']['served_mb']}; machine CPU busy {busy:.0f}s of {os.cpu_count() * last:.0f}s available, the nodes' share {mesh_cpu:.0f}s")
 
 # ---- 2. restore min_copies after kill -9 ---------------------------------------------------
