@@ -501,6 +501,9 @@ public final class BlobService: @unchecked Sendable {
 
     // MARK: - Queries
 
+    /// Whether `id` is being fetched (or queued to be).
+    public func isFetching(_ id: ContentID) -> Bool { downloads[id] != nil }
+
     /// Bytes the downloads under way (queued ones too) will still write.
     public var pendingBytes: UInt64 {
         downloads.values.reduce(0) { acc, d in

@@ -108,7 +108,10 @@ extension MeshNode {
         let restarted = incarnationOf[t.node].map { t.incarnation > $0 } ?? false
         incarnationOf[t.node] = t.incarnation
         if restarted || t.to == .suspect || t.to == .dead || t.to == .left { paths[t.node]?.onPeerUnreachable() }
-        if t.from != t.to { placementInputsChanged() }  // who is alive changes who the targets are
+        // Who is alive or suspect changes who the targets are (placement counts both: a move
+        // between the two changes nothing, and re-ranking every item costs items × members).
+        let counted: (MemberState?) -> Bool = { $0 == .alive || $0 == .suspect }
+        if counted(t.from) != counted(t.to) { placementInputsChanged() }
         if t.to == .dead || t.to == .left, let s = sessions[t.node] {
             s.shutdown()
         }

@@ -150,13 +150,18 @@ extension MeshNode {
         placementState.notTarget = []
         placementState.skippedFull = []
         var started = 0
-        for item in (try? store.items()) ?? [] where !item.isComplete && keeper.isKept(item.contentID) {
-            let c = item.contentID
+        // The kept versions (in memory), not every stored put: with 10 000 items a pass that
+        // decoded and looked up all of them on every member change dominated a node's CPU.
+        var seen = Set<ContentID>()
+        for e in keeper.keptEntries {
+            guard let put = e.put, seen.insert(put.contentID).inserted else { continue }
+            let c = put.contentID
+            if blobs.isFetching(c) { continue }  // already a target and fetching: nothing to decide
+            guard (try? store.isComplete(c)) != true else { continue }
             // (An origin that let its copy go and is a target again fetches it back like anyone.)
-            guard placementDecision(c, types: [item.entry.type], broadcast: item.entry.isBroadcast, facts: facts,
-                                    sizeBytes: item.entry.sizeBytes) == .fetch else { continue }
-            blobs.want(c, holders: Placement.fetchSources(hints: [item.entry.origin], holders: holdings.holders(of: c), me: identity.nodeID),
-                       reason: .replication, entry: item.entry)
+            guard placementDecision(c, types: [put.type], broadcast: e.isBroadcast, facts: facts, sizeBytes: put.sizeBytes) == .fetch else { continue }
+            blobs.want(c, holders: Placement.fetchSources(hints: [e.origin], holders: holdings.holders(of: c), me: identity.nodeID),
+                       reason: .replication, entry: e)
             started += 1
         }
         if started > 0 { logger.debug("placement: now a target", metadata: ["items": "\(started)"]) }

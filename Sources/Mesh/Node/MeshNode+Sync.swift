@@ -6,17 +6,28 @@ extension MeshNode {
     /// Folds an entry that is now stored into the keeper; fetches what it newly wants, and
     /// stops fetching what it released, which GC then reclaims (MeshNode+GC.swift).
     func keep(_ e: ManifestEntry) {
+        let factsBefore = e.nodeFacts != nil ? holdings.facts(of: e.origin)?.facts : nil
         holdings.insert(e)
         if e.origin != identity.nodeID, case .holding(let h) = e.payload {
             for c in h.held { blobs?.holderAppeared(c, e.origin) }  // a fetch under way asks it too
         }
         if let f = e.nodeFacts, e.origin != identity.nodeID {
-            placementInputsChanged()
+            // Only facts that rank or admit nodes re-evaluate placement: used and free disk move
+            // all the time and change no target (the weight is the disk's total).
+            if let after = holdings.facts(of: e.origin)?.facts, Self.placementRelevant(factsBefore) != Self.placementRelevant(after) {
+                placementInputsChanged()
+            }
             checkPolicyAgreement(e.origin, f)
         }
         guard e.put != nil || e.tombstone != nil else { return }
         applyKeeperChange(keeper.insert(e, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
         folders?.nameChanged(e.name)
+    }
+
+    /// The part of a node's facts placement reads (Placement.rank, targets, countedCopies).
+    static func placementRelevant(_ f: ManifestEntry.NodeFacts?) -> [String] {
+        guard let f else { return [] }
+        return f.roles + ["|\(f.ephemeral)|\(f.excluded)|\(f.full)|\(f.diskTotalBytes)|\(f.nfsGroup)"]
     }
 
     /// Re-evaluates retention expiries (housekeeping).
