@@ -209,6 +209,17 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(s.isComplete)
     }
 
+    @Test func endgameDuplicatesGoOneChunkPerRequestSoThatACancelCoversThem() {
+        var cfg = FetchScheduler.Config()
+        cfg.windowChunks = 8
+        var s = FetchScheduler(chunkCount: 6, chunkSizeBytes: 10, present: { _ in false }, config: cfg)
+        s.addSource(a, holds: .all)
+        #expect(s.assign(now: .zero).flatMap(\.indices).count == 6)  // a has everything in flight
+        s.addSource(b, holds: .all)
+        let dups = s.assign(now: .zero)
+        #expect(!dups.isEmpty && dups.allSatisfy { $0.source == b && $0.indices.count == 1 }, "\(dups)")
+    }
+
     @Test func aPeerStillReceivingServesOnlyWhatItHas() {
         var s = FetchScheduler(chunkCount: 8, chunkSizeBytes: 10, present: { _ in false })
         s.addSource(a, holds: .bitmap(ChunkBitmap.make(count: 8) { $0 < 3 }))
