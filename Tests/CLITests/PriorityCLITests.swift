@@ -1,0 +1,76 @@
+import Foundation
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Transfer priorities between real `meshnode run` processes (issue 13): a CRITICAL `get`
+/// gets most of a serving node's upload limit although a LOW fetch already saturates it.
+@Suite(.serialized, .ownThread()) struct PriorityCLITests {
+    @Test(.ownThread(timeLimit: .minutes(3)))
+    func aCriticalGetOvertakesALowOneThatSaturatesTheServersUploadLimit() throws {
+        // n1 (storage) holds both items and serves at most 20 MB/s; n2 (training) fetches them
+        // only when asked: placement sends `other` items to storage nodes alone.
+        let c = try TestCluster(size: 2)
+        let (a, b) = (c.nodes[0], c.nodes[1])
+        let shared = "placement: {other: {roles: [storage]}}"
+        try c.writeConfig(trusted: c.nodes.map(\.id), extra: shared + "\nroles: [storage]\nbandwidth: {global: 20MB/s}",
+                          to: c.root.sub("a.yaml"))
+        try c.writeConfig(trusted: c.nodes.map(\.id), extra: shared + "\nroles: [training]", to: c.root.sub("b.yaml"))
+        try a.start(config: c.root.sub("a.yaml"))
+        try b.start(config: c.root.sub("b.yaml"), join: [a.address])
+        try eventually(30, "2 alive") { c.allSeeAlive(2) }
+        let big = c.root.sub("big.bin"), small = c.root.sub("small.bin")
+        try writePseudoRandomFile(big, size: 100_000_000, seed: 13)
+        try writePseudoRandomFile(small, size: 20_000_000, seed: 14)
+        let bigID = try a.put(big, name: "big.bin")
+        let smallID = try a.put(small, name: "small.bin")
+        try eventually(30, "n2 knows both items\n\(c.dumpLogs())") { b.itemNames().isSuperset(of: ["big.bin", "small.bin"]) }
+        #expect(!b.holdsComplete(bigID) && !b.holdsComplete(smallID), "n2 fetched an item placement does not give it")
+
+        let low = try Meshnode.spawn(["get", "big.bin", "-o", c.root.sub("big.out"), "--priority", "low", "--data", b.dataDir])
+        defer { low.kill(SIGKILL) }
+        let lowStart = Date()
+        // 1 s into the LOW transfer (once bytes flow), the CRITICAL one starts.
+        try eventually(20, "the LOW fetch under way\n\(c.dumpLogs())") { transferDone(b, bigID) > 0 }
+        Thread.sleep(forTimeInterval: 1)
+        let row = try #require(transferRow(b, bigID), "the LOW fetch shows in status --json")
+        #expect(row["priority"] as? String == "low")
+        let criticalStart = Date()
+        let critical = try Meshnode.spawn(["get", "small.bin", "-o", c.root.sub("small.out"), "--priority", "critical",
+                                           "--data", b.dataDir])
+        defer { critical.kill(SIGKILL) }
+        var sawCriticalRow = false
+        var lowDoneAtCriticalEnd = -1
+        try eventually(60, "the CRITICAL get done\n\(c.dumpLogs())") {
+            if !sawCriticalRow, transferRow(b, smallID)?["priority"] as? String == "critical" { sawCriticalRow = true }
+            guard critical.poll() != nil else { return false }
+            lowDoneAtCriticalEnd = transferDone(b, bigID)
+            return true
+        }
+        let criticalSeconds = Date().timeIntervalSince(criticalStart)
+        #expect(critical.result.status == 0, "\(critical.result)")
+        #expect(FileManager.default.contentsEqual(atPath: small, andPath: c.root.sub("small.out")))
+        #expect(low.poll() == nil, "the CRITICAL get finished before the LOW one (LOW at \(lowDoneAtCriticalEnd) bytes)")
+        #expect(sawCriticalRow || criticalSeconds < 1.5, "status --json showed the CRITICAL fetch's priority")
+        // Its share of the 20 MB/s link over its whole transfer (process start to exit, export
+        // included): the weighted share is 8/9; asserted generously, never a tight speed.
+        let rate = 20_000_000 / criticalSeconds
+        print("priority: CRITICAL 20 MB in \(String(format: "%.2f", criticalSeconds)) s (\(Int(rate / 1e6)) MB/s of 20) while LOW ran")
+        #expect(rate >= 8_000_000, "the CRITICAL get had \(Int(rate)) B/s of the 20 MB/s link")
+
+        try eventually(90, "the LOW get done\n\(c.dumpLogs())") { low.poll() != nil }
+        #expect(low.result.status == 0, "\(low.result)")
+        #expect(FileManager.default.contentsEqual(atPath: big, andPath: c.root.sub("big.out")))
+        print("priority: LOW 100 MB in \(String(format: "%.2f", Date().timeIntervalSince(lowStart))) s")
+        #expect(a.terminate() == 0)
+        #expect(b.terminate() == 0)
+    }
+
+    func transferRow(_ n: TestNode, _ id: String) -> [String: Any]? {
+        (n.nodeStatus()?["transfers"] as? [[String: Any]])?.first { $0["id"] as? String == id }
+    }
+
+    func transferDone(_ n: TestNode, _ id: String) -> Int { transferRow(n, id)?["done"] as? Int ?? 0 }
+}
