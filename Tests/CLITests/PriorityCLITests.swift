@@ -68,6 +68,51 @@ import Glibc
         #expect(b.terminate() == 0)
     }
 
+    @Test(.ownThread(timeLimit: .minutes(2)))
+    func aProviderGroupsLimitPacesAMatchingPeerAndAPeersOwnHostsEntryBeatsIt() throws {
+        // n1 serves: peers named n* get 4 MB/s (a provider group), but n3's own hosts entry says
+        // 200 MB/s. Placement gives n2 the model and n3 the npz, so each fetches from n1 alone.
+        let c = try TestCluster(size: 3)
+        let (a, slow, fast) = (c.nodes[0], c.nodes[1], c.nodes[2])
+        let shared = "placement: {model: {roles: [storage, r2]}, npz: {roles: [storage, r3]}}"
+        try c.writeConfig(trusted: c.nodes.map(\.id), extra: """
+            \(shared)
+            roles: [storage]
+            providers: [{name: slowcloud, hosts: ["n*"], per_peer: 4MB/s}]
+            hosts:
+              n3: {address: "\(fast.address)", bandwidth: {per_peer: 200MB/s}}
+            """, to: c.root.sub("a.yaml"))
+        for (n, role) in [(slow, "r2"), (fast, "r3")] {
+            try c.writeConfig(trusted: c.nodes.map(\.id), extra: "\(shared)\nroles: [\(role)]", to: c.root.sub("\(n.name).yaml"))
+        }
+        try a.start(config: c.root.sub("a.yaml"))
+        for n in [slow, fast] { try n.start(config: c.root.sub("\(n.name).yaml"), join: [a.address]) }
+        try eventually(30, "3 alive") { c.allSeeAlive(3) }
+        try eventually(20, "every node's roles on every node") {
+            c.nodes.allSatisfy { n in n.peers().count == 3 && n.peers().values.allSatisfy { ($0["roles"] as? [String])?.isEmpty == false } }
+        }
+        let fm = c.root.sub("weights.bin"), fn = c.root.sub("batch.npz")
+        try writePseudoRandomFile(fm, size: 8_000_000, seed: 15)
+        try writePseudoRandomFile(fn, size: 8_000_000, seed: 16)
+        let start = Date()
+        let put1 = try Meshnode.run(["put", fm, "--type", "model", "--name", "weights.bin", "--data", a.dataDir])
+        let put2 = try Meshnode.run(["put", fn, "--type", "npz", "--name", "batch.npz", "--data", a.dataDir])
+        try #require(put1.status == 0 && put2.status == 0, "\(put1) \(put2)")
+        let (slowID, fastID) = (put1.lastLine, put2.lastLine)
+        var fastSeconds: Double?
+        try eventually(60, "both peers hold their item\n\(c.dumpLogs())") {
+            if fastSeconds == nil, fast.holdsComplete(fastID) { fastSeconds = Date().timeIntervalSince(start) }
+            return fastSeconds != nil && slow.holdsComplete(slowID)
+        }
+        let slowSeconds = Date().timeIntervalSince(start)
+        print("providers: 8 MB to n2 (group, 4 MB/s) in \(String(format: "%.2f", slowSeconds)) s; to n3 (hosts entry) in \(String(format: "%.2f", fastSeconds!)) s")
+        // 8 MB at 4 MB/s, less one burst of 0.4 MB: the group's limit held for n2.
+        #expect(slowSeconds >= 1.5, "n2 got 8 MB in \(slowSeconds) s through a 4 MB/s per-peer limit")
+        #expect(fastSeconds! < slowSeconds, "n3's own entry (200 MB/s) beat the group's 4 MB/s")
+        #expect(!slow.holdsComplete(fastID) && !fast.holdsComplete(slowID), "placement kept each item to its node")
+        for n in c.nodes { #expect(n.terminate() == 0) }
+    }
+
     func transferRow(_ n: TestNode, _ id: String) -> [String: Any]? {
         (n.nodeStatus()?["transfers"] as? [[String: Any]])?.first { $0["id"] as? String == id }
     }
