@@ -276,17 +276,15 @@ public final class BlobService: @unchecked Sendable {
     // MARK: - Wanting items
 
     /// Starts fetching `id` (idempotent). `holders` are hints of who has it.
-    /// `priority`: the `get`s' priority; nil: the type's placement priority for a replication,
-    /// HIGH for a request (issue 13). A request's priority replaces the fetch's; a replication's
-    /// only raises it.
+    /// `priority`: the `get`s' priority (issue 13); nil: the type's `placement.TYPE.priority`,
+    /// else NORMAL (`meshnode get` passes HIGH unless told). A request's priority replaces the
+    /// fetch's; a replication's only raises it.
     public func want(_ id: ContentID, holders hints: [NodeID], reason: Reason, entry: ManifestEntry? = nil,
                      priority: TransferPriority? = nil) {
         if let d = downloads[id] {
             d.hints.formUnion(hints)
-            if reason == .request {
-                d.reason = .request
-                d.priority = priority ?? max(d.priority, .high)
-            } else if let priority { d.priority = max(d.priority, priority) }
+            if reason == .request { d.reason = .request }
+            if let priority { d.priority = reason == .request ? priority : max(d.priority, priority) }
             // Asked for again by someone waiting for it: give the peers' recipes another chance.
             if d.abandoned, reason == .request { revive(d) }
             return
@@ -294,7 +292,7 @@ public final class BlobService: @unchecked Sendable {
         if (try? node.store.isComplete(id)) == true { return }
         let d = Download(id, reason: reason, hints: Set(hints), now: MeshNode.now())
         d.entry = entry ?? (try? node.store.entry(contentID: id)) ?? nil
-        d.priority = priority ?? (reason == .request ? .high : d.entry.flatMap { config.typePriorities[$0.type] } ?? .normal)
+        d.priority = priority ?? d.entry.flatMap { config.typePriorities[$0.type] } ?? .normal
         downloads[id] = d
         downloadPins.pin(id)
         if activeCount > config.maxConcurrentDownloads { waiting.append(id) }

@@ -267,7 +267,7 @@ extension MeshNode {
                 }
                 guard let blobs else { return respond(.failure(MeshError(.closed, "the node is shutting down"))) }
                 // `priority` (issue 13): low, normal, high or critical; absent: high.
-                var priority: TransferPriority?
+                var priority = TransferPriority.high
                 if let text = req.args["priority"]?.stringValue {
                     guard let p = TransferPriority(name: text) else {
                         return respond(.failure(MeshError(.controlBadRequest, "fetch: unknown priority \"\(text)\"",
