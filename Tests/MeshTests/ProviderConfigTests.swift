@@ -49,6 +49,22 @@ import Testing
         #expect(limits.perPeer(name: "lambda-2", id: nil)?.source == "providers.lambda")
     }
 
+    @Test func configCheckShowsEachPeersLimitAndWhereItComesFrom() throws {
+        let c = try parse(table + """
+
+            hosts:
+              lambda-1: {address: "10.0.0.1:7946", bandwidth: {per_peer: 10MB/s}}
+              lambda-2: {address: "10.0.0.2:7946"}
+              mac: {address: "10.0.0.3:7946"}
+            """)
+        let r = ConfigReport(config: c, file: "cluster.yaml", name: "mac", nameFrom: "--name")
+        let limits = Dictionary(uniqueKeysWithValues: r.peers.map { ($0.host, $0.perPeer) })
+        #expect(limits["lambda-1"] == "10000000B/s from hosts.lambda-1")
+        #expect(limits["lambda-2"] == "100000000B/s from providers.lambda")
+        #expect(r.providers.count == 4 && r.providers[0] == "lambda: lambda-* → 100000000B/s")
+        #expect(r.text.contains("provider") && r.text.contains("per peer 100000000B/s from providers.lambda"))
+    }
+
     @Test func badProviderGroupsAreRefusedNamingTheKey() throws {
         for (yaml, needle) in [
             ("providers: [{hosts: [\"a-*\"], per_peer: 1MB/s}]", "has no name"),
