@@ -489,7 +489,9 @@ def blob_message(t, f):
     if name == "have":
         return out + h(f["content_id"]) + u32(f["count"]) + h(f["bitmap"])
     if name == "get":
-        return out + h(f["content_id"]) + u16(len(f["indices"])) + b"".join(u32(i) for i in f["indices"])
+        out += h(f["content_id"]) + u16(len(f["indices"])) + b"".join(u32(i) for i in f["indices"])
+        # §9.1: an optional trailing priority byte (0 low, 1 normal, 2 high, 3 critical); absent = normal.
+        return out + (bytes([f["priority"]]) if "priority" in f else b"")
     if name == "chunk":
         return out + u32(f["index"]) + h(f["data"])
     if name == "error":

@@ -105,16 +105,26 @@ extension MeshnodeCommand {
         var item: String
         @Option(name: [.short, .customLong("output")], help: ArgumentHelp("Where to write it (a file or a directory).", valueName: "PATH"))
         var output: String
+        @Option(help: ArgumentHelp("The fetch's share of the peers' upload bandwidth when others compete (weights 1:2:4:8); default high.",
+                                   valueName: "low|normal|high|critical"))
+        var priority: String?
 
         func run() throws {
             try runReportingErrors { () throws(MeshError) in
+                var fetchPriority: TransferPriority?
+                if let priority {
+                    guard let p = TransferPriority(name: priority) else {
+                        throw MeshError(.invalidInput, "--priority \(priority) is not a priority", hint: "give low, normal, high or critical")
+                    }
+                    fetchPriority = p
+                }
                 let store = try Store.open(dataDir: options.dataDir)
                 var info = try store.resolve(item)
-                let bar = ProgressBar(label: "get", total: info.entry.sizeBytes)
+                let bar = ProgressBar(label: fetchPriority.map { "get (\($0))" } ?? "get", total: info.entry.sizeBytes)
                 if !info.isComplete {
                     // Not all here: the running node fetches it from its peers.
                     try fetchThroughRunningNode(dataDir: options.dataDir, id: info.contentID, sizeBytes: info.entry.sizeBytes,
-                                                bar: bar, isComplete: { (try? store.isComplete(info.contentID)) == true })
+                                                bar: bar, priority: fetchPriority, isComplete: { (try? store.isComplete(info.contentID)) == true })
                     info = try store.resolve(info.contentID.description)
                     bar.finish()
                 }
@@ -127,7 +137,7 @@ extension MeshnodeCommand {
                     guard error.code == .corrupt, (try? store.isComplete(info.contentID)) == false else { throw error }
                     do throws(MeshError) {
                         try fetchThroughRunningNode(dataDir: options.dataDir, id: info.contentID, sizeBytes: info.entry.sizeBytes,
-                                                    bar: bar, isComplete: { (try? store.isComplete(info.contentID)) == true })
+                                                    bar: bar, priority: fetchPriority, isComplete: { (try? store.isComplete(info.contentID)) == true })
                     } catch _ { throw error }
                     written = try store.export(info, to: output, progress: bar.handler)
                 }

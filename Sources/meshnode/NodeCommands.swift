@@ -168,10 +168,12 @@ func runningNode(dataDir: String) -> RunningNode? {
 /// complete (checked by `isComplete`), drawing progress with `bar`. Fails with a clear error
 /// when no node runs, or when nothing arrives for `stallSeconds`.
 func fetchThroughRunningNode(dataDir: String, id: ContentID, sizeBytes: UInt64, bar: ProgressBar, stallSeconds: Double = 60,
-                             isComplete: () -> Bool) throws(MeshError) {
+                             priority: TransferPriority? = nil, isComplete: () -> Bool) throws(MeshError) {
     let client = ControlClient(dataDirectory: dataDir)
     do {
-        _ = try client.call("fetch", args: ["id": .string("\(id)")])
+        var args: [String: JSONValue] = ["id": .string("\(id)")]
+        if let priority { args["priority"] = .string(priority.description) }
+        _ = try client.call("fetch", args: args)
     } catch {
         if error.code == .controlNoNode {
             throw MeshError(.incomplete, "this node does not hold all of \(id.short) and no node is running to fetch it",

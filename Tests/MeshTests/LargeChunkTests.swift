@@ -72,7 +72,7 @@ private func put(on n: InProcessNode, size: Int, seed: UInt64) throws -> (Manife
         let asked = Locked<Set<UInt32>>([])
         wire.onMessage = { _, s, type, body in
             guard type == BlobMessage.Tag.get.rawValue, let m = try? BlobMessage.decode([type] + body),
-                  case .get(let rid, _, let indices) = m else { return }
+                  case .get(let rid, _, let indices, _) = m else { return }
             asked.mutate { $0.formUnion(indices) }
             for i in indices {
                 func piece(_ total: Int, _ offset: Int) {

@@ -104,6 +104,20 @@ public struct BandwidthLimiter<Peer: Hashable & Sendable>: Sendable {
         return wait
     }
 
+    /// Like `reserve(_:peer:nowNanoseconds:)`, with `peer`'s own per-peer rate (a provider group's
+    /// or a hosts entry's limit; nil: `perPeerBytesPerSecond`, and no per-peer limit when both are nil).
+    public mutating func reserve(_ bytes: Int, peer: Peer, rateBytesPerSecond: Int64?, nowNanoseconds now: UInt64) -> UInt64 {
+        var wait: UInt64 = 0
+        if global != nil { wait = global!.reserve(bytes, nowNanoseconds: now) }
+        guard let rate = rateBytesPerSecond ?? perPeerBytesPerSecond, rate > 0 else { return wait }
+        var bucket = peers[peer].flatMap { $0.rateBytesPerSecond == Double(rate) ? $0 : nil }
+            ?? TokenBucket(rateBytesPerSecond: rate, burstBytes: perPeerBurstBytes, nowNanoseconds: now)
+        wait = max(wait, bucket.reserve(bytes, nowNanoseconds: now))
+        if peers[peer] == nil && peers.count >= maxTrackedPeers { evictIdle(now: now) }
+        peers[peer] = bucket
+        return wait
+    }
+
     /// Drops `peer`'s bucket (it left).
     public mutating func forget(_ peer: Peer) { peers[peer] = nil }
 

@@ -102,7 +102,7 @@ extension BlobService {
         for a in assignments where !a.indices.isEmpty {
             let rid = newRequest(Request(content: d.contentID, source: a.source, kind: .get(remaining: a.indices), sentAt: now,
                                          session: node.session(with: a.source).map(ObjectIdentifier.init)))
-            if !sendRequest(.get(requestID: rid, contentID: d.contentID, indices: a.indices.map(UInt32.init)), to: a.source) {
+            if !sendRequest(.get(requestID: rid, contentID: d.contentID, indices: a.indices.map(UInt32.init), priority: d.priority), to: a.source) {
                 fail(rid, requests[rid]!, now: now, reason: .sendFailed)
             }
         }

@@ -14,8 +14,10 @@ public enum BlobMessage: Equatable, Sendable {
     /// Which chunks of an item the peer holds: bit `i` of `bitmap` (LSB-first within
     /// each byte) is chunk `i`.
     case have(requestID: UInt32, contentID: ContentID, chunkCount: UInt32, bitmap: [UInt8])
-    /// Ask for chunks by index; the peer answers with one `chunk` per index, in order.
-    case get(requestID: UInt32, contentID: ContentID, indices: [UInt32])
+    /// Ask for chunks by index; the peer answers with one `chunk` per index, in order, sharing
+    /// its upload among requests by `priority` (PROTOCOL §9.1: an optional trailing byte,
+    /// absent for `.normal`, so a NORMAL `get` encodes as before).
+    case get(requestID: UInt32, contentID: ContentID, indices: [UInt32], priority: TransferPriority = .normal)
     /// One chunk's bytes. The receiver hashes `data` and compares with its recipe.
     case chunk(requestID: UInt32, index: UInt32, data: [UInt8])
     /// Part of a chunk too large for one `chunk` message: `data` is its bytes from `offset`
@@ -72,9 +74,10 @@ public enum BlobMessage: Equatable, Sendable {
             w.u8(Tag.wantHave.rawValue); w.u32(id); w.bytes32(c.digest)
         case .have(let id, let c, let n, let bitmap):
             w.u8(Tag.have.rawValue); w.u32(id); w.bytes32(c.digest); w.u32(n); w.raw(bitmap)
-        case .get(let id, let c, let indices):
+        case .get(let id, let c, let indices, let priority):
             w.u8(Tag.get.rawValue); w.u32(id); w.bytes32(c.digest); w.u16(UInt16(indices.count))
             for i in indices { w.u32(i) }
+            if priority != .normal { w.u8(priority.rawValue) }
         case .chunk(let id, let index, let data):
             w.u8(Tag.chunk.rawValue); w.u32(id); w.u32(index); w.raw(data)
         case .chunkPiece(let id, let index, let total, let offset, let data):
@@ -128,7 +131,12 @@ public enum BlobMessage: Equatable, Sendable {
             guard n > 0, n <= maxIndicesPerGet else { throw .tooLong(field: "get.indices", length: n, limit: maxIndicesPerGet) }
             var idx = [UInt32]()
             for _ in 0..<n { idx.append(try r.u32()) }
-            msg = .get(requestID: id, contentID: c, indices: idx)
+            var priority = TransferPriority.normal
+            if r.remaining > 0 {
+                guard let p = TransferPriority(rawValue: try r.u8()) else { throw .invalid(field: "get.priority") }
+                priority = p
+            }
+            msg = .get(requestID: id, contentID: c, indices: idx, priority: priority)
         case .chunk:
             let index = try r.u32()
             guard r.remaining <= maxChunkBytes else { throw .tooLong(field: "chunk.data", length: r.remaining, limit: maxChunkBytes) }

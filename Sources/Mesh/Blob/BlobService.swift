@@ -14,9 +14,11 @@ public struct TransferRow: Codable, Sendable, Equatable {
     /// `queued`, `finding` (no recipe yet), `fetching`, or `abandoned` (every recipe offered
     /// was refused; see the node's log).
     public var state: String
+    /// `low`, `normal`, `high` or `critical` (issue 13); absent from older nodes' rows.
+    public var priority: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, sources, state
+        case id, name, sources, state, priority
         case sizeBytes = "size", doneBytes = "done", rateBytesPerSecond = "rate_bytes_per_s"
     }
 }
@@ -87,6 +89,11 @@ public final class BlobService: @unchecked Sendable {
         /// Stop reading chunks for a session while it has this many bytes queued.
         public var maxQueuedServeBytes = 8 << 20
         public var bandwidth = BandwidthConfig()
+        /// Per-peer upload limits by peer (`providers`, the peers' `hosts` entries); the rest
+        /// get `bandwidth.perPeerBytesPerSecond`.
+        public var peerLimits = PeerBandwidthLimits()
+        /// The priority of the fetches placement makes, by type (`placement.TYPE.priority`).
+        public var typePriorities: [ItemType: TransferPriority] = [:]
         public var scheduler = FetchScheduler.Config()
         /// Per-peer circuit breakers (BlobBreakers.swift).
         public var breaker = CircuitBreaker.Config()
@@ -116,7 +123,15 @@ public final class BlobService: @unchecked Sendable {
     var serveQueues: [ObjectIdentifier: ServeQueue] = [:]
     /// The chunk being put together from `chunk_piece` messages, per session (at most one each).
     var assemblies: [ObjectIdentifier: ChunkAssembly] = [:]
+    /// The per-peer upload limits (the global one is `uploadPacer`'s).
     var limiter: BandwidthLimiter<NodeID>
+    /// The global upload limit, shared among sessions by priority (BlobPacing.swift).
+    var uploadPacer: PriorityPacer<UInt64>
+    var pacerWaiters: [UInt64: () -> Void] = [:]
+    var nextPacerTicket: UInt64 = 1
+    var pacerTimerArmed = false
+    /// Per-peer limits found for peers by name (`perPeerLimit`); emptied when a session ends.
+    var peerLimitCache: [NodeID: Int64?] = [:]
     /// One circuit breaker per peer for transfer requests (BlobBreakers.swift).
     var breakers: CircuitBreakers
     var tick: LoopTimer?
@@ -140,6 +155,8 @@ public final class BlobService: @unchecked Sendable {
         var recipe: Recipe?
         var scheduler: FetchScheduler?
         var reason: Reason
+        /// The priority its `get`s carry (PROTOCOL §9.1).
+        var priority: TransferPriority = .normal
         var hints: Set<NodeID>
         var recipeAsked: Set<NodeID> = []
         var recipeRequest: UInt32?
@@ -190,16 +207,24 @@ public final class BlobService: @unchecked Sendable {
         }
     }
 
+    /// One session's queued `get`s, by priority (raw value), and the chunks being read for it.
     final class ServeQueue: @unchecked Sendable {
-        var jobs: [(id: UInt32, content: ContentID, indices: [Int])] = []
+        typealias Job = (id: UInt32, content: ContentID, indices: [Int])
+        var jobs: [[Job]] = [[], [], [], []]
+        /// Which class's next chunk is read next (issue 13 priorities, within the session).
+        var scheduler = PriorityScheduler()
         var inflight: [ReadSlot] = []
         var sending = false
+        var jobCount: Int { jobs.reduce(0) { $0 + $1.count } }
+        var firstJob: Job? { jobs.reversed().first { !$0.isEmpty }?.first }
+        func removeJobs(requestID id: UInt32) { for i in jobs.indices { jobs[i].removeAll { $0.id == id } } }
     }
 
     /// One chunk being read for a peer; filled in on the loop when the worker is done.
     final class ReadSlot: @unchecked Sendable {
         let id: UInt32
         let index: Int
+        var priority: TransferPriority = .normal
         /// The messages carrying the chunk, read straight into their outgoing frames: one
         /// `chunk`, or its `chunk_piece`s in order (a large chunk); sent ones are removed.
         var result: Result<[OutgoingFrame], MeshError>?
@@ -218,7 +243,12 @@ public final class BlobService: @unchecked Sendable {
         self.config = config
         self.logger = logger
         workers = try BlobWorkers(loop: node.loop, dataDir: dataDir)
-        limiter = BandwidthLimiter(config.bandwidth, nowNanoseconds: UInt64(max(0, MeshNode.now().nanoseconds)))
+        let startNs = UInt64(max(0, MeshNode.now().nanoseconds))
+        limiter = BandwidthLimiter(globalBytesPerSecond: nil, perPeerBytesPerSecond: config.bandwidth.perPeerBytesPerSecond,
+                                   nowNanoseconds: startNs)
+        uploadPacer = PriorityPacer(bucket: config.bandwidth.globalBytesPerSecond.map {
+            TokenBucket(rateBytesPerSecond: $0, nowNanoseconds: startNs)
+        })
         corruptServing = config.testCorruptServing
         breakers = CircuitBreakers(config: config.breaker)
         let t = try LoopTimer(loop: node.loop) { [unowned self] in self.onTick() }
@@ -246,10 +276,15 @@ public final class BlobService: @unchecked Sendable {
     // MARK: - Wanting items
 
     /// Starts fetching `id` (idempotent). `holders` are hints of who has it.
-    public func want(_ id: ContentID, holders hints: [NodeID], reason: Reason, entry: ManifestEntry? = nil) {
+    /// `priority`: the `get`s' priority (issue 13); nil: the type's `placement.TYPE.priority`,
+    /// else NORMAL (`meshnode get` passes HIGH unless told). A request's priority replaces the
+    /// fetch's; a replication's only raises it.
+    public func want(_ id: ContentID, holders hints: [NodeID], reason: Reason, entry: ManifestEntry? = nil,
+                     priority: TransferPriority? = nil) {
         if let d = downloads[id] {
             d.hints.formUnion(hints)
             if reason == .request { d.reason = .request }
+            if let priority { d.priority = reason == .request ? priority : max(d.priority, priority) }
             // Asked for again by someone waiting for it: give the peers' recipes another chance.
             if d.abandoned, reason == .request { revive(d) }
             return
@@ -257,6 +292,7 @@ public final class BlobService: @unchecked Sendable {
         if (try? node.store.isComplete(id)) == true { return }
         let d = Download(id, reason: reason, hints: Set(hints), now: MeshNode.now())
         d.entry = entry ?? (try? node.store.entry(contentID: id)) ?? nil
+        d.priority = priority ?? d.entry.flatMap { config.typePriorities[$0.type] } ?? .normal
         downloads[id] = d
         downloadPins.pin(id)
         if activeCount > config.maxConcurrentDownloads { waiting.append(id) }
@@ -357,9 +393,10 @@ public final class BlobService: @unchecked Sendable {
         switch msg {
         case .wantRecipe(let id, let c): serveRecipe(id, c, to: peer, session: session)
         case .wantHave(let id, let c): serveHave(id, c, to: peer, session: session)
-        case .get(let id, let c, let indices): enqueueServe(id, c, indices.map(Int.init), session: session, peer: peer)
+        case .get(let id, let c, let indices, let priority):
+            enqueueServe(id, c, indices.map(Int.init), priority: priority, session: session, peer: peer)
         case .cancel(let id):
-            serveQueues[ObjectIdentifier(session)]?.jobs.removeAll { $0.id == id }
+            serveQueues[ObjectIdentifier(session)]?.removeJobs(requestID: id)
         case .recipe(let id, let c, let size, let cs, let chunks): gotRecipe(id, c, size, cs, chunks, from: peer)
         case .have(let id, let c, let n, let bitmap): gotHave(id, c, Int(n), bitmap, from: peer)
         case .chunk(let id, let index, let data): gotChunk(id, Int(index), data[...], from: peer, session: session)
@@ -378,6 +415,7 @@ public final class BlobService: @unchecked Sendable {
     /// pool and are asked again at once, elsewhere or on a new session.
     func sessionClosed(_ s: PeerSession, peer: NodeID?, wasCurrent: Bool) {
         serveQueues[ObjectIdentifier(s)] = nil
+        peerLimitCache = [:]
         assemblies[ObjectIdentifier(s)] = nil
         failRequests(blamingSource: !s.endedCleanly, reason: .sessionClosed) { _, r in
             r.session == ObjectIdentifier(s) || (wasCurrent && r.source == peer && r.session == nil)
@@ -517,13 +555,5 @@ public final class BlobService: @unchecked Sendable {
         var h = holders[id] ?? []
         if (try? node.store.isComplete(id)) == true { h.insert(node.identity.nodeID) }
         return h
-    }
-
-    public func transfers() -> [TransferRow] {
-        downloads.values.map { d in
-            TransferRow(id: "\(d.contentID)", name: d.entry?.name ?? "", sizeBytes: d.recipe?.sizeBytes ?? d.entry?.sizeBytes ?? 0,
-                        doneBytes: d.doneBytes, rateBytesPerSecond: d.rate, sources: d.scheduler?.sourceIDs.count ?? 0,
-                        state: d.abandoned ? "abandoned" : !isActive(d) ? "queued" : d.recipe == nil ? "finding" : "fetching")
-        }.sorted { $0.id < $1.id }
     }
 }

@@ -53,18 +53,32 @@ extension BlobService {
         reply(.have(requestID: id, contentID: c, chunkCount: UInt32(r.chunks.count), bitmap: bitmap(r).bitmap), on: session)
     }
 
-    func enqueueServe(_ id: UInt32, _ c: ContentID, _ indices: [Int], session: PeerSession, peer: NodeID) {
+    func enqueueServe(_ id: UInt32, _ c: ContentID, _ indices: [Int], priority: TransferPriority = .normal,
+                      session: PeerSession, peer: NodeID) {
         let key = ObjectIdentifier(session)
         let q = serveQueues[key] ?? ServeQueue()
         serveQueues[key] = q
-        guard q.jobs.count < 64 else { return reply(.error(requestID: id, code: .busy, message: "too many queued requests"), on: session) }
-        q.jobs.append((id, c, indices))
+        guard q.jobCount < 64 else { return reply(.error(requestID: id, code: .busy, message: "too many queued requests"), on: session) }
+        q.jobs[Int(priority.rawValue)].append((id, c, indices))
         serveNext(session: session, peer: peer)
     }
 
+    /// The class of `q` whose next chunk is read next: the session's own share of its upload
+    /// among priorities (PriorityScheduler), by the size of each class's next chunk.
+    func nextServeClass(_ q: ServeQueue) -> TransferPriority? {
+        let heads: [Int?] = q.jobs.map { jobs in
+            guard let job = jobs.first, let index = job.indices.first else { return nil }
+            guard let r = recipe(job.content), index >= 0, index < r.chunks.count else { return 0 }
+            return r.length(ofChunk: index)
+        }
+        return q.scheduler.next(headBytes: heads)
+    }
+
     /// Serves the queued `get`s of one session: up to `maxParallelReads` chunk reads run on
-    /// the workers at once (fewer for large chunks), and the chunks go out strictly in the order
-    /// they were asked for, paced by the upload limits and the session's write queue. A chunk
+    /// the workers at once (fewer for large chunks), started in the order the session's priority
+    /// scheduler picks (each `get`'s chunks in the order asked), and sent in the order read,
+    /// paced by the per-peer limit, the global limit (shared by priority, `uploadPacer`) and
+    /// the session's write queue. A chunk
     /// over 8 MiB goes out as its `chunk_piece`s, each paced like a chunk, with no other `chunk`
     /// or `chunk_piece` between them (PROTOCOL §9.2).
     func serveNext(session: PeerSession, peer: NodeID) {
@@ -75,11 +89,13 @@ extension BlobService {
         // else would call this again and the remaining jobs would wait for the next request.
         repeat {
             // 1. Start reads.
-            while q.inflight.count < maxParallelReads(q), !q.jobs.isEmpty {
-                var job = q.jobs[0]
+            while q.inflight.count < maxParallelReads(q), let priority = nextServeClass(q) {
+                let p = Int(priority.rawValue)
+                var job = q.jobs[p][0]
                 let index = job.indices.removeFirst()
-                if job.indices.isEmpty { q.jobs.removeFirst() } else { q.jobs[0] = job }
+                if job.indices.isEmpty { q.jobs[p].removeFirst() } else { q.jobs[p][0] = job }
                 let slot = ReadSlot(id: job.id, index: index)
+                slot.priority = priority
                 q.inflight.append(slot)
                 guard let r = recipe(job.content), index >= 0, index < r.chunks.count else {
                     slot.finish(.failure(MeshError(.invalidInput, "no chunk \(index) of \(job.content.short)")), code: .badRequest)
@@ -134,7 +150,8 @@ extension BlobService {
                     let headerBytes = frame.message[0] == BlobMessage.Tag.chunkPiece.rawValue
                         ? BlobMessage.pieceHeaderBytes : BlobMessage.chunkHeaderBytes
                     let dataBytes = frame.messageCount - headerBytes
-                    let wait = limiter.reserve(dataBytes, peer: peer, nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
+                    let wait = limiter.reserve(dataBytes, peer: peer, rateBytesPerSecond: perPeerLimit(peer),
+                                               nowNanoseconds: UInt64(MeshNode.now().nanoseconds))
                     if last { q.inflight.removeFirst() }
                     if corruptServing, dataBytes > 0, !head.corrupted {  // one flipped byte per chunk
                         frame.message[headerBytes + dataBytes / 2] ^= 0xff
@@ -146,19 +163,27 @@ extension BlobService {
                         if last { self.counters.chunksServed += 1 }
                         self.counters.bytesServed += UInt64(dataBytes)
                     }
-                    if wait > 0 {
+                    let priority = head.priority
+                    if wait > 0 || uploadPacer.bucket != nil {
+                        // The peer's own limit first, then a turn of the global limit by priority.
                         q.sending = true
-                        after(.nanoseconds(Int64(wait))) { [weak self, weak session] in
+                        let resume = { [weak self, weak session] in
                             send()
                             q.sending = false
                             if let self, let session { self.serveNext(session: session, peer: peer) }
                         }
+                        let paced = { [weak self] in
+                            guard let self else { return }
+                            if self.uploadPacer.bucket == nil { return resume() }
+                            self.paceUpload(bytes: dataBytes, priority: priority, resume)
+                        }
+                        if wait > 0 { after(.nanoseconds(Int64(wait)), paced) } else { paced() }
                         return
                     }
                     send()
                 }
             }
-        } while !q.sending && q.inflight.count < maxParallelReads(q) && !q.jobs.isEmpty
+        } while !q.sending && q.inflight.count < maxParallelReads(q) && q.jobCount > 0
     }
 
     static let maxParallelReads = 3
@@ -169,7 +194,7 @@ extension BlobService {
     /// How many chunk reads one session's queue may run at once: `maxParallelReads`, fewer for
     /// chunks so large that three would hold more than `maxParallelReadBytes`.
     func maxParallelReads(_ q: ServeQueue) -> Int {
-        guard let c = q.jobs.first?.content, let r = recipe(c) else { return Self.maxParallelReads }
+        guard let c = q.firstJob?.content, let r = recipe(c) else { return Self.maxParallelReads }
         return max(1, min(Self.maxParallelReads, Self.maxParallelReadBytes / max(1, Int(r.chunkSizeBytes))))
     }
 }

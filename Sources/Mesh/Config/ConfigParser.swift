@@ -10,7 +10,7 @@ extension NodeConfig {
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
         "session_encryption", "keep_versions", "retention", "folders", "metrics_listen", "log_format",
         "compact_after", "roles", "ephemeral", "nfs_group", "exclude_from_sync", "nfs_groups", "placement",
-        "max_disk_usage", "breaker",
+        "max_disk_usage", "breaker", "providers",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -49,7 +49,8 @@ extension NodeConfig {
                         try w.located(n) { () throws(MeshError) in try Validate.name(w.string(n, "\(path)[\(i)][\(j)]"), path: "\(path)[\(i)][\(j)]") }
                     }
                 }
-            case "placement": c.placement = try parsePlacement(value, w)
+            case "placement": (c.placement, c.transferPriorities) = try parsePlacement(value, w)
+            case "providers": c.providers = try parseProviders(value, w)
             case "max_disk_usage": c.maxDiskUsagePercent = try parseMaxDiskUsage(value, w, path: path)
             case "listen": c.listen = try w.located(value) { () throws(MeshError) in try Validate.endpoint(w.string(value, path), path: path) }
             case "join":

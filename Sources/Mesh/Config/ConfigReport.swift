@@ -9,7 +9,13 @@ public struct ConfigReport: Encodable, Sendable {
         public var host: String
         public var address: String?
         public var route: String
+        /// The per-peer upload limit toward it when not `bandwidth_per_peer`, and from where
+        /// (`hosts.NAME`, `providers.GROUP`; PeerBandwidthLimits).
+        public var perPeer: String?
+        enum CodingKeys: String, CodingKey { case host, address, route, perPeer = "per_peer" }
     }
+    /// `providers` groups, in order: `NAME: GLOB, ... → RATE`.
+    public var providers: [String]
     public var valid = true
     public var file: String?
     public var name: String
@@ -46,7 +52,7 @@ public struct ConfigReport: Encodable, Sendable {
         case excluded, listen, advertise, join, peers, trustedKeys = "trusted_keys", authorityKeys = "authority_keys"
         case bandwidthGlobal = "bandwidth_global", bandwidthPerPeer = "bandwidth_per_peer"
         case maxConcurrentTransfers = "max_concurrent_transfers", maxDiskUsage = "max_disk_usage", metricsListen = "metrics_listen"
-        case logLevel = "log_level", logFormat = "log_format", placement, folders, warnings
+        case logLevel = "log_level", logFormat = "log_format", placement, folders, warnings, providers
     }
 
     /// `config` is the resolved config (file, environment, flags) before `forNode`.
@@ -71,8 +77,10 @@ public struct ConfigReport: Encodable, Sendable {
             case .ssh(let o): route = "ssh \(o.user.map { $0 + "@" } ?? "")\(o.host):\(o.port)"
             case .socks5(let s): route = "socks5 \(s.proxy)"
             }
-            return Peer(host: k, address: h.address.map { "\($0)" }, route: route)
+            let limit = c.peerLimits.perPeer(name: k, id: NodeID(k)).map { "\($0.bytesPerSecond)B/s from \($0.source)" }
+            return Peer(host: k, address: h.address.map { "\($0)" }, route: route, perPeer: limit)
         }
+        providers = c.providers.map { "\($0.name): \($0.hosts.joined(separator: ", ")) → \($0.perPeerBytesPerSecond)B/s" }
         trustedKeys = c.trustedKeys.count
         authorityKeys = c.authorityKeys.count
         func rate(_ r: Int64?) -> String { r.map { "\($0)B/s" } ?? "unlimited" }
@@ -115,10 +123,15 @@ public struct ConfigReport: Encodable, Sendable {
             ("listen", listen), ("advertise", advertise ?? "(the listen address)"),
             ("join", join.isEmpty ? "none" : join.joined(separator: ", ")),
         ]
-        for p in peers { rows.append(("peer", "\(p.host) \(p.address ?? "(address from gossip)") via \(p.route)")) }
+        for p in peers {
+            rows.append(("peer", "\(p.host) \(p.address ?? "(address from gossip)") via \(p.route)" + (p.perPeer.map { ", per peer \($0)" } ?? "")))
+        }
         rows += [
             ("trusted keys", "\(trustedKeys)"), ("authority keys", "\(authorityKeys)"),
             ("bandwidth", "global \(bandwidthGlobal), per peer \(bandwidthPerPeer), \(maxConcurrentTransfers) concurrent transfers"),
+        ]
+        for p in providers { rows.append(("provider", p)) }
+        rows += [
             ("max disk usage", maxDiskUsage ?? "no cap"), ("metrics", metricsListen), ("log", "\(logLevel), \(logFormat)"),
             ("placement", placement ? "configured" : "none (every node keeps every item)"), ("folders", "\(folders)"),
         ]

@@ -96,6 +96,11 @@ public struct NodeConfig: Equatable, Sendable {
     /// `placement:` (cluster-wide; Config/PlacementConfig.swift): which nodes should hold each
     /// type (docs/SYNC.md, "Placement"). nil: not configured, so every node keeps every item.
     public var placement: PlacementPolicy?
+    /// `placement.TYPE.priority` (issue 13): the priority of the fetches placement makes for
+    /// each type; a type not named fetches at NORMAL.
+    public var transferPriorities: [ItemType: TransferPriority] = [:]
+    /// `providers:` (Config/ProviderConfig.swift): per-peer limits for groups of peers by name.
+    public var providers: [ProviderGroup] = []
     /// `max_disk_usage: N%` (1-100): over it, this node accepts no new replicas. nil: no cap.
     public var maxDiskUsagePercent: Int?
 

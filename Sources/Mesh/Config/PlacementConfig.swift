@@ -5,32 +5,37 @@ import Yams
 
 extension NodeConfig {
     /// The keys of one type's rule (`placement.TYPE`).
-    static let placementRuleKeys = ["roles", "min_copies", "max_copies", "copies"]
+    static let placementRuleKeys = ["roles", "min_copies", "max_copies", "copies", "priority"]
     /// The largest copy count a rule may name.
     static let maxPlacementCopies = 1000
 
     /// `placement: defaults` (the seeds' defaults, `PlacementPolicy.seedDefaults`), or a mapping
     /// of type → `{roles: [..], min_copies: N, max_copies: N | copies: all | copies: N}`.
-    /// A type the mapping does not name goes to every node.
-    static func parsePlacement(_ node: Node, _ w: Walker) throws(MeshError) -> PlacementPolicy {
+    /// A type the mapping does not name goes to every node. A rule's `priority: low | normal |
+    /// high | critical` (issue 13) is the priority of that type's fetches (default normal).
+    static func parsePlacement(_ node: Node, _ w: Walker) throws(MeshError) -> (PlacementPolicy, [ItemType: TransferPriority]) {
         let path = "placement"
         if case .scalar = node, !w.isNull(node) {
             let v = try w.string(node, path)
             guard v == "defaults" else {
                 throw w.at(node, Validate.fail(path, "a mapping of type rules, or defaults", got: v))
             }
-            return .seedDefaults
+            return (.seedDefaults, [:])
         }
         var policy = PlacementPolicy()
+        var priorities = [ItemType: TransferPriority]()
         for (t, v) in try w.mapping(node, path: path) {
             let type = try itemType(t, path: "\(path).\(t)", node: v, w)
-            policy.rules[type] = try parsePlacementRule(v, path: "\(path).\(t)", w)
+            let (rule, priority) = try parsePlacementRule(v, path: "\(path).\(t)", w)
+            policy.rules[type] = rule
+            priorities[type] = priority
         }
-        return policy
+        return (policy, priorities)
     }
 
-    private static func parsePlacementRule(_ node: Node, path: String, _ w: Walker) throws(MeshError) -> PlacementRule {
+    private static func parsePlacementRule(_ node: Node, path: String, _ w: Walker) throws(MeshError) -> (PlacementRule, TransferPriority?) {
         var roles = [String]()
+        var priority: TransferPriority?
         var minCopies: Int?
         var maxCopies: Int?
         var all = false
@@ -65,6 +70,10 @@ extension NodeConfig {
                     minCopies = minCopies ?? n
                     maxCopies = n
                 }
+            case "priority":
+                let s = try w.string(v, p)
+                guard let pr = TransferPriority(name: s) else { throw w.at(v, Validate.fail(p, "low, normal, high or critical", got: s)) }
+                priority = pr
             default: throw w.unknownKey(v, p, known: placementRuleKeys)
             }
         }
@@ -75,7 +84,7 @@ extension NodeConfig {
         if let lo = minCopies, let hi = maxCopies, lo > hi {
             throw w.at(node, MeshError(.configInvalid, "\(path): min_copies \(lo) is more than the \(hi) copies allowed"))
         }
-        return PlacementRule(roles: roles, minCopies: minCopies ?? 1, maxCopies: maxCopies)
+        return (PlacementRule(roles: roles, minCopies: minCopies ?? 1, maxCopies: maxCopies), priority)
     }
 
     /// `max_disk_usage: N%`, N from 1 to 100.

@@ -67,6 +67,8 @@ public struct NodeSettings: Sendable {
         o.hosts = c.hosts
         o.allowSSHTunnelSuite = c.sessionEncryption == .auto
         o.blob.bandwidth = c.bandwidth
+        o.blob.peerLimits = c.peerLimits
+        o.blob.typePriorities = c.transferPriorities
         o.blob.breaker = c.breaker
         o.blob.maxConcurrentDownloads = max(1, c.bandwidth.maxConcurrentTransfers)
         o.blob.testCorruptServing = ProcessInfo.processInfo.environment["MESHNODE_TEST_CORRUPT_SERVING"] == "1"

@@ -266,10 +266,19 @@ extension MeshNode {
                     return respond(.failure(MeshError(.controlBadRequest, "fetch needs an \"id\" (64 hex digits)")))
                 }
                 guard let blobs else { return respond(.failure(MeshError(.closed, "the node is shutting down"))) }
+                // `priority` (issue 13): low, normal, high or critical; absent: high.
+                var priority = TransferPriority.high
+                if let text = req.args["priority"]?.stringValue {
+                    guard let p = TransferPriority(name: text) else {
+                        return respond(.failure(MeshError(.controlBadRequest, "fetch: unknown priority \"\(text)\"",
+                                                          hint: "give low, normal, high or critical")))
+                    }
+                    priority = p
+                }
                 let entry = try store.entry(contentID: id)
                 blobs.want(id, holders: Placement.fetchSources(hints: entry.map { [$0.origin] } ?? [], holders: holdings.holders(of: id),
                                                                 me: identity.nodeID),
-                           reason: .request, entry: entry)
+                           reason: .request, entry: entry, priority: priority)
                 evictionRequested(id)
                 respond(.success(.object(["fetching": .string("\(id)")])))
             case "transfers":

@@ -287,8 +287,11 @@ enum SessionVectors {
                 ("count", .n(chunks.count)), ("hashes", .array(chunks.map { .hex($0.digest.bytes) })))
         case let .have(id, c, n, bitmap):
             obj(("request_id", .n(id)), ("content_id", .hex(c.digest.bytes)), ("count", .n(n)), ("bitmap", .hex(bitmap)))
-        case let .get(id, c, indices):
+        case let .get(id, c, indices, priority) where priority == .normal:
             obj(("request_id", .n(id)), ("content_id", .hex(c.digest.bytes)), ("indices", .array(indices.map(VJ.n))))
+        case let .get(id, c, indices, priority):
+            obj(("request_id", .n(id)), ("content_id", .hex(c.digest.bytes)), ("indices", .array(indices.map(VJ.n))),
+                ("priority", .n(priority.rawValue)))
         case let .chunk(id, index, data):
             obj(("request_id", .n(id)), ("index", .n(index)), ("data", .hex(data)))
         case let .error(id, code, message):
@@ -317,6 +320,8 @@ enum SessionVectors {
             ("cancel", .cancel(requestID: 3)),
             ("chunk_piece: the last 16 bytes of a chunk of 8 MiB + 16 bytes (a 16 MiB-chunk store's short last chunk would look alike)",
              .chunkPiece(requestID: 5, index: 0, chunkBytes: 8_388_624, offset: 8_388_608, data: Array(data[0..<16]))),
+            ("get chunk 1 at priority critical (the optional priority byte; absent means normal)",
+             .get(requestID: 6, contentID: c, indices: [1], priority: .critical)),
         ]
     }
 
