@@ -9,20 +9,8 @@ import Testing
     func aGameLandsOnExactlyTwoStorageNodesAndADeadHoldersPlaceGoesToTheThird() throws {
         // n1, n2 training; n3, n4, n5 storage; games go to 2 storage nodes.
         let c = try TestCluster(size: 5)
-        let shared = "placement: {game: {roles: [storage], min_copies: 2, max_copies: 2}}"
-        for (i, n) in c.nodes.enumerated() {
-            try c.writeConfig(trusted: c.nodes.map(\.id), extra: shared + "\nroles: [\(i < 2 ? "training" : "storage")]",
-                              to: c.root.sub("\(n.name).yaml"))
-        }
-        try c.nodes[0].start(config: c.root.sub("n1.yaml"))
-        for n in c.nodes.dropFirst() { try n.start(config: c.root.sub("\(n.name).yaml"), join: [c.nodes[0].address]) }
-        try eventually(30, "5 alive") { c.allSeeAlive(5) }
-        try eventually(20, "every node's facts on every node\n\(c.dumpLogs())") {
-            c.nodes.allSatisfy { n in
-                let p = n.peers()
-                return p.count == 5 && p.values.allSatisfy { ($0["roles"] as? [String])?.isEmpty == false }
-            }
-        }
+        try c.startWithRoles(["training", "training", "storage", "storage", "storage"],
+                             shared: "placement: {game: {roles: [storage], min_copies: 2, max_copies: 2}}")
         let storage = Array(c.nodes[2...])
         let f = c.root.sub("games.db")
         try writePseudoRandomFile(f, size: 300_000, seed: 31)

@@ -29,19 +29,9 @@ import Testing
             placement: {game: {roles: [storage], min_copies: 2, max_copies: 2}, model: {roles: [training, storage], copies: all}}
             exclude_from_sync: [n6]
             """
-        let roles = ["training", "training", "storage", "storage", "storage", "storage"]
-        for (i, n) in c.nodes.enumerated() {
-            try c.writeConfig(trusted: c.nodes.map(\.id), extra: shared + "\nroles: [\(roles[i])]", to: c.root.sub("\(n.name).yaml"))
-        }
-        try c.nodes[0].start(config: c.root.sub("n1.yaml"))
-        for n in c.nodes.dropFirst() { try n.start(config: c.root.sub("\(n.name).yaml"), join: [c.nodes[0].address]) }
-        try eventually(30, "6 alive") { c.allSeeAlive(6) }
-        try eventually(20, "every node's facts on every node\n\(c.dumpLogs())") {
-            c.nodes.allSatisfy { n in
-                let p = n.peers()
-                return p.count == 6 && p.values.allSatisfy { ($0["roles"] as? [String])?.isEmpty == false }
-                    && p["n6"]?["excluded"] as? Bool == true
-            }
+        try c.startWithRoles(["training", "training", "storage", "storage", "storage", "storage"], shared: shared)
+        try eventually(20, "every node knows n6 is excluded\n\(c.dumpLogs())") {
+            c.nodes.allSatisfy { $0.peers()["n6"]?["excluded"] as? Bool == true }
         }
         let (n1, n2, excluded) = (c.nodes[0], c.nodes[1], c.nodes[5])
         let storage = Array(c.nodes[2...4])

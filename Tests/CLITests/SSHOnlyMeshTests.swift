@@ -10,28 +10,14 @@ import Glibc
 @Suite(.serialized, .ownThread()) struct SSHOnlyMeshTests {
     @Test(.ownThread(timeLimit: .minutes(3)), .enabled(if: NetnsLab.isAvailable, "needs root, iproute2, nftables and openssh-server (installed by .ci/run)"))
     func nodesBehindSSHOnlyFirewallsFormTheMeshAndReplicateThroughSSH() throws {
-        let lab = try NetnsLab(count: 3)
-        let port = 7946
-        var nodes: [TestNode] = []
-        for i in 0..<3 { nodes.append(try TestNode(name: "h\(i)", root: lab.dir, ip: lab.ips[i], port: port)) }
-        var children: [ChildProcess] = []
-        defer { for c in children { c.kill(SIGKILL); _ = c.wait(timeoutSeconds: 5) } }
-        for i in 0..<3 {
-            var yaml = "trusted_keys:\n" + nodes.map { "  - \($0.id)\n" }.joined() + "probe_interval: 500ms\nanti_entropy_interval: 3s\nhosts:\n"
-            for j in 0..<3 where j != i { yaml += "  \(nodes[j].id):\n" + lab.sshHostEntry(j, port: port) + "\n" }
-            let cfg = lab.dir.sub("h\(i).yaml")
-            try yaml.write(toFile: cfg, atomically: true, encoding: .utf8)
-            let join = i == 0 ? [] : ["--join", nodes[0].address]
-            children.append(try lab.spawn(in: i, [Meshnode.binaryPath, "run", "--data", nodes[i].dataDir, "--config", cfg,
-                                                  "--listen", nodes[i].address, "--log-level", "info"] + join,
-                                         environment: Meshnode.defaultEnvironment))
-        }
+        let mesh = try SSHOnlyMesh(count: 3)
+        let (lab, nodes, port) = (mesh.lab, mesh.nodes, 7946)
         // The firewall really is in place: port 22 answers across hosts, meshnode's port does not.
         func tcpOpen(from i: Int, to j: Int, port: Int) throws -> Bool {
             try Subprocess.run(["ip", "netns", "exec", lab.hosts[i], "timeout", "2", "bash", "-c", "echo > /dev/tcp/\(lab.ips[j])/\(port)"],
                                timeoutSeconds: 10).status == 0
         }
-        func logs() -> String { children.map { $0.result.stderr.split(separator: "\n").suffix(15).joined(separator: "\n") }.joined(separator: "\n----\n") }
+        func logs() -> String { mesh.logs() }
         try eventually(60, "all three alive in every view, through SSH only\n\(logs())") {
             nodes.allSatisfy { n in
                 let s = n.states()

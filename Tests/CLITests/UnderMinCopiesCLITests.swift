@@ -10,18 +10,9 @@ import Testing
     func anItemReadsAsUnderMinCopiesOnEveryNodeWhileOneOfItsTwoStorageHoldersIsDead() throws {
         // n1 training; n2, n3 storage; games need 2 copies on storage nodes.
         let c = try TestCluster(size: 3)
-        let shared = "placement: {game: {roles: [storage], min_copies: 2, max_copies: 2}}"
-        for (i, n) in c.nodes.enumerated() {
-            try c.writeConfig(trusted: c.nodes.map(\.id), extra: shared + "\nroles: [\(i == 0 ? "training" : "storage")]",
-                              to: c.root.sub("\(n.name).yaml"))
-        }
         let n1 = c.nodes[0], n3 = c.nodes[2]
-        try n1.start(config: c.root.sub("n1.yaml"), extra: ["--metrics-listen", "\(n1.ip):9946"])
-        for n in c.nodes.dropFirst() { try n.start(config: c.root.sub("\(n.name).yaml"), join: [n1.address]) }
-        try eventually(30, "3 alive") { c.allSeeAlive(3) }
-        try eventually(20, "every node's facts on every node\n\(c.dumpLogs())") {
-            c.nodes.allSatisfy { n in n.peers().count == 3 && n.peers().values.allSatisfy { ($0["roles"] as? [String])?.isEmpty == false } }
-        }
+        try c.startWithRoles(["training", "storage", "storage"], shared: "placement: {game: {roles: [storage], min_copies: 2, max_copies: 2}}",
+                             firstExtra: ["--metrics-listen", "\(n1.ip):9946"])
         func under(_ n: TestNode) -> Int? { (n.nodeStatus()?["placement"] as? [String: Any])?["under_min_copies"] as? Int }
         func gauge() -> Double? {
             httpGet(host: n1.ip, port: 9946, path: "/metrics")?.body.split(separator: "\n")
