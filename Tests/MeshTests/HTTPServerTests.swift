@@ -108,7 +108,9 @@ import Testing
             }
             let elapsed = Date().timeIntervalSince(start)
             #expect(closed, "the server kept a slow client for \(elapsed) s")
-            #expect(elapsed >= 0.6, "closed after \(elapsed) s, before its request timeout")
+            // (libuv starts a timer from the loop's cached time, which may be a little behind
+            // the clock: the close can come a few ms before 0.6 s by an outside clock.)
+            #expect(elapsed >= 0.55, "closed after \(elapsed) s, before its request timeout")
             #expect(RawHTTPResponse(received)?.status == 408)
             #expect(counters(loop, server).rejected["http_request_timeout"] == 1)
             // An idle connection that sends nothing at all is closed the same way.
