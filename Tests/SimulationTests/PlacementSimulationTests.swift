@@ -89,7 +89,7 @@ import Testing
         #expect(r.livenessViolations.contains { $0.contains("placement restore bound") }, "\(r.livenessViolations.prefix(3))")
     }
 
-    @Test("The restore checker catches an origin that never fetches its own put again, as the running node still does")
+    @Test("The restore checker catches an origin that never fetches its own put again, as the running node did before it re-fetched its own puts")
     func restoreCheckerCatchesAnOriginThatNeverRefetches() {
         let ok = restoreRun(seed: 6, bug: .none)
         #expect(ok.ok, "\(failures(ok))")
@@ -110,7 +110,7 @@ import Testing
         #expect(r.safetyViolations.contains { $0.contains("n3 is excluded from sync but fetches") }, "\(r.safetyViolations.prefix(3))")
     }
 
-    @Test("The cap checker catches fetches decided by the full flag alone, as the running node still does")
+    @Test("The cap checker catches fetches decided by the full flag alone, as the running node did before it passed sizes and room")
     func capCheckerCatchesFetchesThatOvershootTheCap() {
         var o = SimOptions.defaults(for: .placement, seed: 5)
         o.durationS = 30

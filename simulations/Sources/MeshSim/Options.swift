@@ -28,12 +28,12 @@ public enum PlacementBug: String, CaseIterable, Sendable {
     case noReevaluation = "no-reevaluation"
     /// A node leaves its own `excluded` flag out of the facts it decides with (excluded nodes).
     case forgetExcluded = "forget-excluded"
-    /// Fetches are decided by the full flag alone, as the running node still does (the cap).
+    /// Fetches are decided by the full flag alone, as the running node did before it passed sizes and room (the cap).
     case ignoreRoom = "ignore-room"
     /// Eviction is handed holder records that list every alive node (the last copy).
     case trustEveryHolder = "trust-every-holder"
-    /// A node never fetches its own put again once it let go of it, as the running node still
-    /// does (`MeshNode.reevaluatePlacement` skips items it originated): a target slot stays
+    /// A node never fetches its own put again once it let go of it, as the running node did
+    /// before (`MeshNode.reevaluatePlacement` skipped items it originated): a target slot stays
     /// empty (the min_copies restore bound).
     case originNeverRefetches = "origin-never-refetches"
     /// Decisions ignore the broadcast flag (broadcast reach).
