@@ -54,13 +54,11 @@ extension MeshNode {
     /// eviction order ("least wanted and oldest first"), but not pinned.
     func evictionServed(_ content: ContentID) {
         guard placementActive else { return }
-        var m = placementState.eviction.servedAt
-        if m.count >= Self.evictionServedMemoryMaxEntries {
-            let keep = m.sorted { $0.value > $1.value }.prefix(Self.evictionServedMemoryMaxEntries / 2)
-            m = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+        if placementState.eviction.servedAt.count >= Self.evictionServedMemoryMaxEntries {
+            let keep = placementState.eviction.servedAt.sorted { $0.value > $1.value }.prefix(Self.evictionServedMemoryMaxEntries / 2)
+            placementState.eviction.servedAt = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
         }
-        m[content] = Self.now()
-        placementState.eviction.servedAt = m
+        placementState.eviction.servedAt[content] = Self.now()  // in place: no copy of the map per request
     }
 
     /// Housekeeping: a pass when the last is `evictionIntervalNs` ago.

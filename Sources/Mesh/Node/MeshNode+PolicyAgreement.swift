@@ -15,14 +15,19 @@ struct PolicyAgreementState {
     var warned: Set<[UInt8]> = []
     /// Eviction passes that released nothing because the policies disagreed.
     var suspendedPasses: UInt64 = 0
+    /// This node's own hash, computed once (the rules do not change while it runs).
+    var ownHash: [UInt8]?
 }
 
 extension MeshNode {
     /// This node's `policy_hash`: the first 16 bytes of BLAKE2b-256 over
     /// `PlacementPolicy.canonicalBytes` (the empty policy without `placement:`).
     var placementPolicyHash: [UInt8] {
-        Array(Blake2b256.hash((options.placement ?? PlacementPolicy()).canonicalBytes).bytes
+        if let h = policyAgreement.ownHash { return h }
+        let h = Array(Blake2b256.hash((options.placement ?? PlacementPolicy()).canonicalBytes).bytes
             .prefix(ManifestEntry.NodeFacts.policyHashBytes))
+        policyAgreement.ownHash = h
+        return h
     }
 
     /// The alive or suspect members whose stated policy hash differs from this node's
