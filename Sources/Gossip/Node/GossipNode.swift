@@ -323,6 +323,11 @@ public struct GossipNode: Sendable {
         node == id ? (hasLeft ? .left : .alive) : members[node]?.state
     }
 
+    /// The name of one member (this node's own for `id`; nil if unknown).
+    public func memberName(_ node: NodeID) -> String? {
+        node == id ? config.name : members[node]?.name
+    }
+
     /// Ids of members this node considers alive (itself excluded).
     public var aliveMembers: [NodeID] { members.values.filter { $0.state == .alive }.map(\.id) }
 

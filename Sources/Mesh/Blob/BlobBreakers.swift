@@ -24,7 +24,7 @@ extension BlobService {
         let wasHalfOpen = breakers[peer].state(nowMs: now) == .halfOpen
         guard breakers.recordFailure(peer, reason, unreachable: unreachable, nowMs: now) else { return }
         let b = breakers[peer]
-        let name = node.gossip.memberSnapshots().first { $0.node == peer }?.name ?? peer.short
+        let name = node.gossip.memberName(peer) ?? peer.short
         logger.warning("circuit open for \(name): \(wasHalfOpen ? "a trial request failed" : "\(b.config.failureThreshold) transfer failures in a row") (\(reason)); no transfer requests to it for \(b.config.recoveryTimeoutMs / 1000) s, then \(b.config.halfOpenRequests) trials (`meshnode breaker reset \(name)` closes it now)",
                        metadata: ["peer": "\(name)", "peer_id": "\(peer)", "reason": "\(reason)", "opens": "\(b.opens)"])
     }
@@ -34,7 +34,7 @@ extension BlobService {
         let before = breakers[peer].state
         breakers.recordSuccess(peer, nowMs: breakerNowMs)
         if before == .halfOpen, breakers[peer].state == .closed {
-            let name = node.gossip.memberSnapshots().first { $0.node == peer }?.name ?? peer.short
+            let name = node.gossip.memberName(peer) ?? peer.short
             logger.notice("circuit closed for \(name): the trial requests succeeded", metadata: ["peer": "\(name)"])
         }
     }

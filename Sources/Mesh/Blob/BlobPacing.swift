@@ -33,7 +33,7 @@ extension BlobService {
     func perPeerLimit(_ peer: NodeID) -> Int64? {
         guard !config.peerLimits.isEmpty else { return nil }
         if let cached = peerLimitCache[peer] { return cached }
-        let name = node.gossip.memberSnapshots().first { $0.node == peer }?.name
+        let name = node.gossip.memberName(peer)
         let limit = config.peerLimits.perPeer(name: name, id: peer)?.bytesPerSecond
         if peerLimitCache.count > 4096 { peerLimitCache = [:] }
         if name != nil { peerLimitCache[peer] = .some(limit) }

@@ -186,16 +186,9 @@ public enum HostsImport {
         let plainOK = !s.isEmpty && s.allSatisfy { safe.contains($0) } && !s.hasPrefix("[") && !s.hasPrefix("~") && !s.hasPrefix("@")
             && !["true", "false", "yes", "no", "null", "on", "off"].contains(s.lowercased()) && Double(s) == nil && !s.contains(": ")
         if plainOK && !s.hasSuffix(":") { return s }
-        var out = "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out + "\""
+        // A JSON string literal is a YAML double-quoted scalar (YAML 1.2 is a superset of JSON).
+        var out = ""
+        JSONLogHandler.appendString(s, to: &out)
+        return out
     }
 }

@@ -210,9 +210,8 @@ extension MeshNode {
 
     /// `status --json` `breakers`: every peer that ever failed a transfer, by name.
     func breakersByName() -> [String: BreakerRow] {
-        let names = Dictionary(gossip.memberSnapshots().map { ($0.node, $0.name) }, uniquingKeysWith: { a, _ in a })
         var out = [String: BreakerRow]()
-        for (peer, row) in blobs?.breakerRows() ?? [:] { out[names[peer] ?? peer.short] = row }
+        for (peer, row) in blobs?.breakerRows() ?? [:] { out[gossip.memberName(peer) ?? peer.short] = row }
         return out
     }
 

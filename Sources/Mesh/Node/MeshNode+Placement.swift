@@ -207,9 +207,7 @@ extension MeshNode {
                                droppedNotTargetBytes: placementState.eviction.droppedNotTargetBytes,
                                releasePending: placementState.eviction.release.count,
                                underMinCopies: slowGauges().underMinCopies,
-                               policyMismatch: policyMismatches().map { n in
-                                   gossip.memberSnapshots().first { $0.node == n }?.name ?? n.short
-                               },
+                               policyMismatch: policyMismatches().map { gossip.memberName($0) ?? $0.short },
                                policyHash: Hex.encode(placementPolicyHash),
                                confirming: placementState.eviction.confirming.count)
     }

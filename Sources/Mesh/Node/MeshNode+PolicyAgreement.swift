@@ -47,7 +47,7 @@ extension MeshNode {
         let mine = placementPolicyHash
         guard theirs != mine else { return }
         guard policyAgreement.warned.insert(origin.key.bytes + theirs).inserted else { return }
-        let name = gossip.memberSnapshots().first { $0.node == origin }?.name ?? origin.short
+        let name = gossip.memberName(origin) ?? origin.short
         logger.warning("placement rules differ from \(name)'s: give every node the same placement: (one cluster file); dropping and eviction wait until they agree",
                        metadata: ["peer": "\(name)", "peer_id": "\(origin)", "policy_hash": "\(Hex.encode(mine))",
                                   "peer_policy_hash": "\(Hex.encode(theirs))"])
