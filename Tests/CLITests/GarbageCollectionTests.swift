@@ -31,6 +31,16 @@ import Glibc
         return out
     }
 
+    /// How many chunk files `dataDir` holds (a cheap count, polled while `gc` runs).
+    static func chunkFileCount(_ dataDir: String) -> Int {
+        let dir = "\(dataDir)/chunks"
+        var n = 0
+        for sub in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            n += ((try? FileManager.default.contentsOfDirectory(atPath: "\(dir)/\(sub)")) ?? []).count { $0.count == 64 }
+        }
+        return n
+    }
+
     /// `status --json`'s top-level `reclaimable` (bytes), with `config`'s keep policy.
     static func reclaimable(_ dataDir: String, config: String) throws -> Int? {
         let r = try Meshnode.run(["status", "--json", "--data", dataDir, "--config", config])
@@ -39,7 +49,8 @@ import Glibc
 
     /// A store with many versions of six names (some kept by `keep_versions`, some not; later
     /// versions share chunks with earlier ones), then `meshnode gc` killed with `-9` at seeded
-    /// random moments of its run. After every kill the store's invariant holds (no recorded
+    /// random moments of its run (half at a random time, half once a random number of chunk
+    /// files are gone, so some kills land mid-collection on any machine). After every kill the store's invariant holds (no recorded
     /// chunk without its file; every unrecorded file journalled), `verify` exits 0, every kept
     /// version exports byte for byte, and a second `gc` leaves exactly the kept chunks.
     @Test(.ownThread(timeLimit: .minutes(8)))
@@ -118,16 +129,31 @@ import Glibc
         try expectRecovered(timing, "uninterrupted")
 
         let trials = 8
+        let garbage = all.recorded.count - keptChunks.count
         var midRun = 0
         for trial in 0..<trials {
             let dir = try copyOfPristine("trial-\(trial)")
             let child = try Meshnode.spawn(["gc", "--data", dir, "--config", config], environment: env)
-            let delayMs = Int.random(in: 0...gcMs, using: &rng)
-            usleep(UInt32(delayMs * 1000))
+            let when: String
+            if trial % 2 == 0 {
+                // At a random moment of the run's length: may land before, during or after it.
+                let delayMs = Int.random(in: 0...gcMs, using: &rng)
+                usleep(UInt32(delayMs * 1000))
+                when = "after \(delayMs) of ~\(gcMs) ms"
+            } else {
+                // Once a random number of chunk files are gone: lands during the collection
+                // however slow this machine is (a clock guess alone can miss it on a loaded one).
+                let target = Int.random(in: 1...(garbage - 1), using: &rng)
+                let deadline = Date().addingTimeInterval(60)
+                while child.poll() == nil, Date() < deadline, all.recorded.count - Self.chunkFileCount(dir) < target {
+                    usleep(1000)
+                }
+                when = "after \(target) of \(garbage) chunk files were gone"
+            }
             child.kill(SIGKILL)
             let status = child.wait(timeoutSeconds: 30)
             let s = try ChunkRecordSnapshot(dataDir: dir)
-            print("trial \(trial): killed after \(delayMs) of ~\(gcMs) ms (status \(status)): \(s.recorded.count) recorded, "
+            print("trial \(trial): killed \(when) (status \(status)): \(s.recorded.count) recorded, "
                   + "\(s.files.count) files, \(s.journalled.count) journalled")
             // A row goes before its file, and a file goes only while journalled.
             #expect(s.recordedWithoutFile.isEmpty, "seed \(seed) trial \(trial): recorded without a file: \(s.recordedWithoutFile)")
