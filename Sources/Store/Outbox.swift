@@ -1,61 +1,57 @@
-/// A pending push of an entry to a peer (the gossip layer's durable retry queue).
+import Gossip
+
+/// One item of the spot outbox (the seeds' write-ahead log of pending games): an item this node
+/// originated that no durable node is known to hold complete yet (docs/SYNC.md, "Spot nodes").
 public struct OutboxItem: Sendable, Hashable {
-    public var id: Int64
-    public var origin: NodeID
-    public var sequence: UInt64
-    public var target: NodeID
-    public var attempts: Int
-    public var nextAttemptMs: Int64
+    public var contentID: ContentID
+    public var type: ItemType
+    public var sizeBytes: UInt64
+    /// When it became at risk (ms since the epoch).
     public var enqueuedMs: Int64
+
+    public init(contentID: ContentID, type: ItemType, sizeBytes: UInt64, enqueuedMs: Int64) {
+        self.contentID = contentID
+        self.type = type
+        self.sizeBytes = sizeBytes
+        self.enqueuedMs = enqueuedMs
+    }
 }
 
 extension Store {
     // MARK: - Outbox
 
-    /// The most rows the outbox holds; enqueueing beyond it fails (back-pressure).
+    /// The most rows the outbox holds; beyond it an item is still pushed, but not recorded
+    /// (health says unhealthy: an ephemeral node that cannot reach any durable one).
     public static let maxOutboxRows = 100_000
 
-    /// Queues a push of entry `(origin, sequence)` to `target`; idempotent per triple.
-    public func enqueueOutbox(origin: NodeID, sequence: UInt64, target: NodeID,
-                              nowMs: Int64 = WallClock.nowMs()) throws(MeshError) {
+    /// Records `item` as at risk; idempotent per content (the first enqueue time stays).
+    public func enqueueOutbox(_ item: OutboxItem) throws(MeshError) {
         let n = try outboxCount()
         guard n < Self.maxOutboxRows else {
-            throw MeshError(.invalidInput, "the outbox is full (\(Self.maxOutboxRows) pending pushes)",
-                            hint: "peers are unreachable; pushes resume as they are acknowledged or expire")
+            throw MeshError(.invalidInput, "the outbox is full (\(Self.maxOutboxRows) items at risk)",
+                            hint: "no durable node takes this node's items; check that one is reachable (`meshnode peers`)")
         }
         try sql { () throws(SQLiteError) in
-            try db.query("""
-                INSERT OR IGNORE INTO outbox(origin, sequence, target, attempts, next_attempt_ms, enqueued_ms)
-                VALUES(?, ?, ?, 0, ?, ?)
-                """, [.blob(origin.key.bytes), .int(Int64(sequence)), .blob(target.key.bytes), .int(nowMs), .int(nowMs)])
+            try db.query("INSERT OR IGNORE INTO outbox(content_id, type, size_bytes, enqueued_ms) VALUES(?, ?, ?, ?)",
+                         [.blob(item.contentID.digest.bytes), .int(Int64(item.type.rawValue)),
+                          .int(Int64(clamping: item.sizeBytes)), .int(item.enqueuedMs)])
         }
     }
 
-    /// Pushes due at `nowMs`, earliest first, at most `limit`.
-    public func dueOutbox(nowMs: Int64, limit: Int) throws(MeshError) -> [OutboxItem] {
+    /// Every item at risk, oldest first.
+    public func outboxItems() throws(MeshError) -> [OutboxItem] {
         var out = [OutboxItem]()
-        try db.forEach("""
-            SELECT id, origin, sequence, target, attempts, next_attempt_ms, enqueued_ms FROM outbox
-            WHERE next_attempt_ms <= ? ORDER BY next_attempt_ms, id LIMIT ?
-            """, [.int(nowMs), .int(Int64(limit))]) { (s) throws(MeshError) in
-            out.append(OutboxItem(id: s.int(0), origin: NodeID(key: Bytes32(bytes: s.blob(1)) ?? .zero),
-                                  sequence: UInt64(s.int(2)), target: NodeID(key: Bytes32(bytes: s.blob(3)) ?? .zero),
-                                  attempts: Int(s.int(4)), nextAttemptMs: s.int(5), enqueuedMs: s.int(6)))
+        try db.forEach("SELECT content_id, type, size_bytes, enqueued_ms FROM outbox ORDER BY enqueued_ms, content_id", []) { (s) throws(MeshError) in
+            guard let d = Bytes32(bytes: s.blob(0)) else { return }
+            out.append(OutboxItem(contentID: ContentID(digest: d), type: ItemType(rawValue: UInt8(clamping: s.int(1))) ?? .other,
+                                  sizeBytes: UInt64(max(0, s.int(2))), enqueuedMs: s.int(3)))
         }
         return out
     }
 
-    /// The push succeeded: remove it.
-    public func ackOutbox(id: Int64) throws(MeshError) {
-        try sql { () throws(SQLiteError) in try db.query("DELETE FROM outbox WHERE id = ?", [.int(id)]) }
-    }
-
-    /// The push failed: count the attempt and try again at `nextAttemptMs`.
-    public func retryOutbox(id: Int64, nextAttemptMs: Int64) throws(MeshError) {
-        try sql { () throws(SQLiteError) in
-            try db.query("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ? WHERE id = ?",
-                         [.int(nextAttemptMs), .int(id)])
-        }
+    /// `content` is safe (or no longer kept): it leaves the outbox.
+    public func removeOutbox(_ content: ContentID) throws(MeshError) {
+        try sql { () throws(SQLiteError) in try db.query("DELETE FROM outbox WHERE content_id = ?", [.blob(content.digest.bytes)]) }
     }
 
     public func outboxCount() throws(MeshError) -> Int {

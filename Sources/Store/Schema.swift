@@ -167,6 +167,18 @@ public enum Schema {
         CREATE INDEX chunk_backings_by_path ON chunk_backings(path);
         CREATE INDEX chunk_backings_pending ON chunk_backings(writer) WHERE writer IS NOT NULL;
         """,
+        // 8: the outbox becomes the spot outbox (Store/Outbox.swift, docs/SYNC.md "Spot nodes"):
+        // one row per item this node originated that no durable node holds yet. The entry-push
+        // queue it replaces was never written to.
+        """
+        DROP TABLE outbox;
+        CREATE TABLE outbox(
+            content_id   BLOB    PRIMARY KEY CHECK(length(content_id) = 32),
+            type         INTEGER NOT NULL,
+            size_bytes   INTEGER NOT NULL,
+            enqueued_ms  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// Brings `db` to `currentVersion`, or throws `.schemaTooNew`.

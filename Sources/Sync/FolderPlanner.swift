@@ -28,7 +28,7 @@ public struct FolderScan: Sendable, Equatable {
 /// and inode observed twice, `settleMs` apart (the planner asks for the second look with
 /// `check`). Each path has at most one action in flight.
 public struct FolderPlanner: Sendable {
-    public let spec: FolderSpec
+    public private(set) var spec: FolderSpec
     let filter: FolderFilter
     /// What the folder last saw or wrote, by relative path (the shell persists every change:
     /// `record`/`forget` directives and action outcomes).
@@ -230,6 +230,17 @@ public struct FolderPlanner: Sendable {
         }
         dirty.insert(p)
     }
+
+    /// A stopping node's final snapshot (SIGTERM, docs/SYNC.md "Spot nodes"): from now on every
+    /// local change is acted on at its second look, without waiting `settleMs` or for a live
+    /// database's snapshot interval.
+    public mutating func urgent() {
+        spec.settleMs = 0
+        spec.snapshotIntervalMs = 0
+    }
+
+    /// No action in flight and no second look asked for.
+    public var isQuiet: Bool { busy.isEmpty && checking.isEmpty }
 
     // MARK: - Status
 

@@ -37,12 +37,15 @@ extension MeshnodeCommand {
         var metricsListen: String?
 
         func run() throws {
+            var status: Int32 = 0
             try runReportingErrors { () throws(MeshError) in
                 let settings = try NodeSettings.resolve(
                     dataDir: options.dataDir, configFlag: config, listen: listen, advertise: advertise, join: join,
                     name: name, role: role, logLevel: logLevel, metricsListen: metricsListen, logFormat: logFormat)
-                try Daemon.run(settings)
+                status = try Daemon.run(settings)
             }
+            // Stopped with items no durable node holds (each was logged): a distinct status.
+            if status != 0 { throw ExitCode(status) }
         }
     }
 }

@@ -91,7 +91,7 @@ import Testing
         var g = Self.gauges
         g.outboxRows = 3
         g.oldestOutboxEnqueuedMs = 1_000_000_000 - 5_000
-        #expect(HealthChecks.outbox(inputs(store: g)) == ComponentHealth(.healthy, "3 pending, the oldest for 5 s"))
+        #expect(HealthChecks.outbox(inputs(store: g)) == ComponentHealth(.healthy, "3 items at risk (no durable copy yet), the oldest for 5 s"))
         g.oldestOutboxEnqueuedMs = 1_000_000_000 - 601_000
         #expect(HealthChecks.outbox(inputs(store: g)).status == .degraded)
         g.outboxRows = Store.maxOutboxRows

@@ -119,24 +119,22 @@ struct ManifestTests {
         #expect(try dst.store.verify().ok)
     }
 
-    @Test("The outbox survives a reopen and supports due, retry and ack")
+    @Test("The spot outbox survives a reopen, keeps the first enqueue time and lists the oldest first")
     func outbox() throws {
         let f = try Fixture()
-        let a = NodeIdentity.generate().nodeID, b = NodeIdentity.generate().nodeID
-        let me = f.identity.nodeID
-        try f.store.enqueueOutbox(origin: me, sequence: 1, target: a, nowMs: 1000)
-        try f.store.enqueueOutbox(origin: me, sequence: 1, target: a, nowMs: 1000)  // idempotent
-        try f.store.enqueueOutbox(origin: me, sequence: 1, target: b, nowMs: 2000)
+        let a = ContentID(digest: Bytes32(bytes: [UInt8](repeating: 1, count: 32))!)
+        let b = ContentID(digest: Bytes32(bytes: [UInt8](repeating: 2, count: 32))!)
+        try f.store.enqueueOutbox(OutboxItem(contentID: b, type: .game, sizeBytes: 10, enqueuedMs: 2000))
+        try f.store.enqueueOutbox(OutboxItem(contentID: a, type: .npz, sizeBytes: 20, enqueuedMs: 1000))
+        try f.store.enqueueOutbox(OutboxItem(contentID: a, type: .npz, sizeBytes: 20, enqueuedMs: 3000))  // idempotent
         let reopened = try Store.open(dataDir: f.dataDir)
         #expect(try reopened.outboxCount() == 2)
-        let due = try reopened.dueOutbox(nowMs: 1500, limit: 10)
-        #expect(due.map(\.target) == [a])
-        try reopened.retryOutbox(id: due[0].id, nextAttemptMs: 5000)
-        #expect(try reopened.dueOutbox(nowMs: 2500, limit: 10).map(\.target) == [b])
-        let later = try reopened.dueOutbox(nowMs: 6000, limit: 10)
-        #expect(later.count == 2)
-        #expect(later.first(where: { $0.target == a })?.attempts == 1)
-        for i in later { try reopened.ackOutbox(id: i.id) }
+        let items = try reopened.outboxItems()
+        #expect(items.map(\.contentID) == [a, b])
+        #expect(items[0] == OutboxItem(contentID: a, type: .npz, sizeBytes: 20, enqueuedMs: 1000))
+        #expect(try reopened.gauges().oldestOutboxEnqueuedMs == 1000)
+        try reopened.removeOutbox(a)
+        try reopened.removeOutbox(b)
         #expect(try reopened.outboxCount() == 0)
     }
 

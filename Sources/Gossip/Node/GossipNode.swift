@@ -258,6 +258,18 @@ public struct GossipNode: Sendable {
         return out
     }
 
+    /// An entry that arrived outside gossip, from the established session peer `sender` (a
+    /// `take` carries the put it asks about, docs/PROTOCOL.md §9.5): accepted exactly as a
+    /// relayed entry (§7.1: its origin trusted, its signature verified), persisted, advertised
+    /// and repaired onward; returns whether it is held now.
+    public mutating func onCarriedEntry(_ entry: ManifestEntry, from sender: NodeID, now: Instant) -> (held: Bool, directives: [Directive]) {
+        var out = [Directive]()
+        guard started, !hasLeft else { return (false, out) }
+        let from = members[sender]?.address ?? address
+        onEntry(entry, from: sender, fromAddress: from, treePush: false, now: now, out: &out)
+        return (manifest.entry(EntryRef(origin: entry.origin, sequence: entry.sequence)) == entry, out)
+    }
+
     /// Entries a compaction just voided: the shell deletes them (docs/PROTOCOL.md §4.5).
     mutating func emitCompacted(out: inout [Directive]) {
         let gone = manifest.takeCompacted()

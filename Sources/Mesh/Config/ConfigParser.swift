@@ -10,7 +10,7 @@ extension NodeConfig {
         "certificate", "anti_entropy_interval", "probe_interval", "hosts", "bandwidth", "log_level",
         "session_encryption", "keep_versions", "retention", "folders", "metrics_listen", "log_format",
         "compact_after", "roles", "ephemeral", "nfs_group", "exclude_from_sync", "nfs_groups", "placement",
-        "max_disk_usage", "breaker", "providers",
+        "max_disk_usage", "breaker", "providers", "ephemeral_hosts", "shutdown_deadline", "push_copies",
     ]
 
     /// Parses a config document. `source` names it in errors. An unknown key, a duplicate key or
@@ -43,6 +43,19 @@ extension NodeConfig {
                     if let problem = Glob.problem(in: v) { throw w.at(n, Validate.fail(p, "a node name or glob (\(problem))", got: v)) }
                     return v
                 }
+            case "ephemeral_hosts":
+                c.ephemeralHosts = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
+                    let p = "\(path)[\(i)]"
+                    let v = try w.string(n, p)
+                    if let problem = Glob.problem(in: v) { throw w.at(n, Validate.fail(p, "a node name or glob (\(problem))", got: v)) }
+                    return v
+                }
+            case "shutdown_deadline":
+                c.shutdownDeadline = try w.located(value) { () throws(MeshError) in try Validate.interval(w.string(value, path), path: path) }
+            case "push_copies":
+                let text = try w.string(value, path)
+                guard let n = Int(text), (0...8).contains(n) else { throw w.at(value, Validate.fail(path, "a number of copies from 0 to 8", got: text)) }
+                c.pushCopies = n
             case "nfs_groups":
                 c.nfsGroups = try w.list(value, path).enumerated().map { (i, g) throws(MeshError) in
                     try w.list(g, "\(path)[\(i)]").enumerated().map { (j, n) throws(MeshError) in

@@ -64,7 +64,7 @@ public struct ConfigReport: Encodable, Sendable {
         ownEntry = c.ownHostKey
         role = c.role
         roles = c.effectiveRoles
-        ephemeral = c.ephemeral
+        ephemeral = c.isEphemeral(name: name)
         nfsGroup = c.nfsGroup(name: name)
         excluded = c.isExcluded(name: name)
         listen = "\(c.listen)"

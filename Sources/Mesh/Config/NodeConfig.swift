@@ -86,6 +86,15 @@ public struct NodeConfig: Equatable, Sendable {
     public var roles: [String] = []
     /// `ephemeral: true`: a spot or preemptible node (its disk may vanish with it).
     public var ephemeral = false
+    /// `ephemeral_hosts: [names or globs]` (cluster-wide, as the seeds' config has it): the
+    /// nodes so named are ephemeral too (`isEphemeral(name:)`).
+    public var ephemeralHosts: [String] = []
+    /// `shutdown_deadline`: how long a stopping node (SIGTERM) waits for its items at risk to
+    /// become safe (docs/SYNC.md, "Spot nodes"). AWS gives 2 minutes of notice, GCP 30 s.
+    public var shutdownDeadline: Duration = .seconds(25)
+    /// `push_copies`: custodians asked at once to take a copy of each item this node originates
+    /// (HYBRID push-to-2; 0 turns it off).
+    public var pushCopies = 2
     /// `nfs_group: NAME`: nodes with one group share storage. nil: from `nfs_groups`.
     public var nfsGroup: String?
     /// `exclude_from_sync: [names or globs]` (cluster-wide): those nodes receive nothing.
@@ -108,6 +117,11 @@ public struct NodeConfig: Equatable, Sendable {
     public var effectiveRoles: [String] { roles.isEmpty ? [role] : roles }
 
     /// Whether the node named `name` is excluded by `exclude_from_sync` (a name or a glob: `*`, `?`, `[...]`).
+    /// Whether the node named `name` is ephemeral by `ephemeral_hosts` (or, for this node, `ephemeral`).
+    public func isEphemeral(name: String) -> Bool {
+        ephemeral || ephemeralHosts.contains { p in p == name || (Glob(p)?.matches(name, pathname: false) ?? false) }
+    }
+
     public func isExcluded(name: String) -> Bool {
         excludeFromSync.contains { p in p == name || (Glob(p)?.matches(name, pathname: false) ?? false) }
     }

@@ -26,6 +26,8 @@ final class FolderRuntime: @unchecked Sendable {
     private var checkRunning = false
     private var fullScanRunning = false
     private var fullScanWanted = false
+    /// Complete scans planned so far (the final snapshot waits for one that started after it).
+    private var fullScansDone = 0
     /// The folder was never scanned: its first scan creates the marker file.
     private var createMarker: Bool
     private(set) var blocked: String?
@@ -103,6 +105,7 @@ final class FolderRuntime: @unchecked Sendable {
                 guard !worker.closed.load(ordering: .relaxed) else { return }
                 fullScanRunning = false
                 scanned(out, full: true)
+                fullScansDone += 1
                 if fullScanWanted { fullScan() }
             }
         }
@@ -168,6 +171,31 @@ final class FolderRuntime: @unchecked Sendable {
             return
         }
         plan()
+    }
+
+    // MARK: - The final snapshot
+
+    /// A stopping node's last look (SIGTERM): every local change is put at once (no settle
+    /// time, no snapshot interval; `FolderPlanner.urgent`), after a full scan; `done` is called
+    /// once that scan was planned and nothing is in flight, or after `timeout`. A folder that
+    /// only receives has nothing to put and is done at once.
+    func finalSnapshot(timeout: Duration, done: @escaping () -> Void) {
+        guard config.mode != .receive, wakeTimer != nil, let t = try? LoopTimer(loop: loop) else { return done() }
+        planner.urgent()
+        let scansBefore = fullScansDone
+        fullScan()
+        let giveUpAt = MeshNode.now().advanced(byNanoseconds: MeshNode.nanos(timeout))
+        t.onFire = { [unowned self, t] in
+            let quiet = fullScansDone > scansBefore && !fullScanRunning && !checkRunning && pendingChecks.isEmpty
+                && planner.isQuiet
+            if quiet || MeshNode.now() >= giveUpAt || wakeTimer == nil {
+                t.close()
+                done()
+            } else {
+                t.start(after: .milliseconds(20))
+            }
+        }
+        t.start(after: .milliseconds(20))
     }
 
     // MARK: - Planning and actions

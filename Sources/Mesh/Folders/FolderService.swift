@@ -107,6 +107,18 @@ public final class FolderService: @unchecked Sendable {
         }
     }
 
+    /// Every send folder's final snapshot (`FolderRuntime.finalSnapshot`), then `done`.
+    func finalSnapshot(timeout: Duration, done: @escaping () -> Void) {
+        guard !closed, !folders.isEmpty else { return done() }
+        var left = folders.count
+        for f in folders {
+            f.finalSnapshot(timeout: timeout) {
+                left -= 1
+                if left == 0 { done() }
+            }
+        }
+    }
+
     // MARK: - Status
 
     public func rows() -> [FolderRow] { folders.map { $0.row() } }

@@ -56,6 +56,6 @@ public enum HealthThresholds {
     public static let diskFreeUnhealthyFraction = 0.02
     /// A "no space left on device" this recent makes the disk unhealthy.
     public static let noSpaceRecentSeconds: Double = 300
-    /// An outbox row pending this long makes the outbox degraded.
+    /// An item at risk this long (no durable node holds it) makes the outbox degraded.
     public static let outboxOldestDegradedSeconds: Double = 600
 }

@@ -109,11 +109,11 @@ public enum HealthChecks {
     public static func outbox(_ i: HealthInputs) -> ComponentHealth {
         guard case .success(let g) = i.store else { return ComponentHealth(.degraded, "unknown (the store cannot be read)") }
         if g.outboxRows >= Store.maxOutboxRows {
-            return ComponentHealth(.unhealthy, "full: \(g.outboxRows) pending pushes; new ones are refused")
+            return ComponentHealth(.unhealthy, "full: \(g.outboxRows) items at risk; newer ones are not recorded (is a durable node reachable?)")
         }
         guard g.outboxRows > 0, let oldest = g.oldestOutboxEnqueuedMs else { return ComponentHealth(.healthy, "empty") }
         let age = Double(max(0, i.nowMs - oldest)) / 1000
-        let text = "\(g.outboxRows) pending, the oldest for \(seconds(age))"
+        let text = "\(g.outboxRows) items at risk (no durable copy yet), the oldest for \(seconds(age))"
         if age >= T.outboxOldestDegradedSeconds { return ComponentHealth(.degraded, text) }
         return ComponentHealth(.healthy, text)
     }

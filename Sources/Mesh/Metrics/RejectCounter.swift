@@ -49,6 +49,9 @@ public enum RejectCounter: String, CaseIterable, Sendable {
     case badRecipe = "bad_recipe"
     case corruptChunk = "corrupt_chunk"
     case inconsistentChunkPieces = "inconsistent_chunk_pieces"
+    // Push-to-2 (§9.5).
+    case malformedCustodyMessage = "malformed_custody_message"
+    case badTakeSignature = "bad_take_signature"
     // Local: limits and transports of this node, not part of the wire protocol.
     case tooManySessions = "too_many_sessions"
     case connectFailed = "connect_failed"

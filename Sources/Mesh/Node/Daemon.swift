@@ -75,11 +75,24 @@ public struct NodeSettings: Sendable {
         o.keep = c.keep
         o.compactAfter = c.compactAfter
         o.folders = c.folders
+        o.pushCopies = c.pushCopies
+        o.shutdownDeadline = c.shutdownDeadline
         o.placement = c.placement
         o.maxDiskUsagePercent = c.maxDiskUsagePercent
         let name = c.name ?? nodeName
-        o.facts = MeshNodeOptions.OwnFacts(roles: c.effectiveRoles, ephemeral: c.ephemeral, nfsGroup: c.nfsGroup(name: name),
+        o.facts = MeshNodeOptions.OwnFacts(roles: c.effectiveRoles, ephemeral: c.isEphemeral(name: name), nfsGroup: c.nfsGroup(name: name),
                                            excluded: c.isExcluded(name: name))
+        if o.facts.ephemeral {
+            // A spot node's send folders are snapshotted (and rescanned) at the seeds' EPHEMERAL
+            // cadence: what it wrote more than this long ago is on its way to a durable node.
+            let cadence = MeshNodeOptions.ephemeralCadence
+            o.folders = o.folders.map { f in
+                var f = f
+                f.snapshotInterval = min(f.snapshotInterval, cadence)
+                f.rescanInterval = min(f.rescanInterval, cadence)
+                return f
+            }
+        }
         return o
     }
 }
@@ -103,8 +116,18 @@ public enum CertificateFile {
 
 /// `meshnode run`: opens (or creates) the store, starts the node and its control socket,
 /// and blocks until SIGINT or SIGTERM has been handled.
+///
+/// The first SIGTERM or SIGINT makes a final sync (`MeshNode.finalSync`: a last snapshot of the
+/// send folders, then up to `shutdown_deadline` for every item this node originated to reach a
+/// durable node), then the node leaves the mesh. Each item still at risk is logged on one
+/// line, and `run` returns `exitUnsaved`. A second SIGTERM or SIGINT exits at once.
 public enum Daemon {
-    public static func run(_ settings: NodeSettings) throws(MeshError) {
+    /// `meshnode run`'s exit status when it stopped with items at risk (docs/SYNC.md, "Spot nodes").
+    public static let exitUnsaved: Int32 = 20
+
+    /// Returns the process's exit status: 0, or `exitUnsaved`.
+    @discardableResult
+    public static func run(_ settings: NodeSettings) throws(MeshError) -> Int32 {
         tuneAllocator()
         unblockStopSignals()
         let level = settings.config.logLevel
@@ -147,14 +170,35 @@ public enum Daemon {
                     node.handleControl(req, respond: respond)
                 }
                 box.control = control
+                let deadline = settings.config.shutdownDeadline
                 box.signals = try SignalWatcher.watch(loop: loop) { sig in
-                    guard !box.stopping else { return }
+                    guard !box.stopping else {
+                        let left = node.spot.tracker.tracked.count
+                        logger.warning("signal \(sig) again: exiting at once", metadata: ["items_at_risk": "\(left)"])
+                        exit(left > 0 ? exitUnsaved : 0)
+                    }
                     box.stopping = true
-                    logger.notice("signal \(sig): leaving the mesh")
-                    control.close()
-                    node.stop {
-                        for w in box.signals { w.close() }
-                        stopped.signal()
+                    let atRisk = node.spot.tracker.tracked.count
+                    logger.notice("signal \(sig): final sync, then leaving the mesh (a second signal exits at once)",
+                                  metadata: ["items_at_risk": "\(atRisk)", "shutdown_deadline": "\(deadline)"])
+                    node.finalSync(deadline: deadline) { unsaved in
+                        for u in unsaved {
+                            logger.error("left unsaved: no durable node holds it",
+                                         metadata: ["item": "\(u.contentID.short)", "name": "\(u.name ?? "")", "size": "\(u.sizeBytes)",
+                                                    "at_risk_s": "\(Int(u.ageSeconds))"])
+                        }
+                        if unsaved.isEmpty {
+                            logger.notice("final sync done: nothing at risk")
+                        } else {
+                            logger.error("final sync: \(unsaved.count) item(s) left unsaved after shutdown_deadline",
+                                         metadata: ["bytes": "\(unsaved.reduce(0) { $0 + $1.sizeBytes })"])
+                        }
+                        box.unsaved = unsaved.count
+                        control.close()
+                        node.stop {
+                            for w in box.signals { w.close() }
+                            stopped.signal()
+                        }
                     }
                 }
             }
@@ -167,6 +211,7 @@ public enum Daemon {
         stopped.wait()
         _ = loop.shutdown(timeout: .seconds(10))
         logger.notice("stopped")
+        return box.unsaved > 0 ? exitUnsaved : 0
     }
 }
 
@@ -207,4 +252,5 @@ private final class NodeBox: @unchecked Sendable {
     var control: ControlServer?
     var signals: [SignalWatcher] = []
     var stopping = false
+    var unsaved = 0
 }

@@ -121,10 +121,12 @@ public struct NodeStatus: Codable, Sendable {
     public var breakers: [String: BreakerRow]? = nil
     /// Configured seeds not joined, with the last error seen with each (nil from older nodes).
     public var seedsUnjoined: [UnjoinedSeed]? = nil
+    /// Push-to-2 and the items at risk (docs/SYNC.md, "Spot nodes"; nil from older nodes).
+    public var spot: SpotStatus? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, name, role, listen, advertise, incarnation, members, entries, sessions, rejected, forks, transfers, blobs, gc, backed, placement
-        case breakers, seedsUnjoined = "seeds_unjoined"
+        case breakers, seedsUnjoined = "seeds_unjoined", spot
         case sessionsByRoute = "sessions_by_route", sessionsByCipher = "sessions_by_cipher", paths, successorSessions = "successor_sessions"
         case uptimeSeconds = "uptime_s", messagesSent = "messages_sent", messagesReceived = "messages_received"
         case bytesSent = "bytes_sent", bytesReceived = "bytes_received", entriesCompacted = "entries_compacted"
@@ -205,7 +207,8 @@ extension MeshNode {
                           sessionsByCipher: runtime.sessionsByCipher,
                           paths: paths.reduce(into: [:]) { $0[$1.key.short] = PathRow($1.value) },
                           successorSessions: runtime.successorSessions, gc: collector?.status(), backed: .now(),
-                          placement: placementStatus(), breakers: breakersByName(), seedsUnjoined: unjoinedSeeds())
+                          placement: placementStatus(), breakers: breakersByName(), seedsUnjoined: unjoinedSeeds(),
+                          spot: spotStatus())
     }
 
     /// `status --json` `breakers`: every peer that ever failed a transfer, by name.

@@ -275,6 +275,7 @@ extension MeshNode {
         }
         guard !change.released.isEmpty else { return }
         for c in change.released { blobs?.unwant(c) }
+        spotReleased(change.released)
         collector?.released()
     }
 

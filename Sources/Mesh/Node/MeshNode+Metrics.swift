@@ -123,7 +123,7 @@ extension MeshNode {
         m.gauge("meshnode_entries", "Manifest entries held (puts, tombstones, every origin).") { [unowned self] in Double(self.gossip.entries.count) }
         m.gauge("meshnode_store_chunks", "Chunks stored.") { fromStore { Double($0.chunks) } }
         m.gauge("meshnode_store_chunk_bytes", "Bytes of the chunks stored.") { fromStore { Double($0.chunkBytes) } }
-        m.gauge("meshnode_outbox_pending_items", "Pending rows in the store's outbox.") { fromStore { Double($0.outboxRows) } }
+        m.gauge("meshnode_outbox_pending_items", "Items this node originated that no durable node holds yet (the spot outbox).") { fromStore { Double($0.outboxRows) } }
         m.gauge("meshnode_items_under_min_copies",
                 "Kept items with fewer complete copies on alive durable eligible nodes than their min_copies (1 without placement).") {
             Double(slow().underMinCopies)

@@ -203,6 +203,8 @@ extension MeshNode {
             receiveGossip(Array(body), from: from, frame: true, now: Self.now())
         } else if BlobMessage.Tag(rawValue: type) != nil {
             blobs?.received(type: type, body: body, from: peer, session: s)
+        } else if CustodyMessage.Tag(rawValue: type) != nil {
+            receivedCustody(type: type, body: body, from: peer)
         } else {
             // Every other type is reserved (PROTOCOL §8.3). Counted once, when the close is reported.
             s.close(reason: .unknownMessageType(type))

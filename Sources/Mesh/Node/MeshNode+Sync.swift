@@ -10,6 +10,7 @@ extension MeshNode {
         holdings.insert(e)
         if e.origin != identity.nodeID, case .holding(let h) = e.payload {
             for c in h.held { blobs?.holderAppeared(c, e.origin) }  // a fetch under way asks it too
+            spotHoldersAppeared(h.held, e.origin)
         }
         if let f = e.nodeFacts, e.origin != identity.nodeID {
             // Only facts that rank or admit nodes re-evaluate placement: used and free disk move
@@ -38,6 +39,7 @@ extension MeshNode {
     /// A download finished: an older version kept only until this one arrived may go now.
     func contentCompleted(_ id: ContentID) {
         holdingsMayHaveChanged([id])
+        custodyCompleted(id)
         applyKeeperChange(keeper.completed(id, nowMs: WallClock.nowMs(), isComplete: storeCompleteness))
     }
 

@@ -57,6 +57,14 @@ public struct MeshNodeOptions: Sendable {
     public var seedReportAfter: Duration = .seconds(8)
     public var seedReportInterval: Duration = .seconds(60)
 
+    /// `push_copies`: custodians asked at once to take a copy of each item this node originates
+    /// (HYBRID push-to-2, MeshNode+SpotSafety.swift; 0 turns it off).
+    public var pushCopies = 2
+    /// An ephemeral node's send folders are snapshotted and rescanned at least this often.
+    public static let ephemeralCadence: Duration = .seconds(5)
+    /// `shutdown_deadline`: how long `finalSync` (SIGTERM) waits for items at risk to become safe.
+    public var shutdownDeadline: Duration = .seconds(25)
+
     /// The configured part of this node's facts: `roles`, `ephemeral`, its NFS group and
     /// whether `exclude_from_sync` names it.
     public struct OwnFacts: Sendable, Equatable {
@@ -184,6 +192,10 @@ public final class MeshNode: @unchecked Sendable {
     /// What placement decided about fetching (MeshNode+Placement.swift).
     var placementState = PlacementState()
     var policyAgreement = PolicyAgreementState()
+    /// Push-to-2 as a custodian (MeshNode+Custody.swift) and as an origin, with the spot outbox
+    /// (MeshNode+SpotSafety.swift).
+    var custody = CustodyState()
+    var spot = SpotState()
 
     /// The chunk exchange (docs/PROTOCOL.md §9); nil until `start` wires it.
     public internal(set) var blobs: BlobService?
@@ -274,6 +286,7 @@ public final class MeshNode: @unchecked Sendable {
         apply(gossip.start(seeds: options.join, now: Self.now()))
         refreshDiskCap()
         startHoldings()
+        startSpotSafety()
         logger.info("node started", metadata: ["id": "\(identity.nodeID.short)", "listen": "\(boundAddress!)", "advertise": "\(advertise)"])
     }
 
@@ -296,6 +309,7 @@ public final class MeshNode: @unchecked Sendable {
         guard !stopping else { return }
         keep(entry)
         apply(gossip.onLocalEntry(entry, now: Self.now()))
+        spotOriginated(entry)
     }
 
     /// Leaves gracefully: tells peers, ends every session cleanly, gives the messages
@@ -335,6 +349,7 @@ public final class MeshNode: @unchecked Sendable {
         stopFolders()
         stopHoldings()
         stopPlacement()
+        stopSpotSafety()
         collector?.close()
         collector = nil
         observability.close()
@@ -446,6 +461,7 @@ public final class MeshNode: @unchecked Sendable {
         refreshKeeper()
         placementHousekeeping(now: now)
         holdingsHousekeeping(now: now)
+        custodyHousekeeping(now: now)
         compactIfDue(now: now)
         seedHousekeeping(now: now)
         // Certificates expire while their holders are members: re-check everyone now and then.
