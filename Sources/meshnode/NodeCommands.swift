@@ -107,6 +107,7 @@ struct RunningNode: Encodable {
         let rejected = s.rejected.isEmpty ? "none" : s.rejected.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         let gc: [[String]] = s.gc.map { [["gc", Self.gcLine($0)]] } ?? []
         let placement: [[String]] = s.placement.map { [["placement", Self.placementLine($0)]] } ?? []
+        let spot: [[String]] = s.spot.map { [["spot", Self.spotLine($0)]] } ?? []
         let open = (s.breakers ?? [:]).filter { $0.value.state != "closed" }.sorted { $0.key < $1.key }
         let breakers: [[String]] = [["breakers", open.isEmpty ? "all closed" : open.map { name, b in
             "\(name) \(b.state)" + (b.lastFailure.map { " (\($0))" } ?? "") + (b.recoversInSeconds.map { ", trials in \(Int($0.rounded(.up))) s" } ?? "")
@@ -123,7 +124,7 @@ struct RunningNode: Encodable {
             ["chunks", "\(s.blobs.chunksFetched) fetched (\(formatBytes(s.blobs.bytesFetched))), \(s.blobs.chunksServed) served (\(formatBytes(s.blobs.bytesServed))), \(s.blobs.corruptChunks) corrupt"],
             ["strikes", s.blobs.strikes.isEmpty ? "none" : s.blobs.strikes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")],
         ]
-        return base + breakers + placement + gc + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
+        return base + breakers + placement + spot + gc + (s.transfers.isEmpty ? [["transfers", "none in flight"]] : s.transfers.map { t in
             let pct = t.sizeBytes > 0 ? Double(t.doneBytes) * 100 / Double(t.sizeBytes) : 0
             return ["transfer", "\(String(t.id.prefix(12))) \(t.name) \(t.state): \(formatBytes(t.doneBytes)) of \(formatBytes(t.sizeBytes)) "
                 + "(\(String(format: "%.0f", pct))%) at \(formatBytes(UInt64(t.rateBytesPerSecond)))/s from \(t.sources) sources"]
@@ -132,6 +133,20 @@ struct RunningNode: Encodable {
 }
 
 extension RunningNode {
+    /// Push-to-2 and the items at risk, on one line of `status`.
+    static func spotLine(_ p: SpotStatus) -> String {
+        var parts = [p.ephemeral ? "ephemeral" : "durable"]
+        if p.atRiskItems > 0 {
+            parts.append("\(p.atRiskItems) items at risk (\(formatBytes(p.atRiskBytes)), the oldest for \(Int(p.oldestAtRiskSeconds ?? 0)) s)")
+        } else if p.ephemeral {
+            parts.append("nothing at risk")
+        }
+        parts.append("\(p.takesSent) takes sent, \(p.madeSafe) made safe" + (p.lastSafeAfterMs.map { " (the last \($0) ms after its put)" } ?? ""))
+        if p.takesReceived > 0 { parts.append("took \(p.takesAccepted) of \(p.takesReceived) asked") }
+        if p.pushCopies == 0 { parts.append("push_copies 0: push-to-2 off") }
+        return parts.joined(separator: "; ")
+    }
+
     /// Placement and the disk cap, on one line of `status`.
     static func placementLine(_ p: PlacementStatus) -> String {
         var parts = [p.configured ? "configured" : "no rules (disk cap only)"]
