@@ -530,6 +530,79 @@ def check_chunk_exchange(doc):
             C.eq(w + " hash of data (recipe hash at index)", b2b(h(f["data"])), recipe[f["index"]].hex())
 
 
+# --- §9.5 push-to-2 --------------------------------------------------------------------------
+
+TAKE_STATUSES = {0: "accepted", 1: "complete", 2: "full", 3: "excluded", 4: "invalid", 5: "stopping"}  # §9.5 table
+MAX_TAKE_ENTRY = 8192  # the take's entry blob16, §9.5
+
+
+def put_fields(entry):
+    """(origin, sequence, content_id) of an encoded put, read as §4.1 (version 2) or §4.2 (version 1) lay it out."""
+    version, kind, origin, sequence = entry[0], entry[1], entry[2:34], struct.unpack(">Q", entry[34:42])[0]
+    if version == 1:
+        content = entry[42:74]  # the put's fields follow the sequence directly
+    else:
+        body_len = struct.unpack(">H", entry[50:52])[0]  # after the u64 hlc
+        body = entry[52:52 + body_len]
+        C.eq("custody put body length", len(entry), 52 + body_len + 64)
+        content = body[:32]  # a put body starts with its content_id
+    C.true("custody entry", version in (1, 2) and kind == 1, "the take's entry is not a put (§9.5)")
+    return origin, sequence, content
+
+
+def take_signed_bytes(target, origin, sequence, content, issued_ms):
+    return b"meshnode/take/v1\0" + target + origin + u64(sequence) + content + i64(issued_ms)
+
+
+def check_custody(doc):
+    t = doc["take"]
+    w, f = "custody.take", t["fields"]
+    C.eq(w + ".type", 0x20, t["type"])
+    C.eq(w + ".fields.target", KEYS[t["target_is"]][1], f["target"])
+    entry = h(f["entry"])
+    C.true(w + ".fields.entry", f["entry"] in ENTRY_ENCODINGS, "not an entry of manifest-entries.json")
+    C.true(w + ".fields.entry", len(entry) <= MAX_TAKE_ENTRY, "over the 8 192-byte entry limit")
+    origin, sequence, content = put_fields(entry)
+    sf = t["signed_fields"]
+    C.eq(w + ".signed_fields.entry_origin", origin, sf["entry_origin"])
+    C.eq(w + ".signed_fields.entry_sequence", sequence, sf["entry_sequence"])
+    C.eq(w + ".signed_fields.entry_content_id", content, sf["entry_content_id"])
+    C.true(w, content.hex() in CONTENT_IDS, "the put's content_id is not one of content-ids.json")
+    target = h(f["target"])
+    signed = take_signed_bytes(target, origin, sequence, content, f["issued_ms"])
+    C.eq(w + ".signed_bytes", signed, t["signed_bytes"])
+    C.eq(w + " signed length", len(signed), 17 + 32 + 32 + 8 + 32 + 8)
+    # The requester signs with its node key: the session's authenticated peer.
+    check_signature(w, t["signer"], signed, t["signature"])
+    if HAVE_CRYPTO:
+        # The target is covered: the same signature must not verify for any other node.
+        for name, (_, pk) in KEYS.items():
+            if pk == target:
+                continue
+            try:
+                Ed25519PublicKey.from_public_bytes(KEYS[t["signer"]][1]).verify(
+                    h(t["signature"]), take_signed_bytes(pk, origin, sequence, content, f["issued_ms"]))
+                C.true(w, False, f"the signature also verifies for target {name}")
+            except Exception:
+                C.true(w, True, "")
+    enc = u8(0x20) + u32(f["request_id"]) + target + i64(f["issued_ms"]) + blob16(entry) + h(t["signature"])
+    C.eq(w + ".encoded", enc, t["encoded"])
+    C.eq(w + ".encoded_bytes", len(enc), t["encoded_bytes"])
+    seen = []
+    for r in doc["take_replies"]:
+        wr, rf = f"custody.take_replies[{r['name']}]", r["fields"]
+        C.eq(wr + ".type", 0x21, r["type"])
+        C.true(wr, rf["status"] in TAKE_STATUSES, f"status {rf['status']} above 5")
+        C.eq(wr + ".status_name", TAKE_STATUSES.get(rf["status"]), r["status_name"])
+        # A reply echoes the take's request id and names the put's content id.
+        C.eq(wr + ".request_id", f["request_id"], rf["request_id"])
+        C.eq(wr + ".content_id", content, rf["content_id"])
+        enc = u8(0x21) + u32(rf["request_id"]) + h(rf["content_id"]) + u8(rf["status"])
+        C.eq(wr + ".encoded", enc, r["encoded"])
+        seen.append(rf["status"])
+    C.eq("custody.take_replies statuses", sorted(TAKE_STATUSES), seen)
+
+
 # --- §8 sessions -----------------------------------------------------------------------------
 
 def x25519_public(sk):
@@ -653,6 +726,7 @@ FILES = [  # in dependency order: later files refer to values checked in earlier
     ("gossip-envelopes.json", check_gossip_envelopes),
     ("anti-entropy.json", check_anti_entropy),
     ("chunk-exchange.json", check_chunk_exchange),
+    ("custody.json", check_custody),
     ("session.json", check_session),
 ]
 

@@ -15,6 +15,7 @@ struct TestVectors {
         ("gossip-envelopes.json", GossipVectors.envelopes),
         ("anti-entropy.json", GossipVectors.antiEntropy),
         ("chunk-exchange.json", SessionVectors.chunkExchange),
+        ("custody.json", CustodyVectors.custody),
         ("session.json", SessionVectors.sessions),
     ]
 
@@ -44,6 +45,10 @@ struct TestVectors {
 
     @Test(.timeLimit(.minutes(1))) func theChunkExchangeVectorsMatchTheCodeAndDecodeBack() throws {
         try VectorFiles.check("chunk-exchange.json", SessionVectors.chunkExchange())
+    }
+
+    @Test(.timeLimit(.minutes(1))) func theCustodyVectorsMatchTheCodeAndDecodeBack() throws {
+        try VectorFiles.check("custody.json", CustodyVectors.custody())
     }
 
     @Test(.timeLimit(.minutes(1)), .enabled(if: SessionVectors.aesAvailable, "the AES-256-GCM session needs libsodium's AES-GCM (AES-NI or ARMv8 crypto)"))
