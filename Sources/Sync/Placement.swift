@@ -193,8 +193,10 @@ public enum Placement {
     }
 
     /// Whether `me` may drop its copy of `content` (docs/SYNC.md, "Dropping"): not a target (or
-    /// evicting for space), at least `min_copies` other alive durable holders ranked above it,
-    /// and, unless evicting, every target holding it.
+    /// evicting for space), at least `min_copies` other alive durable holders ranked above it
+    /// that the type's rule admits (so a custodian whose role does not want the item, holding it
+    /// after a push-to-2 `take`, keeps it until placement is met among the wanted nodes, even if
+    /// other such custodians rank above it), and, unless evicting, every target holding it.
     public static func mayDrop(_ content: ContentID, type: ItemType, me: NodeID, alive: [NodeID: NodeFacts],
                                holders: Set<NodeID>, policy: PlacementPolicy, evicting: Bool) -> Bool {
         guard let myFacts = alive[me] else { return false }
@@ -206,8 +208,10 @@ public enum Placement {
         var groupsCounted = Set<String>()
         for h in holders where h != me {
             guard let f = alive[h], f.durable else { continue }
+            let r = rank(content, type: type, node: h, facts: f, policy: policy)
+            guard r.eligible, r > mine else { continue }
             if !f.nfsGroup.isEmpty, !groupsCounted.insert(f.nfsGroup).inserted { continue }
-            if rank(content, type: type, node: h, facts: f, policy: policy) > mine { above += 1 }
+            above += 1
         }
         guard above >= rule.minCopies else { return false }
         if evicting { return true }

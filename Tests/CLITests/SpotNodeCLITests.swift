@@ -53,6 +53,35 @@ import Glibc
         }
     }
 
+    /// Custodians keep a copy their role does not want exactly until placement is met: once a
+    /// training node (the only target) holds the item, both storage custodians let theirs go.
+    @Test(.ownThread(timeLimit: .minutes(4)))
+    func custodiansLetTheirCopyGoOncePlacementIsMetAmongTheWantedNodes() throws {
+        let c = try TestCluster(size: 4)
+        let (spotNode, s1, s2, trainer) = (c.nodes[0], c.nodes[1], c.nodes[2], c.nodes[3])
+        let rules = "placement: {npz: {roles: [training], min_copies: 1}}"
+        let spotConfig = try Self.config(c, "spot", "\(rules)\nephemeral: true\nroles: [selfplay]")
+        let storage = try Self.config(c, "storage", "\(rules)\nroles: [storage]")
+        let training = try Self.config(c, "training", "\(rules)\nroles: [training]")
+        try s1.start(config: storage)
+        try s2.start(config: storage, join: [s1.address])
+        try spotNode.start(config: spotConfig, join: [s1.address])
+        try eventually(30, "3 alive") { c.allSeeAlive(3, among: [spotNode, s1, s2]) }
+        let file = c.root.sub("batch.npz")
+        try writePseudoRandomFile(file, size: 4 << 20, seed: 21)
+        let put = try Meshnode.run(["put", file, "--name", "train/batch.npz", "--data", spotNode.dataDir])
+        #expect(put.status == 0, "\(put)")
+        let id = put.lastLine
+        try eventually(30, "both custodians hold it") { s1.holdsComplete(id) && s2.holdsComplete(id) }
+        // No training node yet: placement is not met, so the custodians keep their copies.
+        sleep(12)
+        #expect(s1.holdsComplete(id) && s2.holdsComplete(id), "a custodian dropped its copy before placement was met")
+        try trainer.start(config: training, join: [s1.address])
+        try eventually(30, "the training node holds it\n\(c.dumpLogs())") { trainer.holdsComplete(id) }
+        try eventually(60, "the custodians let their copies go\n\(c.dumpLogs())") { !s1.holdsComplete(id) && !s2.holdsComplete(id) }
+        #expect(Self.atRisk(spotNode) == 0)
+    }
+
     /// An ephemeral node with no durable peer puts an item: it is at risk, in the outbox. After
     /// `kill -9` and a restart it still is; once a durable node joins, it takes the item and
     /// the outbox empties.

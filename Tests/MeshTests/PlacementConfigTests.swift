@@ -47,6 +47,24 @@ import Testing
         #expect(o.facts == MeshNodeOptions.OwnFacts(roles: ["selfplay"], ephemeral: true, nfsGroup: "spot-1", excluded: true))
     }
 
+    @Test func spotKeysMakeNodesEphemeralByNameAndSetTheDeadlineAndPushCopies() throws {
+        let c = try parse("ephemeral_hosts: [\"vast-*\", runpod-spot-3]\nshutdown_deadline: 2m\npush_copies: 3")
+        #expect(c.isEphemeral(name: "vast-17") && c.isEphemeral(name: "runpod-spot-3"))
+        #expect(!c.isEphemeral(name: "gh200-a") && !c.isEphemeral(name: "runpod-spot-30"))
+        #expect(c.shutdownDeadline == .seconds(120) && c.pushCopies == 3)
+        let d = try parse("")
+        #expect(d.shutdownDeadline == .seconds(25) && d.pushCopies == 2 && !d.isEphemeral(name: "vast-1"))
+        #expect(throws: MeshError.self) { try parse("push_copies: 9") }
+        #expect(throws: MeshError.self) { try parse("shutdown_deadline: soon") }
+        #expect(throws: MeshError.self) { try parse("ephemeral_hosts: [\"vast-[\"]") }
+        // The running node: ephemeral by its name, with the 5 s cadence on its send folders.
+        let f = try parse("ephemeral_hosts: [\"vast-*\"]\nfolders:\n  - {path: /tmp, mode: send}")
+        let o = NodeSettings(dataDir: "/tmp/x", config: f, advertise: nil, credential: []).nodeOptions(nodeName: "vast-2")
+        #expect(o.facts.ephemeral && o.folders.first?.snapshotInterval == .seconds(5) && o.folders.first?.rescanInterval == .seconds(5))
+        let durable = NodeSettings(dataDir: "/tmp/x", config: f, advertise: nil, credential: []).nodeOptions(nodeName: "gh200-a")
+        #expect(!durable.facts.ephemeral && durable.folders.first?.snapshotInterval == .seconds(60))
+    }
+
     @Test func thePlacementContractParsesIntoAPolicyAndTheDiskCapIntoAPercentage() throws {
         let c = try parse("""
             placement:

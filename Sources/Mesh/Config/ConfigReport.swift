@@ -26,6 +26,9 @@ public struct ConfigReport: Encodable, Sendable {
     public var role: String
     public var roles: [String]
     public var ephemeral: Bool
+    /// `shutdown_deadline` in seconds, and `push_copies` (docs/SYNC.md, "Spot nodes").
+    public var shutdownDeadlineSeconds: Double
+    public var pushCopies: Int
     public var nfsGroup: String
     public var excluded: Bool
     public var listen: String
@@ -49,6 +52,7 @@ public struct ConfigReport: Encodable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case valid, file, name, nameFrom = "name_from", ownEntry = "own_entry", role, roles, ephemeral, nfsGroup = "nfs_group"
+        case shutdownDeadlineSeconds = "shutdown_deadline_s", pushCopies = "push_copies"
         case excluded, listen, advertise, join, peers, trustedKeys = "trusted_keys", authorityKeys = "authority_keys"
         case bandwidthGlobal = "bandwidth_global", bandwidthPerPeer = "bandwidth_per_peer"
         case maxConcurrentTransfers = "max_concurrent_transfers", maxDiskUsage = "max_disk_usage", metricsListen = "metrics_listen"
@@ -65,6 +69,8 @@ public struct ConfigReport: Encodable, Sendable {
         role = c.role
         roles = c.effectiveRoles
         ephemeral = c.isEphemeral(name: name)
+        shutdownDeadlineSeconds = Double(c.shutdownDeadline.milliseconds) / 1000
+        pushCopies = c.pushCopies
         nfsGroup = c.nfsGroup(name: name)
         excluded = c.isExcluded(name: name)
         listen = "\(c.listen)"
@@ -119,6 +125,7 @@ public struct ConfigReport: Encodable, Sendable {
             ("file", file ?? "(none)"), ("name", "\(name) (from \(nameFrom))"),
             ("own entry", ownEntry.map { "hosts.\($0)" } ?? "none"),
             ("roles", roles.joined(separator: ", ")), ("ephemeral", "\(ephemeral)"),
+            ("spot", "shutdown_deadline \(shutdownDeadlineSeconds) s, push_copies \(pushCopies)"),
             ("nfs group", nfsGroup.isEmpty ? "none" : nfsGroup), ("excluded", "\(excluded)"),
             ("listen", listen), ("advertise", advertise ?? "(the listen address)"),
             ("join", join.isEmpty ? "none" : join.joined(separator: ", ")),
