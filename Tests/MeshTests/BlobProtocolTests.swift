@@ -133,6 +133,23 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(s.assign(now: .zero, excluding: [a, b]).isEmpty)
     }
 
+    @Test func aCompleteHolderIsAskedFirstForTheChunksNoPartialHolderHas() {
+        var cfg = FetchScheduler.Config()
+        cfg.windowChunks = 2
+        var s = FetchScheduler(chunkCount: 10, chunkSizeBytes: 100, present: { _ in false }, config: cfg)
+        s.addSource(a, holds: .all)  // the origin
+        s.addSource(b, holds: .bitmap(ChunkBitmap.make(count: 10) { $0 < 5 }))  // a receiver with chunks 0-4
+        let asg = s.assign(now: .zero)
+        let fromA = asg.filter { $0.source == a }.flatMap(\.indices)
+        let fromB = asg.filter { $0.source == b }.flatMap(\.indices)
+        #expect(fromA.count == 2 && fromA.allSatisfy { $0 >= 5 }, "the origin serves chunks only it has: \(fromA)")
+        #expect(fromB.count == 2 && fromB.allSatisfy { $0 < 5 }, "\(fromB)")
+        // Without partial holders the order is the plain one.
+        var t = FetchScheduler(chunkCount: 10, chunkSizeBytes: 100, present: { _ in false }, config: cfg)
+        t.addSource(a, holds: .all)
+        #expect(t.assign(now: .zero).flatMap(\.indices) == [0, 1])
+    }
+
     @Test func chunksAreHandedOutInOrderFromTheFirstChunkWrappingRound() {
         var cfg = FetchScheduler.Config()
         cfg.windowChunks = 4

@@ -120,6 +120,9 @@ public final class BlobService: @unchecked Sendable {
     /// Nodes known to hold an item complete (from `have` answers and announcements).
     var holders: [ContentID: Set<NodeID>] = [:]
     var recipes: [ContentID: Recipe] = [:]
+    /// Peers fetching each content (they asked this node its recipe or its chunks), and when
+    /// they last asked: told this node's progress while it fetches the same content.
+    var interested: [ContentID: [NodeID: Instant]] = [:]
     var serveQueues: [ObjectIdentifier: ServeQueue] = [:]
     /// The chunk being put together from `chunk_piece` messages, per session (at most one each).
     var assemblies: [ObjectIdentifier: ChunkAssembly] = [:]
@@ -167,6 +170,9 @@ public final class BlobService: @unchecked Sendable {
         /// Given up on: every recipe offered was refused (PROTOCOL §9.3).
         var abandoned = false
         var haveAsked: [NodeID: Instant] = [:]
+        /// Chunks verified when this node last told interested peers its bitmap (BlobProgressHaves.swift).
+        var haveToldCount = 0
+        var haveToldAt = Instant.zero
         var lastDiscovery = Instant(nanoseconds: .min / 2)
         var writesInFlight = 0
         var doneBytes: UInt64 = 0
@@ -535,6 +541,7 @@ public final class BlobService: @unchecked Sendable {
             }
             pump(d)
         }
+        tellProgress(now: now)
     }
 
     // MARK: - Queries

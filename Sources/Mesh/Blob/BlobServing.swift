@@ -15,6 +15,7 @@ extension BlobService {
         guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
         reply(.recipe(requestID: id, contentID: c, sizeBytes: r.sizeBytes, chunkSizeBytes: r.chunkSizeBytes, chunks: r.chunks), on: session)
         node.evictionServed(c)  // wanted: later in the eviction order
+        noteInterest(c, peer)
     }
 
     /// Which chunks of `r` this node holds, for a `have` answer. Peers ask this every few seconds
@@ -51,6 +52,7 @@ extension BlobService {
     func serveHave(_ id: UInt32, _ c: ContentID, to peer: NodeID, session: PeerSession) {
         guard let r = recipe(c) else { return reply(.error(requestID: id, code: .unknownItem, message: "no recipe for \(c.short)"), on: session) }
         reply(.have(requestID: id, contentID: c, chunkCount: UInt32(r.chunks.count), bitmap: bitmap(r).bitmap), on: session)
+        noteInterest(c, peer)
     }
 
     func enqueueServe(_ id: UInt32, _ c: ContentID, _ indices: [Int], priority: TransferPriority = .normal,

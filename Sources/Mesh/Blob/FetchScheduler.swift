@@ -12,6 +12,10 @@ import Gossip
 /// - **Verified.** A chunk whose hash does not match earns the source a strike and an
 ///   immediate back-off; the chunk goes straight back into the pool for another
 ///   source. `maxStrikes` strikes drop the source for this item.
+/// - **Complete holders serve what no one else can.** While peers still receiving the item
+///   (bitmap sources) are known, a source that holds all of it is given first the chunks none of
+///   them holds: its upload, shared by every receiver of a broadcast, goes to chunks that are new
+///   to the swarm (BitTorrent's super-seeding), and the receivers trade the rest.
 /// - **Endgame.** When every missing chunk is already in flight, idle sources may
 ///   duplicate a request (at most `maxCopiesInEndgame` copies per chunk); the first
 ///   verified copy wins and the caller cancels the rest.
@@ -131,6 +135,11 @@ public struct FetchScheduler: Sendable {
         let n = max(chunkCount, 1), first = ((config.firstChunk % n) + n) % n
         var pool = missing.filter { copies[$0] == nil }.sorted { ($0 - first + n) % n < ($1 - first + n) % n }
         var endgame = pool.isEmpty
+        let partial = sources.values.compactMap { s -> [UInt8]? in
+            if case .bitmap(let b) = s.holdings, !s.banned { return b }
+            return nil
+        }
+        func elsewhere(_ i: Int) -> Bool { partial.contains { ChunkBitmap.contains($0, i) } }
         while true {
             guard let best = bestSource(now: now, canServe: { id, s in
                 !excluding.contains(id) && (endgame ? self.endgameCandidate(for: id, s) != nil : pool.contains(where: { s.holdings.contains($0) }))
@@ -143,7 +152,9 @@ public struct FetchScheduler: Sendable {
                 guard let i = endgameCandidate(for: best, sources[best]!) else { break }
                 pick = i
             } else {
-                guard let k = pool.firstIndex(where: { sources[best]!.holdings.contains($0) }) else { break }
+                let h = sources[best]!.holdings
+                let fresh = h == .all && !partial.isEmpty ? pool.firstIndex(where: { !elsewhere($0) }) : nil
+                guard let k = fresh ?? pool.firstIndex(where: { h.contains($0) }) else { break }
                 pick = pool.remove(at: k)
             }
             sources[best]!.inFlight.insert(pick)
