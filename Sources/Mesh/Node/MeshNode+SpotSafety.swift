@@ -123,7 +123,9 @@ extension MeshNode {
     func spotView() -> SafetyTracker.View {
         var rtt = [NodeID: Int64]()
         for m in gossip.memberSnapshots() where !m.isSelf { if let r = m.rttNanoseconds { rtt[m.node] = r } }
-        let facts = placementFacts()
+        // Only members whose facts have arrived: one whose facts are unknown might be ephemeral,
+        // and must neither be asked nor count as the durable holder that makes an item safe.
+        let facts = placementFacts().filter { $0.key == identity.nodeID || holdings.facts(of: $0.key) != nil }
         let avoid = Set(facts.keys.filter { $0 != identity.nodeID && blobs?.breakerAllowsQuestions($0) == false })
         return SafetyTracker.View(me: identity.nodeID, alive: facts, rttNs: rtt, policy: options.placement, avoid: avoid)
     }
@@ -241,6 +243,16 @@ extension MeshNode {
         guard !stopping, !spot.finalSyncRunning else { return done([]) }
         spot.finalSyncRunning = true
         let giveUpAt = Self.now().advanced(byNanoseconds: Self.nanos(deadline))
+        // Re-armed for the deadline: every item at risk is offered to up to
+        // `maxOutstandingPerItem` custodians at once, and an ask not accepted within a quarter of
+        // the deadline gives way to the next (meshsim's `spot` scenario lost an item with notice
+        // when both first custodians had died unnoticed and the 10 s accept timeout outlasted a
+        // 10 s deadline). Replies to the asks already out still count (by request id).
+        var urgent = spot.tracker.config
+        if urgent.pushCopies > 0 { urgent.pushCopies = max(urgent.pushCopies, urgent.maxOutstandingPerItem) }
+        urgent.acceptTimeoutNs = min(urgent.acceptTimeoutNs, max(250_000_000, Self.nanos(deadline) / 4))
+        spot.tracker = SafetyTracker(config: urgent, restoring: Array(spot.tracker.tracked.values))
+        spotTick()
         let report: () -> Void = { [unowned self] in
             let nowMs = WallClock.nowMs()
             done(spot.tracker.tracked.values.sorted { $0.enqueuedMs < $1.enqueuedMs }.map { i in
