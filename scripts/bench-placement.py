@@ -39,83 +39,15 @@ ap.add_argument("--bulk", choices=["folder", "put"], default="folder", help="how
 ap.add_argument("--window", type=float, default=60.0, help="seconds over which idle gossip is measured")
 ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
 args = ap.parse_args()
-BIN = os.path.abspath(args.bin)
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MESHNODE_")}
-ENV["MESHNODE_NO_PROGRESS"] = "1"
-procs = []
-root = tempfile.mkdtemp(prefix="meshnode-bench-place-")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import meshbench
+B = meshbench.Bench(args.bin, "meshnode-bench-place-")
+BIN, ENV, procs, root, T0 = B.bin, B.env, B.procs, B.root, B.t0
+log, sh, wait, make_file = B.log, B.sh, meshbench.wait, meshbench.make_file
 results = {}
-T0 = time.time()
 
-def log(msg):
-    print(f"[{time.time() - T0:7.1f}s] {msg}", flush=True)
-
-def sh(argv, check=True, timeout=600):
-    r = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=timeout)
-    if check and r.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{r.stderr}")
-    return r
-
-def wait(cond, timeout, what, step=0.05):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return time.time() - t0
-        time.sleep(step)
-    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
-
-def make_file(path, nbytes):
-    with open(path, "wb") as f:
-        left = nbytes
-        while left:
-            n = min(left, 1 << 24)
-            f.write(os.urandom(n)); left -= n
-    return path
-
-class Node:
-    """One `meshnode run` on its own loopback address; asked over one kept control connection
-    (no process per poll, so polling does not steal CPU from what is timed)."""
-    def __init__(self, name, ip):
-        self.name, self.dir, self.addr = name, f"{root}/{name}", f"{ip}:7946"
-        self.id = sh([BIN, "init", "--data", self.dir, "--name", name]).stdout.strip().splitlines()[-1]
-        self.p = self.ctl = None
-    def start(self, cfg, join=None):
-        argv = [BIN, "run", "--data", self.dir, "--config", cfg, "--listen", self.addr] + (["--join", join] if join else [])
-        self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(self.dir + ".log", "w"), env=ENV)
-        procs.append(self.p)
-        wait(lambda: os.path.exists(f"{self.dir}/control.sock") and self.ask("peers") is not None, 30, f"{self.name} up", 0.1)
-    def ask(self, verb):
-        try:
-            if self.ctl is None:
-                self.ctl = socket.socket(socket.AF_UNIX); self.ctl.connect(f"{self.dir}/control.sock")
-                self.ctl_in = self.ctl.makefile("r")
-            self.ctl.sendall(json.dumps({"verb": verb}).encode() + b"\n")
-            return json.loads(self.ctl_in.readline()).get("result")
-        except (OSError, ValueError):
-            if self.ctl: self.ctl.close()
-            self.ctl = None
-            return None
-    def holders(self):
-        return self.ask("holders") or {}
-    def holds(self, cid):
-        return self.id in self.holders().get(cid, [])
-    def state_of(self, other):
-        for p in self.ask("peers") or []:
-            if p["id"] == other.id:
-                return p["state"]
-        return None
-    def put(self, path, name, *extra):
-        return sh([BIN, "put", path, "--data", self.dir, "--name", name, *extra]).stdout.strip().splitlines()[-1]
-    def kill9(self):
-        self.p.kill(); self.p.wait()
-        if self.ctl: self.ctl.close(); self.ctl = None
-    def stop(self):
-        if self.ctl:
-            self.ctl.close(); self.ctl = None
-        if self.p and self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try: self.p.wait(15)
-            except Exception: self.p.kill(); self.p.wait()
+def Node(name, ip):
+    return meshbench.Node(B, name, ip)
 
 def cluster(tag, n, subnet, extra):
     nodes = [Node(f"{tag}{i}", f"{subnet}.{i + 1}") for i in range(n)]

@@ -27,79 +27,19 @@ ap.add_argument("--rate", type=int, default=40, help="rows per second the SQLite
 ap.add_argument("--seed", type=int, default=12)
 ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
 args = ap.parse_args()
-BIN = os.path.abspath(args.bin)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import meshbench
+B = meshbench.Bench(args.bin, "meshnode-bench-spot-")
+BIN, procs, root = B.bin, B.procs, B.root
+log, sh = B.log, B.sh
 WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sqlite-writer.py")
-ENV = {k: v for k, v in os.environ.items() if not k.startswith("MESHNODE_")}
-ENV["MESHNODE_NO_PROGRESS"] = "1"
-procs = []
-root = tempfile.mkdtemp(prefix="meshnode-bench-spot-")
 rng = random.Random(args.seed)
-T0 = time.time()
-
-def log(msg):
-    print(f"[{time.time() - T0:7.1f}s] {msg}", flush=True)
-
-def sh(argv, check=True, timeout=600):
-    r = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=timeout)
-    if check and r.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{r.stderr}")
-    return r
 
 def wait(cond, timeout, what, step=0.01):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return time.time() - t0
-        time.sleep(step)
-    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+    return meshbench.wait(cond, timeout, what, step)
 
-class Node:
-    """One `meshnode run`; asked over one kept control connection (no process per poll)."""
-    def __init__(self, name, ip):
-        self.name, self.dir, self.addr = name, f"{root}/{name}", f"{ip}:7946"
-        self.id = sh([BIN, "init", "--data", self.dir, "--name", name]).stdout.strip().splitlines()[-1]
-        self.p = self.ctl = None
-    def start(self, cfg, join=None):
-        argv = [BIN, "run", "--data", self.dir, "--config", cfg, "--listen", self.addr] + (["--join", join] if join else [])
-        self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(self.dir + ".log", "a"), env=ENV)
-        procs.append(self.p)
-        wait(lambda: os.path.exists(f"{self.dir}/control.sock") and self.ask("peers") is not None, 30, f"{self.name} up", 0.1)
-    def ask(self, verb):
-        try:
-            if self.ctl is None:
-                self.ctl = socket.socket(socket.AF_UNIX); self.ctl.connect(f"{self.dir}/control.sock")
-                self.ctl_in = self.ctl.makefile("r")
-            self.ctl.sendall(json.dumps({"verb": verb}).encode() + b"\n")
-            return json.loads(self.ctl_in.readline()).get("result")
-        except (OSError, ValueError):
-            if self.ctl: self.ctl.close()
-            self.ctl = None
-            return None
-    def holds(self, cid):
-        """Whether this node's store holds `cid` complete (read from its database, as `meshnode ls`
-        does: the holder record that says so is written up to 0.5 s later, batched)."""
-        try:
-            db = sqlite3.connect(f"file:{self.dir}/manifest.sqlite?mode=ro", uri=True, timeout=5)
-            try:
-                c = bytes.fromhex(cid)
-                if db.execute("SELECT 1 FROM recipes WHERE content_id = ?", (c,)).fetchone() is None: return False
-                return db.execute("SELECT count(*) FROM recipe_chunks rc WHERE rc.content_id = ? AND NOT EXISTS "
-                                  "(SELECT 1 FROM chunks ch WHERE ch.hash = rc.hash)", (c,)).fetchone()[0] == 0
-            finally:
-                db.close()
-        except sqlite3.Error:
-            return False
-    def close_ctl(self):
-        if self.ctl: self.ctl.close(); self.ctl = None
-    def kill9(self):
-        self.p.kill(); self.p.wait(); self.close_ctl()
-    def stop(self, timeout=60):
-        self.close_ctl()
-        if self.p and self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try: return self.p.wait(timeout)
-            except subprocess.TimeoutExpired: self.p.kill(); self.p.wait()
-        return self.p.returncode if self.p else None
+def Node(name, ip):
+    return meshbench.Node(B, name, ip)
 
 def write_config(path, nodes, extra):
     with open(path, "w") as f:
@@ -131,7 +71,7 @@ def push2():
             t0 = time.time()
             cid = sh([BIN, "put", f, "--data", spot.dir, "--name", f"bench/item-{t}.npz", "--type", "npz"]).stdout.strip().splitlines()[-1]
             puts.append(time.time() - t0)
-            wait(lambda: d1.holds(cid) and d2.holds(cid), 120, f"2 copies ({mode})")
+            wait(lambda: d1.holds_in_store(cid) and d2.holds_in_store(cid), 120, f"2 copies ({mode})")
             times.append(time.time() - t0)
         for x in nodes: x.stop()
         log(f"{mode}: put -> 2 complete copies of {args.mb} MB: median {statistics.median(times):.3f}s, max {max(times):.3f}s "
@@ -203,7 +143,7 @@ def sigterm():
         outp, _ = w.communicate(timeout=60)
         committed = max(int(l.split()[1]) for l in outp.splitlines() if l.startswith(("done ", "commit ")))
         t0 = time.time()
-        status = e.stop()
+        status = e.stop(60)
         exits.append(time.time() - t0)
         row = durable_copy(d1, f"s/games-{t}.db", f"{root}/s-copy.db")
         lost.append(committed - (row[0] if row else 0))
@@ -218,8 +158,4 @@ try:
     for part in args.only.split(","):
         {"push2": push2, "kill9": kill9, "sigterm": sigterm}[part]()
 finally:
-    for p in procs:
-        if p.poll() is None:
-            p.kill(); p.wait()
-    if args.keep: print(f"kept {root}")
-    else: shutil.rmtree(root, ignore_errors=True)
+    B.cleanup(args.keep)

@@ -36,20 +36,8 @@ extension NodeConfig {
                 if let first = roles.first { c.role = first }
             case "ephemeral": c.ephemeral = try parseBool(value, path: path, w)
             case "nfs_group": c.nfsGroup = try parseNFSGroup(value, path: path, w)
-            case "exclude_from_sync":
-                c.excludeFromSync = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
-                    let p = "\(path)[\(i)]"
-                    let v = try w.string(n, p)
-                    if let problem = Glob.problem(in: v) { throw w.at(n, Validate.fail(p, "a node name or glob (\(problem))", got: v)) }
-                    return v
-                }
-            case "ephemeral_hosts":
-                c.ephemeralHosts = try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
-                    let p = "\(path)[\(i)]"
-                    let v = try w.string(n, p)
-                    if let problem = Glob.problem(in: v) { throw w.at(n, Validate.fail(p, "a node name or glob (\(problem))", got: v)) }
-                    return v
-                }
+            case "exclude_from_sync": c.excludeFromSync = try parseNameGlobs(value, path: path, w)
+            case "ephemeral_hosts": c.ephemeralHosts = try parseNameGlobs(value, path: path, w)
             case "shutdown_deadline":
                 c.shutdownDeadline = try w.located(value) { () throws(MeshError) in try Validate.interval(w.string(value, path), path: path) }
             case "push_copies":
@@ -145,6 +133,16 @@ extension NodeConfig {
             c.givenKeys.insert(key)
         }
         return c
+    }
+
+    /// A list of node names or globs (`exclude_from_sync`, `ephemeral_hosts`).
+    static func parseNameGlobs(_ value: Node, path: String, _ w: Walker) throws(MeshError) -> [String] {
+        try w.list(value, path).enumerated().map { (i, n) throws(MeshError) in
+            let p = "\(path)[\(i)]"
+            let v = try w.string(n, p)
+            if let problem = Glob.problem(in: v) { throw w.at(n, Validate.fail(p, "a node name or glob (\(problem))", got: v)) }
+            return v
+        }
     }
 
     /// `roles: [a, b]`: 1-16 distinct roles, in order.

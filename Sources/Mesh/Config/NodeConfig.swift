@@ -118,12 +118,13 @@ public struct NodeConfig: Equatable, Sendable {
 
     /// Whether the node named `name` is excluded by `exclude_from_sync` (a name or a glob: `*`, `?`, `[...]`).
     /// Whether the node named `name` is ephemeral by `ephemeral_hosts` (or, for this node, `ephemeral`).
-    public func isEphemeral(name: String) -> Bool {
-        ephemeral || ephemeralHosts.contains { p in p == name || (Glob(p)?.matches(name, pathname: false) ?? false) }
-    }
+    public func isEphemeral(name: String) -> Bool { ephemeral || Self.names(ephemeralHosts, include: name) }
 
-    public func isExcluded(name: String) -> Bool {
-        excludeFromSync.contains { p in p == name || (Glob(p)?.matches(name, pathname: false) ?? false) }
+    public func isExcluded(name: String) -> Bool { Self.names(excludeFromSync, include: name) }
+
+    /// Whether a list of node names or globs names `name`.
+    static func names(_ patterns: [String], include name: String) -> Bool {
+        patterns.contains { p in p == name || (Glob(p)?.matches(name, pathname: false) ?? false) }
     }
 
     /// The NFS group of the node named `name`: `nfs_group`, else the group of `nfs_groups` that
