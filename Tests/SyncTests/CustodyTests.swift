@@ -173,6 +173,19 @@ struct CustodyTests {
         #expect(lonely.tick(now: at(2), view: v) == [.ask(cid(2), custodian: nid(1)), .ask(cid(2), custodian: nid(2))])
     }
 
+    @Test("A refusal from the only custodian left is asked again at the next tick, not at once (no ask storm at round-trip speed)")
+    func aLoneRefusingCustodianWaitsForTheNextTick() {
+        let v = view(cluster(2))
+        var t = SafetyTracker()
+        #expect(asks(t.originated(cid(1), type: .npz, sizeBytes: 10, durableHere: false, nowMs: 0, now: at(0), view: v)) == [nid(1)])
+        // Before the fix the refusal was forgiven at once and node 1 asked again, refusing
+        // again one round trip later, until its facts said full.
+        #expect(t.replied(cid(1), from: nid(1), .refused, now: at(0.001), view: v).isEmpty)
+        #expect(t.tracked[cid(1)]?.failed == [nid(1)] && t.tracked[cid(1)]?.asked.isEmpty == true)
+        #expect(t.tick(now: at(1), view: v) == [.ask(cid(1), custodian: nid(1))])
+        #expect(t.tracked[cid(1)]?.failed == [])
+    }
+
     @Test("With push_copies 0 nothing is asked, yet an ephemeral origin's item is still at risk")
     func pushCopiesZeroAsksNothing() {
         var cfg = SafetyTracker.Config()
