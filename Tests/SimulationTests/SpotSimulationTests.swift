@@ -17,14 +17,14 @@ import Testing
         return (sim, sim.run())
     }
 
-    /// 24 seeds of `spot` (the defaults, 40 s of faults) and 24 of `spot-swarm` (every setting drawn from the seed).
-    @Test("A sweep of 48 spot and spot-swarm seeds passes every checker, and the workload does what it is for", arguments: 0..<3)
+    /// 30 seeds of `spot` (the defaults, 40 s of faults) and 30 of `spot-swarm` (every setting drawn from the seed).
+    @Test("A sweep of 60 spot and spot-swarm seeds passes every checker, and the workload does what it is for", arguments: 0..<3)
     func spotSweepPassesEveryChecker(group: Int) {
         var m = SpotMetrics()
         var bound: Int64 = 0
-        for k in 0..<16 {
+        for k in 0..<20 {
             let swarm = k % 2 == 1
-            var o = SimOptions.defaults(for: swarm ? .spotSwarm : .spot, seed: UInt64(1 + group * 16 + k))
+            var o = SimOptions.defaults(for: swarm ? .spotSwarm : .spot, seed: UInt64(1 + group * 20 + k))
             o.durationS = min(o.durationS, 40)
             let (sim, r) = run(o)
             if !r.ok { Issue.record("seed \(o.seed) failed: \(failures(r)) — reproduce: \(o.reproduceCommand)") }
@@ -85,6 +85,20 @@ import Testing
         #expect(ok.ok, "\(failures(ok))")
         let r = bugRun(.forgetOutbox, seed: 4, tweak: tweak)
         #expect(r.livenessViolations.contains { $0.contains("its origin does not track it") }, "\(r.livenessViolations.prefix(3))")
+    }
+
+    @Test("The notice checker catches a shutdown that keeps two custodians and a 10 s accept timeout with a 10 s deadline")
+    func noticeCheckerCatchesAPlainShutdown() {
+        // spot-swarm seed 1114: 5 durable nodes, a 10 s deadline; n21's two first custodians
+        // (n0, n3) crashed unnoticed just before its SIGTERM, while n2 stayed up throughout.
+        let o = SimOptions.defaults(for: .spotSwarm, seed: 1114)
+        #expect(o.shutdownDeadlineS == 10 && o.durableNodes == 5)
+        let ok = run(o).1
+        #expect(ok.ok, "\(failures(ok))")
+        var bug = o
+        bug.spotBug = .plainShutdown
+        let r = run(bug).1
+        #expect(r.safetyViolations.contains { $0.hasPrefix("spot notice:") && $0.contains("put by n21") }, "\(r.safetyViolations.prefix(3))")
     }
 
     @Test("One seed gives the same spot run, event for event")

@@ -28,6 +28,10 @@ public enum SpotBug: String, CaseIterable, Sendable {
     case noWaitAtSigterm = "no-wait-at-sigterm"
     /// A host that comes back after kill -9 starts with an empty outbox (not restored).
     case forgetOutbox = "forget-outbox"
+    /// SIGTERM keeps the tracker as it is (2 custodians, a 10 s accept timeout) instead of asking
+    /// up to 4 at once with a quarter of the deadline to accept: with a deadline of 10 s, an
+    /// item whose two custodians died unnoticed is never offered to a third in time.
+    case plainShutdown = "plain-shutdown"
 }
 
 /// Which placement rules a `placement` or `broadcast` run uses.
