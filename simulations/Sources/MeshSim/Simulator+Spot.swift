@@ -482,7 +482,7 @@ extension Simulator {
     /// SIGTERM: no new items but a final snapshot; keep serving; exit once nothing is at risk
     /// or at the deadline. The shell re-arms its tracker for the deadline: every item at risk is
     /// offered to up to `maxOutstandingPerItem` custodians at once (from the next tick), and an
-    /// ask not accepted within a quarter of the deadline gives way to the next. With the running
+    /// ask not accepted within a quarter of the deadline gives way to the next. With the default
     /// config (2 custodians, 10 s to accept) a node given 10 s whose two custodians had died
     /// unnoticed (still alive or suspect in its view) never asked a third in time: spot-swarm
     /// seed 1114 lost an item with notice while a durable node was up (`plain-shutdown`).
