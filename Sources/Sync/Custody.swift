@@ -160,7 +160,7 @@ public struct SafetyTracker: Sendable {
         }
         if tracked[content] != nil { return [] }
         tracked[content] = Item(content: content, type: type, sizeBytes: sizeBytes, enqueuedMs: nowMs)
-        return askMore(content, now: now, view: view)
+        return askMore(content, now: now, view: view, forgive: false)
     }
 
     /// A custodian answered a `take` of `content`.
@@ -178,7 +178,7 @@ public struct SafetyTracker: Sendable {
             item.asked[custodian] = nil
             item.failed.insert(custodian)
             tracked[content] = item
-            return askMore(content, now: now, view: view)
+            return askMore(content, now: now, view: view, forgive: false)
         }
     }
 
@@ -217,22 +217,25 @@ public struct SafetyTracker: Sendable {
                 }
             }
             tracked[c] = item
-            out += askMore(c, now: now, view: view)
+            out += askMore(c, now: now, view: view, forgive: true)
         }
         return out
     }
 
     /// Asks new custodians of `content` until `pushCopies` are outstanding (at most
     /// `maxOutstandingPerItem`, failed ones not counted); when every candidate has failed, the
-    /// failures are forgiven and the best are asked again.
-    mutating func askMore(_ content: ContentID, now: Instant, view: View) -> [Directive] {
+    /// failures are forgiven and the best are asked again, but only at a tick (`forgive`): a
+    /// refusal forgiven at once had the origin ask the one custodian left again at once, and
+    /// that one refuse again, one round trip after another until its facts said full (meshsim's
+    /// `spot` scenario: a third of all refusals).
+    mutating func askMore(_ content: ContentID, now: Instant, view: View, forgive: Bool) -> [Directive] {
         guard var item = tracked[content], config.pushCopies > 0 else { return [] }
         let want = min(config.pushCopies, config.maxOutstandingPerItem) - item.asked.count
         guard want > 0 else { return [] }
         var picked = Custody.custodians(content, type: item.type, me: view.me, alive: view.alive, rttNs: view.rttNs,
                                         policy: view.policy, avoid: view.avoid.union(item.failed).union(item.asked.keys),
                                         count: want)
-        if picked.isEmpty && item.asked.isEmpty && !item.failed.isEmpty {
+        if forgive && picked.isEmpty && item.asked.isEmpty && !item.failed.isEmpty {
             item.failed = []
             picked = Custody.custodians(content, type: item.type, me: view.me, alive: view.alive, rttNs: view.rttNs,
                                         policy: view.policy, avoid: view.avoid, count: want)

@@ -8,6 +8,30 @@ public enum Scenario: String, CaseIterable, Sendable {
     case placement
     /// Broadcast puts and `copies: all` types: receivers serve one another.
     case broadcast
+    /// Spot nodes (`Simulator+Spot.swift`): ephemeral nodes produce items and are terminated
+    /// with and without notice, durable nodes crash and fill; push-to-2 and the outbox.
+    case spot
+    /// The spot model with every setting drawn from the seed (swarm testing).
+    case spotSwarm = "spot-swarm"
+}
+
+/// Test only: one broken spot decision each, to see the spot checkers catch it.
+public enum SpotBug: String, CaseIterable, Sendable {
+    case none
+    /// Every member is taken for durable (the ephemeral flag of the facts is not read): an
+    /// ephemeral custodian's copy counts as safe.
+    case ephemeralHolderSafe = "ephemeral-holder-safe"
+    /// A failed ask is never replaced: the shell never ticks the tracker (no timeout, no dead
+    /// custodian noticed, a restored outbox never asked again) and drops refusals.
+    case neverRetry = "never-retry"
+    /// SIGTERM exits at once after the final snapshot, without waiting for anything to be safe.
+    case noWaitAtSigterm = "no-wait-at-sigterm"
+    /// A host that comes back after kill -9 starts with an empty outbox (not restored).
+    case forgetOutbox = "forget-outbox"
+    /// SIGTERM keeps the tracker as it is (2 custodians, a 10 s accept timeout) instead of asking
+    /// up to 4 at once with a quarter of the deadline to accept: with a deadline of 10 s, an
+    /// item whose two custodians died unnoticed is never offered to a third in time.
+    case plainShutdown = "plain-shutdown"
 }
 
 /// Which placement rules a `placement` or `broadcast` run uses.
@@ -131,6 +155,23 @@ public struct SimOptions: Sendable {
     /// Every node's upload bandwidth (100–400 MiB/s) times this.
     public var uploadScale: Double = 1
     public var placementOn: Bool { scenario == .placement || scenario == .broadcast }
+    /// Spot (`spot`, `spot-swarm`; `Simulator+Spot.swift`): nodes 0..<`durableNodes` are durable
+    /// (the first three are the gossip seeds), the rest ephemeral. Ephemeral nodes are
+    /// terminated `spotKillsPerMin` times a minute, a share `noticeFraction` with notice
+    /// (SIGTERM, then death at `shutdownDeadlineS` at the latest), the rest with kill -9, of which
+    /// a share `returnFraction` come back with their disk after a few seconds (the rest are gone,
+    /// and a new ephemeral node joins in their place). Durable nodes crash `durableCrashesPerMin`
+    /// times a minute (down `downS` × 0.5–1.5, copies kept) and fill up `durableFillsPerMin`
+    /// times a minute (refusing takes for 3–10 s).
+    public var durableNodes = 3
+    public var spotKillsPerMin: Double = 0
+    public var noticeFraction: Double = 0.5
+    public var returnFraction: Double = 0.25
+    public var durableCrashesPerMin: Double = 0
+    public var durableFillsPerMin: Double = 0
+    public var shutdownDeadlineS: Double = 25
+    public var spotBug: SpotBug = .none
+    public var spotOn: Bool { scenario == .spot || scenario == .spotSwarm }
     /// Only the final membership check is made for clusters larger than this (it is O(n²)).
     public var fullCheckMaxNodes = 200
     public var verbose = false
@@ -181,6 +222,25 @@ public struct SimOptions: Sendable {
             o.nodes = 8; o.durationS = 40; o.itemsPerS = 0.5; o.latencyMs = 10; o.jitterMs = 5
             o.crashesPerMin = 0; o.diskFillsPerMin = 2; o.antiEntropyIntervalMs = 5_000; o.uploadScale = 0.25
             o.placementPolicy = .random; o.broadcastFraction = 0.7
+        case .spot:
+            o.nodes = 14; o.durableNodes = 3; o.durationS = 60; o.settleS = 150; o.itemsPerS = 0; o.latencyMs = 10; o.jitterMs = 5
+            o.spotKillsPerMin = 10; o.noticeFraction = 0.5; o.returnFraction = 0.25
+            o.durableCrashesPerMin = 3; o.downS = 8; o.durableFillsPerMin = 2; o.warmupS = 3
+        case .spotSwarm:
+            var r = SplitMix64(seed: seed ^ 0x5350_4F54_5357)
+            o.durableNodes = 3 + r.below(3)
+            o.nodes = o.durableNodes + 3 + r.below(12)
+            o.durationS = Double(30 + r.below(61))
+            o.settleS = 150; o.itemsPerS = 0; o.warmupS = 3
+            o.latencyMs = [1, 5, 10, 30][r.below(4)]
+            o.jitterMs = o.latencyMs * [0, 0.2, 0.5][r.below(3)]
+            o.spotKillsPerMin = [4, 10, 20][r.below(3)]
+            o.noticeFraction = [0, 0.5, 1][r.below(3)]
+            o.returnFraction = [0, 0.25, 0.5][r.below(3)]
+            o.durableCrashesPerMin = [0, 2, 6][r.below(3)]
+            o.downS = Double(2 + r.below(15))
+            o.durableFillsPerMin = [0, 2, 6][r.below(3)]
+            o.shutdownDeadlineS = [10, 25, 30][r.below(3)]
         case .swarm:
             var r = SplitMix64(seed: seed ^ 0x5157_4152_4D00)
             o.nodes = 3 + r.below(10)
@@ -227,6 +287,15 @@ public struct SimOptions: Sendable {
         if streamOnlyNodes > 0 { c += " --stream-only-nodes \(streamOnlyNodes)" }
         if restartNewAddress { c += " --crashes-per-min \(fmt(crashesPerMin)) --down-s \(fmt(downS)) --restart-new-address" }
         if scenario == .swarm { c = "swift run -c release meshsim swarm --seed \(seed) --nodes \(nodes) --duration-s \(fmt(durationS))" }
+        if spotOn {
+            c = "swift run -c release meshsim \(scenario.rawValue) --seed \(seed) --nodes \(nodes) --durable-nodes \(durableNodes)"
+            c += " --duration-s \(fmt(durationS)) --settle-s \(fmt(settleS)) --latency-ms \(fmt(latencyMs)) --jitter-ms \(fmt(jitterMs))"
+            c += " --loss \(fmt(loss)) --spot-kills-per-min \(fmt(spotKillsPerMin)) --notice-fraction \(fmt(noticeFraction))"
+            c += " --return-fraction \(fmt(returnFraction)) --durable-crashes-per-min \(fmt(durableCrashesPerMin)) --down-s \(fmt(downS))"
+            c += " --durable-fills-per-min \(fmt(durableFillsPerMin)) --shutdown-deadline-s \(fmt(shutdownDeadlineS))"
+            if spotBug != .none { c += " --spot-bug \(spotBug.rawValue)" }
+            return c
+        }
         if names > 0 {
             c += " --names \(names) --tombstone-fraction \(fmt(tombstoneFraction)) --conflict-fraction \(fmt(conflictFraction))"
             c += " --clock-skew-ms \(fmt(clockSkewMs)) --compact-after-ms \(compactAfterMs)"
@@ -254,6 +323,9 @@ public struct SimOptions: Sendable {
             + "compact_after_ms=\(compactAfterMs) compaction_without_dependencies=\(compactionWithoutDependencies) "
             + "placement_policy=\(placementPolicy.rawValue) placement_bug=\(placementBug.rawValue) "
             + "disk_fills_per_min=\(fmt(diskFillsPerMin)) broadcast_fraction=\(fmt(broadcastFraction)) upload_scale=\(fmt(uploadScale))"
+            + (spotOn ? " durable_nodes=\(durableNodes) spot_kills_per_min=\(fmt(spotKillsPerMin)) notice_fraction=\(fmt(noticeFraction)) "
+                + "return_fraction=\(fmt(returnFraction)) durable_crashes_per_min=\(fmt(durableCrashesPerMin)) "
+                + "durable_fills_per_min=\(fmt(durableFillsPerMin)) shutdown_deadline_s=\(fmt(shutdownDeadlineS)) spot_bug=\(spotBug.rawValue)" : "")
     }
 }
 

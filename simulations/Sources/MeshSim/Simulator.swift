@@ -62,7 +62,7 @@ public final class Simulator {
     var lastStreamDelivery: [Int: Int64] = [:]
 
     // Actions
-    enum Action { case item, partition(PartitionKind), heal, crash, restart(Int), leave, join, vanish, nemesis, crashMid, viewCheck, compact(Int, UInt64), placement(PlacementStep) }
+    enum Action { case item, partition(PartitionKind), heal, crash, restart(Int), leave, join, vanish, nemesis, crashMid, viewCheck, compact(Int, UInt64), placement(PlacementStep), spot(SpotStep) }
     var actions: [Action] = []
 
     // Workload and oracle
@@ -80,6 +80,7 @@ public final class Simulator {
     var versionWork = VersionWorkload()
     var compactionWork = CompactionWork()
     var placementWork = PlacementWork()
+    var spotWork = SpotWork()
 
     // Metrics
     public internal(set) var metrics = SimMetrics()
@@ -108,6 +109,7 @@ public final class Simulator {
         nemesisID = SimCrypto.nodeID(seed: o.seed ^ 0xBAD, index: 1)
         outsiderID = SimCrypto.nodeID(seed: o.seed ^ 0xBAD, index: 2)
         let joiners = Int((o.joinsPerMin * o.durationS / 60).rounded(.up))
+            + (o.spotOn ? Int((o.spotKillsPerMin * o.durationS / 60 * 1.5).rounded(.up)) + 4 : 0)  // spot replacements
         let total = o.nodes + joiners
         for i in 0..<total {
             let id = SimCrypto.nodeID(seed: o.seed, index: i)
@@ -124,6 +126,7 @@ public final class Simulator {
         }
         setUpVersionWorkload()
         setUpPlacement()
+        setUpSpot()
     }
 
     lazy var trust: TrustPolicy = .keys(Set(nodes.map(\.id) + [nemesisID]))
@@ -187,6 +190,7 @@ public final class Simulator {
         if o.crashAtMid > 0 { scheduleAction(.crashMid, atS: o.durationS / 2) }
         if o.names > 0 { scheduleAction(.viewCheck, atS: o.warmupS + 1) }
         if o.placementOn { startPlacement() }
+        if o.spotOn { startSpot() }
 
         runUntil(phaseEnd)
         // Final heal: the liveness phase.
@@ -199,14 +203,14 @@ public final class Simulator {
         while tt <= settleEnd {
             runUntil(tt)
             if itemsConverged == nil && livenessViolations(limit: 1, itemsOnly: true).isEmpty { itemsConverged = tt - phaseEnd }
-            let lv = livenessViolations(limit: 1)
+            let lv = livenessViolations(limit: 1) + spotLivenessViolations(limit: 1)
             if lv.isEmpty { converged = tt - phaseEnd; break }
             if o.verbose && (tt - phaseEnd) % 1_000_000_000 == 0 { log("not converged: \(lv[0])") }
             tt += checkEveryNs
         }
         var r = SimResult(options: o)
-        r.safetyViolations = safetyViolations()
-        r.livenessViolations = converged == nil ? livenessViolations(limit: 10) : []
+        r.safetyViolations = safetyViolations() + spotSafetyViolations()
+        r.livenessViolations = converged == nil ? livenessViolations(limit: 10) + spotLivenessViolations(limit: 10) : []
         r.convergenceAfterHealMs = converged.map { Double($0) / 1e6 }
         r.itemsConvergenceAfterHealMs = itemsConverged.map { Double($0) / 1e6 }
         finishVersionMetrics()
@@ -279,6 +283,7 @@ public final class Simulator {
         process(i, d)
         startCompactionTimer(i)
         if options.placementOn { placementBooted(i) }
+        if options.spotOn { spotBooted(i) }
     }
 
     func process(_ i: Int, _ ds: [Directive]) {
@@ -528,6 +533,8 @@ public final class Simulator {
             compactionTimerFired(i, generation: g)
         case let .placement(step):
             placementStep(step)
+        case let .spot(step):
+            spotStep(step)
         }
     }
 
@@ -552,6 +559,7 @@ public final class Simulator {
         for k in nodes[i].timerGen.indices { nodes[i].timerGen[k] &+= 1 }
         crashWatch[i] = (now, [])
         if options.placementOn { placementCrashed(i) }
+        if options.spotOn { spotCrashed(i) }
     }
 
     func createItem() {

@@ -5,6 +5,7 @@ import MeshSim
 extension Scenario: ExpressibleByArgument {}
 extension PlacementPolicyChoice: ExpressibleByArgument {}
 extension PlacementBug: ExpressibleByArgument {}
+extension SpotBug: ExpressibleByArgument {}
 
 /// `meshsim SCENARIO [--nodes N] [--seed S] [--json] …`: runs the real gossip code on
 /// virtual time and checks safety and liveness. Exits non-zero when a checker fails.
@@ -12,9 +13,9 @@ struct MeshSimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meshsim",
         abstract: "Deterministic simulation of meshnode's gossip protocol.",
-        discussion: "Scenarios: spread, partition-heal, churn, scale, swarm, detect, relocate, versions, placement, broadcast. The same seed gives the same run.")
+        discussion: "Scenarios: spread, partition-heal, churn, scale, swarm, detect, relocate, versions, placement, broadcast, spot, spot-swarm. The same seed gives the same run.")
 
-    @Argument(help: "spread | partition-heal | churn | scale | swarm | detect | relocate | versions | placement | broadcast")
+    @Argument(help: "spread | partition-heal | churn | scale | swarm | detect | relocate | versions | placement | broadcast | spot | spot-swarm")
     var scenarioArgument: Scenario?
     @Option(name: .customLong("scenario"), help: "The scenario, as an option (instead of the argument).") var scenarioOption: Scenario?
     @Option(name: .customLong("placement-policy"), help: "placement/broadcast: defaults (PlacementPolicy.seedDefaults) | random | tight.")
@@ -27,6 +28,22 @@ struct MeshSimCommand: ParsableCommand {
     var broadcastFraction: Double?
     @Option(name: .customLong("upload-scale"), help: "placement/broadcast: every node's upload bandwidth (100-400 MiB/s) times this.")
     var uploadScale: Double?
+    @Option(name: .customLong("spot-bug"), help: "Test only: one broken spot decision, to see a checker catch it.")
+    var spotBug: SpotBug?
+    @Option(name: .customLong("durable-nodes"), help: "spot: nodes 0..<K are durable (K >= 3: the seeds), the rest ephemeral.")
+    var durableNodes: Int?
+    @Option(name: .customLong("spot-kills-per-min"), help: "spot: ephemeral nodes terminated per virtual minute.")
+    var spotKillsPerMin: Double?
+    @Option(name: .customLong("notice-fraction"), help: "spot: share of terminations with notice (SIGTERM), the rest kill -9.")
+    var noticeFraction: Double?
+    @Option(name: .customLong("return-fraction"), help: "spot: share of kill -9 hosts that come back with their disk.")
+    var returnFraction: Double?
+    @Option(name: .customLong("durable-crashes-per-min"), help: "spot: durable crashes per virtual minute (down --down-s x 0.5-1.5).")
+    var durableCrashesPerMin: Double?
+    @Option(name: .customLong("durable-fills-per-min"), help: "spot: a durable disk fills up (refusing takes for 3-10 s) this often.")
+    var durableFillsPerMin: Double?
+    @Option(name: .customLong("shutdown-deadline-s"), help: "spot: shutdown_deadline after SIGTERM.")
+    var shutdownDeadlineS: Double?
     @Option(help: "Run seed (default: random, printed).") var seed: UInt64?
     @Option(help: "Number of nodes.") var nodes: Int?
     @Option(name: .customLong("duration-s"), help: "Virtual seconds of the fault phase.") var durationS: Double?
@@ -98,6 +115,17 @@ struct MeshSimCommand: ParsableCommand {
             if let v = diskFillsPerMin { o.diskFillsPerMin = v }
             if let v = broadcastFraction { o.broadcastFraction = v }
             if let v = uploadScale { o.uploadScale = v }
+            if let v = spotBug { o.spotBug = v }
+            if let v = durableNodes {
+                guard v >= 3 && v < o.nodes else { throw ValidationError("--durable-nodes must be >= 3 and below --nodes") }
+                o.durableNodes = v
+            }
+            if let v = spotKillsPerMin { o.spotKillsPerMin = v }
+            if let v = noticeFraction { o.noticeFraction = v }
+            if let v = returnFraction { o.returnFraction = v }
+            if let v = durableCrashesPerMin { o.durableCrashesPerMin = v }
+            if let v = durableFillsPerMin { o.durableFillsPerMin = v }
+            if let v = shutdownDeadlineS { o.shutdownDeadlineS = v }
             if let b = bootstrap {
                 guard b == "join" || b == "restored" else {
                     throw ValidationError("--bootstrap must be 'join' or 'restored', not '\(b)'")
@@ -118,6 +146,7 @@ struct MeshSimCommand: ParsableCommand {
             }
             if verbose { for l in r.log { print(l) } }
             print(json ? r.json : r.text, terminator: json ? "\n" : "")
+            if o.spotOn && !json { print(sim.spotSummary) }
         }
         if runs > 1 { print("\(runs - failures)/\(runs) runs passed") }
         if failures > 0 { throw ExitCode(1) }
