@@ -13,13 +13,16 @@ public enum Custody {
     /// refusal, an ask that failed). Placement's targets for the type come first (every alive
     /// node is one without `placement:`), then the others, since a spot node's data must
     /// reach a durable disk even when no durable node's role wants it. Within each group: the
-    /// lowest RTT (unknown last), then the most free disk, then by node id.
+    /// lowest RTT (unknown last), then the most free disk, then by node id. `targetsOnly`: only
+    /// placement's targets (a durable origin's offer: no copy where no role wants it).
     public static func custodians(_ content: ContentID, type: ItemType, me: NodeID, alive: [NodeID: NodeFacts],
                                   rttNs: [NodeID: Int64], policy: PlacementPolicy?, avoid: Set<NodeID>,
-                                  count: Int) -> [NodeID] {
+                                  count: Int, targetsOnly: Bool = false) -> [NodeID] {
         guard count > 0 else { return [] }
         let targets = Set(Placement.targets(content, type: type, alive: alive, policy: policy ?? PlacementPolicy()))
-        let pool = alive.filter { id, f in id != me && f.durable && !f.excluded && !f.full && !avoid.contains(id) }
+        let pool = alive.filter { id, f in
+            id != me && f.durable && !f.excluded && !f.full && !avoid.contains(id) && (!targetsOnly || targets.contains(id))
+        }
         func key(_ id: NodeID) -> (Int, Int64, UInt64) {
             (targets.contains(id) ? 0 : 1, rttNs[id] ?? Int64.max, UInt64.max - (pool[id]?.diskFreeBytes ?? 0))
         }
@@ -36,8 +39,8 @@ public enum Custody {
 ///
 /// An item a node originates is **at risk** until a durable node other than its origin holds it
 /// complete, as a custodian's `take` reply or a holder record (PROTOCOL §4.6) says. On a durable
-/// origin nothing is at risk (its own copy is on a durable disk): its items are offered to
-/// `pushCopies` custodians once, and not tracked. On an ephemeral origin each item is tracked
+/// origin nothing is at risk (its own copy is on a durable disk): its items are offered once to
+/// up to `pushCopies` of placement's targets, and not tracked. On an ephemeral origin each item is tracked
 /// until it is safe (or no longer kept: a newer version superseded it past `keep_versions`, a
 /// delete, its retention): `pushCopies` custodians are asked at once, and whenever an ask
 /// fails (refused, no answer within `acceptTimeoutNs`, the custodian no longer alive, no
@@ -151,11 +154,12 @@ public struct SafetyTracker: Sendable {
                                     nowMs: Int64, now: Instant, view: View, heldBy: Set<NodeID> = []) -> [Directive] {
         let holders = heldBy.filter { view.isDurable($0) }
         if durableHere || !holders.isEmpty {
-            // Offered once, not tracked: a copy beyond the origin's own durable one (or one
-            // that already exists) is placement's business from here on.
+            // Offered once, not tracked, and only to placement's targets: a copy beyond the
+            // origin's own durable one (or one that already exists) is placement's business, and
+            // no node gets a copy its role does not want.
             let want = max(0, config.pushCopies - holders.count)
             return Custody.custodians(content, type: type, me: view.me, alive: view.alive, rttNs: view.rttNs,
-                                      policy: view.policy, avoid: view.avoid.union(holders), count: want)
+                                      policy: view.policy, avoid: view.avoid.union(holders), count: want, targetsOnly: true)
                 .map { .ask(content, custodian: $0) }
         }
         if tracked[content] != nil { return [] }

@@ -81,6 +81,8 @@ private let unknownItem = ContentID(digest: Bytes32(w0: 7, w1: 7, w2: 7, w3: 7))
         let server = try InProcessNode(name: "server", identity: ids[0], join: [], admission: policy, configure: {
             $0.sessionIdleTimeout = .milliseconds(300)
             $0.blob.bandwidth = BandwidthConfig(globalBytesPerSecond: 1_000_000)
+            // No push-to-2 `take` (its dial would race the fetcher's: two sessions per item).
+            $0.pushCopies = 0
         })
         defer { server.stop() }
         let fetcher = try InProcessNode(name: "fetcher", identity: ids[1], join: [server.address], admission: policy)
@@ -106,14 +108,14 @@ private let unknownItem = ContentID(digest: Bytes32(w0: 7, w1: 7, w2: 7, w3: 7))
         #expect(established <= 4, "\(established) sessions for 3 items")
     }
 
-    /// PROTOCOL §8.3: every type but 0x01, 0x02 and 0x10-0x18 is reserved and closes the
+    /// PROTOCOL §8.3: every type but 0x01, 0x02, 0x10-0x18 and 0x20-0x21 is reserved and closes the
     /// session, counted once. 0x18-0x1f used to be taken for chunk exchange (counted as
     /// `malformed_blob_message`, session left open), and each unknown type was counted twice.
     @Test(.ownThread(timeLimit: .minutes(3))) func everyReservedMessageTypeClosesTheSessionAndIsCountedOnce() throws {
         let (n, wire) = try nodeAndWirePeer()
         defer { n.stop(); wire.stop() }
-        let reserved = [0x00] + Array(0x03...0x0f) + Array(0x19...0xff)
-        #expect(reserved.count == 256 - 1 - 1 - 9)
+        let reserved = [0x00] + Array(0x03...0x0f) + Array(0x19...0x1f) + Array(0x22...0xff)
+        #expect(reserved.count == 256 - 1 - 1 - 9 - 2)
         for (k, t) in reserved.enumerated() {
             let s = try wire.connect(to: n.address)
             try wire.send(s, UInt8(t), [1, 2, 3])

@@ -8,7 +8,8 @@ import Sync
 /// The `take` carries the item's put entry, accepted as any relayed entry (its origin trusted,
 /// its signature checked), so the copy is named here even if its origin vanishes before gossip
 /// brought the entry. Unless this node is excluded, stopping, full or the item does not fit
-/// under `max_disk_usage`, the content is fetched at once at HIGH priority from the requester
+/// under `max_disk_usage`, the content is fetched at once (at HIGH priority for an ephemeral
+/// requester, else the type's) from the requester
 /// (and every holder on record), whatever placement says: this node answers `accepted`, and
 /// `complete` once it holds the item complete and verified. The copy is then kept like any other:
 /// the drop rule lets a copy this node is not a target for go only once placement is met.
@@ -82,8 +83,11 @@ extension MeshNode {
         }
         custody.takesAccepted += 1
         custody.waiting[content, default: []].append((peer, id, Self.now()))
+        // HIGH for a spot node's item (it is at risk until this copy exists); a durable origin's
+        // offer goes at the type's placement priority, like the fetch placement would make.
+        let requesterEphemeral = holdings.facts(of: peer)?.facts.ephemeral ?? true
         blobs.want(content, holders: Placement.fetchSources(hints: [peer, entry.origin], holders: holdings.holders(of: content), me: identity.nodeID),
-                   reason: .replication, entry: entry, priority: .high)
+                   reason: .replication, entry: entry, priority: requesterEphemeral ? .high : nil)
         sendCustody(.takeReply(requestID: id, contentID: content, status: .accepted), to: peer)
     }
 
