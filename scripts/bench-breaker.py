@@ -49,7 +49,9 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--bin", default=".build/release/meshnode")
 ap.add_argument("--variant", default="corrupt,timeout", help="comma-separated: corrupt, timeout, stop")
 ap.add_argument("--threshold", type=int, default=5, help="R's breaker.failure_threshold")
-ap.add_argument("--recovery", type=int, default=60, help="R's breaker.recovery_timeout, seconds")
+ap.add_argument("--recovery", type=int, default=60,
+                help="R's breaker.recovery_timeout, seconds; at least 20 for `timeout`: with 15 the first batch was "
+                     "still coming from G at recovery, G's copies beat the trials to B and no trial timed out")
 ap.add_argument("--half-open", type=int, default=3, help="R's breaker.half_open_requests")
 ap.add_argument("--items", type=int, default=16, help="one-chunk items R gets at first (corrupt, stop)")
 ap.add_argument("--spacing", type=float, default=0,
