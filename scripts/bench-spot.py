@@ -108,6 +108,11 @@ def start_writer(db, duration):
     procs.append(w)
     return w
 
+def restart(e, ce, nodes):
+    """The ephemeral node again (a new spot host with the same store), until all are alive."""
+    e.start(ce, nodes[0].addr)
+    wait(lambda: all_alive(nodes), 60, "3 alive again", 0.2)
+
 def kill9():
     nodes, folder, ce = live_cluster("k", "127.93.0")
     d1, d2, e = nodes
@@ -127,8 +132,7 @@ def kill9():
         wait(copied, 60, "a durable copy", 0.5)
         windows.append(killed_at - row[1])
         log(f"kill9 trial {t}: the durable copy misses the last {windows[-1]:.2f}s of rows (max id {row[0]})")
-        e.start(ce, d1.addr)
-        wait(lambda: all_alive(nodes), 60, "3 alive again", 0.2)
+        restart(e, ce, nodes)
     for x in nodes: x.stop()
     log(f"kill9: rows lost on kill -9 of the spot node: median {statistics.median(windows):.2f}s, max {max(windows):.2f}s "
         f"of writes over {args.trials} kills (target <= 5 s; Litestream's aim 1 s)")
@@ -148,8 +152,7 @@ def sigterm():
         row = durable_copy(d1, f"s/games-{t}.db", f"{root}/s-copy.db")
         lost.append(committed - (row[0] if row else 0))
         log(f"sigterm trial {t}: exit {status} after {exits[-1]:.2f}s; {committed} rows committed, {lost[-1]} missing on a durable node")
-        e.start(ce, d1.addr)
-        wait(lambda: all_alive(nodes), 60, "3 alive again", 0.2)
+        restart(e, ce, nodes)
     for x in nodes: x.stop()
     log(f"sigterm: rows lost {sum(lost)} over {args.trials} stops (target 0); exit after median {statistics.median(exits):.2f}s, "
         f"max {max(exits):.2f}s")

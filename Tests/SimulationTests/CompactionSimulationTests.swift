@@ -8,17 +8,13 @@ import Testing
 /// real planner on its own skewed clock and every node applies the compactions through the real
 /// Manifest, under partitions, crashes and loss; the checkers (`Simulator+Compaction.swift`)
 /// hold the dependency rule, no resurrection, and convergence of what remains.
-@Suite(.ownThread(.cpu)) struct CompactionSimulationTests {
+@Suite(.ownThread(.cpu)) struct CompactionSimulationTests: SimulationSuite {
     /// The versions scenario with a 4 s horizon (shorter than its 6 s partitions) and clocks
     /// within ± 1 s (node 1: 10 s behind), so that tombstones, not only puts, get compacted.
     func options(seed: UInt64) -> SimOptions {
         var o = SimOptions.defaults(for: .versions, seed: seed)
         o.nodes = 8; o.durationS = 35; o.clockSkewMs = 1_000; o.compactAfterMs = 4_000
         return o
-    }
-
-    func failures(_ r: SimResult) -> String {
-        (r.safetyViolations.map { "safety: \($0)" } + r.livenessViolations.map { "liveness: \($0)" }).prefix(5).joined(separator: "; ")
     }
 
     @Test("Compacted tombstones and puts leave every node agreeing on what remains, with no resurrection (6 seeds)",

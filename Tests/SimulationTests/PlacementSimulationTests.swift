@@ -8,16 +8,7 @@ import Testing
 /// mixed roles, disks and caps, holders crashing with their disk; every decision made by the
 /// node's own `Placement` and `Eviction` over the kind-4 and kind-5 entries gossiped by the real
 /// `GossipNode`; the checkers read the ground truth.
-@Suite(.ownThread(.cpu)) struct PlacementSimulationTests {
-    func failures(_ r: SimResult) -> String {
-        (r.safetyViolations.map { "safety: \($0)" } + r.livenessViolations.map { "liveness: \($0)" }).prefix(5).joined(separator: "; ")
-    }
-
-    func run(_ o: SimOptions) -> (Simulator, SimResult) {
-        let sim = Simulator(options: o)
-        return (sim, sim.run())
-    }
-
+@Suite(.ownThread(.cpu)) struct PlacementSimulationTests: SimulationSuite {
     @Test("Placement with mixed roles, crashing holders and disks filling up passes every checker (6 seeds)", arguments: 0..<2)
     func placementPassesEveryChecker(group: Int) {
         var m = PlacementMetrics()

@@ -7,16 +7,7 @@ import Testing
 /// and without notice, durable nodes crashing and filling up, every node running the product's
 /// `SafetyTracker` and `Custody` over the real `GossipNode`'s membership; the checkers read the
 /// ground truth.
-@Suite(.ownThread(.cpu)) struct SpotSimulationTests {
-    func failures(_ r: SimResult) -> String {
-        (r.safetyViolations.map { "safety: \($0)" } + r.livenessViolations.map { "liveness: \($0)" }).prefix(5).joined(separator: "; ")
-    }
-
-    func run(_ o: SimOptions) -> (Simulator, SimResult) {
-        let sim = Simulator(options: o)
-        return (sim, sim.run())
-    }
-
+@Suite(.ownThread(.cpu)) struct SpotSimulationTests: SimulationSuite {
     /// 30 seeds of `spot` (the defaults, 40 s of faults) and 30 of `spot-swarm` (every setting drawn from the seed).
     @Test("A sweep of 60 spot and spot-swarm seeds passes every checker, and the workload does what it is for", arguments: 0..<3)
     func spotSweepPassesEveryChecker(group: Int) {
