@@ -152,7 +152,7 @@ extension MeshNode {
         for d in directives {
             switch d {
             case .ask(let c, let custodian):
-                guard let e = entry?.put?.contentID == c ? entry : ownPut(of: c) else { continue }
+                guard let e = entry?.put?.contentID == c ? entry : putEntry(of: c) else { continue }
                 let id = spot.nextRequestID
                 spot.nextRequestID = spot.nextRequestID == .max ? 1 : spot.nextRequestID + 1
                 spot.requests[id] = (c, custodian, Self.now())
@@ -165,18 +165,16 @@ extension MeshNode {
                 spot.requests = spot.requests.filter { $0.value.content != c }
                 if let by {
                     spot.safeCount += 1
-                    if let e = ownPut(of: c) { spot.lastSafeAfterMs = WallClock.nowMs() - Int64(e.hlc >> 16) }
+                    if let e = putEntry(of: c) { spot.lastSafeAfterMs = WallClock.nowMs() - Int64(e.hlc >> 16) }
                     logger.debug("item safe", metadata: ["item": "\(c.short)", "holder": "\(gossip.memberName(by) ?? by.short)"])
                 }
             }
         }
     }
 
-    /// This node's put of `c` (for a `take`), else any put of it.
-    func ownPut(of c: ContentID) -> ManifestEntry? {
-        if let e = keeper.keptEntries.first(where: { $0.origin == identity.nodeID && $0.put?.contentID == c }) { return e }
-        return (try? store.entry(contentID: c)) ?? nil
-    }
+    /// A put of `c` from the store (by its content index): what a `take` carries (a custodian
+    /// accepts any valid put of the content) and where the name in `status` comes from.
+    func putEntry(of c: ContentID) -> ManifestEntry? { (try? store.entry(contentID: c)) ?? nil }
 
     func receivedTakeReply(_ id: UInt32, _ content: ContentID, _ status: CustodyMessage.TakeStatus, from peer: NodeID) {
         guard let r = spot.requests[id], r.custodian == peer, r.content == content else { return }
@@ -222,7 +220,7 @@ extension MeshNode {
         let nowMs = WallClock.nowMs()
         let items = spot.tracker.tracked.values.sorted { ($0.enqueuedMs, $0.content) < ($1.enqueuedMs, $1.content) }
         let rows = items.prefix(20).map { i in
-            SpotStatus.AtRiskRow(id: "\(i.content)", name: ownPut(of: i.content)?.name, size: i.sizeBytes,
+            SpotStatus.AtRiskRow(id: "\(i.content)", name: putEntry(of: i.content)?.name, size: i.sizeBytes,
                                  ageSeconds: Double(max(0, nowMs - i.enqueuedMs)) / 1000,
                                  asked: i.asked.keys.sorted().map { gossip.memberName($0) ?? $0.short })
         }
@@ -256,7 +254,7 @@ extension MeshNode {
         let report: () -> Void = { [unowned self] in
             let nowMs = WallClock.nowMs()
             done(spot.tracker.tracked.values.sorted { $0.enqueuedMs < $1.enqueuedMs }.map { i in
-                UnsavedItem(contentID: i.content, name: ownPut(of: i.content)?.name, sizeBytes: i.sizeBytes,
+                UnsavedItem(contentID: i.content, name: putEntry(of: i.content)?.name, sizeBytes: i.sizeBytes,
                             ageSeconds: Double(max(0, nowMs - i.enqueuedMs)) / 1000)
             })
         }
