@@ -125,7 +125,8 @@ public struct SafetyTracker: Sendable {
             self.avoid = avoid
         }
 
-        func isDurable(_ n: NodeID) -> Bool { n != me && alive[n]?.durable == true }
+        /// A durable member other than this node: one whose complete copy makes an item safe.
+        public func isDurable(_ n: NodeID) -> Bool { n != me && alive[n]?.durable == true }
     }
 
     public let config: Config

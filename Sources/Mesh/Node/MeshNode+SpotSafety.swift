@@ -97,7 +97,7 @@ extension MeshNode {
             let view = spotView()
             for e in keeper.keptEntries where e.origin == identity.nodeID {
                 guard let p = e.put, known.insert(p.contentID).inserted,
-                      !holdings.holders(of: p.contentID).contains(where: { view.isDurableHolder($0) }) else { continue }
+                      !holdings.holders(of: p.contentID).contains(where: { view.isDurable($0) }) else { continue }
                 let item = OutboxItem(contentID: p.contentID, type: p.type, sizeBytes: p.sizeBytes, enqueuedMs: WallClock.nowMs())
                 try? store.enqueueOutbox(item)
                 items.append(SafetyTracker.Item(content: p.contentID, type: p.type, sizeBytes: p.sizeBytes, enqueuedMs: item.enqueuedMs))
@@ -274,9 +274,4 @@ extension MeshNode {
         let left = max(0, giveUpAt - Self.now())
         folders.finalSnapshot(timeout: .nanoseconds(left)) { wait() }
     }
-}
-
-extension SafetyTracker.View {
-    /// A durable member other than this node (`isDurable` for the shell).
-    func isDurableHolder(_ n: NodeID) -> Bool { n != me && alive[n]?.durable == true }
 }
