@@ -150,6 +150,29 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(t.assign(now: .zero).flatMap(\.indices) == [0, 1])
     }
 
+    @Test func whilePartialHoldersAreKnownAReceiverCommitsFewChunksToACompleteHolderInItsOwnOrder() {
+        var cfg = FetchScheduler.Config()
+        cfg.windowChunks = 8
+        func fresh(_ first: Int) -> [Int] {
+            var c = cfg
+            c.firstChunk = first
+            var s = FetchScheduler(chunkCount: 40, chunkSizeBytes: 100, present: { _ in false }, config: c)
+            s.addSource(a, holds: .all)
+            s.addSource(b, holds: .bitmap(ChunkBitmap.make(count: 40) { $0 < 2 }))
+            return s.assign(now: .zero).filter { $0.source == a }.flatMap(\.indices)
+        }
+        let one = fresh(3), other = fresh(17)
+        #expect(one.count == cfg.completeSourceWindowWithPartials, "\(one)")
+        #expect(one.allSatisfy { $0 >= 2 } && other.allSatisfy { $0 >= 2 })
+        #expect(Set(one) != Set(other), "two receivers take different fresh chunks: \(one) \(other)")
+        // Alone with the complete holder, the whole window, in index order from firstChunk.
+        var c = cfg
+        c.firstChunk = 3
+        var s = FetchScheduler(chunkCount: 40, chunkSizeBytes: 100, present: { _ in false }, config: c)
+        s.addSource(a, holds: .all)
+        #expect(s.assign(now: .zero).flatMap(\.indices) == Array(3..<11))
+    }
+
     @Test func chunksAreHandedOutInOrderFromTheFirstChunkWrappingRound() {
         var cfg = FetchScheduler.Config()
         cfg.windowChunks = 4

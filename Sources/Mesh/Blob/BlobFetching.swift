@@ -258,6 +258,7 @@ extension BlobService {
         if let open = assemblies.removeValue(forKey: key), isAwaited(open) {
             piecesInconsistent(open.requestID, open.index, from: peer, why: "a chunk message came before chunk \(open.index)'s last piece")
         }
+        noteLateBytes(id, from: peer)
         deliverChunk(id, index, data, from: peer)
     }
 
@@ -267,6 +268,7 @@ extension BlobService {
     func gotPiece(_ id: UInt32, _ index: Int, chunkBytes: Int, offset: Int, _ data: ArraySlice<UInt8>,
                   from peer: NodeID, session: PeerSession) {
         let key = ObjectIdentifier(session)
+        noteLateBytes(id, from: peer)
         if var a = assemblies.removeValue(forKey: key), isAwaited(a) {
             if a.continues(requestID: id, index: index, chunkBytes: chunkBytes, offset: offset) {
                 a.append(data)
@@ -296,7 +298,10 @@ extension BlobService {
 
     /// A piece of request `id` arrived: its timeout runs from now.
     private func touch(_ id: UInt32) {
-        requests[id]?.lastProgressAt = MeshNode.now()
+        guard let source = requests[id]?.source else { return }
+        let now = MeshNode.now()
+        requests[id]!.lastProgressAt = now
+        sourceProgressAt[source] = now
     }
 
     /// The pieces `peer` sent for chunk `index` of request `id` do not fit together: counted, a
@@ -337,6 +342,7 @@ extension BlobService {
         }
         let since = max(req.sentAt, lastChunkAt[peer] ?? req.sentAt)
         lastChunkAt[peer] = now
+        sourceProgressAt[peer] = now
         node.pathTransferred(peer, bytes: data.count, seconds: Double(max(1, now - since)) / 1e9)
         let hash = r.chunks[index]
         d.writesInFlight += 1
@@ -375,6 +381,20 @@ extension BlobService {
         }
     }
 
+    /// This node no longer awaits `get` `rid` from `source` (see `endedRequests`).
+    func noteEnded(_ rid: UInt32, _ source: NodeID) {
+        var ended = endedRequests[source, default: []]
+        ended.append(rid)
+        if ended.count > Self.endedRequestsPerSource { ended.removeFirst(ended.count - Self.endedRequestsPerSource) }
+        endedRequests[source] = ended
+    }
+
+    /// A chunk or piece of a `get` this node stopped awaiting: the source is still working
+    /// through what it was asked (its other requests are not stalled).
+    private func noteLateBytes(_ id: UInt32, from peer: NodeID) {
+        if requests[id] == nil, endedRequests[peer]?.contains(id) == true { sourceProgressAt[peer] = MeshNode.now() }
+    }
+
     func cancelDuplicate(_ d: Download, index: Int, at source: NodeID) {
         for (rid, var r) in requests where r.source == source && r.content == d.contentID {
             guard case .get(var remaining) = r.kind, let k = remaining.firstIndex(of: index) else { continue }
@@ -382,6 +402,7 @@ extension BlobService {
             if remaining.isEmpty {
                 requests[rid] = nil
                 _ = sendRequest(.cancel(requestID: rid), to: source)
+                noteEnded(rid, source)
             } else {
                 r.kind = .get(remaining: remaining)
                 requests[rid] = r
@@ -400,7 +421,10 @@ extension BlobService {
     func fail(_ rid: UInt32, _ r: Request, now: Instant, reason: P2PRequestError) {
         requests[rid] = nil
         switch reason {
-        case .timeout, .dialFailed: breakerFailure(r.source, reason.rawValue, unreachable: true)
+        case .timeout, .dialFailed:
+            breakerFailure(r.source, reason.rawValue, unreachable: true)
+            // The source may only be slow: it should not go on to send what is asked again elsewhere.
+            if reason == .timeout, case .get = r.kind { _ = sendRequest(.cancel(requestID: rid), to: r.source); noteEnded(rid, r.source) }
         case .sessionClosed, .sendFailed, .errorReply, .corruptChunk, .inconsistentPieces, .writeFailed:
             // A reset session is the path model's business; the others are counted where they happen.
             if case .get = r.kind { breakers.recordWithdrawn(r.source) }

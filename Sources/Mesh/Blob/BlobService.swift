@@ -140,6 +140,15 @@ public final class BlobService: @unchecked Sendable {
     var tick: LoopTimer?
     var completionWaiters: [ContentID: [(MeshError?) -> Void]] = [:]
     var lastChunkAt: [NodeID: Instant] = [:]
+    /// When each source last sent a chunk or piece for any request of this node (request
+    /// timeouts run from the later of this and the request's own progress).
+    var sourceProgressAt: [NodeID: Instant] = [:]
+    /// The latest `get`s to each source that this node stopped awaiting (timed out, cancelled; at
+    /// most `endedRequestsPerSource`): the rest of a chunk already on its way for one of them
+    /// still shows the source alive (a 16 MiB chunk at 1 MB/s takes longer than
+    /// `requestTimeout`), though its bytes are ignored.
+    var endedRequests: [NodeID: [UInt32]] = [:]
+    static let endedRequestsPerSource = 16
     /// Items known to be complete here (bounded; forgetting one only costs a lookup). A chunk
     /// of one that is later lost on disk is refused when asked for, and the asker goes elsewhere.
     var knownComplete: Set<ContentID> = []
@@ -325,7 +334,7 @@ public final class BlobService: @unchecked Sendable {
         if d.abandoned { abandonedCount -= 1 }
         for (rid, r) in requests where r.content == id {
             requests[rid] = nil
-            if case .get = r.kind { _ = sendRequest(.cancel(requestID: rid), to: r.source) }
+            if case .get = r.kind { _ = sendRequest(.cancel(requestID: rid), to: r.source); noteEnded(rid, r.source) }
         }
         for w in completionWaiters.removeValue(forKey: id) ?? [] {
             w(MeshError(.incomplete, "\(id.short) is no longer kept by this node (a newer version, a delete or its retention)"))
@@ -516,10 +525,17 @@ public final class BlobService: @unchecked Sendable {
     func onTick() {
         let now = MeshNode.now()
         let timeout = MeshNode.nanos(config.requestTimeout)
-        for (rid, r) in requests where now - r.lastProgressAt > timeout {
+        // A request queued behind another one to the same source waits there without progress of
+        // its own (a source serves one session's requests in turn): it times out only when the
+        // source has sent nothing for any request of this node for `requestTimeout`. On a slow
+        // link (1 MB/s, 16 MiB chunks) a second request would otherwise fail again and again
+        // behind the first, each failure backing off the only honest source.
+        for (rid, r) in requests where now - max(r.lastProgressAt, sourceProgressAt[r.source] ?? r.lastProgressAt) > timeout {
             if case .get = r.kind { counters.requestsTimedOut += 1 }
             fail(rid, r, now: now, reason: .timeout)
         }
+        if sourceProgressAt.count > 1024 { sourceProgressAt = sourceProgressAt.filter { now - $0.value <= timeout } }
+        if endedRequests.count > 1024 { endedRequests = endedRequests.filter { sourceProgressAt[$0.key] != nil } }
         // A chunk whose request failed or was cancelled while its pieces came in: let go of it.
         for (key, a) in assemblies where !isAwaited(a) { assemblies[key] = nil }
         let stalled = MeshNode.nanos(config.stalledAfter)

@@ -14,8 +14,9 @@ import Gossip
 ///   source. `maxStrikes` strikes drop the source for this item.
 /// - **Complete holders serve what no one else can.** While peers still receiving the item
 ///   (bitmap sources) are known, a source that holds all of it is given first the chunks none of
-///   them holds: its upload, shared by every receiver of a broadcast, goes to chunks that are new
-///   to the swarm (BitTorrent's super-seeding), and the receivers trade the rest.
+///   them holds, in this receiver's own random order: its upload, shared by every receiver of a
+///   broadcast, goes to chunks that are new to the swarm (BitTorrent's super-seeding), and the
+///   receivers trade the rest.
 /// - **Endgame.** When every missing chunk is already in flight, idle sources may
 ///   duplicate a request (at most `maxCopiesInEndgame` copies per chunk); the first
 ///   verified copy wins and the caller cancels the rest.
@@ -36,6 +37,13 @@ public struct FetchScheduler: Sendable {
         /// serve them to one another (swarm-style) instead of all asking the origin for the
         /// same chunks in the same order. 0: from the first chunk.
         public var firstChunk = 0
+        /// At most this many chunks in flight to a source holding the whole item while a peer
+        /// still receiving it is a source too (2: measured on the 10-node broadcast, 4 and 8 were
+        /// slower; on a long fat link it caps what one complete holder gives this receiver to 2
+        /// chunks per round trip, while the partial holders give the rest): chunks asked of a complete holder (in a broadcast,
+        /// the origin, whose upload every receiver shares) wait in its queue, and the more are
+        /// committed there the more of them another receiver fetches too, from it, meanwhile.
+        public var completeSourceWindowWithPartials = 2
         public init() {}
     }
 
@@ -140,8 +148,20 @@ public struct FetchScheduler: Sendable {
             return nil
         }
         func elsewhere(_ i: Int) -> Bool { partial.contains { ChunkBitmap.contains($0, i) } }
+        // Any peer still receiving it (not only one that holds a chunk this node lacks: early in
+        // a broadcast they hold nothing yet, and the origin's queue is where duplicates start).
+        let partialsKnown = !partial.isEmpty
+        // Those fresh chunks in this receiver's own random order, not from `firstChunk` on:
+        // receivers that go through them in index order converge on the same few chunks at the
+        // end (every receiver asks the origin for each of them: 9 copies in a 10-node broadcast,
+        // the whole tail at the origin's rate); in different random orders they take different
+        // ones and trade them.
+        let salt = SplitMix64.mix(UInt64(truncatingIfNeeded: config.firstChunk) &+ 0x9E37_79B9_7F4A_7C15)
+        var freshOrder = partial.isEmpty ? [] : pool.filter { !elsewhere($0) }
+            .sorted { SplitMix64.mix(UInt64($0) ^ salt) < SplitMix64.mix(UInt64($1) ^ salt) }
+        freshOrder.reverse()  // taken from the end
         while true {
-            guard let best = bestSource(now: now, canServe: { id, s in
+            guard let best = bestSource(now: now, partialsKnown: partialsKnown, canServe: { id, s in
                 !excluding.contains(id) && (endgame ? self.endgameCandidate(for: id, s) != nil : pool.contains(where: { s.holdings.contains($0) }))
             }) else {
                 if !endgame && pool.isEmpty { endgame = true; continue }
@@ -153,7 +173,12 @@ public struct FetchScheduler: Sendable {
                 pick = i
             } else {
                 let h = sources[best]!.holdings
-                let fresh = h == .all && !partial.isEmpty ? pool.firstIndex(where: { !elsewhere($0) }) : nil
+                var fresh: Int?
+                if h == .all {
+                    while let f = freshOrder.popLast() {
+                        if let k = pool.firstIndex(of: f) { fresh = k; break }
+                    }
+                }
                 guard let k = fresh ?? pool.firstIndex(where: { h.contains($0) }) else { break }
                 pick = pool.remove(at: k)
             }
@@ -179,6 +204,10 @@ public struct FetchScheduler: Sendable {
         return out + duplicates
     }
 
+    private func window(_ s: Source, _ partialsKnown: Bool) -> Int {
+        partialsKnown && s.holdings == .all ? min(config.windowChunks, max(1, config.completeSourceWindowWithPartials)) : config.windowChunks
+    }
+
     private func endgameCandidate(for id: NodeID, _ s: Source) -> Int? {
         copies.keys.sorted().first { i in
             let c = copies[i]!
@@ -186,9 +215,11 @@ public struct FetchScheduler: Sendable {
         }
     }
 
-    private func bestSource(now: Duration, canServe: (NodeID, Source) -> Bool) -> NodeID? {
+    /// `partialsKnown`: a peer still receiving the item is a source (complete
+    /// holders then get the smaller window).
+    private func bestSource(now: Duration, partialsKnown: Bool, canServe: (NodeID, Source) -> Bool) -> NodeID? {
         var best: (NodeID, Double)?
-        for (id, s) in sources where !s.banned && s.backoffUntil <= now && s.inFlight.count < config.windowChunks {
+        for (id, s) in sources where !s.banned && s.backoffUntil <= now && s.inFlight.count < window(s, partialsKnown) {
             guard canServe(id, s) else { continue }
             let eta = Double(s.inFlight.count + 1) * Double(chunkSizeBytes) / max(s.throughput, 1)
             if best == nil || eta < best!.1 || (eta == best!.1 && id < best!.0) { best = (id, eta) }
