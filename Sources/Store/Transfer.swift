@@ -341,10 +341,11 @@ extension Store {
     /// then truncates to the exact size (O_DIRECT writes the last chunk padded) and fsyncs.
     /// A chunk without a good chunk file is copied from a folder file that backs it
     /// (ChunkBackings.swift: `copy_file_range` when `readable`, and verified); backings that
-    /// fail are dropped. Returns the chunks so copied.
+    /// fail are dropped. Chunks in `inPlace` are in `fd` already (a staging file) and skipped.
+    /// Returns the chunks so copied.
     @discardableResult
     func writeAssembled(_ recipe: Recipe, name: String, fd outFD: Int32, direct: Bool, path tmp: String,
-                        progress: ProgressHandler?, readable: Bool = false) throws(MeshError) -> Int {
+                        progress: ProgressHandler?, readable: Bool = false, inPlace: Set<ChunkHash> = []) throws(MeshError) -> Int {
         let backings = try backings(forContent: recipe.contentID)
         if recipe.sizeBytes > 0 {
             let rc = posix_fallocate(outFD, 0, off_t(recipe.sizeBytes))
@@ -367,6 +368,10 @@ extension Store {
                 do throws(MeshError) {
                     let hash = recipe.chunks[i]
                     let len = recipe.length(ofChunk: i)
+                    if inPlace.contains(hash) {  // written there already, verified (FolderStaging.swift)
+                        progress?(work.bytesDone.wrappingAdd(UInt64(len), ordering: .relaxed).newValue)
+                        continue
+                    }
                     var fileError: MeshError?
                     do throws(MeshError) {
                         let got = try files.read(hash, into: buf.base, capacity: capacity, expected: len, itemName: name)
