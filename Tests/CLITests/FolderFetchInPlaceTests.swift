@@ -69,6 +69,7 @@ func chunkFilesUnder(_ dataDir: String) -> [String] {
         try p.drop("big.bin", size: 40 << 20, seed: 71)
         try eventually(90, "big.bin on B\n\(p.logs)") { p.same("big.bin") }
         #expect(chunkFilesUnder(p.b.dataDir).isEmpty, "no chunk file on B")
+        #expect(chunkFilesUnder(p.a.dataDir).isEmpty, "no chunk file on A either: its folder file backs the put")
         #expect(p.backed(p.b)["chunk_files_released"] as? Int == 0, "none written and released: \(p.backed(p.b))")
         #expect(p.stagingFiles.isEmpty)
         #expect(p.b.blobCounter("chunks_fetched") == 20)

@@ -122,3 +122,30 @@ struct FolderStagingTests {
         #expect(t.chunkFiles().isEmpty)
     }
 }
+
+@Suite("Folder puts backed by their file", .ownThread(timeLimit: .minutes(2)))
+struct BackedPutTests {
+    @Test("A folder put only reads and hashes the file: no chunk file, the file backs the chunks, served verified; an edit in place before any fetch loses that version")
+    func folderPutIsBackedByItsFile() throws {
+        let f = try Fixture(label: "backed-put")
+        let root = f.dir.sub("folder")
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let bytes = backedBytes(seed: 21)
+        let file = root + "/a.bin"
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        let e = try f.store.ingest(path: file, name: "data/a.bin", signer: f.identity, backedByFile: true).entry
+        #expect(chunkFileNames(dataDir: f.dataDir).isEmpty)
+        #expect(try f.store.isComplete(e.contentID))
+        #expect(try f.store.backings(atPath: file).count == 5)
+        let r = try #require(try f.store.recipe(e.contentID))
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 4096)
+        defer { buf.deallocate() }
+        let n = try f.store.readChunkForPeer(r.chunks[1], expectedBytes: 65_536, into: buf)
+        #expect(Array(buf[0..<n]) == Array(bytes[65_536..<131_072]))
+        #expect(try f.store.verify().ok)
+        flipByte(file, at: 70_000)  // edited in place before any peer fetched chunk 1
+        #expect(meshError { _ = try f.store.readChunkForPeer(r.chunks[1], expectedBytes: 65_536, into: buf) }?.code == .corrupt)
+        #expect(try !f.store.isComplete(e.contentID), "that version is lost here (docs/SYNC.md Limits)")
+        #expect(try f.store.verify().ok)
+    }
+}
