@@ -378,6 +378,20 @@ extension Store {
         }
     }
 
+    /// Inside a transaction: records `rows` as backings in force (a folder put, whose file was
+    /// just read whole and hashed).
+    func insertBackingsInForce(_ rows: [ChunkBacking]) throws(MeshError) {
+        try sql { () throws(SQLiteError) in
+            for b in rows {
+                try db.query("""
+                    INSERT OR REPLACE INTO chunk_backings(hash, path, offset, size_bytes, inode, file_size, mtime_ns, writer)
+                    VALUES(?, ?, ?, ?, ?, ?, ?, NULL)
+                    """, [.blob(b.hash.digest.bytes), .text(b.path), .int(Int64(bitPattern: b.offsetBytes)), .int(Int64(b.sizeBytes)),
+                          .int(Int64(bitPattern: b.fileStat.inode)), .int(Int64(bitPattern: b.fileStat.sizeBytes)), .int(b.fileStat.mtimeNs)])
+            }
+        }
+    }
+
     /// Drops the pending backings of `writer` at `path` (a materialise that gave up).
     func dropPendingBackings(path: String, writer: WriterStamp) {
         _ = try? sql { () throws(SQLiteError) in

@@ -257,6 +257,7 @@ extension Store {
     /// Run at open: the journal always, the full sweep once.
     func settleChunkFilesAtOpen() throws(MeshError) {
         try settlePendingBackings()
+        try settleStagingFiles()
         try finishInterruptedChunkWrites()
         if !(try unrecordedFilesSwept()) { _ = try sweepUnrecordedChunkFiles() }
     }

@@ -63,13 +63,20 @@ extension Store {
             throw MeshError(.incomplete, "\(missing.count) chunks of \(entry.name) (\(entry.contentID.short)) are missing",
                             hint: "it is written once they have arrived")
         }
-        let tmpName = "\(dir)/.\(base).meshnode-\(getpid())-\(FS.randomToken()).tmp"
+        // Fetched straight into its staging file (FolderStaging.swift): only the chunks that
+        // came from elsewhere are written there now.
+        let stagingName = Self.stagingPath(dir: dir, base: base, contentID: entry.contentID)
+        let stagingFD = target.hasPrefix("/") ? Glibc.open(stagingName, O_RDWR | O_CLOEXEC | O_NOFOLLOW) : -1
+        let staged = stagingFD >= 0
+        let tmpName = staged ? stagingName : "\(dir)/.\(base).meshnode-\(getpid())-\(FS.randomToken()).tmp"
         // O_DIRECT where the chunk size allows: every chunk, from a chunk file or from a folder
         // file that backs it, is then read, hashed in memory and written once. (copy_file_range
         // is only for the rest: on ext4 it copies through the page cache and the copy must be
         // read back to be checked, which measured twice as slow for a 1 GiB file.)
         let aligned = recipe.chunkSizeBytes % 4096 == 0 && recipe.sizeBytes > 0
-        let out = try openTemp(dir: dir, namedFallback: tmpName, tryDirect: aligned, readable: true)
+        let out = staged ? (fd: stagingFD, named: true, direct: false)
+            : try openTemp(dir: dir, namedFallback: tmpName, tryDirect: aligned, readable: true)
+        let inPlace = staged ? try stagedChunks(path: stagingName, fd: stagingFD, recipe: recipe) : []
         var named = out.named
         var crashed = false  // a simulated kill -9 (tests): nothing is cleaned up
         func step(_ s: String) throws(MeshError) {
@@ -80,9 +87,11 @@ extension Store {
         }
         defer {
             _ = Glibc.close(out.fd)
-            if named && !crashed { FS.unlink(tmpName) }
+            if named && !crashed && !staged { FS.unlink(tmpName) }  // a staging file stays for the next try
         }
-        try writeAssembled(recipe, name: entry.name, fd: out.fd, direct: out.direct, path: tmpName, progress: nil, readable: true)
+        if staged, ftruncate(out.fd, off_t(recipe.sizeBytes)) != 0 { throw MeshError.posix(errno, "truncating", path: tmpName) }
+        try writeAssembled(recipe, name: entry.name, fd: out.fd, direct: out.direct, path: tmpName, progress: nil, readable: true,
+                           inPlace: inPlace)
         if entry.createdAtMs > 0 {
             let ms = entry.createdAtMs
             var times = [timespec(tv_sec: Int(ms / 1000), tv_nsec: Int(ms % 1000) * 1_000_000),
@@ -115,6 +124,7 @@ extension Store {
         if backs {
             try putBackingsInForce(path: target, writer: writer.description, chunks: rows.map { ($0.hash, $0.sizeBytes) }, nowMs: nowMs)
             inForce = true
+            if staged { try clearStaging(stagingName) }
             try step("in-force")
             try releaseChunkFiles(rows.map(\.hash))
         }

@@ -124,8 +124,13 @@ extension Store {
     /// if it throws, nothing is recorded (watched folders check there that the file did not
     /// change while it was read, so that no version is ever a mix of two states of a file).
     /// `broadcast` sets the put's broadcast flag (every eligible node is a target).
+    ///
+    /// With `backedByFile` (a watched folder's put; `path` absolute) no chunk file is written:
+    /// the file is only read and hashed, and it backs the chunks it holds (ChunkBackings.swift,
+    /// verified on every read), recorded in the same transaction as the version. A file edited
+    /// in place before a peer fetched it loses that version (docs/SYNC.md "Limits").
     public func ingest(path: String, name: String? = nil, type: ItemType? = nil, broadcast: Bool = false, signer: any Signer,
-                       policy: KeepPolicy = KeepPolicy(), nowMs: Int64 = WallClock.nowMs(),
+                       policy: KeepPolicy = KeepPolicy(), backedByFile: Bool = false, nowMs: Int64 = WallClock.nowMs(),
                        progress: ProgressHandler? = nil,
                        beforeRecording: (() throws(MeshError) -> Void)? = nil) throws(MeshError) -> IngestResult {
         let itemName = name ?? FS.basename(of: path)
@@ -159,6 +164,7 @@ extension Store {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let capacity = (Int(chunkSize) + 4095) & ~4095
         let batchBytes = Self.syncBatchBytes
+        let backed = backedByFile && path.hasPrefix("/")
         let shared = SharedStore(self)
         let writer = WriterStamp.current
         @Sendable func commit(_ pending: inout [ChunkFiles.PendingChunk]) throws(MeshError) {
@@ -185,7 +191,7 @@ extension Store {
                     // A chunk repeated inside the file is written by the first worker to claim it,
                     // and one the store records already is not written again (dedup).
                     let claimed = work.claimed.withLock { $0.insert(h).inserted }
-                    if claimed, try !shared.run({ (s) throws(MeshError) in try s.isChunkRecorded(h) }) {
+                    if !backed, claimed, try !shared.run({ (s) throws(MeshError) in try s.isChunkRecorded(h) }) {
                         work.wrote[i] = true
                         pending.append(try files.writeTemp(h, raw, paddedCapacity: capacity))
                         pendingBytes += len
@@ -217,7 +223,7 @@ extension Store {
         // count too: their file may be an orphan of an aborted ingest whose rename was never
         // synced. Syncing a clean directory is cheap.
         var dirs = Set<String>()
-        for c in chunks { dirs.insert(FS.dirname(of: chunkPath(c))) }
+        for c in chunks where !backed { dirs.insert(FS.dirname(of: chunkPath(c))) }
         for d in dirs.sorted() { try FS.fsyncDirectory(d) }
 
         let newChunks = (0..<n).filter { work.wrote[$0] }.count
@@ -226,7 +232,9 @@ extension Store {
         let wrote = Set((0..<n).filter { work.wrote[$0] }.map { chunks[$0] })
         // Chunks this put found recorded and did not write: a concurrent gc may unrecord them
         // before the commit, so the final transaction checks them (GarbageCollector.swift).
-        let relied = rows.map(\.hash).filter { !wrote.contains($0) }
+        // (None when the file backs every chunk itself.)
+        let relied = backed ? [] : rows.map(\.hash).filter { !wrote.contains($0) }
+        let backingRows = backed ? Self.firstOccurrences(recipe, path: path, stat: FolderFS.fileStat(st)) : []
         var lost = [ChunkHash]()
         for _ in 0..<Self.maxRecordAttempts {
             try beforeRecording?()
@@ -235,6 +243,7 @@ extension Store {
                 lost = try unrecordedAmong(relied)
                 guard lost.isEmpty else { return nil }
                 try insertRecipeRows(recipe)
+                try insertBackingsInForce(backingRows)
                 try insertChunkRows(rows, writer: writer, nowMs: nowMs)
                 let (entry, isNew) = try recordVersion(of: recipe, name: itemName, type: itemType, policy: policy,
                                                        flags: broadcast ? ManifestEntry.Put.broadcastFlag : 0,
@@ -341,10 +350,11 @@ extension Store {
     /// then truncates to the exact size (O_DIRECT writes the last chunk padded) and fsyncs.
     /// A chunk without a good chunk file is copied from a folder file that backs it
     /// (ChunkBackings.swift: `copy_file_range` when `readable`, and verified); backings that
-    /// fail are dropped. Returns the chunks so copied.
+    /// fail are dropped. Chunks in `inPlace` are in `fd` already (a staging file) and skipped.
+    /// Returns the chunks so copied.
     @discardableResult
     func writeAssembled(_ recipe: Recipe, name: String, fd outFD: Int32, direct: Bool, path tmp: String,
-                        progress: ProgressHandler?, readable: Bool = false) throws(MeshError) -> Int {
+                        progress: ProgressHandler?, readable: Bool = false, inPlace: Set<ChunkHash> = []) throws(MeshError) -> Int {
         let backings = try backings(forContent: recipe.contentID)
         if recipe.sizeBytes > 0 {
             let rc = posix_fallocate(outFD, 0, off_t(recipe.sizeBytes))
@@ -367,6 +377,10 @@ extension Store {
                 do throws(MeshError) {
                     let hash = recipe.chunks[i]
                     let len = recipe.length(ofChunk: i)
+                    if inPlace.contains(hash) {  // written there already, verified (FolderStaging.swift)
+                        progress?(work.bytesDone.wrappingAdd(UInt64(len), ordering: .relaxed).newValue)
+                        continue
+                    }
                     var fileError: MeshError?
                     do throws(MeshError) {
                         let got = try files.read(hash, into: buf.base, capacity: capacity, expected: len, itemName: name)

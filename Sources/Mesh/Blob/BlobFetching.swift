@@ -127,6 +127,7 @@ extension BlobService {
             try? node.store.insertRecipe(contentID: r.contentID, sizeBytes: r.sizeBytes, chunkSizeBytes: r.chunkSizeBytes, chunks: r.chunks)
         }
         d.recipe = r
+        attachStaging(d)
         d.lastProgress = MeshNode.now()
         let held = (try? node.store.recordedChunks(r)) ?? Array(repeating: false, count: r.chunks.count)  // the record, not the files
         var cfg = config.scheduler
@@ -140,6 +141,12 @@ extension BlobService {
         d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (held[$1] ? UInt64(r.length(ofChunk: $1)) : 0) }
         for h in holders[d.contentID] ?? [] { d.scheduler!.addSource(h, holds: .all) }
         d.lastDiscovery = Instant(nanoseconds: .min / 2)
+    }
+
+    /// Once a download for a folder file knows its recipe: its chunks go into the file's staging file.
+    func attachStaging(_ d: Download) {
+        guard d.staging == nil, let dest = d.destination, let r = d.recipe else { return }
+        d.staging = FolderStaging(root: dest.root, relativePath: dest.relativePath, recipe: r)
     }
 
     /// The open request `id` if `peer` was asked it about `content`; a reply that matches no such
@@ -346,7 +353,7 @@ extension BlobService {
         node.pathTransferred(peer, bytes: data.count, seconds: Double(max(1, now - since)) / 1e9)
         let hash = r.chunks[index]
         d.writesInFlight += 1
-        workers.write(hash, data) { [weak self] error in
+        workers.write(hash, data, staging: d.staging) { [weak self] error in
             guard let self else { return }
             d.writesInFlight -= 1
             guard var s = d.scheduler else { return }

@@ -190,6 +190,10 @@ public final class BlobService: @unchecked Sendable {
         var started: Instant
         /// When it last got its recipe or a verified chunk (or its slot).
         var lastProgress: Instant
+        /// The watched folder file it is fetched for (root, relative path), if any, and the
+        /// staging file its chunks are written into once the recipe is known (FolderStaging.swift).
+        var destination: (root: String, relativePath: String)?
+        var staging: FolderStaging?
         init(_ id: ContentID, reason: Reason, hints: Set<NodeID>, now: Instant) {
             contentID = id
             self.reason = reason
@@ -294,9 +298,15 @@ public final class BlobService: @unchecked Sendable {
     /// `priority`: the `get`s' priority (issue 13); nil: the type's `placement.TYPE.priority`,
     /// else NORMAL (`meshnode get` passes HIGH unless told). A request's priority replaces the
     /// fetch's; a replication's only raises it.
+    /// With `destination` (a watched folder's root and the path the item will show at), its
+    /// chunks go straight into that file's staging file (FolderStaging.swift), not chunk files.
     public func want(_ id: ContentID, holders hints: [NodeID], reason: Reason, entry: ManifestEntry? = nil,
-                     priority: TransferPriority? = nil) {
+                     priority: TransferPriority? = nil, destination: (root: String, relativePath: String)? = nil) {
         if let d = downloads[id] {
+            if d.destination == nil, let destination {
+                d.destination = destination
+                attachStaging(d)
+            }
             d.hints.formUnion(hints)
             if reason == .request { d.reason = .request }
             if let priority { d.priority = reason == .request ? priority : max(d.priority, priority) }
@@ -308,6 +318,7 @@ public final class BlobService: @unchecked Sendable {
         let d = Download(id, reason: reason, hints: Set(hints), now: MeshNode.now())
         d.entry = entry ?? (try? node.store.entry(contentID: id)) ?? nil
         d.priority = priority ?? d.entry.flatMap { config.typePriorities[$0.type] } ?? .normal
+        d.destination = destination
         downloads[id] = d
         downloadPins.pin(id)
         if activeCount > config.maxConcurrentDownloads { waiting.append(id) }

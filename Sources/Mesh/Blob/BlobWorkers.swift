@@ -35,7 +35,14 @@ final class BlobWorkers: @unchecked Sendable {
 
     /// Chunks waiting to be written, per worker; a worker takes all that queued up while
     /// it was busy and syncs them together (one fsync round for the batch).
-    private var pendingWrites: [[(hash: ChunkHash, bytes: ArraySlice<UInt8>, done: @Sendable (MeshError?) -> Void)]]
+    private var pendingWrites: [[PendingWrite]]
+    private struct PendingWrite {
+        var hash: ChunkHash
+        var bytes: ArraySlice<UInt8>
+        /// Where the chunk goes: its folder file's staging file (FolderStaging.swift), else a chunk file.
+        var staging: FolderStaging?
+        var done: @Sendable (MeshError?) -> Void
+    }
     private var writing: [Bool]
     private let batchLock = NSLock()
     static let maxBatch = 16
@@ -43,10 +50,11 @@ final class BlobWorkers: @unchecked Sendable {
     /// Verifies `bytes` against `hash` and stores the chunk crash-safely; `done` runs on the
     /// loop with nil, `.corrupt` (bytes do not match), or another error. `bytes` is usually a
     /// slice of the received frame, so the chunk is not copied before the store stages it.
-    func write(_ hash: ChunkHash, _ bytes: ArraySlice<UInt8>, done: @escaping @Sendable (MeshError?) -> Void) {
+    /// With `staging`, the chunk is written into that folder file's staging file instead.
+    func write(_ hash: ChunkHash, _ bytes: ArraySlice<UInt8>, staging: FolderStaging? = nil, done: @escaping @Sendable (MeshError?) -> Void) {
         let i = pick()
         batchLock.lock()
-        pendingWrites[i].append((hash, bytes, done))
+        pendingWrites[i].append(PendingWrite(hash: hash, bytes: bytes, staging: staging, done: done))
         let start = !writing[i]
         writing[i] = true
         batchLock.unlock()
@@ -61,20 +69,30 @@ final class BlobWorkers: @unchecked Sendable {
             if batch.isEmpty { writing[i] = false }
             batchLock.unlock()
             if batch.isEmpty { return }
-            var results: [MeshError?]
-            do throws(MeshError) {
-                let good = try stores[i].writeChunksKeepingGood(batch.map { ($0.hash, $0.bytes) })
-                results = good.enumerated().map { k, ok in
-                    ok ? nil : MeshError(.corrupt, "received chunk does not match its hash \(batch[k].hash)",
-                                         hint: "the sender is broken or malicious; fetch it from another peer")
-                }
-            } catch {
-                results = Array(repeating: error, count: batch.count)
+            // One group per destination (chunk files, or one staging file), each stored at once.
+            var groups: [(staging: FolderStaging?, writes: [PendingWrite])] = []
+            for w in batch {
+                if let g = groups.firstIndex(where: { $0.staging === w.staging }) { groups[g].writes.append(w) } else { groups.append((w.staging, [w])) }
             }
-            let callbacks = batch.map(\.done)
-            let r = results
-            loop.post { for (k, cb) in callbacks.enumerated() { cb(r[k]) } }
+            for g in groups { store(g.writes, staging: g.staging, on: i) }
         }
+    }
+
+    private func store(_ batch: [PendingWrite], staging: FolderStaging?, on i: Int) {
+        var results: [MeshError?]
+        do throws(MeshError) {
+            let chunks = batch.map { ($0.hash, $0.bytes) }
+            let good = if let staging { try stores[i].writeStaged(chunks, into: staging) } else { try stores[i].writeChunksKeepingGood(chunks) }
+            results = good.enumerated().map { k, ok in
+                ok ? nil : MeshError(.corrupt, "received chunk does not match its hash \(batch[k].hash)",
+                                     hint: "the sender is broken or malicious; fetch it from another peer")
+            }
+        } catch {
+            results = Array(repeating: error, count: batch.count)
+        }
+        let callbacks = batch.map(\.done)
+        let r = results
+        loop.post { for (k, cb) in callbacks.enumerated() { cb(r[k]) } }
     }
 
     /// Reads a stored chunk of `sizeBytes` to send to a peer (which verifies it) straight

@@ -224,8 +224,8 @@ final class FolderRuntime: @unchecked Sendable {
             worker.run({ $0.materialise(p, entry: entry, replacing: replacing, reason: reason) }) { [self] r in finished(p, r, .write(reason)) }
         case .remove(let p, let expect, let reason):
             worker.run({ $0.remove(p, expect: expect) }) { [self] r in finished(p, r, .remove(reason)) }
-        case .fetch(_, let entry):
-            service.fetch(entry)
+        case .fetch(let p, let entry):
+            service.fetch(entry, destination: (root, p))
         case .record(let p, let r):
             worker.persist(p, r) { [self] e in note("could not record \(p): \(e.message)", path: p) }
         case .forget(let p):

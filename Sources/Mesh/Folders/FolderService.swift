@@ -91,11 +91,12 @@ public final class FolderService: @unchecked Sendable {
         t.start(after: .zero)
     }
 
-    /// Wants `entry`'s content and tells the folders when it is complete.
-    func fetch(_ entry: ManifestEntry) {
+    /// Wants `entry`'s content and tells the folders when it is complete; its chunks are
+    /// written straight into `destination`'s staging file (FolderStaging.swift).
+    func fetch(_ entry: ManifestEntry, destination: (root: String, relativePath: String)? = nil) {
         guard !closed, let blobs = node.blobs else { return }
         let id = entry.contentID
-        blobs.want(id, holders: [entry.origin], reason: .request, entry: entry)
+        blobs.want(id, holders: [entry.origin], reason: .request, entry: entry, destination: destination)
         guard fetchWaiting.insert(id).inserted else { return }
         blobs.whenComplete(id) { [weak self] error in
             guard let self, !self.closed else { return }

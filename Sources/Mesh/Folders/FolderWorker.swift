@@ -114,7 +114,8 @@ final class FolderWorker: @unchecked Sendable {
         let file = absolute(path)
         guard FolderFS.regularStat(file) == expect else { return changed(path) }
         do throws(MeshError) {
-            let r = try store.ingest(path: file, name: name, type: type, signer: signer, policy: policy,
+            // Read and hashed only: the file backs its chunks (no chunk file is written first).
+            let r = try store.ingest(path: file, name: name, type: type, signer: signer, policy: policy, backedByFile: true,
                                      beforeRecording: { () throws(MeshError) in
                 guard FolderFS.regularStat(file) == expect else {
                     throw MeshError(.fileChanged, "\(file) changed while it was being read", hint: "it is put once it settles again")

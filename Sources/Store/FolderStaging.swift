@@ -1,0 +1,208 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A folder file fetched straight into place (docs/SYNC.md "Disk"): the chunks of an item a
+/// receive or both folder will show at `relativePath` are verified in memory and written at
+/// their offsets into the hidden temp file `.NAME.meshnode-fetch-ID.tmp` next to the target,
+/// instead of into chunk files. The materialise then only fills the chunks that came from
+/// elsewhere, syncs and renames it (`Store.materialise`), so the item crosses the disk once.
+///
+/// While the fetch runs, the temp file backs the chunks written into it (ChunkBackings.swift:
+/// verified on every read), so a peer can fetch them from here mid-fetch. Those bytes are not
+/// synced chunk by chunk: the `node_state` row `staging PATH` names the process writing the
+/// file, and an open after that process died re-reads every backing of the file (dropping the
+/// ones whose bytes did not survive, so their chunks are fetched again), syncs it, and drops
+/// the row (`Store.settleStagingFiles`). The file is synced as soon as the item is complete.
+///
+/// Thread-safe: writers of one item share one `FolderStaging`; the file is opened once, by
+/// the first write, and closed when the last reference goes.
+public final class FolderStaging: @unchecked Sendable {
+    // @unchecked: `fd` and `fileInode` are set once, under `lock`; the rest is immutable.
+    public let root: String
+    public let relativePath: String
+    /// The temp file's absolute path.
+    public let path: String
+    public let recipe: Recipe
+    /// Every offset of each distinct chunk of `recipe`.
+    let offsets: [ChunkHash: [UInt64]]
+    private let lock = NSLock()
+    private var fd: Int32 = -1
+    private var fileInode: UInt64 = 0
+
+    /// Nil when `relativePath` names no file or `root` is not absolute (backings name absolute paths).
+    public init?(root: String, relativePath: String, recipe: Recipe) {
+        let parts = relativePath.split(separator: "/", omittingEmptySubsequences: false)
+        guard root.hasPrefix("/"), let base = parts.last, !base.isEmpty, recipe.sizeBytes > 0 else { return nil }
+        self.root = root
+        self.relativePath = relativePath
+        self.recipe = recipe
+        let dir = parts.count > 1 ? root + "/" + parts.dropLast().joined(separator: "/") : root
+        path = Store.stagingPath(dir: dir, base: String(base), contentID: recipe.contentID)
+        var o = [ChunkHash: [UInt64]]()
+        for (i, h) in recipe.chunks.enumerated() { o[h, default: []].append(recipe.offset(ofChunk: i)) }
+        offsets = o
+    }
+
+    deinit { if fd >= 0 { _ = Glibc.close(fd) } }
+
+    /// The open temp file (created, with its directories, on first use) and its inode.
+    func open(_ store: Store) throws(MeshError) -> (fd: Int32, inode: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        if fd >= 0 { return (fd, fileInode) }
+        let parts = relativePath.split(separator: "/", omittingEmptySubsequences: false)
+        let dir = try FolderFS.makeDirectories(root: root, relativeDir: parts.dropLast().joined(separator: "/"))
+        guard FS.dirname(of: path) == dir else {
+            throw MeshError(.fileUnreadable, "\(path) is not in \(dir)", hint: "this is a bug")
+        }
+        // Named before the file exists: a writer killed from here on leaves the row to settle.
+        try store.markStaging(path)
+        let f = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard f >= 0 else { throw MeshError.posix(errno, "creating", path: path) }
+        var st = stat()
+        guard fstat(f, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            _ = Glibc.close(f)
+            throw MeshError(.fileUnreadable, "\(path) is not a regular file", hint: "remove it")
+        }
+        if UInt64(st.st_size) < recipe.sizeBytes {
+            let rc = posix_fallocate(f, 0, off_t(recipe.sizeBytes))
+            if rc != 0 && rc != EOPNOTSUPP && rc != EINVAL {
+                _ = Glibc.close(f)
+                throw MeshError.posix(rc, "allocating space for", path: path)
+            }
+        }
+        fd = f
+        fileInode = UInt64(st.st_ino)
+        return (fd, fileInode)
+    }
+}
+
+extension Store {
+    static let stagingKeyPrefix = "staging "
+
+    /// The temp file an item fetched for `dir/base` is written into (hidden, `.tmp`: no folder
+    /// scan looks at it, and it is named by content so that a restart finds it again).
+    public static func stagingPath(dir: String, base: String, contentID: ContentID) -> String {
+        "\(dir)/.\(base).meshnode-fetch-\(contentID.digest.hex.prefix(24)).tmp"
+    }
+
+    /// Records that this process writes the staging file at `path` (see `FolderStaging`).
+    func markStaging(_ path: String) throws(MeshError) {
+        try sql { () throws(SQLiteError) in
+            _ = try db.query("INSERT OR REPLACE INTO node_state(key, value) VALUES(?, ?)",
+                             [.text(Self.stagingKeyPrefix + path), .text(WriterStamp.current.description)])
+        }
+    }
+
+    /// Verifies `chunks` against their hashes and writes the good ones at every offset of
+    /// `staging`'s recipe that holds them; then, in one transaction, the temp file backs them
+    /// and they are recorded present. No sync per chunk; the file is synced once the item is
+    /// complete (before any peer is told so). Per chunk, whether it was good.
+    public func writeStaged(_ chunks: [(hash: ChunkHash, bytes: ArraySlice<UInt8>)], into staging: FolderStaging,
+                            nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> [Bool] {
+        guard !chunks.isEmpty else { return [] }
+        let (fd, inode) = try staging.open(self)
+        var good = [Bool]()
+        var rows = [(hash: ChunkHash, offset: UInt64, sizeBytes: Int)]()
+        var seen = Set<ChunkHash>()
+        for c in chunks {
+            guard let offs = staging.offsets[c.hash] else {
+                good.append(false)
+                continue
+            }
+            var failure: MeshError?
+            let ok = c.bytes.withUnsafeBytes { (raw) -> Bool in
+                guard let base = raw.baseAddress, Blake2b256.hash(raw) == c.hash.digest else { return false }
+                do throws(MeshError) {
+                    for o in offs { try writeAt(fd: fd, path: staging.path, from: base, count: raw.count, offset: o) }
+                } catch {
+                    failure = error
+                }
+                return true
+            }
+            if let failure { throw failure }
+            good.append(ok)
+            if ok, seen.insert(c.hash).inserted { rows.append((c.hash, offs[0], c.bytes.count)) }
+        }
+        guard !rows.isEmpty else { return good }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw MeshError.posix(errno, "inspecting", path: staging.path) }
+        let fs = FolderFS.fileStat(st)
+        try db.transaction { () throws(MeshError) in
+            try sql { () throws(SQLiteError) in
+                for r in rows {
+                    try db.query("""
+                        INSERT OR REPLACE INTO chunk_backings(hash, path, offset, size_bytes, inode, file_size, mtime_ns, writer)
+                        VALUES(?, ?, ?, ?, ?, ?, ?, NULL)
+                        """, [.blob(r.hash.digest.bytes), .text(staging.path), .int(Int64(bitPattern: r.offset)), .int(Int64(r.sizeBytes)),
+                              .int(Int64(bitPattern: inode)), .int(Int64(bitPattern: fs.sizeBytes)), .int(fs.mtimeNs)])
+                }
+            }
+            try insertChunkRows(rows.map { ($0.hash, $0.sizeBytes) }, writer: nil, nowMs: nowMs)
+        }
+        if try isComplete(staging.recipe.contentID) {
+            guard fsync(fd) == 0 else { throw MeshError.posix(errno, "syncing", path: staging.path) }
+        }
+        return good
+    }
+
+    /// The chunks of `recipe` that the staging file at `path` (as `fd`) already holds: those
+    /// it backs (written there verified, and re-read after a crash).
+    func stagedChunks(path: String, fd: Int32, recipe: Recipe) throws(MeshError) -> Set<ChunkHash> {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return [] }
+        let inode = UInt64(st.st_ino)
+        var out = Set<ChunkHash>()
+        var firstOffset = [ChunkHash: (UInt64, Int)]()
+        for (i, h) in recipe.chunks.enumerated() where firstOffset[h] == nil { firstOffset[h] = (recipe.offset(ofChunk: i), recipe.length(ofChunk: i)) }
+        for b in try backings(atPath: path) where b.fileStat.inode == inode {
+            if let (o, n) = firstOffset[b.hash], o == b.offsetBytes, n == b.sizeBytes { out.insert(b.hash) }
+        }
+        return out
+    }
+
+    /// After the staging file at `path` was renamed into place (its chunks now backed there) or
+    /// given up: its backings and its row go.
+    func clearStaging(_ path: String) throws(MeshError) {
+        try db.transaction { () throws(MeshError) in
+            let hashes = try backings(atPath: path).map(\.hash)
+            try sql { () throws(SQLiteError) in
+                try db.query("DELETE FROM chunk_backings WHERE path = ? AND writer IS NULL", [.text(path)])
+                try db.query("DELETE FROM node_state WHERE key = ?", [.text(Self.stagingKeyPrefix + path)])
+            }
+            _ = try unrecordSourceless(Set(hashes))
+        }
+    }
+
+    /// At open: the staging files of writers that are gone (killed, or before a reboot) are
+    /// re-read, every backing of theirs checked (those whose bytes are wrong or gone are
+    /// dropped, and their chunks unrecorded unless something else holds them), synced, and
+    /// their rows dropped. Bounded by the bytes those files back.
+    func settleStagingFiles() throws(MeshError) {
+        var dead = [String]()
+        try db.forEach("SELECT key, value FROM node_state WHERE key LIKE 'staging /%'") { (s) throws(MeshError) in
+            let writer = s.text(1)
+            if !(WriterStamp(writer)?.mayBeRunning ?? false) { dead.append(String(s.text(0).dropFirst(Self.stagingKeyPrefix.count))) }
+        }
+        for path in dead.sorted() {
+            let rows = try backings(atPath: path)
+            var failed = [(ChunkBacking, BackingRead)]()
+            let buf = ScratchBuffer(count: ((rows.map(\.sizeBytes).max() ?? 0) + 4095) & ~4095)
+            for b in rows {
+                let r = b.read(into: buf.base)
+                if r != .ok { failed.append((b, r == .unreadable ? .mismatch : r)) }
+            }
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            if fd >= 0 {
+                _ = fsync(fd)
+                _ = Glibc.close(fd)
+            }
+            try dropBackings(failed)
+            try sql { () throws(SQLiteError) in
+                try db.query("DELETE FROM node_state WHERE key = ?", [.text(Self.stagingKeyPrefix + path)])
+            }
+        }
+    }
+}
