@@ -103,7 +103,7 @@ extension Store {
     public func writeStaged(_ chunks: [(hash: ChunkHash, bytes: ArraySlice<UInt8>)], into staging: FolderStaging,
                             nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> [Bool] {
         guard !chunks.isEmpty else { return [] }
-        let (fd, inode) = try staging.open(self)
+        let fd = try staging.open(self).fd
         var good = [Bool]()
         var rows = [(hash: ChunkHash, offset: UInt64, sizeBytes: Int)]()
         var seen = Set<ChunkHash>()
@@ -131,15 +131,9 @@ extension Store {
         guard fstat(fd, &st) == 0 else { throw MeshError.posix(errno, "inspecting", path: staging.path) }
         let fs = FolderFS.fileStat(st)
         try db.transaction { () throws(MeshError) in
-            try sql { () throws(SQLiteError) in
-                for r in rows {
-                    try db.query("""
-                        INSERT OR REPLACE INTO chunk_backings(hash, path, offset, size_bytes, inode, file_size, mtime_ns, writer)
-                        VALUES(?, ?, ?, ?, ?, ?, ?, NULL)
-                        """, [.blob(r.hash.digest.bytes), .text(staging.path), .int(Int64(bitPattern: r.offset)), .int(Int64(r.sizeBytes)),
-                              .int(Int64(bitPattern: inode)), .int(Int64(bitPattern: fs.sizeBytes)), .int(fs.mtimeNs)])
-                }
-            }
+            try insertBackingsInForce(rows.map {
+                ChunkBacking(hash: $0.hash, path: staging.path, offsetBytes: $0.offset, sizeBytes: $0.sizeBytes, fileStat: fs)
+            })
             try insertChunkRows(rows.map { ($0.hash, $0.sizeBytes) }, writer: nil, nowMs: nowMs)
         }
         if try isComplete(staging.recipe.contentID) {
