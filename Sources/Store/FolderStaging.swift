@@ -160,14 +160,66 @@ extension Store {
     /// After the staging file at `path` was renamed into place (its chunks now backed there) or
     /// given up: its backings and its row go.
     func clearStaging(_ path: String) throws(MeshError) {
-        try db.transaction { () throws(MeshError) in
-            let hashes = try backings(atPath: path).map(\.hash)
-            try sql { () throws(SQLiteError) in
-                try db.query("DELETE FROM chunk_backings WHERE path = ? AND writer IS NULL", [.text(path)])
-                try db.query("DELETE FROM node_state WHERE key = ?", [.text(Self.stagingKeyPrefix + path)])
-            }
-            _ = try unrecordSourceless(Set(hashes))
+        try db.transaction { () throws(MeshError) in try clearStagingRows(path) }
+    }
+
+    /// Inside a transaction: the backings and the row of the staging file at `path` go, and the
+    /// chunks they backed are unrecorded unless something else holds them.
+    private func clearStagingRows(_ path: String) throws(MeshError) {
+        let hashes = try backings(atPath: path).map(\.hash)
+        try sql { () throws(SQLiteError) in
+            try db.query("DELETE FROM chunk_backings WHERE path = ? AND writer IS NULL", [.text(path)])
+            try db.query("DELETE FROM node_state WHERE key = ?", [.text(Self.stagingKeyPrefix + path)])
         }
+        _ = try unrecordSourceless(Set(hashes))
+    }
+
+    /// The hex prefix of the content a staging file is named by (`stagingPath`), nil for a
+    /// path that is not a staging file's.
+    static func stagingContentPrefix(ofPath path: String) -> Substring? {
+        let base = path.split(separator: "/").last ?? ""
+        guard base.hasPrefix("."), base.hasSuffix(".tmp"), let r = base.range(of: ".meshnode-fetch-", options: .backwards) else { return nil }
+        let hex = base[r.upperBound...].dropLast(4)
+        guard hex.count == 24, hex.allSatisfy(\.isHexDigit) else { return nil }
+        return hex
+    }
+
+    /// Removes the staging files no fetch will finish (docs/SYNC.md "Disk"): those of a content
+    /// that is no name's current version (it was superseded, deleted or expired while it was
+    /// fetched, or before a restart resumed it) and that no download in progress pins, unless
+    /// another process that may still run writes it. Each goes in one transaction (pins read
+    /// inside it): the file is unlinked, its backings and row dropped, and the chunks they
+    /// backed unrecorded unless held elsewhere. Returns the paths removed and the contents
+    /// (of the recipes whose prefix they name) that may have lost chunks.
+    func sweepAbandonedStaging(current: Set<ContentID>, pins: ContentPins?) throws(MeshError) -> (paths: [String], contents: Set<ContentID>) {
+        var writers = [String: String]()
+        try db.forEach("SELECT key, value FROM node_state WHERE key LIKE 'staging /%'") { (s) throws(MeshError) in
+            writers[String(s.text(0).dropFirst(Self.stagingKeyPrefix.count))] = s.text(1)
+        }
+        var paths = Set(writers.keys)
+        try db.forEach("SELECT DISTINCT path FROM chunk_backings WHERE writer IS NULL AND path LIKE '%.meshnode-fetch-%.tmp'") { (s) throws(MeshError) in
+            paths.insert(s.text(0))
+        }
+        let me = WriterStamp.current.description
+        let wanted = Set(current.map { $0.digest.hex.prefix(24) })
+        var byPrefix = [Substring: ContentID]()
+        for r in try recipeList() { byPrefix[r.id.digest.hex.prefix(24)] = r.id }
+        var removed = [String]()
+        var touched = Set<ContentID>()
+        for path in paths.sorted() {
+            guard let prefix = Self.stagingContentPrefix(ofPath: path), !wanted.contains(prefix) else { continue }
+            if let w = writers[path], w != me, WriterStamp(w)?.mayBeRunning ?? false { continue }
+            let gone = try db.transaction { () throws(MeshError) -> Bool in
+                if let pins, pins.contents.contains(where: { $0.digest.hex.prefix(24) == prefix }) { return false }
+                if Glibc.unlink(path) != 0 && errno != ENOENT { throw MeshError.posix(errno, "removing", path: path) }
+                try clearStagingRows(path)
+                return true
+            }
+            guard gone else { continue }
+            removed.append(path)
+            if let c = byPrefix[prefix] { touched.insert(c) }
+        }
+        return (removed, touched)
     }
 
     /// At open: the staging files of writers that are gone (killed, or before a reboot) are
@@ -194,6 +246,8 @@ extension Store {
                 _ = Glibc.close(fd)
             }
             try dropBackings(failed)
+            // Nothing of it survived (or nothing was written yet): it holds only allocated space.
+            if rows.count == failed.count { _ = Glibc.unlink(path) }
             try sql { () throws(SQLiteError) in
                 try db.query("DELETE FROM node_state WHERE key = ?", [.text(Self.stagingKeyPrefix + path)])
             }

@@ -25,6 +25,10 @@ public struct GarbageReport: Sendable, Equatable {
     /// Chunks that lost their record because the folder file that backed them went or was
     /// replaced (ChunkBackings.swift; fetched again if still needed).
     public var backedChunksLost = 0
+    /// Staging files of fetches no one will finish that were removed (FolderStaging.swift),
+    /// and the contents whose chunks they backed (their holdings may have changed).
+    public var stagingFilesRemoved = 0
+    public var stagedContentsDropped: [ContentID] = []
     /// The contents whose recipes were deleted (or would be), sorted.
     public var deletedContents: [ContentID] = []
 
@@ -171,9 +175,11 @@ extension Store {
         let nowMs = o.nowMs ?? WallClock.nowMs()
         var deleted = Set<ContentID>()
         var pinned = Set<ContentID>()
+        var current = Set<ContentID>()
         planning: while true {
             let entries = try entryCount()
             let catalog = try catalog()
+            current = Set(catalog.currentVersions(nowMs: nowMs).values.map(\.entry.contentID))
             let kept = catalog.keptContents(policy: o.policy, nowMs: nowMs).union(o.alsoKeep).subtracting(o.release)
             let named = catalog.allContents
             let recipes = try recipeList()
@@ -261,6 +267,12 @@ extension Store {
             }
             // Backings whose folder file went or was replaced go too (ChunkBackings.swift).
             if !report.stopped { report.backedChunksLost = try sweepStaleBackings().count }
+            // Staging files of fetches superseded, deleted or expired before they were materialised.
+            if !report.stopped && !o.shouldStop() {
+                let s = try sweepAbandonedStaging(current: current, pins: o.pins)
+                report.stagingFilesRemoved = s.paths.count
+                report.stagedContentsDropped = s.contents.sorted()
+            }
         }
         report.durationMs = Int((WallClock.monotonicSeconds() - started) * 1000)
         return report

@@ -121,6 +121,64 @@ struct FolderStagingTests {
         #expect(try reopened.verify().ok)
         #expect(t.chunkFiles().isEmpty)
     }
+
+    @Test("A fetch superseded or deleted before it was materialised leaves no staging file: a collection removes it and its backings, while one still downloading (pinned) or of a current version stays")
+    func abandonedStagingFilesAreCollected() throws {
+        let t = try BackedFixture()
+        let v1bytes = backedBytes(seed: 14)
+        let v1 = try t.put("data/a.bin", v1bytes)
+        let r1 = try t.announce(v1)
+        let s1 = try #require(FolderStaging(root: t.root, relativePath: "a.bin", recipe: r1))
+        try t.stage(r1, [0, 2], into: s1)
+        // A second name, fetched in part too, whose fetch is still current.
+        let other = try t.put("data/b.bin", backedBytes(seed: 15))
+        let rb = try t.announce(other)
+        let sb = try #require(FolderStaging(root: t.root, relativePath: "b.bin", recipe: rb))
+        try t.stage(rb, [1], into: sb)
+        var v2bytes = v1bytes
+        v2bytes[0] ^= 0xff
+        let v2 = try t.put("data/a.bin", v2bytes)
+        _ = try t.dst.store.insertRemoteEntry(v2, verifier: Ed25519Verifier())
+        // Still downloading (pinned): it stays.
+        let pins = ContentPins()
+        pins.pin(v1.contentID)
+        let kept = try t.store.collectGarbage(GarbageCollectionOptions(policy: KeepPolicy(), pins: pins))
+        #expect(kept.stagingFilesRemoved == 0)
+        #expect(FileManager.default.fileExists(atPath: s1.path))
+        pins.unpin(v1.contentID)
+        let r = try t.store.collectGarbage(GarbageCollectionOptions(policy: KeepPolicy(), pins: pins))
+        #expect(r.stagingFilesRemoved == 1 && r.stagedContentsDropped == [v1.contentID])
+        #expect(!FileManager.default.fileExists(atPath: s1.path), "the superseded fetch's file went")
+        #expect(try t.store.backings(atPath: s1.path).isEmpty)
+        #expect(try t.stagingRows() == ["staging " + sb.path], "the current fetch's file and row stay")
+        #expect(FileManager.default.fileExists(atPath: sb.path))
+        #expect(try t.store.missingChunks(v1.contentID)?.count ?? 5 == 5)
+        #expect(try t.store.verify().ok && t.everyRecordedChunkHasASource())
+        // A delete of the other name makes its fetch abandoned too.
+        let tomb = try t.src.store.delete("data/b.bin", signer: t.src.identity)
+        _ = try t.dst.store.insertRemoteEntry(tomb, verifier: Ed25519Verifier())
+        let r2 = try t.store.collectGarbage(GarbageCollectionOptions(policy: KeepPolicy()))
+        #expect(r2.stagingFilesRemoved == 1)
+        #expect(try t.hiddenFiles(t.root).isEmpty && t.stagingRows().isEmpty)
+        #expect(try t.store.verify().ok && t.store.backingTotals().rows == 0)
+    }
+
+    @Test("A staging file whose writer died before any chunk of it was written is removed at the next open: it held only allocated space")
+    func emptyStagingOfADeadWriterIsRemoved() throws {
+        let t = try BackedFixture()
+        let e = try t.put("data/a.bin", backedBytes(seed: 16))
+        let r = try t.announce(e)
+        var staging = FolderStaging(root: t.root, relativePath: "a.bin", recipe: r)
+        _ = try #require(staging).open(t.store)
+        let path = try #require(staging).path
+        staging = nil
+        #expect(FileManager.default.fileExists(atPath: path))
+        let db = try Database(path: "\(t.dst.dataDir)/\(Store.databaseFileName)", create: false)
+        _ = try db.query("UPDATE node_state SET value = ? WHERE key = ?", [.text(deadMaterialiser.description), .text("staging " + path)])
+        let reopened = try Store.open(dataDir: t.dst.dataDir)
+        #expect(!FileManager.default.fileExists(atPath: path))
+        #expect(try t.stagingRows().isEmpty && reopened.verify().ok)
+    }
 }
 
 @Suite("Folder puts backed by their file", .ownThread(timeLimit: .minutes(2)))

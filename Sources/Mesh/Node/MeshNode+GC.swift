@@ -15,6 +15,8 @@ public struct GCReportJSON: Codable, Sendable, Equatable {
     public var replans: Int
     public var stopped: Bool
     public var durationMs: Int
+    /// Staging files of abandoned fetches removed (FolderStaging.swift).
+    public var stagingFilesRemoved: Int
 
     public init(_ r: GarbageReport) {
         dryRun = r.dryRun
@@ -26,13 +28,14 @@ public struct GCReportJSON: Codable, Sendable, Equatable {
         replans = r.replans
         stopped = r.stopped
         durationMs = r.durationMs
+        stagingFilesRemoved = r.stagingFilesRemoved
     }
 
     enum CodingKeys: String, CodingKey {
         case replans, stopped
         case dryRun = "dry_run", contentsReleased = "contents_released", recipesDeleted = "recipes_deleted"
         case chunksDeleted = "chunks_deleted", bytesReclaimed = "bytes_reclaimed", recipesPinned = "recipes_pinned"
-        case durationMs = "duration_ms"
+        case durationMs = "duration_ms", stagingFilesRemoved = "staging_files_removed"
     }
 }
 
@@ -220,7 +223,7 @@ final class NodeCollector: @unchecked Sendable {
                 bytesReclaimed += r.bytesReclaimed
                 node.blobs?.forgetCollected(r.deletedContents)
                 node.evictionCollected(r.deletedContents)
-                node.holdingsMayHaveChanged(r.deletedContents)
+                node.holdingsMayHaveChanged(r.deletedContents + r.stagedContentsDropped)
                 let meta: Logger.Metadata = [
                     "contents": "\(r.contentsReleased)", "recipes": "\(r.recipesDeleted)", "chunks": "\(r.chunksDeleted)",
                     "bytes": "\(r.bytesReclaimed)", "ms": "\(r.durationMs)"]
