@@ -150,6 +150,27 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(t.assign(now: .zero).flatMap(\.indices) == [0, 1])
     }
 
+    @Test func aChunkAPartialHolderCanServeIsNeverAskedOfTheCompleteHolderUnlessThatPartialHolderIsBackedOff() {
+        var cfg = FetchScheduler.Config()
+        cfg.windowChunks = 2
+        var s = FetchScheduler(chunkCount: 10, chunkSizeBytes: 100, present: { _ in false }, config: cfg)
+        s.addSource(a, holds: .all)  // the origin
+        s.addSource(b, holds: .bitmap(ChunkBitmap.make(count: 10) { $0 < 8 }))  // a receiver with chunks 0-7
+        let first = s.assign(now: .zero)
+        #expect(first.filter { $0.source == a }.flatMap(\.indices).allSatisfy { $0 >= 8 }, "\(first)")
+        let fromB = first.filter { $0.source == b }.flatMap(\.indices)
+        #expect(fromB.count == 2)
+        // The origin finishes its fresh chunks; b's window is full: the origin gets nothing b holds.
+        for i in first.filter({ $0.source == a }).flatMap(\.indices) {
+            _ = s.onChunkVerified(i, from: a, bytes: 100, elapsed: .milliseconds(1))
+        }
+        #expect(s.assign(now: .milliseconds(1)).isEmpty, "b's chunks wait for b")
+        // b fails: it backs off, and the origin serves its chunks meanwhile.
+        s.onRequestFailed(fromB, from: b, now: .milliseconds(2))
+        let after = s.assign(now: .milliseconds(3))
+        #expect(!after.isEmpty && after.allSatisfy { $0.source == a }, "\(after)")
+    }
+
     @Test func whilePartialHoldersAreKnownAReceiverCommitsFewChunksToACompleteHolderInItsOwnOrder() {
         var cfg = FetchScheduler.Config()
         cfg.windowChunks = 8

@@ -136,6 +136,7 @@ extension BlobService {
         // item hold different chunks early and serve one another (swarm-style).
         let start = SplitMix64.mix(node.identity.nodeID.key.w0 ^ SplitMix64.mix(r.contentID.digest.w0))
         cfg.firstChunk = Int(start % UInt64(max(1, r.chunks.count)))
+        cfg.localNode = node.identity.nodeID
         d.scheduler = FetchScheduler(chunkCount: r.chunks.count, chunkSizeBytes: Int(r.chunkSizeBytes),
                                      present: { held[$0] }, config: cfg)
         d.doneBytes = (0..<r.chunks.count).reduce(0) { $0 + (held[$1] ? UInt64(r.length(ofChunk: $1)) : 0) }

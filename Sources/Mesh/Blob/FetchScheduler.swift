@@ -17,6 +17,9 @@ import Gossip
 ///   them holds, in this receiver's own random order: its upload, shared by every receiver of a
 ///   broadcast, goes to chunks that are new to the swarm (BitTorrent's super-seeding), and the
 ///   receivers trade the rest.
+///   A chunk that a partial holder which can be asked now holds is not asked of a complete
+///   holder at all (it waits for the partial holders' windows), so the complete holder's upload
+///   goes only to chunks the swarm lacks.
 /// - **Endgame.** When every missing chunk is already in flight, idle sources may
 ///   duplicate a request (at most `maxCopiesInEndgame` copies per chunk); the first
 ///   verified copy wins and the caller cancels the rest.
@@ -44,6 +47,13 @@ public struct FetchScheduler: Sendable {
         /// the origin, whose upload every receiver shares) wait in its queue, and the more are
         /// committed there the more of them another receiver fetches too, from it, meanwhile.
         public var completeSourceWindowWithPartials = 2
+        /// This receiver. With it, while peers still receiving the item are known, the chunks
+        /// none of them holds yet are shared out among this node and them by rendezvous hashing
+        /// (every receiver computes the same share from the same set), and a complete holder is
+        /// asked only for this node's share, unless nothing at all is in flight here: so that in
+        /// a broadcast the origin's upload sends each chunk about once, and the receivers trade
+        /// the rest. Nil: no shares.
+        public var localNode: NodeID?
         public init() {}
     }
 
@@ -148,21 +158,45 @@ public struct FetchScheduler: Sendable {
             return nil
         }
         func elsewhere(_ i: Int) -> Bool { partial.contains { ChunkBitmap.contains($0, i) } }
+        // The partial holders that can be asked now (not backed off, not excluded): a chunk one
+        // of them holds is theirs to serve, not a complete holder's (whose upload, in a broadcast,
+        // every receiver shares), even while their windows are full; they drain. A chunk held
+        // only by partial holders that cannot be asked now goes to a complete holder as usual.
+        let usablePartial = sources.compactMap { id, s -> [UInt8]? in
+            if case .bitmap(let b) = s.holdings, !s.banned, s.backoffUntil <= now, !excluding.contains(id) { return b }
+            return nil
+        }
+        func partialCanServe(_ i: Int) -> Bool { usablePartial.contains { ChunkBitmap.contains($0, i) } }
         // Any peer still receiving it (not only one that holds a chunk this node lacks: early in
         // a broadcast they hold nothing yet, and the origin's queue is where duplicates start).
         let partialsKnown = !partial.isEmpty
+        // This node's share of the fresh chunks (see `Config.localNode`).
+        let peers = sources.compactMap { id, s -> UInt64? in
+            if case .bitmap = s.holdings, !s.banned { return id.key.w0 }
+            return nil
+        }
+        let idle = copies.isEmpty
+        func mine(_ i: Int) -> Bool {
+            guard let me = config.localNode?.key.w0, !idle else { return true }
+            let k = SplitMix64.mix(UInt64(i) &+ 0x6A09_E667_F3BC_C909)
+            let score = SplitMix64.mix(me ^ k)
+            return !peers.contains { $0 != me && SplitMix64.mix($0 ^ k) > score }
+        }
+        func servable(_ i: Int, by h: Holdings) -> Bool {
+            h.contains(i) && !(partialsKnown && h == .all && (partialCanServe(i) || (!elsewhere(i) && !mine(i))))
+        }
         // Those fresh chunks in this receiver's own random order, not from `firstChunk` on:
         // receivers that go through them in index order converge on the same few chunks at the
         // end (every receiver asks the origin for each of them: 9 copies in a 10-node broadcast,
         // the whole tail at the origin's rate); in different random orders they take different
         // ones and trade them.
         let salt = SplitMix64.mix(UInt64(truncatingIfNeeded: config.firstChunk) &+ 0x9E37_79B9_7F4A_7C15)
-        var freshOrder = partial.isEmpty ? [] : pool.filter { !elsewhere($0) }
+        var freshOrder = partial.isEmpty ? [] : pool.filter { !elsewhere($0) && mine($0) }
             .sorted { SplitMix64.mix(UInt64($0) ^ salt) < SplitMix64.mix(UInt64($1) ^ salt) }
         freshOrder.reverse()  // taken from the end
         while true {
             guard let best = bestSource(now: now, partialsKnown: partialsKnown, canServe: { id, s in
-                !excluding.contains(id) && (endgame ? self.endgameCandidate(for: id, s) != nil : pool.contains(where: { s.holdings.contains($0) }))
+                !excluding.contains(id) && (endgame ? self.endgameCandidate(for: id, s) != nil : pool.contains(where: { servable($0, by: s.holdings) }))
             }) else {
                 if !endgame && pool.isEmpty { endgame = true; continue }
                 break
@@ -179,7 +213,7 @@ public struct FetchScheduler: Sendable {
                         if let k = pool.firstIndex(of: f) { fresh = k; break }
                     }
                 }
-                guard let k = fresh ?? pool.firstIndex(where: { h.contains($0) }) else { break }
+                guard let k = fresh ?? pool.firstIndex(where: { servable($0, by: h) }) else { break }
                 pick = pool.remove(at: k)
             }
             sources[best]!.inFlight.insert(pick)
