@@ -171,6 +171,28 @@ private func node(_ n: UInt64) -> NodeID { NodeID(key: Bytes32(w0: n, w1: 0, w2:
         #expect(!after.isEmpty && after.allSatisfy { $0.source == a }, "\(after)")
     }
 
+    @Test func receiversThatKnowOneAnotherAskTheCompleteHolderForDisjointSharesOfTheFreshChunksAndForAnyOnceNothingElseIsLeft() {
+        let r1 = node(101), r2 = node(102), r3 = node(103)
+        var cfg = FetchScheduler.Config()
+        cfg.windowChunks = 64
+        cfg.completeSourceWindowWithPartials = 64
+        func fromOrigin(_ me: NodeID, _ others: [NodeID], present: @escaping (Int) -> Bool = { _ in false }) -> Set<Int> {
+            var c = cfg
+            c.localNode = me
+            var s = FetchScheduler(chunkCount: 60, chunkSizeBytes: 100, present: present, config: c)
+            s.addSource(a, holds: .all)
+            for o in others { s.addSource(o, holds: .bitmap(ChunkBitmap.make(count: 60) { $0 == 0 })) }
+            return Set(s.assign(now: .zero).filter { $0.source == a }.flatMap(\.indices))
+        }
+        let m1 = fromOrigin(r1, [r2, r3]), m2 = fromOrigin(r2, [r1, r3]), m3 = fromOrigin(r3, [r1, r2])
+        #expect(m1.isDisjoint(with: m2) && m1.isDisjoint(with: m3) && m2.isDisjoint(with: m3), "\(m1) \(m2) \(m3)")
+        #expect(m1.union(m2).union(m3) == Set(1..<60), "together they cover every fresh chunk once")
+        #expect(!m1.isEmpty && !m2.isEmpty && !m3.isEmpty)
+        // r1 holds its share and chunk 0: with nothing else to do, it asks for the others' shares.
+        let rest = fromOrigin(r1, [r2, r3], present: { $0 == 0 || m1.contains($0) })
+        #expect(rest == m2.union(m3))
+    }
+
     @Test func whilePartialHoldersAreKnownAReceiverCommitsFewChunksToACompleteHolderInItsOwnOrder() {
         var cfg = FetchScheduler.Config()
         cfg.windowChunks = 8

@@ -175,13 +175,17 @@ public struct FetchScheduler: Sendable {
             if case .bitmap = s.holdings, !s.banned { return id.key.w0 }
             return nil
         }
-        let idle = copies.isEmpty
-        func mine(_ i: Int) -> Bool {
-            guard let me = config.localNode?.key.w0, !idle else { return true }
+        func share(_ i: Int) -> Bool {
+            guard let me = config.localNode?.key.w0 else { return true }
             let k = SplitMix64.mix(UInt64(i) &+ 0x6A09_E667_F3BC_C909)
             let score = SplitMix64.mix(me ^ k)
             return !peers.contains { $0 != me && SplitMix64.mix($0 ^ k) > score }
         }
+        // The shares hold while this node has anything else to do: something in flight, a chunk
+        // of its share, or one a partial holder can serve. Otherwise (the peers whose shares are
+        // left are slow or gone) any fresh chunk may be asked of a complete holder.
+        let sharesHold = !copies.isEmpty || pool.contains { share($0) || partialCanServe($0) }
+        func mine(_ i: Int) -> Bool { !sharesHold || share(i) }
         func servable(_ i: Int, by h: Holdings) -> Bool {
             h.contains(i) && !(partialsKnown && h == .all && (partialCanServe(i) || (!elsewhere(i) && !mine(i))))
         }
