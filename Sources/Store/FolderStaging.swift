@@ -24,6 +24,8 @@ public final class FolderStaging: @unchecked Sendable {
     public let relativePath: String
     /// The temp file's absolute path.
     public let path: String
+    /// `relativePath`'s directory part ("" at the root).
+    let relativeDir: String
     public let recipe: Recipe
     /// Every offset of each distinct chunk of `recipe`.
     let offsets: [ChunkHash: [UInt64]]
@@ -38,7 +40,8 @@ public final class FolderStaging: @unchecked Sendable {
         self.root = root
         self.relativePath = relativePath
         self.recipe = recipe
-        let dir = parts.count > 1 ? root + "/" + parts.dropLast().joined(separator: "/") : root
+        relativeDir = parts.dropLast().joined(separator: "/")
+        let dir = parts.count > 1 ? root + "/" + relativeDir : root
         path = Store.stagingPath(dir: dir, base: String(base), contentID: recipe.contentID)
         var o = [ChunkHash: [UInt64]]()
         for (i, h) in recipe.chunks.enumerated() { o[h, default: []].append(recipe.offset(ofChunk: i)) }
@@ -52,8 +55,7 @@ public final class FolderStaging: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if fd >= 0 { return (fd, fileInode) }
-        let parts = relativePath.split(separator: "/", omittingEmptySubsequences: false)
-        let dir = try FolderFS.makeDirectories(root: root, relativeDir: parts.dropLast().joined(separator: "/"))
+        let dir = try FolderFS.makeDirectories(root: root, relativeDir: relativeDir)
         guard FS.dirname(of: path) == dir else {
             throw MeshError(.fileUnreadable, "\(path) is not in \(dir)", hint: "this is a bug")
         }

@@ -8,7 +8,9 @@ import Gossip
 ///   or timed out, a chunk that failed its hash) open it. A success resets the count.
 /// - **open**: no request is sent, until `recoveryTimeoutMs` has passed since it opened.
 /// - **half_open**: at most `halfOpenRequests` trial requests are in flight; that many
-///   successes close it, any failure opens it again (and restarts the recovery time).
+///   successes close it, any failure opens it again (and restarts the recovery time). A trial
+///   that has had no answer reported for `trialTimeoutMs` frees its slot (a request the caller
+///   dropped without reporting it must not hold the breaker half open for good).
 ///
 /// Gossip membership is not affected: an open peer is still probed and still relays entries.
 public struct CircuitBreaker: Sendable, Equatable {
@@ -16,11 +18,16 @@ public struct CircuitBreaker: Sendable, Equatable {
         public var failureThreshold: Int
         public var recoveryTimeoutMs: Int64
         public var halfOpenRequests: Int
+        /// How long a trial holds its half-open slot without an answer (above the transfer
+        /// request timeout, 10 s from the source's latest progress, so a live trial keeps it).
+        public var trialTimeoutMs: Int64
 
-        public init(failureThreshold: Int = 5, recoveryTimeoutMs: Int64 = 60_000, halfOpenRequests: Int = 3) {
+        public init(failureThreshold: Int = 5, recoveryTimeoutMs: Int64 = 60_000, halfOpenRequests: Int = 3,
+                    trialTimeoutMs: Int64 = 30_000) {
             self.failureThreshold = max(1, failureThreshold)
             self.recoveryTimeoutMs = max(0, recoveryTimeoutMs)
             self.halfOpenRequests = max(1, halfOpenRequests)
+            self.trialTimeoutMs = max(1, trialTimeoutMs)
         }
     }
 
@@ -36,8 +43,10 @@ public struct CircuitBreaker: Sendable, Equatable {
     /// When it last opened (`nowMs`), while open or half open.
     public private(set) var openedAtMs: Int64?
     /// Trial requests sent and not yet answered, and trials that succeeded, while half open.
-    public private(set) var trialsInFlight = 0
+    public var trialsInFlight: Int { trialStartsMs.count }
     public private(set) var trialSuccesses = 0
+    /// When each trial in flight was admitted, oldest first.
+    private var trialStartsMs: [Int64] = []
     /// Times it opened.
     public private(set) var opens: UInt64 = 0
     /// The reason of the failure that last opened it (for `peers` and logs).
@@ -60,7 +69,7 @@ public struct CircuitBreaker: Sendable, Equatable {
         switch state(nowMs: nowMs) {
         case .closed: true
         case .open: false
-        case .halfOpen: trialsInFlight < config.halfOpenRequests
+        case .halfOpen: trialStartsMs.count { nowMs - $0 < config.trialTimeoutMs } < config.halfOpenRequests
         }
     }
 
@@ -70,10 +79,13 @@ public struct CircuitBreaker: Sendable, Equatable {
         guard allows(nowMs: nowMs) else { return false }
         if state == .open {  // recovery time passed
             state = .halfOpen
-            trialsInFlight = 0
+            trialStartsMs = []
             trialSuccesses = 0
         }
-        if state == .halfOpen { trialsInFlight += 1 }
+        if state == .halfOpen {
+            trialStartsMs.removeAll { nowMs - $0 >= config.trialTimeoutMs }
+            trialStartsMs.append(nowMs)
+        }
         return true
     }
 
@@ -85,7 +97,7 @@ public struct CircuitBreaker: Sendable, Equatable {
         case .open:
             break  // a late answer to a request sent before it opened
         case .halfOpen:
-            trialsInFlight = max(0, trialsInFlight - 1)
+            if !trialStartsMs.isEmpty { trialStartsMs.removeFirst() }
             trialSuccesses += 1
             if trialSuccesses >= config.halfOpenRequests { close() }
         }
@@ -113,7 +125,7 @@ public struct CircuitBreaker: Sendable, Equatable {
         openedAtMs = nowMs
         opens += 1
         lastFailure = reason
-        trialsInFlight = 0
+        trialStartsMs = []
         trialSuccesses = 0
         consecutiveFailures = 0
         return true
@@ -130,7 +142,7 @@ public struct CircuitBreaker: Sendable, Equatable {
     /// A trial request was withdrawn without an answer (cancelled, the item completed): it
     /// no longer holds a half-open slot.
     public mutating func recordWithdrawn() {
-        if state == .halfOpen { trialsInFlight = max(0, trialsInFlight - 1) }
+        if state == .halfOpen, !trialStartsMs.isEmpty { trialStartsMs.removeFirst() }
     }
 
     /// `meshnode breaker reset PEER`: closed, the failure count cleared.
@@ -138,7 +150,7 @@ public struct CircuitBreaker: Sendable, Equatable {
         state = .closed
         consecutiveFailures = 0
         openedAtMs = nil
-        trialsInFlight = 0
+        trialStartsMs = []
         trialSuccesses = 0
     }
 

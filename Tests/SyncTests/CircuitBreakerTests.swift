@@ -34,6 +34,21 @@ struct CircuitBreakerTests {
         #expect(again, "a withdrawn trial frees its slot")
     }
 
+    @Test("A trial whose answer is never reported frees its slot after the trial timeout, so a half-open breaker cannot stay blocked for good")
+    func unansweredTrialsExpire() {
+        var b = CircuitBreaker(config: config)
+        for _ in 0..<5 { b.recordFailure("timeout", nowMs: 0) }
+        for _ in 0..<3 { let ok = b.admit(nowMs: 60_000); #expect(ok) }
+        #expect(!b.allows(nowMs: 60_000 + config.trialTimeoutMs - 1), "the trials still hold their slots")
+        #expect(b.allows(nowMs: 60_000 + config.trialTimeoutMs), "dropped without a report: the slots are free again")
+        let ok = b.admit(nowMs: 60_000 + config.trialTimeoutMs)
+        #expect(ok && b.trialsInFlight == 1 && b.state == .halfOpen)
+        // Three successes still close it.
+        for _ in 0..<2 { _ = b.admit(nowMs: 90_001) }
+        for _ in 0..<3 { b.recordSuccess(nowMs: 90_002) }
+        #expect(b.state == .closed)
+    }
+
     @Test("Three successful trials close it; one failed trial opens it again for a full recovery time")
     func halfOpenClosesOnSuccessesAndReopensOnAFailure() {
         var b = CircuitBreaker(config: config)

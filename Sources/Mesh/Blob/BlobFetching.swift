@@ -411,6 +411,7 @@ extension BlobService {
                 requests[rid] = nil
                 _ = sendRequest(.cancel(requestID: rid), to: source)
                 noteEnded(rid, source)
+                breakers.recordWithdrawn(source)
             } else {
                 r.kind = .get(remaining: remaining)
                 requests[rid] = r

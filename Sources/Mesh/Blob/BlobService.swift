@@ -345,7 +345,11 @@ public final class BlobService: @unchecked Sendable {
         if d.abandoned { abandonedCount -= 1 }
         for (rid, r) in requests where r.content == id {
             requests[rid] = nil
-            if case .get = r.kind { _ = sendRequest(.cancel(requestID: rid), to: r.source); noteEnded(rid, r.source) }
+            if case .get = r.kind {
+                _ = sendRequest(.cancel(requestID: rid), to: r.source)
+                noteEnded(rid, r.source)
+                breakers.recordWithdrawn(r.source)
+            }
         }
         for w in completionWaiters.removeValue(forKey: id) ?? [] {
             w(MeshError(.incomplete, "\(id.short) is no longer kept by this node (a newer version, a delete or its retention)"))
