@@ -71,7 +71,8 @@ extension BlobService {
         var assignments = s.assign(now: .nanoseconds(now.nanoseconds), excluding: breakers.blocked(nowMs: nowMs))
         // Give a connection only what it can carry before its path is likely to reset it;
         // the rest waits for the successor connection the node opens meanwhile.
-        let chunkBytes = Int(d.recipe?.chunkSizeBytes ?? 0)
+        // (An item smaller than one chunk weighs its size, not the chunk size.)
+        let chunkBytes = Int(min(UInt64(d.recipe?.chunkSizeBytes ?? 0), d.recipe?.sizeBytes ?? 0))
         var outstanding: [NodeID: Int] = [:]
         for i in assignments.indices {
             let src = assignments[i].source
@@ -84,9 +85,10 @@ extension BlobService {
                 }
             }
             var fits = max(0, (budget - outstanding[src]!) / max(chunkBytes, 1))
-            // A budget below one chunk (a slow path that also resets often) would otherwise starve
-            // the source for good: with no chunk arriving, its throughput estimate never recovers.
-            if fits == 0 && outstanding[src]! == 0 && budget > 0 { fits = 1 }
+            // A budget below one chunk (a slow path that also resets often), or none left on a
+            // connection older than its path's typical lifetime whose successor has not come,
+            // would otherwise starve the source for good: one request at a time still goes.
+            if fits == 0 && outstanding[src]! == 0 { fits = 1 }
             if fits < assignments[i].indices.count {
                 s.unassign(Array(assignments[i].indices[fits...]), from: src)
                 assignments[i].indices = Array(assignments[i].indices[..<fits])
