@@ -71,8 +71,7 @@ extension BlobService {
         var assignments = s.assign(now: .nanoseconds(now.nanoseconds), excluding: breakers.blocked(nowMs: nowMs))
         // Give a connection only what it can carry before its path is likely to reset it;
         // the rest waits for the successor connection the node opens meanwhile.
-        // (An item smaller than one chunk weighs its size, not the chunk size.)
-        let chunkBytes = Int(min(UInt64(d.recipe?.chunkSizeBytes ?? 0), d.recipe?.sizeBytes ?? 0))
+        let chunkBytes = Int(d.recipe?.chunkSizeBytes ?? 0)
         var outstanding: [NodeID: Int] = [:]
         for i in assignments.indices {
             let src = assignments[i].source

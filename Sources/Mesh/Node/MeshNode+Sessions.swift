@@ -81,10 +81,9 @@ extension MeshNode {
     func pathBudget(_ peer: NodeID) -> Int? {
         guard let s = sessions[peer], s.established, let model = paths[peer] else { return nil }
         let age = Double(Self.now() - s.openedAt) / 1e9
-        let wishPending = successorWanted[peer].map { Self.now() - $0 < Self.nanos(Self.successorRetryAfter) } ?? false
-        if model.shouldOpenSuccessor(ageSeconds: age), !wishPending, let address = addressOfNode[peer],
+        if model.shouldOpenSuccessor(ageSeconds: age), !successorWanted.contains(peer), let address = addressOfNode[peer],
            dialing[address] == nil, connecting[address] == nil {
-            successorWanted[peer] = Self.now()
+            successorWanted.insert(peer)
             connecting[address] = []
             logger.debug("opening a successor session", metadata: ["peer": "\(peer.short)", "age_s": "\(age)"])
             dial(address)
@@ -167,7 +166,7 @@ extension MeshNode {
     /// A dial to `peer` ended without a session: any successor it was to be is not coming, and
     /// the connections that died just before died with the peer, not by the path.
     func dialDidNotReach(_ peer: NodeID) {
-        successorWanted[peer] = nil
+        successorWanted.remove(peer)
         paths[peer]?.onPeerUnreachable()
     }
 
@@ -186,10 +185,10 @@ extension MeshNode {
             // that dialled each other at once (each may keep a different session for a while;
             // messages are accepted on any session).
             draining[ObjectIdentifier(old)] = Self.now()
-            if successorWanted[peer] != nil { runtime.successorSessions += 1 }
+            if successorWanted.contains(peer) { runtime.successorSessions += 1 }
         }
         // Whether or not the old session outlived the wait, the wanted successor is here.
-        successorWanted[peer] = nil
+        successorWanted.remove(peer)
         sessions[peer] = s
         paths[peer]?.onSessionEstablished()
         blobs?.sessionEstablished(peer: peer)

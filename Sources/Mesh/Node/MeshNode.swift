@@ -152,10 +152,7 @@ public final class MeshNode: @unchecked Sendable {
     var draining: [ObjectIdentifier: Instant] = [:]
     /// What this node has learned about each peer's path (connection lifetime, throughput).
     public internal(set) var paths: [NodeID: PathModel] = [:]
-    /// Peers a successor session was dialled for, and when (a wish older than
-    /// `successorRetryAfter` that produced neither a session nor a failed dial is tried again).
-    var successorWanted: [NodeID: Instant] = [:]
-    static let successorRetryAfter: Duration = .seconds(20)
+    var successorWanted: Set<NodeID> = []
     /// The last incarnation seen of each member.
     var incarnationOf: [NodeID: UInt64] = [:]
     var lastMessage: [ObjectIdentifier: Instant] = [:]
