@@ -83,11 +83,24 @@ public final class FolderStaging: @unchecked Sendable {
 
 extension Store {
     static let stagingKeyPrefix = "staging "
+    /// What names a staging file, between the target's base name and the content id (`stagingPath`).
+    static let stagingMarker = ".meshnode-fetch-"
+    /// Hex digits of the content id in a staging file's name.
+    static let stagingIDDigits = 24
 
     /// The temp file an item fetched for `dir/base` is written into (hidden, `.tmp`: no folder
     /// scan looks at it, and it is named by content so that a restart finds it again).
     public static func stagingPath(dir: String, base: String, contentID: ContentID) -> String {
-        "\(dir)/.\(base).meshnode-fetch-\(contentID.digest.hex.prefix(24)).tmp"
+        "\(dir)/.\(base)\(stagingMarker)\(contentID.digest.hex.prefix(stagingIDDigits)).tmp"
+    }
+
+    /// Every `staging PATH` row: the staging file's path and the stamp of the process writing it.
+    func stagingWriters() throws(MeshError) -> [String: String] {
+        var out = [String: String]()
+        try db.forEach("SELECT key, value FROM node_state WHERE key LIKE 'staging /%'") { (s) throws(MeshError) in
+            out[String(s.text(0).dropFirst(Self.stagingKeyPrefix.count))] = s.text(1)
+        }
+        return out
     }
 
     /// Records that this process writes the staging file at `path` (see `FolderStaging`).
@@ -180,9 +193,9 @@ extension Store {
     /// path that is not a staging file's.
     static func stagingContentPrefix(ofPath path: String) -> Substring? {
         let base = path.split(separator: "/").last ?? ""
-        guard base.hasPrefix("."), base.hasSuffix(".tmp"), let r = base.range(of: ".meshnode-fetch-", options: .backwards) else { return nil }
+        guard base.hasPrefix("."), base.hasSuffix(".tmp"), let r = base.range(of: stagingMarker, options: .backwards) else { return nil }
         let hex = base[r.upperBound...].dropLast(4)
-        guard hex.count == 24, hex.allSatisfy(\.isHexDigit) else { return nil }
+        guard hex.count == stagingIDDigits, hex.allSatisfy(\.isHexDigit) else { return nil }
         return hex
     }
 
@@ -194,25 +207,23 @@ extension Store {
     /// backed unrecorded unless held elsewhere. Returns the paths removed and the contents
     /// (of the recipes whose prefix they name) that may have lost chunks.
     func sweepAbandonedStaging(current: Set<ContentID>, pins: ContentPins?) throws(MeshError) -> (paths: [String], contents: Set<ContentID>) {
-        var writers = [String: String]()
-        try db.forEach("SELECT key, value FROM node_state WHERE key LIKE 'staging /%'") { (s) throws(MeshError) in
-            writers[String(s.text(0).dropFirst(Self.stagingKeyPrefix.count))] = s.text(1)
-        }
+        let writers = try stagingWriters()
         var paths = Set(writers.keys)
-        try db.forEach("SELECT DISTINCT path FROM chunk_backings WHERE writer IS NULL AND path LIKE '%.meshnode-fetch-%.tmp'") { (s) throws(MeshError) in
+        try db.forEach("SELECT DISTINCT path FROM chunk_backings WHERE writer IS NULL AND path LIKE ?",
+                       [.text("%" + Self.stagingMarker + "%.tmp")]) { (s) throws(MeshError) in
             paths.insert(s.text(0))
         }
         let me = WriterStamp.current.description
-        let wanted = Set(current.map { $0.digest.hex.prefix(24) })
+        let wanted = Set(current.map { $0.digest.hex.prefix(Self.stagingIDDigits) })
         var byPrefix = [Substring: ContentID]()
-        for r in try recipeList() { byPrefix[r.id.digest.hex.prefix(24)] = r.id }
+        for r in try recipeList() { byPrefix[r.id.digest.hex.prefix(Self.stagingIDDigits)] = r.id }
         var removed = [String]()
         var touched = Set<ContentID>()
         for path in paths.sorted() {
             guard let prefix = Self.stagingContentPrefix(ofPath: path), !wanted.contains(prefix) else { continue }
             if let w = writers[path], w != me, WriterStamp(w)?.mayBeRunning ?? false { continue }
             let gone = try db.transaction { () throws(MeshError) -> Bool in
-                if let pins, pins.contents.contains(where: { $0.digest.hex.prefix(24) == prefix }) { return false }
+                if let pins, pins.contents.contains(where: { $0.digest.hex.prefix(Self.stagingIDDigits) == prefix }) { return false }
                 if Glibc.unlink(path) != 0 && errno != ENOENT { throw MeshError.posix(errno, "removing", path: path) }
                 try clearStagingRows(path)
                 return true
@@ -229,11 +240,7 @@ extension Store {
     /// dropped, and their chunks unrecorded unless something else holds them), synced, and
     /// their rows dropped. Bounded by the bytes those files back.
     func settleStagingFiles() throws(MeshError) {
-        var dead = [String]()
-        try db.forEach("SELECT key, value FROM node_state WHERE key LIKE 'staging /%'") { (s) throws(MeshError) in
-            let writer = s.text(1)
-            if !(WriterStamp(writer)?.mayBeRunning ?? false) { dead.append(String(s.text(0).dropFirst(Self.stagingKeyPrefix.count))) }
-        }
+        let dead = try stagingWriters().filter { !(WriterStamp($0.value)?.mayBeRunning ?? false) }.keys
         for path in dead.sorted() {
             let rows = try backings(atPath: path)
             var failed = [(ChunkBacking, BackingRead)]()
