@@ -44,7 +44,7 @@ let package = Package(
 
         // BLAKE2b (RFC 7693) in portable C: faster here than libsodium's (Sources/CBlake2b/blake2b.c).
         // Always optimised, debug builds too: the tests hash gigabytes.
-        .target(name: "CBlake2b", path: "Sources/CBlake2b", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CBlake2b", path: "Sources/CBlake2b", cSettings: [.unsafeFlags(["-O3"])]),
 
         .target(name: "Gossip", path: "Sources/Gossip", swiftSettings: strict),
         // Decisions (versions, deletes, retention, what to keep, fetch and materialise): pure, like Gossip.

@@ -2,7 +2,7 @@
 // in portable C. Why meshnode has its own: the content hash runs over every byte put,
 // served and received, and libsodium 1.0.18's runtime-picked AVX2 BLAKE2b ran at 625-650
 // MB/s on the AMD EPYC hosts measured here, where this plain 64-bit code compiled by clang
-// -O2 runs at about 1000 MB/s (docs/PERFORMANCE.md, "BLAKE2b"). The output is checked
+// -O3 runs at 1300-1380 MB/s (docs/PERFORMANCE.md, "BLAKE2b"). The output is checked
 // against libsodium's at first use (Store/Sodium.swift) and by the tests.
 #include "cblake2b.h"
 #include <string.h>
@@ -10,22 +10,6 @@
 static const uint64_t blake2b_iv[8] = {
     0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
     0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
-};
-
-// The message schedule SIGMA (§2.7); rounds 10 and 11 reuse rows 0 and 1.
-static const uint8_t blake2b_sigma[12][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
-    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
-    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
-    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
-    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
-    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
-    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
-    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
-    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
 };
 
 static inline uint64_t rotr64(uint64_t x, unsigned n) { return (x >> n) | (x << (64 - n)); }
@@ -53,6 +37,20 @@ static inline void store64le(uint8_t *p, uint64_t v) {
         v[b] = rotr64(v[b] ^ v[c], 63);           \
     } while (0)
 
+// One round (§3.2): G on the columns, then on the diagonals, with the message words the
+// round's row of SIGMA (§2.7) picks.
+#define B2B_ROUND(s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15) \
+    do {                                                                                 \
+        B2B_G(0, 4, 8, 12, m[s0], m[s1]);                                                \
+        B2B_G(1, 5, 9, 13, m[s2], m[s3]);                                                \
+        B2B_G(2, 6, 10, 14, m[s4], m[s5]);                                               \
+        B2B_G(3, 7, 11, 15, m[s6], m[s7]);                                               \
+        B2B_G(0, 5, 10, 15, m[s8], m[s9]);                                               \
+        B2B_G(1, 6, 11, 12, m[s10], m[s11]);                                             \
+        B2B_G(2, 7, 8, 13, m[s12], m[s13]);                                              \
+        B2B_G(3, 4, 9, 14, m[s14], m[s15]);                                              \
+    } while (0)
+
 // The compression function F (§3.2); `t` is the byte offset counter's low word (messages
 // here are below 2^64 bytes, so the high word is always 0), `last` the final-block flag.
 static void blake2b_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int last) {
@@ -64,17 +62,20 @@ static void blake2b_compress(uint64_t h[8], const uint8_t block[128], uint64_t t
     }
     v[12] ^= t;
     if (last) v[14] = ~v[14];
-    for (int r = 0; r < 12; r++) {
-        const uint8_t *s = blake2b_sigma[r];
-        B2B_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
-        B2B_G(1, 5, 9, 13, m[s[2]], m[s[3]]);
-        B2B_G(2, 6, 10, 14, m[s[4]], m[s[5]]);
-        B2B_G(3, 7, 11, 15, m[s[6]], m[s[7]]);
-        B2B_G(0, 5, 10, 15, m[s[8]], m[s[9]]);
-        B2B_G(1, 6, 11, 12, m[s[10]], m[s[11]]);
-        B2B_G(2, 7, 8, 13, m[s[12]], m[s[13]]);
-        B2B_G(3, 4, 9, 14, m[s[14]], m[s[15]]);
-    }
+    // The 12 rounds unrolled, SIGMA's rows as constants (rounds 10 and 11 use rows 0 and 1):
+    // the message words then stay in registers (1.3 GB/s here, against 1.0 with a loop).
+    B2B_ROUND(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    B2B_ROUND(14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3);
+    B2B_ROUND(11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4);
+    B2B_ROUND(7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8);
+    B2B_ROUND(9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13);
+    B2B_ROUND(2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9);
+    B2B_ROUND(12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11);
+    B2B_ROUND(13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10);
+    B2B_ROUND(6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5);
+    B2B_ROUND(10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0);
+    B2B_ROUND(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    B2B_ROUND(14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3);
     for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
 }
 

@@ -15,7 +15,7 @@ public enum Sodium {
 /// BLAKE2b with a 32-byte digest, no key: the chunk hash and the content id (PROTOCOL §3).
 ///
 /// Computed by `meshnode_blake2b` (Sources/CBlake2b, RFC 7693 in plain C), which ran about
-/// 1.6x faster than libsodium's `crypto_generichash` on the hosts measured
+/// 2.1x faster than libsodium's `crypto_generichash` on the hosts measured
 /// (docs/PERFORMANCE.md, "BLAKE2b"). Before its first use it is checked against libsodium on
 /// inputs of every block-boundary length; if it ever disagreed (a miscompilation), libsodium
 /// is used instead, so a wrong digest is never produced.
