@@ -30,8 +30,9 @@ public final class SecureChannel: @unchecked Sendable {
     /// How many times each key has been replaced (`counter / rekeyInterval` once in use).
     private var txEpoch: UInt64 = 0
     private var rxEpoch: UInt64 = 0
-    private var txAES: UnsafeMutableRawPointer?
-    private var rxAES: UnsafeMutableRawPointer?
+    /// The AES-256-GCM contexts (libcrypto, `AESGCM.swift`), for that suite only.
+    private var txAES: AESGCM?
+    private var rxAES: AESGCM?
 
     /// Frames per key in each direction: frame number `k × rekeyIntervalFrames` (k ≥ 1) is the
     /// first under the next key. At most 16 MiB a frame, that is at most 256 GiB per key.
@@ -62,23 +63,16 @@ public final class SecureChannel: @unchecked Sendable {
         rxKey = rx
         txKey = tx
         if suite == .aes256gcm {
-            txAES = Self.expandAES(tx)
-            rxAES = Self.expandAES(rx)
-        }
-    }
-
-    deinit {
-        for p in [txAES, rxAES] {
-            if let p {
-                sodium_memzero(p, crypto_aead_aes256gcm_statebytes())
-                p.deallocate()
-            }
+            guard let t = tx.withBytes({ AESGCM(key: $0, encrypting: true) }),
+                  let r = rx.withBytes({ AESGCM(key: $0, encrypting: false) }) else { throw .keyExchangeFailed }
+            txAES = t
+            rxAES = r
         }
     }
 
     /// key ← BLAKE2b-256(key = key, message = "meshnode/session/v1/rekey"); the AES state is
     /// expanded again from the new key.
-    private func ratchet(_ key: GuardedBytes, aes: UnsafeMutableRawPointer?) {
+    private func ratchet(_ key: GuardedBytes, aes: AESGCM?) {
         let next = GuardedBytes(count: key.count)
         next.withMutableBytes { n in
             key.withBytes { k in
@@ -86,19 +80,7 @@ public final class SecureChannel: @unchecked Sendable {
             }
         }
         key.withMutableBytes { k in next.withBytes { n in k.update(from: n, count: key.count) } }
-        if let aes {
-            key.withBytes { k in
-                _ = crypto_aead_aes256gcm_beforenm(aes.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self), k)
-            }
-        }
-    }
-
-    private static func expandAES(_ key: GuardedBytes) -> UnsafeMutableRawPointer {
-        let state = UnsafeMutableRawPointer.allocate(byteCount: crypto_aead_aes256gcm_statebytes(), alignment: 16)
-        key.withBytes { k in
-            _ = crypto_aead_aes256gcm_beforenm(state.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self), k)
-        }
-        return state
+        if let aes { key.withBytes { k in aes.rekey(k) } }
     }
 
     /// Bytes `seal` appends after the message: the AEAD tag, or nothing for `sshTunnel`.
@@ -117,6 +99,7 @@ public final class SecureChannel: @unchecked Sendable {
     /// Seals one outgoing message in place: encrypts `frame.message` where it lies and
     /// appends the tag (into the frame's reserved trailer space). No copy is made.
     public func seal(frame: OutgoingFrame) throws(SessionError) {
+        var sealed = true
         guard suite != .sshTunnel else { return }
         guard txCounter < UInt64.max else { throw .counterExhausted }
         let counter = txCounter
@@ -133,9 +116,7 @@ public final class SecureChannel: @unchecked Sendable {
             Self.withNonce(counter) { nonce in
                 switch suite {
                 case .aes256gcm:
-                    _ = crypto_aead_aes256gcm_encrypt_detached_afternm(
-                        base, tag, nil, base, UInt64(n), nil, 0, nil, nonce,
-                        txAES!.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+                    sealed = txAES!.seal(base, count: n, tag: tag, nonce: nonce)
                 case .chacha20poly1305:
                     txKey.withBytes { k in
                         _ = crypto_aead_chacha20poly1305_ietf_encrypt_detached(base, tag, nil, base, UInt64(n), nil, 0, nil, nonce, k)
@@ -146,6 +127,7 @@ public final class SecureChannel: @unchecked Sendable {
             }
             return Self.tagBytes
         }
+        guard sealed else { throw .keyExchangeFailed }  // libcrypto refused (out of memory): the session ends
     }
 
     /// Opens the payload of the next frame from the peer in place: on return
@@ -165,9 +147,7 @@ public final class SecureChannel: @unchecked Sendable {
             return Self.withNonce(counter) { nonce in
                 switch suite {
                 case .aes256gcm:
-                    crypto_aead_aes256gcm_decrypt_detached_afternm(
-                        c, nil, c, UInt64(n), c + n, nil, 0, nonce,
-                        rxAES!.assumingMemoryBound(to: crypto_aead_aes256gcm_state.self))
+                    rxAES!.open(c, count: n, tag: c + n, nonce: nonce) ? 0 : -1
                 case .chacha20poly1305:
                     rxKey.withBytes { k in
                         crypto_aead_chacha20poly1305_ietf_decrypt_detached(c, nil, c, UInt64(n), c + n, nil, 0, nonce, k)
