@@ -66,15 +66,24 @@ extension Store {
         // Fetched straight into its staging file (FolderStaging.swift): only the chunks that
         // came from elsewhere are written there now.
         let stagingName = Self.stagingPath(dir: dir, base: base, contentID: entry.contentID)
-        let stagingFD = target.hasPrefix("/") ? Glibc.open(stagingName, O_RDWR | O_CLOEXEC | O_NOFOLLOW) : -1
-        let staged = stagingFD >= 0
-        let tmpName = staged ? stagingName : "\(dir)/.\(base).meshnode-\(getpid())-\(FS.randomToken()).tmp"
         // O_DIRECT where the chunk size allows: every chunk, from a chunk file or from a folder
         // file that backs it, is then read, hashed in memory and written once. (copy_file_range
         // is only for the rest: on ext4 it copies through the page cache and the copy must be
-        // read back to be checked, which measured twice as slow for a 1 GiB file.)
+        // read back to be checked, which measured twice as slow for a 1 GiB file: a 10 MiB
+        // change in a 1 GiB file took 5.4 s with the staging file opened without O_DIRECT.)
         let aligned = recipe.chunkSizeBytes % 4096 == 0 && recipe.sizeBytes > 0
-        let out = staged ? (fd: stagingFD, named: true, direct: false)
+        var stagingFD: Int32 = -1
+        var stagingDirect = false
+        if target.hasPrefix("/") {
+            if aligned {
+                stagingFD = Glibc.open(stagingName, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_DIRECT)
+                stagingDirect = stagingFD >= 0
+            }
+            if stagingFD < 0 { stagingFD = Glibc.open(stagingName, O_RDWR | O_CLOEXEC | O_NOFOLLOW) }
+        }
+        let staged = stagingFD >= 0
+        let tmpName = staged ? stagingName : "\(dir)/.\(base).meshnode-\(getpid())-\(FS.randomToken()).tmp"
+        let out = staged ? (fd: stagingFD, named: true, direct: stagingDirect)
             : try openTemp(dir: dir, namedFallback: tmpName, tryDirect: aligned, readable: true)
         let inPlace = staged ? try stagedChunks(path: stagingName, fd: stagingFD, recipe: recipe) : []
         var named = out.named
