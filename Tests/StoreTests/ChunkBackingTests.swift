@@ -11,10 +11,11 @@ struct BackedFixture {
     let root: String
     var store: Store { dst.store }
 
-    init() throws {
+    /// `folderParent`: where the receive folder goes (default: the receiver's temp dir).
+    init(folderParent: String? = nil) throws {
         src = try Fixture(label: "backing-src")
         dst = try Fixture(label: "backing-dst")
-        root = dst.dir.sub("folder")
+        root = folderParent.map { "\($0)/meshnode-folder-\(FS.randomToken())" } ?? dst.dir.sub("folder")
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
     }
 

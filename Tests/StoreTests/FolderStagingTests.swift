@@ -70,6 +70,38 @@ struct FolderStagingTests {
         #expect(try t.exported(e) == bytes)
     }
 
+    @Test("A newer version fetched into its staging file gets only its changed chunks over the wire and the unchanged ones from the old folder file, whole blocks through O_DIRECT, where the file system has it (the disk) and where it does not (tmpfs)",
+          arguments: [nil, "/dev/shm"])
+    func newerVersionStagedBesideTheOldFile(folderParent: String?) throws {
+        if let p = folderParent, !FileManager.default.fileExists(atPath: p) { return }
+        let t = try BackedFixture(folderParent: folderParent)
+        defer { if folderParent != nil { try? FileManager.default.removeItem(atPath: t.root) } }
+        let v1bytes = backedBytes(seed: 5)  // 4 whole 64 KiB chunks and a short one
+        let v1 = try t.put("data/a.bin", v1bytes)
+        let r1 = try t.announce(v1)
+        let s1 = try #require(FolderStaging(root: t.root, relativePath: "a.bin", recipe: r1))
+        try t.stage(r1, [0, 1, 2, 3, 4], into: s1)
+        let (st1, _) = try t.store.materialise(v1, root: t.root, relativePath: "a.bin", replacing: nil, adoptIdentical: false)
+        #expect(try readBytes(t.root + "/a.bin") == v1bytes)
+        var v2bytes = v1bytes
+        v2bytes[1 * 65_536 + 7] ^= 0x5a
+        v2bytes[v2bytes.count - 1] ^= 0x5a  // the short last chunk changes too
+        let v2 = try t.put("data/a.bin", v2bytes)
+        let r2 = try t.announce(v2)
+        #expect(try t.store.missingChunks(v2.contentID) == [r2.chunks[1], r2.chunks[4]])
+        let s2 = try #require(FolderStaging(root: t.root, relativePath: "a.bin", recipe: r2))
+        try t.stage(r2, [1, 4], into: s2)
+        #expect(try readBytes(t.root + "/a.bin") == v1bytes, "the old version stays in view until the rename")
+        let (st2, wrote) = try t.store.materialise(v2, root: t.root, relativePath: "a.bin", replacing: st1, adoptIdentical: false,
+                                                   policy: KeepPolicy())
+        #expect(wrote && st2.sizeBytes == UInt64(v2bytes.count))
+        #expect(try readBytes(t.root + "/a.bin") == v2bytes)
+        #expect(t.hiddenFiles(t.root).isEmpty)
+        #expect(try t.stagingRows().isEmpty)
+        #expect(try t.exported(v1) == v1bytes && t.exported(v2) == v2bytes)
+        #expect(try t.store.verify().ok && t.everyRecordedChunkHasASource())
+    }
+
     @Test("After its writer died, an open re-reads the staging file: chunks whose bytes did not survive are fetched again, the rest are kept, and the file completes")
     func deadWritersStagingIsReverified() throws {
         let t = try BackedFixture()
