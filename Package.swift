@@ -42,6 +42,10 @@ let package = Package(
         .systemLibrary(
             name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+        // libxxhash only for XXH3-64: a served folder file's chunk is checked against the fingerprint of the bytes hashed at its put (Store/ChunkFingerprints.swift).
+        .systemLibrary(
+            name: "CXXHash", path: "Sources/CXXHash", pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev"]), .brew(["xxhash"])]),
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
@@ -54,7 +58,7 @@ let package = Package(
         // Decisions (versions, deletes, retention, what to keep, fetch and materialise): pure, like Gossip.
         .target(name: "Sync", dependencies: ["Gossip"], path: "Sources/Sync", swiftSettings: strict),
         .target(
-            name: "Store", dependencies: ["Gossip", "Sync", "CSodium", "CSQLite", "CBlake2b"],
+            name: "Store", dependencies: ["Gossip", "Sync", "CSodium", "CSQLite", "CBlake2b", "CXXHash"],
             path: "Sources/Store", swiftSettings: strict),
         .target(
             name: "Mesh",

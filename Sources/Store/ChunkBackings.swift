@@ -9,7 +9,8 @@ import Glibc
 ///
 /// A chunk is present (`chunks` has its row) when it has a chunk file *or* a backing. A person
 /// may edit or delete the folder file at any time, so a backing is never trusted: every read
-/// through one re-hashes the bytes (`readBacking`). A mismatch drops that backing (counted in
+/// through one checks the bytes (`read(into:)`: BLAKE2b, or for bytes served to a peer, which
+/// verifies them itself, the XXH3 fingerprint of the bytes hashed at the put, `ChunkFingerprints`). A mismatch drops that backing (counted in
 /// `BackingCounters.mismatches`); a chunk left with no chunk file and no backing loses its row
 /// too, so the store stops counting it and a running node fetches it again. A backing whose
 /// file is gone or is another file now (its inode differs) is *stale*: skipped, and dropped
@@ -80,13 +81,16 @@ extension ChunkBacking {
         return (fd, .ok)
     }
 
-    /// Reads the chunk into `buf` (at least `sizeBytes` long) and checks its hash. Thread-safe.
-    func read(into buf: UnsafeMutableRawPointer) -> BackingRead {
+    /// Reads the chunk into `buf` (at least `sizeBytes` long) and checks its hash; with `fast`,
+    /// by its fingerprint where one is known (`ChunkFingerprints`: bytes served to a peer, which
+    /// verifies them itself). Thread-safe.
+    func read(into buf: UnsafeMutableRawPointer, fast: Bool = false) -> BackingRead {
         let (fd, r) = open()
         guard fd >= 0 else { return r }
         defer { _ = Glibc.close(fd) }
         guard let got = try? readAt(fd: fd, path: path, into: buf, count: sizeBytes, offset: offsetBytes) else { return .unreadable }
-        guard got == sizeBytes, Blake2b256.hash(UnsafeRawBufferPointer(start: buf, count: sizeBytes)) == hash.digest else { return .mismatch }
+        let bytes = UnsafeRawBufferPointer(start: buf, count: sizeBytes)
+        guard got == sizeBytes, fast ? ChunkFingerprints.matches(hash, bytes) : Blake2b256.hash(bytes) == hash.digest else { return .mismatch }
         return .ok
     }
 
@@ -187,13 +191,13 @@ extension Store {
     /// Reads `hash` through its backings into `buf` (room for `expected` bytes), verifying the
     /// bytes. Backings that fail are dropped, and the chunk loses its record if nothing else
     /// holds it. True when a backing gave the right bytes.
-    func readThroughBackings(_ hash: ChunkHash, into buf: UnsafeMutableRawPointer, expected: Int) throws(MeshError) -> Bool {
+    func readThroughBackings(_ hash: ChunkHash, into buf: UnsafeMutableRawPointer, expected: Int, fast: Bool = false) throws(MeshError) -> Bool {
         let rows = try backings(of: hash)
         guard !rows.isEmpty else { return false }
         var failed = [(ChunkBacking, BackingRead)]()
         var good = false
         for b in rows where b.sizeBytes == expected {
-            let r = b.read(into: buf)
+            let r = b.read(into: buf, fast: fast)
             if r == .ok {
                 good = true
                 break

@@ -152,6 +152,7 @@ extension Store {
                 good.append(false)
                 continue
             }
+            ChunkFingerprints.record(c.hash, raw)  // served from this file to other receivers
             for o in offs {
                 if directFD >= 0, raw.count % 4096 == 0, o % 4096 == 0,
                    (try? writeAt(fd: directFD, path: staging.path, from: buffer, count: raw.count, offset: o)) != nil {

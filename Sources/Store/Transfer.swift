@@ -188,6 +188,7 @@ extension Store {
                     let raw = UnsafeRawBufferPointer(start: buf.base, count: len)
                     let h = ChunkHash(digest: Blake2b256.hash(raw))
                     work.results[i] = h.digest
+                    if backed { ChunkFingerprints.record(h, raw) }  // the file will back it: served checked by this
                     // A chunk repeated inside the file is written by the first worker to claim it,
                     // and one the store records already is not written again (dedup).
                     let claimed = work.claimed.withLock { $0.insert(h).inserted }

@@ -102,6 +102,34 @@ struct FolderStagingTests {
         #expect(try t.store.verify().ok && t.everyRecordedChunkHasASource())
     }
 
+    @Test("A folder file's chunk served to a peer is checked by the fingerprint of the bytes hashed when they were written, and an edit in place is still caught; without a fingerprint BLAKE2b catches it")
+    func servedChunksAreCheckedByFingerprint() throws {
+        let t = try BackedFixture()
+        let bytes = backedBytes(seed: 41)
+        let e = try t.put("data/a.bin", bytes)
+        let r = try t.announce(e)
+        let staging = try #require(FolderStaging(root: t.root, relativePath: "a.bin", recipe: r))
+        try t.stage(r, [0, 1, 2, 3, 4], into: staging)
+        _ = try t.store.materialise(e, root: t.root, relativePath: "a.bin", replacing: nil, adoptIdentical: false)
+        #expect(ChunkFingerprints.has(r.chunks[1]) && ChunkFingerprints.has(r.chunks[3]))
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 4096)
+        defer { buf.deallocate() }
+        let fast = ChunkFingerprints.checkedByFingerprint.load(ordering: .relaxed)
+        #expect(try t.store.readChunkForPeer(r.chunks[1], expectedBytes: 65_536, into: buf) == 65_536)
+        #expect(Array(buf[0..<65_536]) == Array(bytes[65_536..<131_072]))
+        #expect(ChunkFingerprints.checkedByFingerprint.load(ordering: .relaxed) >= fast + 1, "checked by its fingerprint")
+        let mismatches = BackingCounters.mismatches.load(ordering: .relaxed)
+        flipByte(t.root + "/a.bin", at: 65_536 + 4_321)  // a person edits chunk 1 in place
+        #expect(meshError { _ = try t.store.readChunkForPeer(r.chunks[1], expectedBytes: 65_536, into: buf) }?.code == .corrupt)
+        ChunkFingerprints.forget(r.chunks[3])  // as if another process had written it
+        flipByte(t.root + "/a.bin", at: 3 * 65_536 + 17)
+        #expect(meshError { _ = try t.store.readChunkForPeer(r.chunks[3], expectedBytes: 65_536, into: buf) }?.code == .corrupt)
+        #expect(BackingCounters.mismatches.load(ordering: .relaxed) >= mismatches + 2)
+        #expect(try t.store.missingChunks(e.contentID) == [r.chunks[1], r.chunks[3]], "both treated as missing, so fetched again")
+        #expect(try t.store.readChunkForPeer(r.chunks[2], expectedBytes: 65_536, into: buf) == 65_536, "the others still serve")
+        #expect(try t.everyRecordedChunkHasASource())
+    }
+
     @Test("After its writer died, an open re-reads the staging file: chunks whose bytes did not survive are fetched again, the rest are kept, and the file completes")
     func deadWritersStagingIsReverified() throws {
         let t = try BackedFixture()
