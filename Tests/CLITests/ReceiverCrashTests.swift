@@ -50,7 +50,13 @@ struct ChunkRecordSnapshot {
         let trials = 6, killsPerTrial = 2
         let c = try TestCluster(size: 2 + trials)
         let source = c.nodes[0]
-        try source.start(config: c.configPath)
+        // The source serves at most 32 MB/s (after a burst of about a second's worth), so a
+        // fetch of the 96 MiB takes about 2 s on any machine and the kills land inside it
+        // (unthrottled it took about 0.15 s here, against a process start of ~0.5 s, and most
+        // kills came after it had ended).
+        let sourceConfig = c.root.sub("source.yaml")
+        try c.writeConfig(trusted: c.nodes.map(\.id), extra: "bandwidth: {global: 32MB/s}", to: sourceConfig)
+        try source.start(config: sourceConfig)
         var items: [(id: String, file: String)] = []
         for k in 0..<3 {
             let file = c.root.sub("selfplay-\(k).npz")
