@@ -19,12 +19,8 @@ final class AESGCM: @unchecked Sendable {
         guard let c = EVP_CIPHER_CTX_new() else { return nil }
         ctx = c
         self.encrypting = encrypting
-        let ok = encrypting
-            ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nil, nil, nil) == 1
-                && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, nil) == 1
-            : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nil, nil, nil) == 1
-                && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, nil) == 1
-        guard ok, rekey(key) else {
+        let started = encrypting ? EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nil, nil, nil) : EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nil, nil, nil)
+        guard started == 1, EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, nil) == 1, rekey(key) else {
             EVP_CIPHER_CTX_free(c)
             return nil
         }
@@ -38,17 +34,13 @@ final class AESGCM: @unchecked Sendable {
         encrypting ? EVP_EncryptInit_ex(ctx, nil, nil, key, nil) == 1 : EVP_DecryptInit_ex(ctx, nil, nil, key, nil) == 1
     }
 
-    /// Encrypts `count` bytes at `data` in place and writes the 16-byte tag at `tag`.
+    /// Encrypts `count` bytes at `data` in place and writes the 16-byte tag at `tag`. A frame
+    /// is at most 16 MiB (PROTOCOL §8.1), far below EVP's Int32 lengths.
     func seal(_ data: UnsafeMutablePointer<UInt8>, count: Int, tag: UnsafeMutablePointer<UInt8>, nonce: UnsafePointer<UInt8>) -> Bool {
         var n: Int32 = 0
-        guard EVP_EncryptInit_ex(ctx, nil, nil, nil, nonce) == 1 else { return false }
-        var done = 0
-        while done < count {  // EVP counts in Int32
-            let step = Int32(min(count - done, 1 << 30))
-            guard EVP_EncryptUpdate(ctx, data + done, &n, data + done, step) == 1 else { return false }
-            done += Int(step)
-        }
-        guard EVP_EncryptFinal_ex(ctx, data + count, &n) == 1 else { return false }
+        guard count <= Int(Int32.max), EVP_EncryptInit_ex(ctx, nil, nil, nil, nonce) == 1,
+              EVP_EncryptUpdate(ctx, data, &n, data, Int32(count)) == 1,
+              EVP_EncryptFinal_ex(ctx, data + count, &n) == 1 else { return false }
         return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1
     }
 
@@ -56,14 +48,9 @@ final class AESGCM: @unchecked Sendable {
     /// (and the bytes are not to be used) if not.
     func open(_ data: UnsafeMutablePointer<UInt8>, count: Int, tag: UnsafePointer<UInt8>, nonce: UnsafePointer<UInt8>) -> Bool {
         var n: Int32 = 0
-        guard EVP_DecryptInit_ex(ctx, nil, nil, nil, nonce) == 1 else { return false }
-        var done = 0
-        while done < count {
-            let step = Int32(min(count - done, 1 << 30))
-            guard EVP_DecryptUpdate(ctx, data + done, &n, data + done, step) == 1 else { return false }
-            done += Int(step)
-        }
-        guard EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, UnsafeMutableRawPointer(mutating: tag)) == 1 else { return false }
+        guard count <= Int(Int32.max), EVP_DecryptInit_ex(ctx, nil, nil, nil, nonce) == 1,
+              EVP_DecryptUpdate(ctx, data, &n, data, Int32(count)) == 1,
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, UnsafeMutableRawPointer(mutating: tag)) == 1 else { return false }
         return EVP_DecryptFinal_ex(ctx, data + count, &n) == 1
     }
 }
