@@ -38,6 +38,30 @@ public enum FolderFS {
         return nil
     }
 
+    /// Whether no process has the regular file at `path` open for writing (nor mapped
+    /// writable). Linux grants a read lease (`fcntl(F_SETLEASE, F_RDLCK)`) only then; the lease
+    /// is dropped at once. False when it cannot tell: the file is not ours and we lack
+    /// CAP_LEASE, or the file system has no leases (NFS, FUSE).
+    ///
+    /// While the lease is held (a few microseconds) an `open` for writing by another process
+    /// waits for its release, and an `O_NONBLOCK` one fails with EWOULDBLOCK; the kernel tells
+    /// us of such an open with SIGIO, which the first call sets to ignored (process-wide).
+    public static func isClosedForWriting(_ path: String) -> Bool {
+        _ = ignoreLeaseBreaks
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return false }
+        guard fcntl(fd, fSetLease, Int32(F_RDLCK)) == 0 else { return false }
+        _ = fcntl(fd, fSetLease, Int32(F_UNLCK))
+        return true
+    }
+
+    /// F_SETLEASE (F_LINUX_SPECIFIC_BASE + 0; Glibc exports it only under _GNU_SOURCE).
+    static let fSetLease: Int32 = 1024
+    private static let ignoreLeaseBreaks: Void = { signal(SIGIO, SIG_IGN) }()
+
     /// The first 16 bytes of every SQLite 3 database file.
     public static let sqliteHeader: [UInt8] = Array("SQLite format 3\0".utf8)
 

@@ -97,7 +97,7 @@ extension FolderPlanner {
             return
         }
         let cur = current(name, catalog: catalog, nowMs: d.nowMs)
-        let settled = s.map { $0.lastSeenMs - $0.sinceMs >= spec.settleMs } ?? true
+        let settled = s.map { $0.settled(spec.settleMs) } ?? true
 
         let local: Local
         if let f = s?.file {

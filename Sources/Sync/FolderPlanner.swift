@@ -26,7 +26,9 @@ public struct FolderScan: Sendable, Equatable {
 /// what it last saw or wrote there (`FolderRecord`), and the name's current version in the
 /// catalog. A change on disk is acted on only once it has settled: the same size, mtime
 /// and inode observed twice, `settleMs` apart (the planner asks for the second look with
-/// `check`). Each path has at most one action in flight.
+/// `check`), or at once for a new file that no process holds open for writing (a file
+/// renamed into place complete, the way checkpoints and rsync publish; `Seen.newInode`).
+/// Each path has at most one action in flight.
 public struct FolderPlanner: Sendable {
     public private(set) var spec: FolderSpec
     let filter: FolderFilter
@@ -42,6 +44,15 @@ public struct FolderPlanner: Sendable {
         var lastSeenMs: Int64
         /// When the path was first seen differing from its record (for snapshot intervals).
         var changingSinceMs: Int64?
+        /// The file is another inode than the one seen before at this path and than the
+        /// record's: it appeared whole (created or renamed in) rather than changed in place.
+        var newInode = false
+
+        /// Settled: unchanged for `settleMs`, or new and closed by every writer. A file changed
+        /// in place always waits the settle time (its writer may close it between writes).
+        func settled(_ settleMs: Int64) -> Bool {
+            lastSeenMs - sinceMs >= settleMs || (newInode && file?.closedForWriting == true)
+        }
     }
 
     enum Busy: Sendable { case put, snapshot, tombstone, materialise, remove }
@@ -210,17 +221,22 @@ public struct FolderPlanner: Sendable {
             if s.file?.kind == o?.kind && s.file?.stat == o?.stat {
                 s.lastSeenMs = nowMs
                 if let o, o.isSQLite { s.file?.isSQLite = true }
+                if let o { s.file?.closedForWriting = o.closedForWriting }
                 seen[p] = s
                 dirty.insert(p)
                 return
             }
+            let inode = o?.stat.inode
+            s.newInode = inode != nil && inode != s.file?.stat.inode && inode != records[p]?.stat.inode
             s.file = o
             s.sinceMs = nowMs
             s.lastSeenMs = nowMs
             seen[p] = s
         } else {
             if o == nil && records[p] == nil { return }  // unknown and absent: nothing to do
-            seen[p] = Seen(file: o, sinceMs: nowMs, lastSeenMs: nowMs)
+            var s = Seen(file: o, sinceMs: nowMs, lastSeenMs: nowMs)
+            s.newInode = o.map { $0.stat.inode != records[p]?.stat.inode } ?? false
+            seen[p] = s
         }
         retry[p] = nil  // a changed file is worth another try at once
         if records[p].map({ $0.stat != o?.stat }) ?? (o != nil) {

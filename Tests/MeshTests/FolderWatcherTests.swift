@@ -75,4 +75,56 @@ struct FolderWatcherTests {
         let capped = FolderScanner.full(root: dir.path, filter: filter, known: [:], createMarker: false, limits: .init(maxFiles: 1))
         #expect(capped.truncated && capped.scan.subtrees.isEmpty, "a truncated scan infers no deletion")
     }
+
+    @Test("A file is closed for writing only while no process holds it open for writing: ours or another's, and a writable mapping counts")
+    func closedForWritingFollowsWriters() throws {
+        let dir = TestDir("lease")
+        let path = dir.sub("f.bin")
+        try Data(repeating: 7, count: 4096).write(to: URL(fileURLWithPath: path))
+        #expect(FolderFS.isClosedForWriting(path))
+        let fd = open(path, O_WRONLY)
+        #expect(fd >= 0)
+        #expect(!FolderFS.isClosedForWriting(path), "open for writing here")
+        close(fd)
+        #expect(FolderFS.isClosedForWriting(path))
+        let reader = open(path, O_RDONLY)
+        #expect(FolderFS.isClosedForWriting(path), "a reader is not a writer")
+        close(reader)
+        let rw = open(path, O_RDWR)
+        let map = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0)
+        close(rw)
+        #expect(map != MAP_FAILED)
+        #expect(!FolderFS.isClosedForWriting(path), "mapped writable, its descriptor closed")
+        munmap(map, 4096)
+        #expect(FolderFS.isClosedForWriting(path))
+        // Another process appending: sleeps with the file open, then exits.
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/sh")
+        child.arguments = ["-c", "exec 3>>\"$0\"; echo go; exec sleep 30", path]
+        let out = Pipe()
+        child.standardOutput = out
+        try child.run()
+        defer { if child.isRunning { kill(child.processIdentifier, SIGKILL) } }
+        _ = out.fileHandleForReading.readData(ofLength: 3)
+        #expect(!FolderFS.isClosedForWriting(path), "open for writing by another process")
+        kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+        #expect(FolderFS.isClosedForWriting(path))
+        #expect(!FolderFS.isClosedForWriting(dir.sub("missing")))
+        #expect(!FolderFS.isClosedForWriting(dir.path), "a directory is not a closed file")
+    }
+
+    @Test("A scan reports a changed file closed when no writer has it, and open while one does")
+    func scanReportsClosedForWriting() throws {
+        let dir = TestDir("lease-scan")
+        try Data("done".utf8).write(to: URL(fileURLWithPath: dir.sub("done.txt")))
+        try Data("busy".utf8).write(to: URL(fileURLWithPath: dir.sub("busy.txt")))
+        let fd = open(dir.sub("busy.txt"), O_WRONLY | O_APPEND)
+        defer { close(fd) }
+        let out = FolderScanner.full(root: dir.path, filter: FolderFilter(), known: [:], createMarker: true, limits: .init())
+        #expect(out.scan.files["done.txt"]?.closedForWriting == true)
+        #expect(out.scan.files["busy.txt"]?.closedForWriting == false)
+        let check = FolderScanner.check(root: dir.path, paths: ["done.txt"], filter: FolderFilter(), known: [:], limits: .init())
+        #expect(check.scan.files["done.txt"]?.closedForWriting == true)
+    }
 }

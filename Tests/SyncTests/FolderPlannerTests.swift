@@ -152,6 +152,42 @@ struct FolderPlannerSendTests {
         #expect(out == [.put(path: "a", name: "p/a", type: .other, expect: stat(2))])
     }
 
+    @Test("A new file that no process holds open for writing (renamed in whole) is put at its first look, without the settle wait")
+    func closedNewFileIsPutAtOnce() {
+        var h = Harness(.send, records: ["old": record(1, content: 1)])
+        h.put("p/old", content: 1, origin: 1)
+        h.disk["old"] = file(1)
+        h.fullScan()
+        #expect(h.run().isEmpty)
+        var renamed = file(2)  // another inode replaces the recorded one (os.replace, mv, rsync)
+        renamed.closedForWriting = true
+        var fresh = file(3)
+        fresh.closedForWriting = true
+        h.disk["old"] = renamed
+        h.disk["new"] = fresh
+        h.planner.observe(FolderScan(files: ["old": renamed, "new": fresh]), nowMs: h.now)
+        let start = h.now
+        let out = h.run(for: 0)
+        #expect(out.count == 2 && out.allSatisfy(\.isPut), "both put at once: \(out)")
+        #expect(h.now == start)
+    }
+
+    @Test("A file changed in place waits the settle time even when closed (its writer may close it between writes); one still open waits too")
+    func inPlaceOrOpenFilesStillSettle() {
+        var h = Harness(.send, records: ["log": record(1, content: 1)])
+        h.put("p/log", content: 1, origin: 1)
+        var appended = file(1)
+        appended.stat.sizeBytes += 10  // the same inode, grown
+        appended.closedForWriting = true
+        var writing = file(4)  // a new inode, but its writer still has it open
+        writing.closedForWriting = false
+        h.disk["log"] = appended
+        h.disk["new"] = writing
+        h.fullScan()
+        #expect(h.run(for: 0).isEmpty, "neither before settle")
+        #expect(h.run().count == 2)
+    }
+
     @Test("A file that changes while a put of it runs is looked at again, and put in its new state after settling")
     func changedDuringPut() {
         var h = Harness(.send)
