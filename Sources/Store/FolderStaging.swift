@@ -137,31 +137,39 @@ extension Store {
         var rows = [(hash: ChunkHash, offset: UInt64, sizeBytes: Int)]()
         var seen = Set<ChunkHash>()
         let capacity = (min(chunks.map(\.bytes.count).max()!, Int(Chunking.maxChunkSizeBytes)) + 4095) & ~4095
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 4096), alignment: 4096)
-        defer { buffer.deallocate() }
-        for c in chunks {
-            guard let offs = staging.offsets[c.hash], c.bytes.count <= capacity else {
-                good.append(false)
-                continue
-            }
-            c.bytes.withUnsafeBytes { src in
-                if let base = src.baseAddress { buffer.copyMemory(from: base, byteCount: src.count) }
-            }
-            let raw = UnsafeRawBufferPointer(start: buffer, count: c.bytes.count)
-            guard Blake2b256.hash(raw) == c.hash.digest else {
-                good.append(false)
-                continue
-            }
-            ChunkFingerprints.record(c.hash, raw)  // served from this file to other receivers
-            for o in offs {
-                if directFD >= 0, raw.count % 4096 == 0, o % 4096 == 0,
-                   (try? writeAt(fd: directFD, path: staging.path, from: buffer, count: raw.count, offset: o)) != nil {
-                    continue
+        // Up to `lanes` chunks are copied into aligned buffers (for O_DIRECT) and hashed together.
+        let lanes = min(Blake2b256.lanes, chunks.count)
+        let buffers = (0..<lanes).map { _ in UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 4096), alignment: 4096) }
+        defer { for b in buffers { b.deallocate() } }
+        good = Array(repeating: false, count: chunks.count)
+        var next = 0
+        while next < chunks.count {
+            var group = [(index: Int, offsets: [UInt64], raw: UnsafeRawBufferPointer)]()
+            while group.count < lanes, next < chunks.count {
+                let c = chunks[next]
+                defer { next += 1 }
+                guard let offs = staging.offsets[c.hash], c.bytes.count <= capacity else { continue }
+                let buffer = buffers[group.count]
+                c.bytes.withUnsafeBytes { src in
+                    if let base = src.baseAddress { buffer.copyMemory(from: base, byteCount: src.count) }
                 }
-                try writeAt(fd: fd, path: staging.path, from: buffer, count: raw.count, offset: o)
+                group.append((next, offs, UnsafeRawBufferPointer(start: buffer, count: c.bytes.count)))
             }
-            good.append(true)
-            if seen.insert(c.hash).inserted { rows.append((c.hash, offs[0], c.bytes.count)) }
+            let digests = Blake2b256.hash(equalLength: group.map(\.raw))
+            for (k, g) in group.enumerated() {
+                let c = chunks[g.index]
+                guard digests[k] == c.hash.digest else { continue }
+                ChunkFingerprints.record(c.hash, g.raw)  // served from this file to other receivers
+                for o in g.offsets {
+                    if directFD >= 0, g.raw.count % 4096 == 0, o % 4096 == 0,
+                       (try? writeAt(fd: directFD, path: staging.path, from: g.raw.baseAddress!, count: g.raw.count, offset: o)) != nil {
+                        continue
+                    }
+                    try writeAt(fd: fd, path: staging.path, from: g.raw.baseAddress!, count: g.raw.count, offset: o)
+                }
+                good[g.index] = true
+                if seen.insert(c.hash).inserted { rows.append((c.hash, g.offsets[0], c.bytes.count)) }
+            }
         }
         guard !rows.isEmpty else { return good }
         var st = stat()

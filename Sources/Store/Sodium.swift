@@ -39,6 +39,65 @@ public enum Blake2b256 {
         }
     }()
 
+    /// Whether the four-lane code gives the one-message code's digests, on both instruction
+    /// sets this CPU has (checked once; CBlake2b/blake2b_x4.c).
+    static let fourLanesAgree: Bool = {
+        guard ownAgrees, meshnode_blake2b_x4_available() != 0 else { return false }
+        var input = [UInt8](repeating: 0, count: 4 * 4096)
+        for i in input.indices { input[i] = UInt8(truncatingIfNeeded: i &* 197 &+ (i >> 7) &* 3 &+ 5) }
+        let lengths = [0, 1, 127, 128, 129, 1000, 4096]
+        return input.withUnsafeBytes { all in
+            (1...Int(meshnode_blake2b_x4_level())).allSatisfy { level in
+                lengths.allSatisfy { n in
+                    let parts = (0..<4).map { k in UnsafeRawBufferPointer(rebasing: all[(k * 4096)..<(k * 4096 + n)]) }
+                    return fourLaneDigests(parts, level: Int32(level)) == parts.map(ownDigest)
+                }
+            }
+        }
+    }()
+
+    /// How many buffers of one size `hash(equalLength:)` hashes at once here (4, or 1 without AVX2).
+    public static var lanes: Int { fourLanesAgree ? 4 : 1 }
+
+    /// Hashes buffers that all have the same length: four at a time where the CPU has AVX2
+    /// (each lane exactly `hash` of its buffer, at about 2.5 times one buffer's throughput),
+    /// else one by one. Digests come back in order.
+    public static func hash(equalLength parts: [UnsafeRawBufferPointer]) -> [Bytes32] {
+        guard parts.count > 1, fourLanesAgree, parts.allSatisfy({ $0.count == parts[0].count }) else { return parts.map(hash) }
+        var out = [Bytes32]()
+        out.reserveCapacity(parts.count)
+        var i = 0
+        while i < parts.count {
+            let group = Array(parts[i..<min(i + 4, parts.count)])
+            if group.count == 1 {
+                out.append(hash(group[0]))
+            } else {
+                // A short group fills its idle lanes with its first buffer (the same cost as four).
+                let lanes = group + Array(repeating: group[0], count: 4 - group.count)
+                let digests = fourLaneDigests(lanes, level: meshnode_blake2b_x4_level())
+                out += digests.prefix(group.count).map { Bytes32(bytes: $0)! }
+            }
+            i += 4
+        }
+        return out
+    }
+
+    static func fourLaneDigests(_ parts: [UnsafeRawBufferPointer], level: Int32) -> [[UInt8]] {
+        var digests = [UInt8](repeating: 0, count: 4 * 32)
+        var placeholder: UInt8 = 0
+        let rc = withUnsafeMutablePointer(to: &placeholder) { empty in
+            digests.withUnsafeMutableBufferPointer { d in
+                var outs: [UnsafeMutablePointer<UInt8>?] = (0..<4).map { d.baseAddress! + 32 * $0 }
+                var ins: [UnsafePointer<UInt8>?] = parts.map { $0.baseAddress.map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) } ?? UnsafePointer(empty) }
+                return outs.withUnsafeMutableBufferPointer { op in
+                    ins.withUnsafeMutableBufferPointer { ip in meshnode_blake2b_x4_at(level, op.baseAddress, 32, ip.baseAddress, parts[0].count) }
+                }
+            }
+        }
+        precondition(rc == 0, "meshnode_blake2b_x4_at(\(level)) refused its input")
+        return (0..<4).map { Array(digests[(32 * $0)..<(32 * $0 + 32)]) }
+    }
+
     /// Hashes raw memory in one call.
     public static func hash(_ bytes: UnsafeRawBufferPointer) -> Bytes32 {
         Bytes32(bytes: ownAgrees ? ownDigest(bytes) : sodiumDigest(bytes))!

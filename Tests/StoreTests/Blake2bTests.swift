@@ -36,6 +36,49 @@ struct Blake2bTests {
         }
     }
 
+    @Test("four lanes give each buffer's own digest, with every instruction set this CPU has, for lengths 0 to 1 KiB, block edges and odd addresses")
+    func fourLanesAgreeWithOneAtATime() throws {
+        let level = Int(meshnode_blake2b_x4_level())
+        try #require(level > 0, "this CPU has no AVX2: the four-lane code is never used here")
+        #expect(Blake2b256.lanes == 4)
+        var rng = SplitMix64(seed: 0x4a4e)
+        let stride = 4 * 1024 + 3  // odd, so lanes 1 and 3 start at odd addresses
+        var input = [UInt8](repeating: 0, count: 4 * stride + 8)
+        for i in input.indices { input[i] = UInt8(truncatingIfNeeded: rng.next()) }
+        var lengths = Array(0...300)
+        for block in Swift.stride(from: 384, through: 4096, by: 128) { lengths += [block - 1, block, block + 1] }
+        input.withUnsafeBytes { all in
+            for isa in 1...level {
+                for n in lengths {
+                    let parts = (0..<4).map { k in UnsafeRawBufferPointer(rebasing: all[(k * stride + k)..<(k * stride + k + n)]) }
+                    #expect(Blake2b256.fourLaneDigests(parts, level: Int32(isa)) == parts.map(Blake2b256.ownDigest), "level \(isa), length \(n)")
+                }
+            }
+        }
+    }
+
+    @Test("hashing buffers of one length together gives each one's digest in order, for any count, and mixed lengths still hash one by one")
+    func equalLengthHashingKeepsOrder() {
+        var rng = SplitMix64(seed: 99)
+        let chunks = (0..<7).map { _ in (0..<(64 << 10)).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
+        for count in 0...7 {
+            let got = withRawBuffers(Array(chunks.prefix(count))) { Blake2b256.hash(equalLength: $0) }
+            #expect(got == chunks.prefix(count).map { Blake2b256.hash($0) }, "\(count) buffers")
+        }
+        let mixed = [chunks[0], Array(chunks[1].prefix(100)), chunks[2]]
+        #expect(withRawBuffers(mixed) { Blake2b256.hash(equalLength: $0) } == mixed.map { Blake2b256.hash($0) })
+    }
+
+    @Test("a 2 MiB chunk hashed in a group of four gives libsodium's digest")
+    func groupedChunkAgreesWithLibsodium() {
+        var rng = SplitMix64(seed: 11)
+        let chunks = (0..<4).map { _ in (0..<(2 << 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
+        let got = withRawBuffers(chunks) { Blake2b256.hash(equalLength: $0) }
+        for (k, c) in chunks.enumerated() {
+            #expect(got[k] == Bytes32(bytes: c.withUnsafeBytes { Blake2b256.sodiumDigest($0) }), "lane \(k)")
+        }
+    }
+
     @Test("RFC 7693 Appendix A: BLAKE2b-512 of \"abc\"")
     func rfcVector() {
         var out = [UInt8](repeating: 0, count: 64)
@@ -54,4 +97,13 @@ struct Blake2bTests {
         header += [UInt8](repeating: 0, count: 8) + [0x00, 0x20, 0x00, 0x00]
         #expect(Blake2b256.hash(header).hex == "774659ac0c3da5d32a281074b18e3d53b9e29d61125ff9bfc6e182529f1081c5")
     }
+}
+
+/// Runs `body` with raw views of each array (kept alive for the call).
+func withRawBuffers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) -> R) -> R {
+    func go(_ i: Int, _ acc: [UnsafeRawBufferPointer]) -> R {
+        if i == arrays.count { return body(acc) }
+        return arrays[i].withUnsafeBytes { go(i + 1, acc + [$0]) }
+    }
+    return go(0, [])
 }
