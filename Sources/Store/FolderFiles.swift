@@ -46,7 +46,14 @@ public enum FolderFS {
     /// While the lease is held (a few microseconds) an `open` for writing by another process
     /// waits for its release, and an `O_NONBLOCK` one fails with EWOULDBLOCK; the kernel tells
     /// us of such an open with SIGIO, which the first call sets to ignored (process-wide).
+    ///
+    /// Never for a SQLite database or a sidecar (`-wal`, `-shm`, `-journal`, temp files): it
+    /// opens and closes a descriptor, and closing any descriptor of a file drops every POSIX
+    /// lock this process holds on it (a live snapshotter's read lock, SQLite's own locks), so
+    /// those are refused (false) before anything is opened. Databases are snapshotted
+    /// through SQLite and need no settle anyway.
     public static func isClosedForWriting(_ path: String) -> Bool {
+        if FolderPaths.isTemporaryOrSidecar(FS.basename(of: path)) || hasSQLiteHeader(path) { return false }
         _ = ignoreLeaseBreaks
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return false }

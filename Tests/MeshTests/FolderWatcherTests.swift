@@ -111,6 +111,12 @@ struct FolderWatcherTests {
         child.waitUntilExit()
         #expect(FolderFS.isClosedForWriting(path))
         #expect(!FolderFS.isClosedForWriting(dir.sub("missing")))
+        // Never a descriptor of a database or a sidecar (closing one would drop this process's
+        // POSIX locks on it, a live snapshotter's among them): refused before opening.
+        try Data(FolderFS.sqliteHeader + [UInt8](repeating: 0, count: 100)).write(to: URL(fileURLWithPath: dir.sub("g.db")))
+        try Data().write(to: URL(fileURLWithPath: dir.sub("g.db-wal")))
+        try Data().write(to: URL(fileURLWithPath: dir.sub("g.db-shm")))
+        for f in ["g.db", "g.db-wal", "g.db-shm"] { #expect(!FolderFS.isClosedForWriting(dir.sub(f)), "\(f)") }
         #expect(!FolderFS.isClosedForWriting(dir.path), "a directory is not a closed file")
     }
 
