@@ -109,35 +109,18 @@ extension Store {
     private func stageAndStore(_ chunks: [(hash: ChunkHash, bytes: ArraySlice<UInt8>)], verify: Bool,
                                nowMs: Int64) throws(MeshError) -> [Bool] {
         guard !chunks.isEmpty else { return [] }
-        var good = [Bool]()
         var written = [(hash: ChunkHash, sizeBytes: Int)]()
         var seen = Set<ChunkHash>()
         var pending = [ChunkFiles.PendingChunk]()
         defer { chunkFiles.discard(&pending) }
         var dirs = Set<String>()
-        let largest = chunks.map(\.bytes.count).max()!
-        let capacity = (min(largest, Int(Chunking.maxChunkSizeBytes)) + 4095) & ~4095
-        let staging = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 4096), alignment: 4096)
-        defer { staging.deallocate() }
-        for c in chunks {
-            guard c.bytes.count <= Int(Chunking.maxChunkSizeBytes) else {
-                good.append(false)
-                continue
-            }
-            c.bytes.withUnsafeBytes { src in
-                if let base = src.baseAddress { staging.copyMemory(from: base, byteCount: src.count) }
-            }
-            let raw = UnsafeRawBufferPointer(start: staging, count: c.bytes.count)
-            guard !verify || Blake2b256.hash(raw) == c.hash.digest else {
-                good.append(false)
-                continue
-            }
-            good.append(true)
+        let good = try AlignedChunks.forEach(chunks, verify: verify) { (i, raw, capacity) throws(MeshError) in
+            let h = chunks[i].hash
             // Twice in one batch (endgame duplicates), or recorded already: nothing to write.
-            guard seen.insert(c.hash).inserted, try !isChunkRecorded(c.hash) else { continue }
-            written.append((c.hash, c.bytes.count))
-            pending.append(try chunkFiles.writeTemp(c.hash, raw, paddedCapacity: capacity))
-            dirs.insert(FS.dirname(of: chunkPath(c.hash)))
+            guard seen.insert(h).inserted, try !isChunkRecorded(h) else { return }
+            written.append((h, raw.count))
+            pending.append(try chunkFiles.writeTemp(h, raw, paddedCapacity: capacity))
+            dirs.insert(FS.dirname(of: chunkPath(h)))
         }
         guard !written.isEmpty else { return good }
         let writer = WriterStamp.current

@@ -126,50 +126,27 @@ extension Store {
     /// and they are recorded present. No sync per chunk; the file is synced once the item is
     /// complete (before any peer is told so). Per chunk, whether it was good.
     ///
-    /// Each chunk is copied once into a 4096-aligned buffer, hashed there, and written from
-    /// there with O_DIRECT when its length is whole blocks (all but a short last chunk), as
-    /// chunk files are (`Store.writeChunksKeepingGood`).
+    /// Each chunk is copied once into a 4096-aligned buffer, hashed there (in groups of four:
+    /// `AlignedChunks`), and written from there with O_DIRECT when its length is whole blocks
+    /// (all but a short last chunk), as chunk files are (`Store.writeChunksKeepingGood`).
     public func writeStaged(_ chunks: [(hash: ChunkHash, bytes: ArraySlice<UInt8>)], into staging: FolderStaging,
                             nowMs: Int64 = WallClock.nowMs()) throws(MeshError) -> [Bool] {
         guard !chunks.isEmpty else { return [] }
         let (fd, _, directFD) = try staging.open(self)
-        var good = [Bool]()
         var rows = [(hash: ChunkHash, offset: UInt64, sizeBytes: Int)]()
         var seen = Set<ChunkHash>()
-        let capacity = (min(chunks.map(\.bytes.count).max()!, Int(Chunking.maxChunkSizeBytes)) + 4095) & ~4095
-        // Up to `lanes` chunks are copied into aligned buffers (for O_DIRECT) and hashed together.
-        let lanes = min(Blake2b256.lanes, chunks.count)
-        let buffers = (0..<lanes).map { _ in UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 4096), alignment: 4096) }
-        defer { for b in buffers { b.deallocate() } }
-        good = Array(repeating: false, count: chunks.count)
-        var next = 0
-        while next < chunks.count {
-            var group = [(index: Int, offsets: [UInt64], raw: UnsafeRawBufferPointer)]()
-            while group.count < lanes, next < chunks.count {
-                let c = chunks[next]
-                defer { next += 1 }
-                guard let offs = staging.offsets[c.hash], c.bytes.count <= capacity else { continue }
-                let buffer = buffers[group.count]
-                c.bytes.withUnsafeBytes { src in
-                    if let base = src.baseAddress { buffer.copyMemory(from: base, byteCount: src.count) }
+        let good = try AlignedChunks.forEach(chunks, eligible: { staging.offsets[chunks[$0].hash] != nil }) { (i, raw, _) throws(MeshError) in
+            let h = chunks[i].hash
+            let offs = staging.offsets[h]!
+            ChunkFingerprints.record(h, raw)  // served from this file to other receivers
+            for o in offs {
+                if directFD >= 0, raw.count % 4096 == 0, o % 4096 == 0,
+                   (try? writeAt(fd: directFD, path: staging.path, from: raw.baseAddress!, count: raw.count, offset: o)) != nil {
+                    continue
                 }
-                group.append((next, offs, UnsafeRawBufferPointer(start: buffer, count: c.bytes.count)))
+                try writeAt(fd: fd, path: staging.path, from: raw.baseAddress!, count: raw.count, offset: o)
             }
-            let digests = Blake2b256.hash(equalLength: group.map(\.raw))
-            for (k, g) in group.enumerated() {
-                let c = chunks[g.index]
-                guard digests[k] == c.hash.digest else { continue }
-                ChunkFingerprints.record(c.hash, g.raw)  // served from this file to other receivers
-                for o in g.offsets {
-                    if directFD >= 0, g.raw.count % 4096 == 0, o % 4096 == 0,
-                       (try? writeAt(fd: directFD, path: staging.path, from: g.raw.baseAddress!, count: g.raw.count, offset: o)) != nil {
-                        continue
-                    }
-                    try writeAt(fd: fd, path: staging.path, from: g.raw.baseAddress!, count: g.raw.count, offset: o)
-                }
-                good[g.index] = true
-                if seen.insert(c.hash).inserted { rows.append((c.hash, g.offsets[0], c.bytes.count)) }
-            }
+            if seen.insert(h).inserted { rows.append((h, offs[0], raw.count)) }
         }
         guard !rows.isEmpty else { return good }
         var st = stat()
