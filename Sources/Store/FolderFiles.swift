@@ -38,10 +38,11 @@ public enum FolderFS {
         return nil
     }
 
-    /// Whether no process has the regular file at `path` open for writing (nor mapped
-    /// writable). Linux grants a read lease (`fcntl(F_SETLEASE, F_RDLCK)`) only then; the lease
-    /// is dropped at once. False when it cannot tell: the file is not ours and we lack
-    /// CAP_LEASE, or the file system has no leases (NFS, FUSE).
+    /// Whether some process has the regular file at `path` open for writing (or mapped
+    /// writable): true, false, or nil when it cannot tell (the file is not ours and we lack
+    /// CAP_LEASE, the file system has no leases, as NFS and FUSE, or it is not a regular file).
+    /// Linux grants a read lease (`fcntl(F_SETLEASE, F_RDLCK)`) only when no one has it open
+    /// for writing, and refuses with EAGAIN otherwise; a granted lease is dropped at once.
     ///
     /// While the lease is held (a few microseconds) an `open` for writing by another process
     /// waits for its release, and an `O_NONBLOCK` one fails with EWOULDBLOCK; the kernel tells
@@ -50,19 +51,19 @@ public enum FolderFS {
     /// Never for a SQLite database or a sidecar (`-wal`, `-shm`, `-journal`, temp files): it
     /// opens and closes a descriptor, and closing any descriptor of a file drops every POSIX
     /// lock this process holds on it (a live snapshotter's read lock, SQLite's own locks), so
-    /// those are refused (false) before anything is opened. Databases are snapshotted
-    /// through SQLite and need no settle anyway.
-    public static func isClosedForWriting(_ path: String) -> Bool {
-        if FolderPaths.isTemporaryOrSidecar(FS.basename(of: path)) || hasSQLiteHeader(path) { return false }
+    /// those are answered nil before anything is opened. Databases are snapshotted through
+    /// SQLite and need no settle anyway.
+    public static func isOpenForWriting(_ path: String) -> Bool? {
+        if FolderPaths.isTemporaryOrSidecar(FS.basename(of: path)) || hasSQLiteHeader(path) { return nil }
         _ = ignoreLeaseBreaks
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return false }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return false }
-        guard fcntl(fd, fSetLease, Int32(F_RDLCK)) == 0 else { return false }
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard fcntl(fd, fSetLease, Int32(F_RDLCK)) == 0 else { return errno == EAGAIN ? true : nil }
         _ = fcntl(fd, fSetLease, Int32(F_UNLCK))
-        return true
+        return false
     }
 
     /// F_SETLEASE (F_LINUX_SPECIFIC_BASE + 0; Glibc exports it only under _GNU_SOURCE).

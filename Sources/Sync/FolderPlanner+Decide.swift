@@ -203,7 +203,7 @@ extension FolderPlanner {
 
     /// The change has not settled yet: look again once it could have.
     mutating func needSettle(_ d: inout Decision, _ s: Seen) {
-        let at = s.sinceMs + spec.settleMs
+        let at = s.sinceMs + (s.file?.openForWriting == true ? spec.settleMs * Self.openSettleFactor : spec.settleMs)
         if d.nowMs >= at {
             if checking.insert(d.path).inserted { d.check = true }
         } else {

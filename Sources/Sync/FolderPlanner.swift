@@ -48,16 +48,23 @@ public struct FolderPlanner: Sendable {
         /// record's: it appeared whole (created or renamed in) rather than changed in place.
         var newInode = false
 
-        /// Settled: unchanged for `settleMs`, or new and closed by every writer. A file changed
-        /// in place always waits the settle time (its writer may close it between writes).
+        /// Settled: new and closed by every writer (at once); else unchanged for `settleMs`, or
+        /// for `openSettleFactor` times that while a writer still holds it open (a writer that
+        /// pauses longer than the settle time mid-file must not have half a file put). A file
+        /// changed in place and closed waits `settleMs` (its writer may close it between writes).
         func settled(_ settleMs: Int64) -> Bool {
-            lastSeenMs - sinceMs >= settleMs || (newInode && file?.closedForWriting == true)
+            if newInode && file?.openForWriting == false { return true }
+            let wait = file?.openForWriting == true ? settleMs * FolderPlanner.openSettleFactor : settleMs
+            return lastSeenMs - sinceMs >= wait
         }
     }
 
     enum Busy: Sendable { case put, snapshot, tombstone, materialise, remove }
 
     var seen: [String: Seen] = [:]
+    /// How many times `settleMs` a file must stand still while a process holds it open for
+    /// writing (10: 3 s at the default settle, Syncthing's watcher waits 10 s).
+    public static let openSettleFactor: Int64 = 10
     /// The first complete scan has arrived (until then nothing is decided: an unscanned
     /// folder would look empty).
     public internal(set) var ready = false
@@ -221,7 +228,7 @@ public struct FolderPlanner: Sendable {
             if s.file?.kind == o?.kind && s.file?.stat == o?.stat {
                 s.lastSeenMs = nowMs
                 if let o, o.isSQLite { s.file?.isSQLite = true }
-                if let o { s.file?.closedForWriting = o.closedForWriting }
+                if let o { s.file?.openForWriting = o.openForWriting }
                 seen[p] = s
                 dirty.insert(p)
                 return

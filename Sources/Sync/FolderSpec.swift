@@ -88,16 +88,16 @@ public struct FileObservation: Hashable, Sendable {
     /// Starts with the 16-byte SQLite header `SQLite format 3\0` (a live database is
     /// snapshotted, never read raw). Reported for regular files whose stat changed.
     public var isSQLite: Bool
-    /// No process had the file open for writing when it was observed (the shell could take a
-    /// read lease on it; docs/SYNC.md "Folders"). Reported, like `isSQLite`, for regular files
-    /// whose stat changed; false when the shell cannot tell.
-    public var closedForWriting: Bool
+    /// Whether some process had the file open for writing when it was observed (true), or
+    /// none had (false: the shell could take a read lease on it; docs/SYNC.md "Folders"); nil
+    /// when the shell cannot tell. Reported, like `isSQLite`, for regular files whose stat changed.
+    public var openForWriting: Bool?
 
-    public init(kind: Kind = .regular, stat: FileStat, isSQLite: Bool = false, closedForWriting: Bool = false) {
+    public init(kind: Kind = .regular, stat: FileStat, isSQLite: Bool = false, openForWriting: Bool? = nil) {
         self.kind = kind
         self.stat = stat
         self.isSQLite = isSQLite
-        self.closedForWriting = closedForWriting
+        self.openForWriting = openForWriting
     }
 }
 

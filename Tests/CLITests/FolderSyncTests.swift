@@ -88,6 +88,30 @@ func writeFile(_ path: String, _ text: String) throws {
     }
 
     @Test(.ownThread(timeLimit: .minutes(3)))
+    func aFileStillOpenForWritingIsNeverPutHalfWrittenThoughItsWriterPausesLongerThanSettle() throws {
+        let p = try FolderPair()
+        // Another process writes 8 blocks into the send folder, pausing 0.5 s (more than the
+        // 300 ms settle) between them, with the file open throughout: no look may take it as done.
+        let path = p.send + "/slow.bin"
+        let py = "import os, sys, time\nf = open(sys.argv[1], 'wb')\nfor i in range(8):\n    f.write(bytes([i]) * 65536); f.flush(); os.fsync(f.fileno()); time.sleep(0.5)\nf.close()\n"
+        let writer = try Subprocess.spawn(["/usr/bin/python3", "-c", py, path])
+        defer { writer.kill(SIGKILL) }
+        #expect(writer.wait(timeoutSeconds: 30) == 0)
+        try eventually(20, "slow.bin on B\n\(p.logs)") { p.same("slow.bin") }
+        let v = try Meshnode.run(["ls", "--versions", "data/slow.bin", "--data", p.a.dataDir, "--json"])
+        let versions = (try parseJSON(v.stdout)) as? [[String: Any]] ?? []
+        #expect(versions.count == 1, "a half-written state was put: \(v.stdout)")
+        #expect(versions.first?["size"] as? Int == 8 * 65536, "\(v.stdout)")
+        // A complete file renamed in is put at its first look, well inside the settle time.
+        let tmp = p.cluster.root.sub("ready.tmp")
+        try writePseudoRandomFile(tmp, size: 100_000, seed: 5)
+        let t0 = Date()
+        _ = rename(tmp, p.send + "/ready.bin")
+        try eventually(15, "ready.bin on B\n\(p.logs)") { p.same("ready.bin") }
+        print("renamed-in file on B after \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
+    }
+
+    @Test(.ownThread(timeLimit: .minutes(3)))
     func aModelReplacedThreeTimesEndsAsTheLatestOnTheReceiverWithThreeVersions() throws {
         let p = try FolderPair()
         let model = p.send + "/model.onnx"

@@ -76,27 +76,27 @@ struct FolderWatcherTests {
         #expect(capped.truncated && capped.scan.subtrees.isEmpty, "a truncated scan infers no deletion")
     }
 
-    @Test("A file is closed for writing only while no process holds it open for writing: ours or another's, and a writable mapping counts")
-    func closedForWritingFollowsWriters() throws {
+    @Test("A file is open for writing while any process holds it so, ours or another's, a writable mapping included; unknown for what is not a plain file")
+    func openForWritingFollowsWriters() throws {
         let dir = TestDir("lease")
         let path = dir.sub("f.bin")
         try Data(repeating: 7, count: 4096).write(to: URL(fileURLWithPath: path))
-        #expect(FolderFS.isClosedForWriting(path))
+        #expect(FolderFS.isOpenForWriting(path) == false)
         let fd = open(path, O_WRONLY)
         #expect(fd >= 0)
-        #expect(!FolderFS.isClosedForWriting(path), "open for writing here")
+        #expect(FolderFS.isOpenForWriting(path) == true, "open for writing here")
         close(fd)
-        #expect(FolderFS.isClosedForWriting(path))
+        #expect(FolderFS.isOpenForWriting(path) == false)
         let reader = open(path, O_RDONLY)
-        #expect(FolderFS.isClosedForWriting(path), "a reader is not a writer")
+        #expect(FolderFS.isOpenForWriting(path) == false, "a reader is not a writer")
         close(reader)
         let rw = open(path, O_RDWR)
         let map = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0)
         close(rw)
         #expect(map != MAP_FAILED)
-        #expect(!FolderFS.isClosedForWriting(path), "mapped writable, its descriptor closed")
+        #expect(FolderFS.isOpenForWriting(path) == true, "mapped writable, its descriptor closed")
         munmap(map, 4096)
-        #expect(FolderFS.isClosedForWriting(path))
+        #expect(FolderFS.isOpenForWriting(path) == false)
         // Another process appending: sleeps with the file open, then exits.
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -106,18 +106,18 @@ struct FolderWatcherTests {
         try child.run()
         defer { if child.isRunning { kill(child.processIdentifier, SIGKILL) } }
         _ = out.fileHandleForReading.readData(ofLength: 3)
-        #expect(!FolderFS.isClosedForWriting(path), "open for writing by another process")
+        #expect(FolderFS.isOpenForWriting(path) == true, "open for writing by another process")
         kill(child.processIdentifier, SIGKILL)
         child.waitUntilExit()
-        #expect(FolderFS.isClosedForWriting(path))
-        #expect(!FolderFS.isClosedForWriting(dir.sub("missing")))
+        #expect(FolderFS.isOpenForWriting(path) == false)
+        #expect(FolderFS.isOpenForWriting(dir.sub("missing")) == nil)
         // Never a descriptor of a database or a sidecar (closing one would drop this process's
         // POSIX locks on it, a live snapshotter's among them): refused before opening.
         try Data(FolderFS.sqliteHeader + [UInt8](repeating: 0, count: 100)).write(to: URL(fileURLWithPath: dir.sub("g.db")))
         try Data().write(to: URL(fileURLWithPath: dir.sub("g.db-wal")))
         try Data().write(to: URL(fileURLWithPath: dir.sub("g.db-shm")))
-        for f in ["g.db", "g.db-wal", "g.db-shm"] { #expect(!FolderFS.isClosedForWriting(dir.sub(f)), "\(f)") }
-        #expect(!FolderFS.isClosedForWriting(dir.path), "a directory is not a closed file")
+        for f in ["g.db", "g.db-wal", "g.db-shm"] { #expect(FolderFS.isOpenForWriting(dir.sub(f)) == nil, "\(f)") }
+        #expect(FolderFS.isOpenForWriting(dir.path) == nil, "a directory is not a file")
     }
 
     @Test("A scan reports a changed file closed when no writer has it, and open while one does")
@@ -128,9 +128,9 @@ struct FolderWatcherTests {
         let fd = open(dir.sub("busy.txt"), O_WRONLY | O_APPEND)
         defer { close(fd) }
         let out = FolderScanner.full(root: dir.path, filter: FolderFilter(), known: [:], createMarker: true, limits: .init())
-        #expect(out.scan.files["done.txt"]?.closedForWriting == true)
-        #expect(out.scan.files["busy.txt"]?.closedForWriting == false)
+        #expect(out.scan.files["done.txt"]?.openForWriting == false)
+        #expect(out.scan.files["busy.txt"]?.openForWriting == true)
         let check = FolderScanner.check(root: dir.path, paths: ["done.txt"], filter: FolderFilter(), known: [:], limits: .init())
-        #expect(check.scan.files["done.txt"]?.closedForWriting == true)
+        #expect(check.scan.files["done.txt"]?.openForWriting == false)
     }
 }

@@ -160,9 +160,9 @@ struct FolderPlannerSendTests {
         h.fullScan()
         #expect(h.run().isEmpty)
         var renamed = file(2)  // another inode replaces the recorded one (os.replace, mv, rsync)
-        renamed.closedForWriting = true
+        renamed.openForWriting = false
         var fresh = file(3)
-        fresh.closedForWriting = true
+        fresh.openForWriting = false
         h.disk["old"] = renamed
         h.disk["new"] = fresh
         h.planner.observe(FolderScan(files: ["old": renamed, "new": fresh]), nowMs: h.now)
@@ -172,20 +172,38 @@ struct FolderPlannerSendTests {
         #expect(h.now == start)
     }
 
-    @Test("A file changed in place waits the settle time even when closed (its writer may close it between writes); one still open waits too")
+    @Test("A file changed in place waits the settle time even when closed (its writer may close it between writes); one still open waits ten times as long")
     func inPlaceOrOpenFilesStillSettle() {
         var h = Harness(.send, records: ["log": record(1, content: 1)])
         h.put("p/log", content: 1, origin: 1)
         var appended = file(1)
         appended.stat.sizeBytes += 10  // the same inode, grown
-        appended.closedForWriting = true
+        appended.openForWriting = false
         var writing = file(4)  // a new inode, but its writer still has it open
-        writing.closedForWriting = false
+        writing.openForWriting = true
         h.disk["log"] = appended
         h.disk["new"] = writing
         h.fullScan()
         #expect(h.run(for: 0).isEmpty, "neither before settle")
-        #expect(h.run().count == 2)
+        let start = h.now
+        #expect(h.run(for: 1_000) == [.put(path: "log", name: "p/log", type: .other, expect: appended.stat)], "the closed one after settle")
+        #expect(h.now - start < 1_000)
+        // The open one must stand still 10 times as long (a writer pausing mid-file).
+        h.now = start + 2_900
+        #expect(h.run(for: 0).isEmpty, "not while open, before 3 s")
+        #expect(h.run(for: 500) == [.put(path: "new", name: "p/new", type: .other, expect: writing.stat)])
+        #expect(h.now - start >= 3_000)
+    }
+
+    @Test("Where the shell cannot tell whether a writer has the file (not its owner, NFS), the plain settle time applies")
+    func unknownWritersSettleAsBefore() {
+        var h = Harness(.send)
+        h.disk["nfs.bin"] = file(1)  // openForWriting nil
+        h.fullScan()
+        #expect(h.run(for: 0).isEmpty)
+        let start = h.now
+        #expect(h.run().count == 1)
+        #expect(h.now - start <= 300)
     }
 
     @Test("A file that changes while a put of it runs is looked at again, and put in its new state after settling")
