@@ -202,8 +202,12 @@ extension FolderPlanner {
     func type(for name: String) -> ItemType { spec.type ?? ItemType.guess(fromName: name) }
 
     /// The change has not settled yet: look again once it could have.
+    /// (A file last seen open for writing is looked at again after `settleMs` all the same:
+    /// if its writer closed it meanwhile, it has settled; only if it is still open then does
+    /// the next look wait for the longer time.)
     mutating func needSettle(_ d: inout Decision, _ s: Seen) {
-        let at = s.sinceMs + (s.file?.openForWriting == true ? spec.settleMs * Self.openSettleFactor : spec.settleMs)
+        let plain = s.sinceMs + spec.settleMs
+        let at = s.file?.openForWriting == true && s.lastSeenMs >= plain ? s.sinceMs + spec.settleMs * Self.openSettleFactor : plain
         if d.nowMs >= at {
             if checking.insert(d.path).inserted { d.check = true }
         } else {

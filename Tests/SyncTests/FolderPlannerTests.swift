@@ -195,6 +195,21 @@ struct FolderPlannerSendTests {
         #expect(h.now - start >= 3_000)
     }
 
+    @Test("A file seen open for writing whose writer then closes it is put at the plain settle time")
+    func closedMeanwhileSettlesAtThePlainTime() {
+        var h = Harness(.send)
+        var open = file(1)
+        open.openForWriting = true
+        h.disk["a.bin"] = open
+        h.fullScan()
+        var closed = open
+        closed.openForWriting = false
+        h.disk["a.bin"] = closed  // the same bytes, its writer gone
+        let start = h.now
+        #expect(h.run() == [.put(path: "a.bin", name: "p/a.bin", type: .other, expect: open.stat)])
+        #expect(h.now - start <= 300)
+    }
+
     @Test("Where the shell cannot tell whether a writer has the file (not its owner, NFS), the plain settle time applies")
     func unknownWritersSettleAsBefore() {
         var h = Harness(.send)
