@@ -48,13 +48,13 @@ public enum FolderFS {
     /// waits for its release, and an `O_NONBLOCK` one fails with EWOULDBLOCK; the kernel tells
     /// us of such an open with SIGIO, which the first call sets to ignored (process-wide).
     ///
-    /// Never for a SQLite database or a sidecar (`-wal`, `-shm`, `-journal`, temp files): it
-    /// opens and closes a descriptor, and closing any descriptor of a file drops every POSIX
-    /// lock this process holds on it (a live snapshotter's read lock, SQLite's own locks), so
-    /// those are answered nil before anything is opened. Databases are snapshotted through
-    /// SQLite and need no settle anyway.
-    public static func isOpenForWriting(_ path: String) -> Bool? {
-        if FolderPaths.isTemporaryOrSidecar(FS.basename(of: path)) || hasSQLiteHeader(path) { return nil }
+    /// Never for a SQLite database (`isDatabase`: the caller's `hasSQLiteHeader`) or a sidecar
+    /// (`-wal`, `-shm`, `-journal`, temp files): it opens and closes a descriptor, and closing
+    /// any descriptor of a file drops every POSIX lock this process holds on it (a live
+    /// snapshotter's read lock, SQLite's own locks), so those are answered nil before anything
+    /// is opened. Databases are snapshotted through SQLite and need no settle anyway.
+    public static func isOpenForWriting(_ path: String, isDatabase: Bool) -> Bool? {
+        if isDatabase || FolderPaths.isTemporaryOrSidecar(FS.basename(of: path)) { return nil }
         _ = ignoreLeaseBreaks
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }

@@ -68,6 +68,9 @@ struct FolderWatcherTests {
         // A -wal is listed (a live database changes there) but is never synced (the planner ignores it).
         #expect(Set(out.scan.files.keys) == ["a.txt", "sub/g.db", "sub/g.db-wal", "link"])
         #expect(out.scan.files["sub/g.db"]?.isSQLite == true)
+        #expect(out.scan.files["sub/g.db"]?.openForWriting == nil, "a database is never opened to probe its writers")
+        #expect(out.scan.files["sub/g.db-wal"]?.openForWriting == nil)
+        #expect(out.scan.files["a.txt"]?.openForWriting == false)
         #expect(out.scan.files["a.txt"]?.isSQLite == false)
         #expect(out.scan.files["link"]?.kind == .symlink)
         #expect(out.scan.subtrees == [""])
@@ -81,22 +84,22 @@ struct FolderWatcherTests {
         let dir = TestDir("lease")
         let path = dir.sub("f.bin")
         try Data(repeating: 7, count: 4096).write(to: URL(fileURLWithPath: path))
-        #expect(FolderFS.isOpenForWriting(path) == false)
+        #expect(FolderFS.isOpenForWriting(path, isDatabase: false) == false)
         let fd = open(path, O_WRONLY)
         #expect(fd >= 0)
-        #expect(FolderFS.isOpenForWriting(path) == true, "open for writing here")
+        #expect(FolderFS.isOpenForWriting(path, isDatabase: false) == true, "open for writing here")
         close(fd)
-        #expect(FolderFS.isOpenForWriting(path) == false)
+        #expect(FolderFS.isOpenForWriting(path, isDatabase: false) == false)
         let reader = open(path, O_RDONLY)
-        #expect(FolderFS.isOpenForWriting(path) == false, "a reader is not a writer")
+        #expect(FolderFS.isOpenForWriting(path, isDatabase: false) == false, "a reader is not a writer")
         close(reader)
         let rw = open(path, O_RDWR)
         let map = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0)
         close(rw)
         #expect(map != MAP_FAILED)
-        #expect(FolderFS.isOpenForWriting(path) == true, "mapped writable, its descriptor closed")
+        #expect(FolderFS.isOpenForWriting(path, isDatabase: false) == true, "mapped writable, its descriptor closed")
         munmap(map, 4096)
-        #expect(FolderFS.isOpenForWriting(path) == false)
+        #expect(FolderFS.isOpenForWriting(path, isDatabase: false) == false)
         // Another process appending: sleeps with the file open, then exits.
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -106,18 +109,19 @@ struct FolderWatcherTests {
         try child.run()
         defer { if child.isRunning { kill(child.processIdentifier, SIGKILL) } }
         _ = out.fileHandleForReading.readData(ofLength: 3)
-        #expect(FolderFS.isOpenForWriting(path) == true, "open for writing by another process")
+        #expect(FolderFS.isOpenForWriting(path, isDatabase: false) == true, "open for writing by another process")
         kill(child.processIdentifier, SIGKILL)
         child.waitUntilExit()
-        #expect(FolderFS.isOpenForWriting(path) == false)
-        #expect(FolderFS.isOpenForWriting(dir.sub("missing")) == nil)
+        #expect(FolderFS.isOpenForWriting(path, isDatabase: false) == false)
+        #expect(FolderFS.isOpenForWriting(dir.sub("missing"), isDatabase: false) == nil)
         // Never a descriptor of a database or a sidecar (closing one would drop this process's
         // POSIX locks on it, a live snapshotter's among them): refused before opening.
         try Data(FolderFS.sqliteHeader + [UInt8](repeating: 0, count: 100)).write(to: URL(fileURLWithPath: dir.sub("g.db")))
         try Data().write(to: URL(fileURLWithPath: dir.sub("g.db-wal")))
         try Data().write(to: URL(fileURLWithPath: dir.sub("g.db-shm")))
-        for f in ["g.db", "g.db-wal", "g.db-shm"] { #expect(FolderFS.isOpenForWriting(dir.sub(f)) == nil, "\(f)") }
-        #expect(FolderFS.isOpenForWriting(dir.path) == nil, "a directory is not a file")
+        #expect(FolderFS.isOpenForWriting(dir.sub("g.db"), isDatabase: FolderFS.hasSQLiteHeader(dir.sub("g.db"))) == nil)
+        for f in ["g.db-wal", "g.db-shm"] { #expect(FolderFS.isOpenForWriting(dir.sub(f), isDatabase: false) == nil, "\(f)") }
+        #expect(FolderFS.isOpenForWriting(dir.path, isDatabase: false) == nil, "a directory is not a file")
     }
 
     @Test("A scan reports a changed file closed when no writer has it, and open while one does")

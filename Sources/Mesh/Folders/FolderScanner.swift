@@ -86,7 +86,7 @@ enum FolderScanner {
             case .file(var o)?:
                 if o.kind == .regular, known[p] != o.stat {
                     if o.stat.sizeBytes >= 16 { o.isSQLite = FolderFS.hasSQLiteHeader(abs) }
-                    if !o.isSQLite { o.openForWriting = FolderFS.isOpenForWriting(abs) }
+                    o.openForWriting = FolderFS.isOpenForWriting(abs, isDatabase: o.isSQLite)
                 }
                 out.scan.files[p] = o
                 out.filesSeen += 1
@@ -142,7 +142,7 @@ enum FolderScanner {
                     if o.kind == .regular, o.stat.sizeBytes >= 16, known[rel] != o.stat || FS.exists(abs + "-wal") {
                         o.isSQLite = FolderFS.hasSQLiteHeader(abs)
                     }
-                    if o.kind == .regular, !o.isSQLite, known[rel] != o.stat { o.openForWriting = FolderFS.isOpenForWriting(abs) }
+                    if o.kind == .regular, known[rel] != o.stat { o.openForWriting = FolderFS.isOpenForWriting(abs, isDatabase: o.isSQLite) }
                     out.scan.files[rel] = o
                     out.filesSeen += 1
                 }

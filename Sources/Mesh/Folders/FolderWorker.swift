@@ -103,7 +103,7 @@ final class FolderWorker: @unchecked Sendable {
     func observe(_ path: String) -> FileObservation? {
         if case .file(var o)? = FolderFS.lstatEntry(absolute(path)) {
             if o.kind == .regular, o.stat.sizeBytes >= 16 { o.isSQLite = FolderFS.hasSQLiteHeader(absolute(path)) }
-            if o.kind == .regular, !o.isSQLite { o.openForWriting = FolderFS.isOpenForWriting(absolute(path)) }
+            if o.kind == .regular { o.openForWriting = FolderFS.isOpenForWriting(absolute(path), isDatabase: o.isSQLite) }
             return o
         }
         return nil
