@@ -5,7 +5,8 @@ import Glibc
 /// The first step of storing a batch of received chunks, shared by chunk files
 /// (`Store.storeChunks`) and folder staging files (`Store.writeStaged`): each chunk is copied
 /// into a 4 KiB-aligned buffer (what O_DIRECT writes need) and the copies are hashed in
-/// groups of up to four (BLAKE2b's four lanes where the CPU has AVX2; Sodium.swift).
+/// groups of up to four (BLAKE2b's four lanes where the CPU has AVX2 and the chunks are at
+/// most `Blake2b256.maxLaneChunkBytes`; Sodium.swift).
 enum AlignedChunks {
     /// Calls `body(index, bytes, capacity)` for every chunk of `chunks`, in order, that
     /// `eligible` admits, is at most `Chunking.maxChunkSizeBytes` long and (with `verify`)
@@ -16,7 +17,7 @@ enum AlignedChunks {
                         _ body: (_ index: Int, _ bytes: UnsafeRawBufferPointer, _ capacity: Int) throws(MeshError) -> Void) throws(MeshError) -> [Bool] {
         guard let largest = chunks.map(\.bytes.count).max() else { return [] }
         let capacity = max((min(largest, Int(Chunking.maxChunkSizeBytes)) + 4095) & ~4095, 4096)
-        let lanes = min(Blake2b256.lanes, chunks.count)
+        let lanes = min(Blake2b256.lanes(forChunkBytes: capacity), chunks.count)
         let buffers = (0..<lanes).map { _ in UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096) }
         defer { for b in buffers { b.deallocate() } }
         var good = [Bool](repeating: false, count: chunks.count)
@@ -34,7 +35,7 @@ enum AlignedChunks {
                 }
                 group.append((i, UnsafeRawBufferPointer(start: buffer, count: c.bytes.count)))
             }
-            let digests = verify ? Blake2b256.hash(equalLength: group.map(\.raw)) : []
+            let digests = verify ? Blake2b256.hash(many: group.map(\.raw)) : []
             for (k, g) in group.enumerated() where !verify || digests[k] == chunks[g.index].hash.digest {
                 good[g.index] = true
                 try body(g.index, g.raw, capacity)

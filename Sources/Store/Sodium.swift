@@ -56,28 +56,38 @@ public enum Blake2b256 {
         }
     }()
 
-    /// How many buffers of one size `hash(equalLength:)` hashes at once here (4, or 1 without AVX2).
-    public static var lanes: Int { fourLanesAgree ? 4 : 1 }
+    /// Chunks larger than this are hashed one at a time: callers hold one buffer per lane, and
+    /// four 64 MiB chunks per worker would be 256 MiB (at the default 2 MiB chunk, 8 MiB).
+    public static let maxLaneChunkBytes = 4 << 20
 
-    /// Hashes buffers that all have the same length: four at a time where the CPU has AVX2
-    /// (each lane exactly `hash` of its buffer, at about 2.5 times one buffer's throughput),
-    /// else one by one. Digests come back in order.
-    public static func hash(equalLength parts: [UnsafeRawBufferPointer]) -> [Bytes32] {
-        guard parts.count > 1, fourLanesAgree, parts.allSatisfy({ $0.count == parts[0].count }) else { return parts.map(hash) }
-        var out = [Bytes32]()
-        out.reserveCapacity(parts.count)
-        var i = 0
-        while i < parts.count {
-            let group = Array(parts[i..<min(i + 4, parts.count)])
-            if group.count == 1 {
-                out.append(hash(group[0]))
-            } else {
+    /// How many chunks of `chunkBytes` callers should gather to hash at once (`hash(many:)`):
+    /// 4 where the CPU has AVX2 and the chunks are at most `maxLaneChunkBytes`, else 1.
+    public static func lanes(forChunkBytes chunkBytes: Int) -> Int {
+        fourLanesAgree && chunkBytes <= maxLaneChunkBytes ? 4 : 1
+    }
+
+    /// Hashes several buffers; digests come back in order. Buffers of one length are hashed
+    /// four at a time where the CPU has AVX2 (each lane exactly `hash` of its buffer, at about
+    /// twice one buffer's throughput); the rest one by one.
+    public static func hash(many parts: [UnsafeRawBufferPointer]) -> [Bytes32] {
+        guard parts.count > 1, fourLanesAgree else { return parts.map(hash) }
+        var out = [Bytes32](repeating: .zero, count: parts.count)
+        var byLength: [Int: [Int]] = [:]
+        for (i, p) in parts.enumerated() { byLength[p.count, default: []].append(i) }
+        for (_, indices) in byLength {
+            var k = 0
+            while k < indices.count {
+                let group = Array(indices[k..<min(k + 4, indices.count)])
+                k += 4
+                if group.count == 1 {
+                    out[group[0]] = hash(parts[group[0]])
+                    continue
+                }
                 // A short group fills its idle lanes with its first buffer (the same cost as four).
-                let lanes = group + Array(repeating: group[0], count: 4 - group.count)
+                let lanes = group.map { parts[$0] } + Array(repeating: parts[group[0]], count: 4 - group.count)
                 let digests = fourLaneDigests(lanes, level: meshnode_blake2b_x4_level())
-                out += digests.prefix(group.count).map { Bytes32(bytes: $0)! }
+                for (j, i) in group.enumerated() { out[i] = Bytes32(bytes: digests[j])! }
             }
-            i += 4
         }
         return out
     }

@@ -173,7 +173,7 @@ extension Store {
         runWorkers(workers) { _ in
             // Each worker reads up to `lanes` chunks and hashes them together (four BLAKE2b
             // lanes where the CPU has AVX2; Sodium.swift).
-            let lanes = Blake2b256.lanes
+            let lanes = Blake2b256.lanes(forChunkBytes: capacity)
             let buf = ScratchBuffer(count: capacity * lanes)  // one chunk per lane, each `capacity` (4 KiB-aligned)
             // New chunks are synced and renamed in batches of about `syncBatchBytes` per worker.
             var pending = [ChunkFiles.PendingChunk]()
@@ -194,7 +194,7 @@ extension Store {
                         }
                         raws.append(UnsafeRawBufferPointer(start: buf.base + k * capacity, count: len))
                     }
-                    let hashes = Blake2b256.hash(equalLength: raws)
+                    let hashes = Blake2b256.hash(many: raws)
                     for (k, i) in group.enumerated() {
                         let raw = raws[k]
                         let h = ChunkHash(digest: hashes[k])
