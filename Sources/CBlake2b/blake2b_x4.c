@@ -7,15 +7,11 @@
 // them four at a time. Checked against the one-message code at first use (Store/Sodium.swift)
 // and by the tests; used only where the CPU has AVX2.
 #include "cblake2b.h"
+#include "blake2b_constants.h"
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
-
-static const uint64_t iv4[8] = {
-    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
-    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
-};
 
 #define X4 __attribute__((target("avx2")))
 #define X4_NAME(f) f##_avx2

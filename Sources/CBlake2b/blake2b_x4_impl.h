@@ -69,28 +69,17 @@ X4 static void X4_NAME(compress4)(__m256i h[8], const uint8_t *const blk[4], uin
     }
     for (int i = 0; i < 8; i++) {
         v[i] = h[i];
-        v[i + 8] = _mm256_set1_epi64x((long long)iv4[i]);
+        v[i + 8] = _mm256_set1_epi64x((long long)blake2b_iv[i]);
     }
     v[12] = XOR(v[12], _mm256_set1_epi64x((long long)t));
     if (last) v[14] = XOR(v[14], _mm256_set1_epi64x(-1));
-    ROUND4(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    ROUND4(14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3);
-    ROUND4(11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4);
-    ROUND4(7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8);
-    ROUND4(9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13);
-    ROUND4(2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9);
-    ROUND4(12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11);
-    ROUND4(13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10);
-    ROUND4(6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5);
-    ROUND4(10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0);
-    ROUND4(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    ROUND4(14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3);
+    B2B_TWELVE_ROUNDS(ROUND4);
     for (int i = 0; i < 8; i++) h[i] = XOR(h[i], XOR(v[i], v[i + 8]));
 }
 
 X4 static void X4_NAME(hash4)(uint8_t *const out[4], size_t outlen, const uint8_t *const in[4], size_t inlen) {
     __m256i h[8];
-    for (int i = 0; i < 8; i++) h[i] = _mm256_set1_epi64x((long long)iv4[i]);
+    for (int i = 0; i < 8; i++) h[i] = _mm256_set1_epi64x((long long)blake2b_iv[i]);
     h[0] = XOR(h[0], _mm256_set1_epi64x((long long)(0x01010000ULL ^ (uint64_t)outlen)));
     const uint8_t *p[4] = {in[0], in[1], in[2], in[3]};
     uint64_t t = 0;

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// The first step of storing a batch of received chunks, shared by chunk files
-/// (`Store.storeChunks`) and folder staging files (`Store.writeStaged`): each chunk is copied
+/// (`Store.writeChunksKeepingGood`) and folder staging files (`Store.writeStaged`): each chunk is copied
 /// into a 4 KiB-aligned buffer (what O_DIRECT writes need) and the copies are hashed in
 /// groups of up to four (BLAKE2b's four lanes where the CPU has AVX2 and the chunks are at
 /// most `Blake2b256.maxLaneChunkBytes`; Sodium.swift).

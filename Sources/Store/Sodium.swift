@@ -39,8 +39,8 @@ public enum Blake2b256 {
         }
     }()
 
-    /// Whether the four-lane code gives the one-message code's digests, on both instruction
-    /// sets this CPU has (checked once; CBlake2b/blake2b_x4.c).
+    /// Whether the four-lane code gives the one-message code's digests, with every instruction
+    /// set this CPU has (checked once; CBlake2b/blake2b_x4.c).
     static let fourLanesAgree: Bool = {
         guard ownAgrees, meshnode_blake2b_x4_available() != 0 else { return false }
         var input = [UInt8](repeating: 0, count: 4 * 4096)
